@@ -2,3 +2,9 @@
 //! language and its function library, target schemas and row errors.
 //!
 //! Invariants: no IO, no async. Knows neither HTTP nor sled.
+
+pub mod decode;
+pub mod expr;
+pub mod functions;
+pub mod mapping;
+pub mod schema;

@@ -1,0 +1,1 @@
+//! The Data Prep expression language: lexer, parser and evaluator of calculated fields.

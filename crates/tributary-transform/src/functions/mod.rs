@@ -1,0 +1,1 @@
+//! The Data Prep function library used by calculated fields.

@@ -1,0 +1,1 @@
+//! Target schemas: JSON schema (XDM-like) to Arrow types, and coercion to destination types.
