@@ -3,3 +3,7 @@
 //!
 //! Invariants: the only crate that knows there are stages. Async is for IO only: decoding and
 //! encoding run on blocking threads fed by bounded channels.
+
+pub mod config;
+
+pub use config::DaemonConfig;

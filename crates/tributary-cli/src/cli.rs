@@ -1,0 +1,189 @@
+//! The command line, as clap types. DESIGN.md fixes the commands and their flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tributary: a batch ingestion engine for Adobe Self-Serve Sources specs.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Daemon configuration file (TOML); see configs/tributary.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "TRIBUTARY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where datasets are written (overrides `data_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where run state lives (overrides `state_dir`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: HTTP API and scheduler; loads flow bundles from `flows_dir`.
+    Serve,
+    /// Run one flow once, now, in the foreground.
+    ///
+    /// Exit status: 0 success, 1 the run failed, 2 bad input.
+    Run(RunArgs),
+    /// Ingest history in windows; re-invoking resumes where it stopped.
+    Backfill(BackfillArgs),
+    /// Benchmark the full pipeline against the built-in mock API on loopback.
+    Bench(BenchArgs),
+    /// Work with specs.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+    /// Preview the first page of a flow's source and the inferred record schema.
+    Explore(ExploreArgs),
+    /// Start the mock API, run the example flow against it, print where the Parquet is.
+    Demo,
+    /// List recent runs recorded in state.
+    Runs(RunsArgs),
+    /// Work with Data Prep mapping sets.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// Serve the mock third-party API (for demos, tests and benchmarks).
+    #[command(hide = true)]
+    MockApi(MockApiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Flow bundle file (JSON).
+    pub bundle: PathBuf,
+    /// Start of the window (RFC 3339 or epoch seconds).
+    #[arg(long, value_name = "T", value_parser = crate::time::parse_instant)]
+    pub window_start: Option<crate::time::Instant>,
+    /// End of the window, exclusive (RFC 3339 or epoch seconds).
+    #[arg(long, value_name = "T", value_parser = crate::time::parse_instant)]
+    pub window_end: Option<crate::time::Instant>,
+    /// Print the run object as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Flow bundle file (JSON).
+    pub bundle: PathBuf,
+    /// Start of the range (RFC 3339 or epoch seconds).
+    #[arg(long, value_name = "T", value_parser = crate::time::parse_instant)]
+    pub from: crate::time::Instant,
+    /// End of the range, exclusive (RFC 3339 or epoch seconds).
+    #[arg(long, value_name = "T", value_parser = crate::time::parse_instant)]
+    pub to: crate::time::Instant,
+    /// Window length (humantime: 1h, 1d, 30m).
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub step: std::time::Duration,
+    /// Windows run at the same time.
+    #[arg(long, value_name = "N", default_value_t = std::num::NonZeroU32::MIN)]
+    pub parallel: std::num::NonZeroU32,
+    /// Print the runs as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchPagination {
+    Offset,
+    Page,
+    Cursor,
+    Pointer,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Records served by the mock API.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Pagination style of the benchmarked source.
+    #[arg(long, value_enum, default_value_t = BenchPagination::Offset)]
+    pub pagination: BenchPagination,
+    /// Records per page.
+    #[arg(long, default_value_t = std::num::NonZeroU32::new(1000).expect("1000 is not zero"))]
+    pub page_size: std::num::NonZeroU32,
+    /// Apply the example mapping set (configs/mappings/mailchimp-members.json).
+    #[arg(long)]
+    pub mapped: bool,
+    /// Print the figures as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Validate connection specs, flow specs, connections, mapping sets, flows and flow bundles.
+    ///
+    /// Prints one line per problem as `FILE: /json/pointer: message`; exit status 2 on any error.
+    Validate {
+        /// Files to validate; the kind of each is worked out from its content.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// Flow bundle file (JSON).
+    pub bundle: PathBuf,
+    /// Print the explore response as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this flow (id or bundle name).
+    #[arg(long, value_name = "FLOW")]
+    pub flow: Option<String>,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print the run objects as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Map sample records and print the mapped rows and the errors per mapping.
+    Preview {
+        /// Mapping set (JSON, either dialect).
+        mapping: PathBuf,
+        /// Records: a JSON array of objects, or one object per line.
+        #[arg(long, value_name = "RECORDS.json")]
+        input: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MockApiArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is printed on stdout).
+    #[arg(long, default_value_t = 18080)]
+    pub port: u16,
+    /// Records in the dataset.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: u64,
+    /// Seed of the generated dataset.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

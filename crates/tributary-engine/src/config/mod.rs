@@ -1,0 +1,180 @@
+//! The daemon configuration (TOML). DESIGN.md fixes the keys: `listen`, `state_dir`, `data_dir`,
+//! `flows_dir`, `[api]`, `[limits]`, `[log]`; we add `[scheduler]` and `[state]`. Every key has a
+//! default and an unknown key is an error, so a typo never goes unnoticed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `tributary serve` (and the one-shot commands, for paths) reads from the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Run state (sled).
+    pub state_dir: PathBuf,
+    /// Datasets.
+    pub data_dir: PathBuf,
+    /// Flow bundles loaded at start and when they change.
+    pub flows_dir: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub limits: LimitsConfig,
+    pub scheduler: SchedulerConfig,
+    pub state: StateConfig,
+    pub log: LogConfig,
+}
+
+/// Credentials the HTTP API accepts.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub orgs: Vec<OrgCredentials>,
+}
+
+/// One IMS org's API key and bearer token. Values may be `${env:NAME}`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgCredentials {
+    pub org_id: String,
+    pub api_key: String,
+    pub bearer_token: String,
+}
+
+impl std::fmt::Debug for OrgCredentials {
+    // The key and token are secrets: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgCredentials")
+            .field("org_id", &self.org_id)
+            .field("api_key", &"***")
+            .field("bearer_token", &"***")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Runs executing at the same time across all flows.
+    pub max_concurrent_runs: u32,
+    /// Upper bound for buffered pages and batches across running flows, in MiB.
+    pub memory_budget_mb: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// After downtime, at most this many missed windows per flow are caught up.
+    pub max_catch_up_windows: u32,
+    /// Finished runs kept per flow.
+    pub run_history: u32,
+    /// How long a graceful stop waits for running flows, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// Base64 of 32 bytes; empty means TRIBUTARY_SECRET_KEY or a generated key file.
+    pub secret_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A config file that could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            state_dir: PathBuf::from("./state"),
+            data_dir: PathBuf::from("./data"),
+            flows_dir: None,
+            api: ApiConfig::default(),
+            limits: LimitsConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            state: StateConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_concurrent_runs: 4, memory_budget_mb: 256 }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { max_catch_up_windows: 24, run_history: 100, shutdown_grace_secs: 30 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}
+
+impl DaemonConfig {
+    /// Parses a config file's text; `path` only labels the messages.
+    pub fn from_toml_str(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| ConfigError::Invalid {
+            path: path.to_owned(),
+            // toml's message names the key and the line; keep it on one line.
+            message: err.to_string().trim().replace('\n', " "),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml_str(path, &text)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.limits.max_concurrent_runs == 0 {
+            return Err("limits.max_concurrent_runs: expected at least 1, found 0".to_owned());
+        }
+        if self.limits.memory_budget_mb < 16 {
+            return Err(format!(
+                "limits.memory_budget_mb: expected at least 16, found {}",
+                self.limits.memory_budget_mb
+            ));
+        }
+        for (idx, org) in self.api.orgs.iter().enumerate() {
+            if org.org_id.trim().is_empty() {
+                return Err(format!("api.orgs[{idx}].org_id: expected a non-empty org id"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<DaemonConfig, String> {
+    DaemonConfig::from_toml_str(Path::new("t.toml"), text).map_err(|err| err.to_string())
+}
+
+#[test]
+fn empty_file_gives_every_default() {
+    assert_eq!(parse("").unwrap(), DaemonConfig::default());
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    let err = parse("listen = \"127.0.0.1:9000\"\nstate_dri = \"x\"\n").unwrap_err();
+    assert!(err.contains("state_dri"), "{err}");
+    let err = parse("[limits]\nmax_runs = 3\n").unwrap_err();
+    assert!(err.contains("max_runs"), "{err}");
+}
+
+#[test]
+fn values_are_read_and_checked() {
+    let config = parse("listen = \"0.0.0.0:9000\"\n[limits]\nmax_concurrent_runs = 8\n").unwrap();
+    assert_eq!(config.listen.port(), 9000);
+    assert_eq!(config.limits.max_concurrent_runs, 8);
+    let err = parse("[limits]\nmax_concurrent_runs = 0\n").unwrap_err();
+    assert!(err.contains("max_concurrent_runs"), "{err}");
+}
+
+#[test]
+fn credentials_are_not_printed_by_debug() {
+    let config = parse(
+        "[[api.orgs]]\norg_id = \"ACME@AdobeOrg\"\napi_key = \"k-123\"\nbearer_token = \"t-456\"\n",
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(shown.contains("ACME@AdobeOrg"));
+    assert!(!shown.contains("k-123") && !shown.contains("t-456"), "{shown}");
+}
