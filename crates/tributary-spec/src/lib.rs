@@ -10,19 +10,36 @@
 //! is loaded through a caller-supplied closure). Code downstream never re-checks a validated
 //! spec. No secret value is ever put into an error message or Debug output.
 
+mod bundle;
+mod connection_spec;
+mod connections;
 pub mod date_format;
 pub mod diag;
+pub mod document;
 pub mod error;
+mod flow;
 pub mod json_path;
+pub mod mapping;
 pub mod model;
+pub mod raw;
+pub mod schema_check;
 pub mod secrets;
 pub mod template;
 
+pub use connection_spec::{AUTH_TYPES, PAGINATION_TYPES};
 pub use date_format::DateFormat;
 pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use document::{
+    DocumentKind, Report, base_connection_for_spec, base_connection_from_value,
+    connection_spec_from_value, detect_kind, flow_from_value, flow_schedule_from_value,
+    flow_spec_from_value, load_bundle, mapping_set_from_value, parse_connection_spec,
+    parse_document, source_connection_for_spec, source_connection_from_value,
+    target_connection_from_value, validate_document, validate_document_with_env, validate_value,
+};
 pub use error::SpecError;
 pub use json_path::JsonPath;
 pub use model::*;
+pub use schema_check::validate_params;
 pub use secrets::secret_fields;
 pub use template::{
     JsonTemplate, Piece, RenderContext, RenderMode, Reserved, ScheduleValues, ScheduleWindow,

@@ -407,8 +407,10 @@ pub struct TargetConnection {
     pub name: Option<String>,
     /// `params.dataSetId`.
     pub dataset_id: String,
-    /// `data.schema.jsonSchema`.
+    /// `data.schema.jsonSchema` (our extension): the dataset's schema inline.
     pub schema: Option<Value>,
+    /// `data.schema.id`: the dataset's schema by id (the engine loads it).
+    pub schema_id: Option<String>,
 }
 
 /// Where a bundle's connection spec comes from.
