@@ -1,0 +1,982 @@
+//! The HTTP server: routes, admission (rate limit, auth, fault numbering), the page builders
+//! of every endpoint, and the fault applications.
+//!
+//! Every handler is `admit` (token bucket, credentials, request number, latency, injected
+//! errors), a synchronous page builder (window -> index range -> envelope bytes, written
+//! straight into one buffer sized for the page), then `finish` (hang, body faults, counters).
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::compression::CompressionLayer;
+
+use crate::auth::{AuthState, Denied};
+use crate::config::{ErrorRate, Faults, MockConfig, Target};
+use crate::dataset::{Dataset, MAX_RECORD_BYTES, Timeline, mix64, write_u64};
+use crate::error::MockError;
+use crate::query::{BadRequest, Params, looks_secret};
+use crate::ratelimit::{Bucket, Decision};
+use crate::stats::{Recorder, Stats};
+
+/// A running mock API. Dropping it stops the server too; [`MockServer::shutdown`] also waits
+/// for the server task to end.
+#[derive(Debug)]
+pub struct MockServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+/// Starts a server for `config` on `addr` (a loopback address; port 0 picks a free port).
+pub async fn start(config: MockConfig, addr: SocketAddr) -> Result<MockServer, MockError> {
+    config.validate()?;
+    if !addr.ip().is_loopback() {
+        return Err(MockError::Config {
+            field: "addr",
+            message: format!("{addr} is not a loopback address, expected 127.0.0.1 or ::1"),
+        });
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| MockError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| MockError::Bind { addr, source })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let timeline = Timeline::try_new(config.start_time, config.step)?;
+    let shared = Arc::new(Shared {
+        dataset: Dataset::new(config.seed, timeline),
+        auth: AuthState::new(config.auth.clone(), config.seed),
+        bucket: config.rate_limit.map(Bucket::new),
+        faults: Mutex::new(Arc::new(config.faults.clone())),
+        stats: Recorder::new(config.log_capacity.get()),
+        base_url: format!("http://{addr}"),
+        shutdown: shutdown_rx.clone(),
+        config,
+    });
+    let mut router = Router::new()
+        .route("/3.0/lists/{list_id}/members", get(offset_members))
+        .route("/page/members", get(page_members))
+        .route("/cursor/members", get(cursor_members))
+        .route("/pointer/members", get(pointer_members))
+        .route("/link/members", get(link_members))
+        .route("/all/members", get(all_members))
+        .route("/oauth/token", get(oauth_token).post(oauth_token))
+        .route("/oauth/test", get(oauth_test))
+        .route("/stats", get(stats))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), log_requests))
+        .with_state(shared.clone());
+    if shared.config.compression {
+        router = router.layer(CompressionLayer::new());
+    }
+    let mut signal = shutdown_rx;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { wait_for_shutdown(&mut signal).await })
+            .await
+    });
+    tracing::debug!(%addr, "mock api listening");
+    Ok(MockServer {
+        addr,
+        shared,
+        shutdown,
+        task,
+    })
+}
+
+impl MockServer {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of what the server observed so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Replaces the faults; requests admitted from now on see the new ones.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), MockError> {
+        faults.validate()?;
+        *self.shared.lock_faults() = Arc::new(faults);
+        Ok(())
+    }
+
+    /// Makes every access token issued so far expire now (OAuth2 mode), so the next request
+    /// with one gets a 401.
+    pub fn expire_access_tokens(&self) {
+        self.shared.auth.expire_access_tokens();
+    }
+
+    /// The dataset the server serves (for comparing records).
+    pub fn dataset(&self) -> Dataset {
+        self.shared.dataset
+    }
+
+    /// Stops accepting, lets in-flight requests finish (hanging ones end at once), and waits
+    /// for the server task.
+    pub async fn shutdown(self) -> Result<(), MockError> {
+        // send_replace works even when every receiver is gone.
+        self.shutdown.send_replace(true);
+        match self.task.await {
+            Ok(result) => result.map_err(MockError::Serve),
+            Err(join_error) => Err(MockError::Serve(io::Error::other(join_error.to_string()))),
+        }
+    }
+}
+
+/// Starts a server, prints `listening on http://ADDR` as one line on stdout, and serves until
+/// ctrl-c or SIGTERM.
+pub async fn serve_forever(config: MockConfig, addr: SocketAddr) -> Result<(), MockError> {
+    let server = start(config, addr).await?;
+    {
+        use std::io::Write;
+        let mut stdout = io::stdout().lock();
+        // The line is the contract with scripts that wait for the port; a closed stdout is
+        // not a reason to stop serving.
+        let _ = writeln!(stdout, "listening on {}", server.base_url());
+        let _ = stdout.flush();
+    }
+    wait_for_signal().await;
+    server.shutdown().await
+}
+
+/// State shared by every handler.
+#[derive(Debug)]
+struct Shared {
+    config: MockConfig,
+    dataset: Dataset,
+    auth: AuthState,
+    bucket: Option<Bucket>,
+    faults: Mutex<Arc<Faults>>,
+    stats: Recorder,
+    base_url: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A data request that passed the rate limit and auth.
+#[derive(Debug)]
+struct Admitted {
+    request_no: u64,
+    faults: Arc<Faults>,
+    rate: Option<Decision>,
+    params: Params,
+}
+
+/// A built page, before faults damage it.
+#[derive(Debug)]
+struct Page {
+    body: Vec<u8>,
+    /// Record offset of the page within its window (what [`Target::Offset`] matches).
+    offset: u64,
+    n_records: u64,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// How the envelope is shaped (the shape faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Normal,
+    NotAnObject,
+    MissingContent,
+}
+
+type AppState = Arc<Shared>;
+
+impl Shared {
+    fn lock_faults(&self) -> std::sync::MutexGuard<'_, Arc<Faults>> {
+        // A poisoned lock only means a panic while swapping an Arc; the Arc is intact.
+        self.faults
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The records of the request's schedule window.
+    fn window_range(&self, params: &Params) -> Result<Range<u64>, BadRequest> {
+        let window = params.window()?;
+        Ok(self.dataset.timeline().index_range(
+            window.lower_ns,
+            window.upper_ns,
+            self.config.records,
+        ))
+    }
+
+    /// A page size parameter: `default` when absent, at least `min`, at most `max_page_size`.
+    fn page_size(
+        &self,
+        params: &Params,
+        name: &str,
+        default: u64,
+        min: u64,
+    ) -> Result<u64, BadRequest> {
+        let size = params.u64_or(name, default)?;
+        let max = u64::from(self.config.max_page_size.get());
+        if size < min || size > max {
+            return Err(BadRequest(format!(
+                "query parameter {name}={size} is out of range, expected {min}..={max}"
+            )));
+        }
+        Ok(size)
+    }
+
+    /// An envelope `{"<key>":[records]<trailer>}` (or the shape fault's variant) in one
+    /// buffer reserved for the whole page.
+    fn envelope(
+        &self,
+        key: &str,
+        shape: Shape,
+        records: Range<u64>,
+        trailer: impl FnOnce(&mut Vec<u8>),
+    ) -> Vec<u8> {
+        let count = usize::try_from(records.end - records.start).unwrap_or(0);
+        let mut out = Vec::with_capacity(count.saturating_mul(MAX_RECORD_BYTES) + 512);
+        if shape == Shape::NotAnObject {
+            out.push(b'[');
+            self.dataset.write_records(records, &mut out);
+            out.push(b']');
+            return out;
+        }
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(key.as_bytes());
+        if shape == Shape::MissingContent {
+            out.extend_from_slice(b"_moved");
+        }
+        out.extend_from_slice(b"\":[");
+        self.dataset.write_records(records, &mut out);
+        out.push(b']');
+        trailer(&mut out);
+        out.push(b'}');
+        out
+    }
+}
+
+impl Admitted {
+    fn hits(&self, target: Option<Target>, offset: u64) -> bool {
+        target.is_some_and(|target| target.matches(self.request_no, offset))
+    }
+
+    fn shape(&self, offset: u64) -> Shape {
+        if self.hits(self.faults.not_an_object, offset) {
+            Shape::NotAnObject
+        } else if self.hits(self.faults.missing_content, offset) {
+            Shape::MissingContent
+        } else {
+            Shape::Normal
+        }
+    }
+}
+
+async fn offset_members(
+    State(shared): State<AppState>,
+    Path(list_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let params = &admitted.params;
+        let range = shared.window_range(params)?;
+        let count = shared.page_size(params, "count", 10, 0)?;
+        let offset = params.u64_or("offset", 0)?;
+        let start = range.start.saturating_add(offset).min(range.end);
+        let end = start.saturating_add(count).min(range.end);
+        let total = range.end - range.start;
+        let has_more = end < range.end;
+        let body = shared.envelope("members", admitted.shape(offset), start..end, |out| {
+            out.extend_from_slice(b",\"list_id\":");
+            write_json_string(out, &list_id);
+            out.extend_from_slice(b",\"total_items\":");
+            write_u64(out, total);
+            out.extend_from_slice(if has_more {
+                b",\"has_more\":true"
+            } else {
+                b",\"has_more\":false"
+            });
+            out.extend_from_slice(b",\"_links\":[{\"rel\":\"self\",\"href\":");
+            write_json_string(out, &format!("{}{}", shared.base_url, uri.path()));
+            out.extend_from_slice(b",\"method\":\"GET\"}]");
+        });
+        Ok(Page {
+            body,
+            offset,
+            n_records: end - start,
+            headers: vec![total_count_header(total)],
+        })
+    })
+    .await
+}
+
+async fn page_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let params = &admitted.params;
+        let range = shared.window_range(params)?;
+        let size = shared.page_size(params, "pageSize", 100, 1)?;
+        let base = params.u64_or("base", 0)?;
+        if base > 1 {
+            return Err(BadRequest(format!(
+                "query parameter base={base} is not 0 or 1"
+            )));
+        }
+        let page = params.u64_or("page", base)?;
+        let Some(relative) = page.checked_sub(base) else {
+            return Err(BadRequest(format!(
+                "query parameter page={page} is below the first page index {base}"
+            )));
+        };
+        let offset = relative.saturating_mul(size);
+        let start = range.start.saturating_add(offset).min(range.end);
+        let end = start.saturating_add(size).min(range.end);
+        let total = range.end - range.start;
+        let body = shared.envelope("items", admitted.shape(offset), start..end, |out| {
+            out.extend_from_slice(b",\"page\":");
+            write_u64(out, page);
+            out.extend_from_slice(b",\"pageSize\":");
+            write_u64(out, size);
+            out.extend_from_slice(b",\"total\":");
+            write_u64(out, total);
+        });
+        let page_count = total.div_ceil(size);
+        Ok(Page {
+            body,
+            offset,
+            n_records: end - start,
+            headers: vec![
+                (
+                    HeaderName::from_static("x-pagecount"),
+                    HeaderValue::from(page_count),
+                ),
+                total_count_header(total),
+            ],
+        })
+    })
+    .await
+}
+
+async fn cursor_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let header_cursor = headers
+        .get("x-cursor")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let params = &admitted.params;
+        let range = shared.window_range(params)?;
+        let limit = shared.page_size(params, "limit", 100, 1)?;
+        let token = params.get("cursor").or(header_cursor.as_deref());
+        let position = match token {
+            None => range.start,
+            Some(token) => decode_cursor(token)?.clamp(range.start, range.end),
+        };
+        let end = position.saturating_add(limit).min(range.end);
+        let offset = position - range.start;
+        let next = if admitted.faults.repeating_cursor {
+            // Always the second page's token: a client that follows it sees it again.
+            let second = range.start.saturating_add(limit);
+            (second < range.end).then(|| encode_cursor(second))
+        } else {
+            (end < range.end).then(|| encode_cursor(end))
+        };
+        let body = shared.envelope("data", admitted.shape(offset), position..end, |out| {
+            out.extend_from_slice(b",\"meta\":{\"has_more\":");
+            out.extend_from_slice(if next.is_some() { b"true" } else { b"false" });
+            out.extend_from_slice(b",\"after_cursor\":");
+            match &next {
+                Some(token) => write_json_string(out, token),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        });
+        Ok(Page {
+            body,
+            offset,
+            n_records: end - position,
+            headers: Vec::new(),
+        })
+    })
+    .await
+}
+
+async fn pointer_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let params = &admitted.params;
+        let range = shared.window_range(params)?;
+        let limit = shared.page_size(params, "limit", 100, 1)?;
+        let offset = params.u64_or("after", 0)?;
+        let start = range.start.saturating_add(offset).min(range.end);
+        let end = start.saturating_add(limit).min(range.end);
+        let next = (end < range.end).then(|| {
+            let query = params.encode_with("after", &(end - range.start).to_string());
+            let foreign = admitted
+                .faults
+                .foreign_pointer
+                .as_ref()
+                .filter(|foreign| foreign.at.matches(admitted.request_no, offset));
+            match foreign {
+                Some(foreign) => format!("{}/pointer/members?{query}", foreign.base_url),
+                None if params.flag("relative") => format!("/pointer/members?{query}"),
+                None => format!("{}/pointer/members?{query}", shared.base_url),
+            }
+        });
+        let body = shared.envelope("results", admitted.shape(offset), start..end, |out| {
+            out.extend_from_slice(b",\"paging\":{\"next\":");
+            match &next {
+                Some(url) => write_json_string(out, url),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        });
+        Ok(Page {
+            body,
+            offset,
+            n_records: end - start,
+            headers: Vec::new(),
+        })
+    })
+    .await
+}
+
+async fn link_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let params = &admitted.params;
+        let range = shared.window_range(params)?;
+        let per_page = shared.page_size(params, "per_page", 30, 1)?;
+        let page = params.u64_or("page", 1)?;
+        if page == 0 {
+            return Err(BadRequest(
+                "query parameter page=0 is out of range, pages start at 1".into(),
+            ));
+        }
+        let offset = (page - 1).saturating_mul(per_page);
+        let start = range.start.saturating_add(offset).min(range.end);
+        let end = start.saturating_add(per_page).min(range.end);
+        let total = range.end - range.start;
+        let last_page = total.div_ceil(per_page).max(1);
+        let link = |n: u64, rel: &str| {
+            format!(
+                "<{}/link/members?{}>; rel=\"{rel}\"",
+                shared.base_url,
+                params.encode_with("page", &n.to_string())
+            )
+        };
+        let mut links = Vec::with_capacity(4);
+        if end < range.end {
+            links.push(link(page + 1, "next"));
+        }
+        if page > 1 {
+            links.push(link(page - 1, "prev"));
+        }
+        links.push(link(1, "first"));
+        links.push(link(last_page, "last"));
+        let count = usize::try_from(end - start).unwrap_or(0);
+        let mut body = Vec::with_capacity(count.saturating_mul(MAX_RECORD_BYTES) + 32);
+        if admitted.shape(offset) == Shape::Normal {
+            body.push(b'[');
+            shared.dataset.write_records(start..end, &mut body);
+            body.push(b']');
+        } else {
+            body.extend_from_slice(b"{\"records\":[");
+            shared.dataset.write_records(start..end, &mut body);
+            body.extend_from_slice(b"]}");
+        }
+        let mut headers = vec![total_count_header(total)];
+        if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+            headers.push((HeaderName::from_static("link"), value));
+        }
+        Ok(Page {
+            body,
+            offset,
+            n_records: end - start,
+            headers,
+        })
+    })
+    .await
+}
+
+async fn all_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    serve_page(&shared, &uri, &headers, |shared, admitted| {
+        let range = shared.window_range(&admitted.params)?;
+        let total = range.end - range.start;
+        if total > shared.config.all_cap {
+            return Err(BadRequest(format!(
+                "the window holds {total} records, more than the {} that /all/members returns at once; narrow it with since_last_changed/before_last_changed",
+                shared.config.all_cap
+            )));
+        }
+        let body = shared.envelope("members", admitted.shape(0), range.clone(), |out| {
+            out.extend_from_slice(b",\"total_items\":");
+            write_u64(out, total);
+        });
+        Ok(Page {
+            body,
+            offset: 0,
+            n_records: total,
+            headers: vec![total_count_header(total)],
+        })
+    })
+    .await
+}
+
+async fn oauth_token(
+    State(shared): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    Recorder::bump(&shared.stats.token_requests);
+    let mut fields = Params::parse(uri.query().unwrap_or_default());
+    if method == Method::POST && !body.is_empty() {
+        let is_json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.contains("json"));
+        let body_fields = if is_json {
+            match json_fields(&body) {
+                Some(params) => params,
+                None => {
+                    return token_error(
+                        400,
+                        "invalid_request",
+                        "the JSON body is not an object of fields",
+                    );
+                }
+            }
+        } else {
+            Params::parse(&String::from_utf8_lossy(&body))
+        };
+        fields = fields.merged(body_fields);
+    }
+    let grant = match shared.auth.refresh(&headers, &fields) {
+        Ok(grant) => grant,
+        Err(error) => return token_error(error.status, error.error, &error.description),
+    };
+    Recorder::bump(&shared.stats.refreshes);
+    let Some(oauth) = shared.auth.oauth() else {
+        return token_error(
+            404,
+            "invalid_request",
+            "this mock api is not configured for oauth2",
+        );
+    };
+    let mut response = serde_json::Map::new();
+    response.insert(oauth.fields.access_token.clone(), json!(grant.access_token));
+    response.insert(
+        oauth.fields.refresh_token.clone(),
+        json!(grant.refresh_token),
+    );
+    response.insert(
+        oauth.fields.expires_in.clone(),
+        json!(grant.expires_in_secs),
+    );
+    response.insert("token_type".into(), json!("Bearer"));
+    let mut response = json_response(
+        StatusCode::OK,
+        serde_json::Value::Object(response).to_string().into_bytes(),
+        None,
+    );
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn oauth_test(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    match guard(&shared, &uri, &headers) {
+        Ok((_, rate)) => json_response(StatusCode::OK, br#"{"ok":true}"#.to_vec(), rate.as_ref()),
+        Err(response) => response,
+    }
+}
+
+async fn stats(State(shared): State<AppState>) -> Response {
+    match serde_json::to_vec(&shared.stats.snapshot()) {
+        Ok(body) => json_response(StatusCode::OK, body, None),
+        Err(error) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stats",
+            &error.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not found",
+        &format!(
+            "no endpoint {method} {}; the mock api serves /3.0/lists/{{listId}}/members, /page/members, /cursor/members, /pointer/members, /link/members, /all/members, /oauth/token, /oauth/test and /stats",
+            uri.path()
+        ),
+        None,
+    )
+}
+
+/// Counts and logs every request but `/stats`, with its status once answered.
+async fn log_requests(State(shared): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if path == "/stats" {
+        return next.run(request).await;
+    }
+    Recorder::bump(&shared.stats.requests);
+    let carries_credentials = request
+        .headers()
+        .keys()
+        .any(|name| looks_secret(name.as_str()));
+    if carries_credentials {
+        Recorder::bump(&shared.stats.requests_with_credentials);
+    }
+    let query = Params::parse(request.uri().query().unwrap_or_default()).redacted();
+    let id = shared
+        .stats
+        .arrive(request.method().to_string(), path, query);
+    let response = next.run(request).await;
+    shared.stats.complete(id, response.status().as_u16());
+    response
+}
+
+/// Admission of a data request, then the page, then the faults.
+async fn serve_page<F>(shared: &Shared, uri: &Uri, headers: &HeaderMap, build: F) -> Response
+where
+    F: FnOnce(&Shared, &Admitted) -> Result<Page, BadRequest>,
+{
+    let admitted = match admit(shared, uri, headers).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let page = match build(shared, &admitted) {
+        Ok(page) => page,
+        Err(BadRequest(message)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad request",
+                &message,
+                admitted.rate.as_ref(),
+            );
+        }
+    };
+    finish(shared, &admitted, page).await
+}
+
+/// Rate limit, then credentials.
+// The Err is the finished refusal, returned to the client at once; boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn guard(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(Params, Option<Decision>), Response> {
+    let params = Params::parse(uri.query().unwrap_or_default());
+    let rate = shared.bucket.as_ref().map(Bucket::take);
+    if let Some(decision) = rate.filter(|decision| !decision.admitted) {
+        Recorder::bump(&shared.stats.rate_limited);
+        let mut response = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests",
+            "the rate limit is exhausted; retry after the number of seconds in Retry-After",
+            Some(&decision),
+        );
+        if let Some(secs) = decision.retry_after_secs {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        return Err(response);
+    }
+    if let Err(Denied {
+        reason,
+        www_authenticate,
+    }) = shared.auth.check(headers, &params)
+    {
+        Recorder::bump(&shared.stats.unauthorized);
+        let mut response = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            reason,
+            rate.as_ref(),
+        );
+        response.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::from_static(www_authenticate),
+        );
+        return Err(response);
+    }
+    Ok((params, rate))
+}
+
+/// [`guard`], then the request number, latency and injected errors.
+async fn admit(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Result<Admitted, Response> {
+    let (params, rate) = guard(shared, uri, headers)?;
+    let request_no = shared
+        .stats
+        .data_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let faults = shared.lock_faults().clone();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if let Some(errors) = faults.server_errors
+        && error_hit(errors.rate, shared.config.seed, request_no)
+    {
+        Recorder::bump(&shared.stats.injected_errors);
+        let status = StatusCode::from_u16(errors.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = problem(
+            status,
+            "injected fault",
+            &format!("request {request_no} fails by fault injection"),
+            rate.as_ref(),
+        );
+        if let Some(retry_after) = errors.retry_after {
+            let secs = retry_after.as_secs_f64().ceil() as u64;
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        return Err(response);
+    }
+    Ok(Admitted {
+        request_no,
+        faults,
+        rate,
+        params,
+    })
+}
+
+/// Hang, count, then damage the body if a fault says so.
+async fn finish(shared: &Shared, admitted: &Admitted, page: Page) -> Response {
+    if admitted.hits(admitted.faults.hang, page.offset) {
+        let mut signal = shared.shutdown.clone();
+        wait_for_shutdown(&mut signal).await;
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down",
+            "the server stopped while this request hung",
+            None,
+        );
+    }
+    let stats = &shared.stats;
+    stats
+        .records_served
+        .fetch_add(page.n_records, std::sync::atomic::Ordering::Relaxed);
+    stats
+        .bytes_served
+        .fetch_add(page.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let Page {
+        mut body,
+        offset,
+        headers,
+        ..
+    } = page;
+    let mut response = if admitted.hits(admitted.faults.malformed, offset) {
+        body.truncate(body.len() / 2);
+        json_response(StatusCode::OK, body, admitted.rate.as_ref())
+    } else if admitted.hits(admitted.faults.truncate, offset) {
+        truncated_response(body, admitted.rate.as_ref())
+    } else {
+        json_response(StatusCode::OK, body, admitted.rate.as_ref())
+    };
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// Announces the whole body, sends half, then fails the stream so the connection is cut.
+fn truncated_response(body: Vec<u8>, rate: Option<&Decision>) -> Response {
+    let full_len = body.len();
+    let half = Bytes::from(body).slice(..full_len / 2);
+    let chunks: Vec<Result<Bytes, io::Error>> = vec![
+        Ok(half),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "body truncated by fault injection",
+        )),
+    ];
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+    let response_headers = response.headers_mut();
+    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response_headers.insert(CONTENT_LENGTH, HeaderValue::from(full_len));
+    if let Some(decision) = rate {
+        apply_rate_headers(response_headers, decision);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<&Decision>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(decision) = rate {
+        apply_rate_headers(headers, decision);
+    }
+    response
+}
+
+/// An RFC 9457 problem document, the error shape Mailchimp uses.
+fn problem(status: StatusCode, title: &str, detail: &str, rate: Option<&Decision>) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = json_response(status, body.to_string().into_bytes(), rate);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn token_error(status: u16, error: &str, description: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = json!({"error": error, "error_description": description});
+    json_response(status, body.to_string().into_bytes(), None)
+}
+
+fn apply_rate_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(decision.remaining),
+    );
+    headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    let draft = format!(
+        "limit={}, remaining={}, reset={}",
+        decision.limit, decision.remaining, decision.reset_secs
+    );
+    if let Ok(value) = HeaderValue::from_str(&draft) {
+        headers.insert("ratelimit", value);
+    }
+}
+
+fn total_count_header(total: u64) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("x-total-count"),
+        HeaderValue::from(total),
+    )
+}
+
+fn error_hit(rate: ErrorRate, seed: u64, request_no: u64) -> bool {
+    match rate {
+        ErrorRate::EveryNth(every) => request_no.is_multiple_of(every.get()),
+        ErrorRate::Ratio(ratio) => {
+            let draw = mix64(seed ^ request_no.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            (draw as f64) < ratio * (u64::MAX as f64)
+        }
+    }
+}
+
+/// Cursor tokens are opaque to clients: base64url of `c1:<record index>`.
+fn encode_cursor(index: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{index}"))
+}
+
+fn decode_cursor(token: &str) -> Result<u64, BadRequest> {
+    URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("c1:")?.parse().ok())
+        .ok_or_else(|| {
+            BadRequest(format!(
+                "cursor {token:?} is not a token this server issued"
+            ))
+        })
+}
+
+/// The fields of a JSON object body as params (strings as they are, other scalars as JSON).
+fn json_fields(body: &[u8]) -> Option<Params> {
+    let serde_json::Value::Object(object) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    let mut encoded = String::new();
+    for (name, value) in object {
+        let text = match value {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        if !encoded.is_empty() {
+            encoded.push('&');
+        }
+        crate::query::encode_component(&name, &mut encoded);
+        encoded.push('=');
+        crate::query::encode_component(&text, &mut encoded);
+    }
+    Some(Params::parse(&encoded))
+}
+
+/// Appends `text` as a JSON string literal.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f => {
+                out.extend_from_slice(b"\\u00");
+                out.push(b"0123456789abcdef"[usize::from(byte >> 4)]);
+                out.push(b"0123456789abcdef"[usize::from(byte & 0xf)]);
+            }
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
+}
+
+async fn wait_for_shutdown(signal: &mut watch::Receiver<bool>) {
+    loop {
+        if *signal.borrow_and_update() {
+            return;
+        }
+        // A dropped sender (the MockServer was dropped) also means stop.
+        if signal.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // Without a ctrl-c handler only SIGTERM (or the process ending) stops us.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
