@@ -1,4 +1,320 @@
 //! Run state: a typed API over sled for entities, runs, checkpoints and batches.
 //!
-//! Invariants: the only crate that names sled. Keys are big-endian; values go through one
-//! versioned codec; secrets are encrypted at rest.
+//! Main types: [`Db`] (one per process, cheap to clone), [`Entity`], [`RunRecord`],
+//! [`BatchRecord`], [`Checkpoint`] with its [`PartEntry`]s, [`FlowScheduleState`],
+//! [`BundleSource`], [`OAuthTokens`], and the one error type [`StateError`].
+//!
+//! Invariants: the only crate that names sled, and no sled type appears in its public API. Keys
+//! are big-endian; values go through one versioned codec (`codec`); secrets are encrypted at
+//! rest with AES-256-GCM and never stored, logged or formatted in clear. The commit protocol
+//! functions ([`Db::record_part`], [`Db::mark_published`], ...) are one sled transaction each and
+//! flush before returning; other writes become durable within half a second or at [`Db::flush`].
+
+mod batches;
+mod checkpoints;
+mod codec;
+mod crypto;
+mod entities;
+mod error;
+mod ids;
+mod misc;
+mod runs;
+mod store;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use batches::{BatchRecord, BatchStatus, FileEntry};
+pub use checkpoints::{
+    BeganWindow, Checkpoint, CheckpointStatus, PartEntry, PartState, ReplacedWindow, WindowKey,
+};
+pub use crypto::{JsonPointer, REDACTED, SecretKey};
+pub use entities::{Entity, EntityKind};
+pub use error::StateError;
+pub use ids::{BatchId, DatasetId, FlowId, RunId};
+pub use misc::{BundleChange, BundleSource, FlowScheduleState, OAuthTokens};
+pub use runs::{RunRecord, RunStatus, Window};
+
+use crate::crypto::{Cipher, OpenError};
+use crate::store::{Table, Trees};
+
+/// The state store of one process. Clones share one database; the directory lock is held until
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone, Default)]
+pub struct StateOptions {
+    /// The key for secrets at rest (from the config file). When absent, `TRIBUTARY_SECRET_KEY`
+    /// is read; when that is absent too, `{dir}/secret.key` is used or generated.
+    pub secret_key: Option<SecretKey>,
+    /// sled's page cache budget; default 32 MiB (sled's own default of 1 GiB is far above the
+    /// daemon's memory budget, and state is small).
+    pub cache_capacity_bytes: Option<u64>,
+}
+
+/// The lock file inside the state directory.
+pub const LOCK_FILE: &str = "tributary.lock";
+/// The generated key file inside the state directory.
+pub const KEY_FILE: &str = "secret.key";
+/// The sled database folder inside the state directory.
+pub const DB_FOLDER: &str = "db";
+
+const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+const META_FORMAT_VERSION: &[u8] = b"format_version";
+const META_KEY_CHECK: &[u8] = b"key_check";
+const KEY_CHECK_CLEAR: &[u8] = b"tributary secret key check";
+
+struct Inner {
+    dir: PathBuf,
+    sled: sled::Db,
+    trees: Trees,
+    cipher: Cipher,
+    // Declared last so that it is released after sled has closed its files.
+    _lock: File,
+}
+
+impl Db {
+    /// Opens (creating if needed) the state directory `dir`: takes its lock, opens the database,
+    /// checks the format version and the secret key.
+    pub fn open(dir: &Path, options: StateOptions) -> Result<Db, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            action: "creating state directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let lock = acquire_lock(dir)?;
+        let (secret_key, key_origin) = resolve_secret_key(dir, options.secret_key)?;
+
+        let sled = sled::Config::new()
+            .path(dir.join(DB_FOLDER))
+            .cache_capacity(
+                options
+                    .cache_capacity_bytes
+                    .unwrap_or(DEFAULT_CACHE_CAPACITY),
+            )
+            .open()
+            .map_err(|err| error::storage("opening the database", err))?;
+        let trees = Trees::open(&sled)?;
+        let cipher = Cipher::new(&secret_key);
+
+        check_format_version(&trees.meta)?;
+        check_secret_key(dir, &trees.meta, &cipher, &key_origin)?;
+        sled.flush()
+            .map_err(|err| error::storage("flushing after open", err))?;
+
+        Ok(Db {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                sled,
+                trees,
+                cipher,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Makes every write so far durable (fsync).
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.inner
+            .sled
+            .flush()
+            .map_err(|err| error::storage("flushing", err))?;
+        Ok(())
+    }
+
+    /// The state directory this store was opened on.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    pub(crate) fn cipher(&self) -> &Cipher {
+        &self.inner.cipher
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Writes outside the commit protocol are flushed by sled's timer; make them durable at
+        // a clean shutdown too.
+        if let Err(err) = self.sled.flush() {
+            tracing::warn!(dir = %self.dir.display(), error = %err, "flushing state on close failed");
+        }
+    }
+}
+
+/// Takes an exclusive lock on `{dir}/tributary.lock` and writes our pid into it.
+fn acquire_lock(dir: &Path) -> Result<File, StateError> {
+    let path = dir.join(LOCK_FILE);
+    let io_err = |action, source| StateError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| io_err("opening lock file", source))?;
+    if let Err(err) = fs2::FileExt::try_lock_exclusive(&file) {
+        let is_contended = err.kind() == std::io::ErrorKind::WouldBlock
+            || err.raw_os_error() == fs2::lock_contended_error().raw_os_error();
+        if !is_contended {
+            return Err(io_err("locking", err));
+        }
+        let mut text = String::new();
+        let pid = file
+            .read_to_string(&mut text)
+            .ok()
+            .and_then(|_| text.trim().parse::<u32>().ok());
+        return Err(StateError::InUse {
+            dir: dir.to_owned(),
+            pid,
+        });
+    }
+    file.set_len(0)
+        .map_err(|source| io_err("truncating lock file", source))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| io_err("writing lock file", source))?;
+    writeln!(file, "{}", std::process::id())
+        .map_err(|source| io_err("writing lock file", source))?;
+    file.sync_all()
+        .map_err(|source| io_err("syncing lock file", source))?;
+    Ok(file)
+}
+
+/// The key and a description of where it came from (for error messages; never the key).
+fn resolve_secret_key(
+    dir: &Path,
+    configured: Option<SecretKey>,
+) -> Result<(SecretKey, String), StateError> {
+    if let Some(key) = configured {
+        return Ok((key, "the configuration".to_owned()));
+    }
+    if let Some(text) = std::env::var_os(SecretKey::ENV_VAR) {
+        let origin = format!("environment variable {}", SecretKey::ENV_VAR);
+        let Some(text) = text.to_str() else {
+            return Err(StateError::InvalidSecretKey {
+                origin,
+                reason: "the value is not UTF-8".to_owned(),
+            });
+        };
+        return Ok((crypto::parse_key(text, &origin)?, origin));
+    }
+    let path = dir.join(KEY_FILE);
+    let origin = format!("key file {}", path.display());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return Ok((crypto::parse_key(&text, &origin)?, origin)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(StateError::Io {
+                action: "reading secret key file",
+                path,
+                source,
+            });
+        }
+    }
+    let key = SecretKey::generate();
+    write_key_file(&path, &key)?;
+    tracing::warn!(
+        path = %path.display(),
+        "no secret key configured (secret_key or TRIBUTARY_SECRET_KEY); generated one into the state directory; \
+         back it up, secrets at rest cannot be read without it"
+    );
+    Ok((key, origin))
+}
+
+fn write_key_file(path: &Path, key: &SecretKey) -> Result<(), StateError> {
+    let io_err = |action, source| StateError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|source| io_err("creating secret key file", source))?;
+    writeln!(file, "{}", key.to_base64())
+        .map_err(|source| io_err("writing secret key file", source))?;
+    file.sync_all()
+        .map_err(|source| io_err("syncing secret key file", source))?;
+    Ok(())
+}
+
+fn check_format_version(meta: &Table) -> Result<(), StateError> {
+    match meta.get::<u8>(META_FORMAT_VERSION)? {
+        Some(version) if version > codec::FORMAT_VERSION => Err(StateError::NewerFormat {
+            tree: meta.name.to_owned(),
+            key: codec::display_key(META_FORMAT_VERSION),
+            version,
+            supported: codec::FORMAT_VERSION,
+        }),
+        Some(_) => Ok(()),
+        None => meta.put(
+            META_FORMAT_VERSION,
+            "format version",
+            &codec::FORMAT_VERSION,
+        ),
+    }
+}
+
+/// Refuses a key that differs from the one the directory was written with, at open rather than
+/// at the first secret read.
+fn check_secret_key(
+    dir: &Path,
+    meta: &Table,
+    cipher: &Cipher,
+    origin: &str,
+) -> Result<(), StateError> {
+    let aad = b"meta/key_check";
+    match meta.get::<String>(META_KEY_CHECK)? {
+        Some(sealed) => match cipher.open_bytes(&sealed, aad) {
+            Ok(clear) if clear == KEY_CHECK_CLEAR => Ok(()),
+            Ok(_) | Err(OpenError::Authentication) => Err(StateError::WrongSecretKey {
+                dir: dir.to_owned(),
+                origin: origin.to_owned(),
+            }),
+            Err(OpenError::Malformed(reason)) => {
+                Err(codec::corrupt(meta.name, META_KEY_CHECK, reason.to_owned()))
+            }
+        },
+        None => meta.put(
+            META_KEY_CHECK,
+            "key check",
+            &cipher.seal_bytes(KEY_CHECK_CLEAR, aad),
+        ),
+    }
+}
+
+/// Milliseconds since the Unix epoch, for server timestamps.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests;

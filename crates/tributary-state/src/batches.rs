@@ -1,0 +1,127 @@
+//! Batches: the files one run of one window wrote to a dataset, indexed by dataset.
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional as _;
+use sled::transaction::TransactionalTree;
+
+use crate::codec::KeyBuf;
+use crate::store::{Trees, TxResult, finish_tx, tx_get, tx_put};
+use crate::{BatchId, DatasetId, Db, RunId, StateError, WindowKey, codec};
+
+/// One published file of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The life cycle of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BatchStatus {
+    /// Its window is being written; published parts are already visible in the dataset.
+    Loading,
+    Success,
+    Failed,
+    /// Superseded by a new run of the same window: its files must be removed from the dataset
+    /// (the engine does so, idempotently, also at recovery) and then marks it `Removed`.
+    Replaced,
+    /// Superseded, and its files are gone.
+    Removed,
+}
+
+/// One batch of one dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: BatchId,
+    pub dataset_id: DatasetId,
+    pub run_id: RunId,
+    /// The window (and so the flow) that produced it.
+    pub window: WindowKey,
+    pub files: Vec<FileEntry>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The Arrow schema of the files, as JSON.
+    pub schema_json: Option<String>,
+    pub status: BatchStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl Db {
+    /// Creates or replaces a batch record (by id).
+    pub fn put_batch(&self, batch: &BatchRecord) -> Result<(), StateError> {
+        let trees = self.trees();
+        let res = (&trees.batches.tree, &trees.batches_by_dataset.tree)
+            .transaction(|(batches, by_dataset)| tx_put_batch(trees, batches, by_dataset, batch));
+        finish_tx("writing a batch", res)?;
+        Ok(())
+    }
+
+    pub fn batch(&self, id: &BatchId) -> Result<Option<BatchRecord>, StateError> {
+        self.trees().batches.get(id.as_str().as_bytes())
+    }
+
+    /// The batches of a dataset, oldest first.
+    pub fn batches_for_dataset(
+        &self,
+        dataset_id: &DatasetId,
+    ) -> Result<Vec<BatchRecord>, StateError> {
+        let trees = self.trees();
+        let prefix = KeyBuf::new().str(dataset_id.as_str()).finish();
+        let mut batches = Vec::new();
+        for index_key in trees.batches_by_dataset.keys_with_prefix(&prefix)? {
+            let Some(id_bytes) = index_key.get(prefix.len() + 8..) else {
+                return Err(codec::corrupt(
+                    trees.batches_by_dataset.name,
+                    &index_key,
+                    "index key shorter than its fixed part".to_owned(),
+                ));
+            };
+            if let Some(batch) = trees.batches.get::<BatchRecord>(id_bytes)? {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Every batch in a status, e.g. the `Replaced` ones whose files recovery must remove.
+    pub fn batches_with_status(&self, status: BatchStatus) -> Result<Vec<BatchRecord>, StateError> {
+        let mut batches = Vec::new();
+        for (_, batch) in self
+            .trees()
+            .batches
+            .values_with_prefix::<BatchRecord>(b"")?
+        {
+            if batch.status == status {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// Writes a batch and its dataset index entry inside a transaction over both trees.
+pub(crate) fn tx_put_batch(
+    trees: &Trees,
+    batches: &TransactionalTree,
+    by_dataset: &TransactionalTree,
+    batch: &BatchRecord,
+) -> TxResult<()> {
+    let batch_key = batch.id.as_str().as_bytes();
+    if let Some(old) = tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)? {
+        by_dataset.remove(dataset_index_key(&old))?;
+    }
+    tx_put(batches, batch_key, "batch", batch)?;
+    by_dataset.insert(dataset_index_key(batch), Vec::new())?;
+    Ok(())
+}
+
+fn dataset_index_key(batch: &BatchRecord) -> Vec<u8> {
+    KeyBuf::new()
+        .str(batch.dataset_id.as_str())
+        .i64(batch.created_at_ms)
+        .raw(batch.id.as_str().as_bytes())
+        .finish()
+}

@@ -1,0 +1,1 @@
+//! Tests against real sled databases in temporary directories.
