@@ -5,3 +5,14 @@
 //! contentPath / explodeEntityPath, rate limits (governor) and retries.
 //!
 //! Invariants: knows HTTP, not Arrow or sled. Never logs, prints or formats a secret.
+
+mod error;
+mod records;
+mod scan;
+mod secret;
+
+pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
+pub use records::{
+    AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,
+};
+pub use secret::Secret;

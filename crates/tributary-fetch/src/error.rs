@@ -1,0 +1,284 @@
+//! `FetchError`: every failure of the fetcher, classified by cause, plus the `Redactor` that
+//! keeps secrets out of every message.
+//!
+//! Messages are built from already-redacted text: a URL loses its userinfo and the values of
+//! query parameters that carry credentials, a body excerpt is cut to its first
+//! [`BODY_HEAD_BYTES`] bytes, and every known secret value is replaced by `***`. Headers are never
+//! printed.
+
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// How many bytes of a response body an error message quotes.
+pub const BODY_HEAD_BYTES: usize = 200;
+
+/// Whose fault a failure is, which decides how the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCause {
+    /// The remote API answered with an error status or misbehaved (loops, oversized answers).
+    RemoteApi,
+    /// The request never got an answer: connection refused, reset, timeout.
+    Network,
+    /// The spec or the data does not fit: bad template, contentPath missing, malformed JSON.
+    SpecData,
+    /// Credentials are missing, rejected, or could not be refreshed.
+    Auth,
+}
+
+/// Every failure of the fetcher. Display text never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The API answered with a non-success status (other than 401/403).
+    #[error("{url}: http status {status}: {body_head}")]
+    Status {
+        url: String,
+        status: u16,
+        body_head: String,
+    },
+    /// The API refused the credentials (401 after a refresh attempt, or 403).
+    #[error("{url}: credentials rejected with http status {status}: {body_head}")]
+    Unauthorized {
+        url: String,
+        status: u16,
+        body_head: String,
+    },
+    /// No answer within the per-request timeout.
+    #[error("{url}: no response within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    /// The connection could not be made or broke before the answer started.
+    #[error("{url}: connection failed: {detail}")]
+    Connect { url: String, detail: String },
+    /// The answer started but its body could not be read to the end.
+    #[error("{url}: reading the response body failed: {detail}")]
+    Body { url: String, detail: String },
+    /// The body grew past the configured response-size cap.
+    #[error("{url}: response body larger than the cap of {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
+    /// Retries were exhausted (attempt cap or total-time cap); `last` is the final failure.
+    #[error("gave up after {attempts} attempts in {elapsed:?}: {last}")]
+    RetriesExhausted {
+        attempts: u32,
+        elapsed: Duration,
+        last: Box<FetchError>,
+    },
+    /// The page is not valid JSON (truncated or malformed).
+    #[error("page {page_idx} from {url}: malformed json at byte {offset}: {detail}")]
+    Malformed {
+        page_idx: u64,
+        url: String,
+        offset: usize,
+        detail: String,
+    },
+    /// The contentPath is missing from the page or does not point at an array.
+    #[error("page {page_idx}: contentPath {path} {problem}; keys at {at}: [{keys}]", keys = keys.join(", "))]
+    ContentPath {
+        page_idx: u64,
+        path: String,
+        problem: String,
+        at: String,
+        keys: Vec<String>,
+    },
+    /// An element of the records array is not an object.
+    #[error(
+        "page {page_idx}: record {element_idx} of the contentPath array is {found}, expected an object"
+    )]
+    RecordNotObject {
+        page_idx: u64,
+        element_idx: usize,
+        found: &'static str,
+    },
+    /// An explodeEntityPath or a small value path met something it cannot use.
+    #[error("page {page_idx}: {detail}")]
+    Data { page_idx: u64, detail: String },
+    /// Pagination returned a token or URL already seen in this run.
+    #[error(
+        "pagination loop: page {page_idx} returned the {kind} {value:?}, already seen earlier in this run"
+    )]
+    Loop {
+        page_idx: u64,
+        kind: &'static str,
+        value: String,
+    },
+    /// The spec cannot be turned into a request (template, URL, unsupported construct).
+    #[error("{0}")]
+    Spec(String),
+    /// A credential the auth type needs is missing.
+    #[error("auth param {field} is missing or empty")]
+    MissingCredential { field: String },
+    /// The OAuth2 token refresh failed.
+    #[error("token refresh at {url} failed: {detail}")]
+    Refresh {
+        url: String,
+        detail: String,
+        retryable: bool,
+    },
+}
+
+/// Scrubs secrets out of URLs and text before they go into an error or a log field.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secret_values: Vec<Secret>,
+    secret_params: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("secret_values", &self.secret_values.len())
+            .field("secret_params", &self.secret_params)
+            .finish()
+    }
+}
+
+impl FetchError {
+    /// Whose fault the failure is.
+    pub fn cause(&self) -> ErrorCause {
+        match self {
+            FetchError::Status { .. } | FetchError::TooLarge { .. } | FetchError::Loop { .. } => {
+                ErrorCause::RemoteApi
+            }
+            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
+                ErrorCause::Network
+            }
+            FetchError::RetriesExhausted { last, .. } => last.cause(),
+            FetchError::Malformed { .. }
+            | FetchError::ContentPath { .. }
+            | FetchError::RecordNotObject { .. }
+            | FetchError::Data { .. }
+            | FetchError::Spec(_) => ErrorCause::SpecData,
+            FetchError::Unauthorized { .. }
+            | FetchError::MissingCredential { .. }
+            | FetchError::Refresh { .. } => ErrorCause::Auth,
+        }
+    }
+
+    /// Whether trying the same request again (now or in a later run) can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
+                true
+            }
+            FetchError::RetriesExhausted { last, .. } => last.is_retryable(),
+            FetchError::Refresh { retryable, .. } => *retryable,
+            FetchError::Unauthorized { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Malformed { .. }
+            | FetchError::ContentPath { .. }
+            | FetchError::RecordNotObject { .. }
+            | FetchError::Data { .. }
+            | FetchError::Loop { .. }
+            | FetchError::Spec(_)
+            | FetchError::MissingCredential { .. } => false,
+        }
+    }
+
+    /// The HTTP status, when the failure is an answer of the API.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } | FetchError::Unauthorized { status, .. } => {
+                Some(*status)
+            }
+            FetchError::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+/// Query parameter names that carry credentials even when the spec does not say so.
+const SENSITIVE_PARAM_WORDS: [&str; 7] = [
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "auth",
+];
+
+/// Secret values shorter than this are not searched for in text: replacing a 2-letter
+/// password everywhere would mangle messages without protecting anything real.
+const MIN_SCRUBBED_SECRET_LEN: usize = 4;
+
+impl Redactor {
+    /// A redactor that knows these secret values and these credential-carrying param names.
+    pub fn new(secret_values: Vec<Secret>, secret_params: Vec<String>) -> Self {
+        let secret_values = secret_values
+            .into_iter()
+            .filter(|s| s.expose().len() >= MIN_SCRUBBED_SECRET_LEN)
+            .collect();
+        Self {
+            secret_values,
+            secret_params,
+        }
+    }
+
+    /// Adds a secret value learned later (a refreshed token).
+    pub fn add_secret(&mut self, secret: Secret) {
+        if secret.expose().len() >= MIN_SCRUBBED_SECRET_LEN && !self.secret_values.contains(&secret)
+        {
+            self.secret_values.push(secret);
+        }
+    }
+
+    /// The URL without userinfo, with credential query values replaced by `***`.
+    pub fn url(&self, url: &url::Url) -> String {
+        let mut shown = url.clone();
+        // Both setters fail only for URLs that cannot have userinfo; then there is none to hide.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(name, value)| {
+                    let value = if self.is_sensitive_param(&name) {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (name.into_owned(), value)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        self.text(shown.as_str())
+    }
+
+    /// Like [`Redactor::url`] for a string that may not parse as a URL.
+    pub fn url_str(&self, url: &str) -> String {
+        match url::Url::parse(url) {
+            Ok(parsed) => self.url(&parsed),
+            Err(_) => self.text(url),
+        }
+    }
+
+    /// The text with every known secret value replaced by `***`.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secret_values {
+            if out.contains(secret.expose()) {
+                out = out.replace(secret.expose(), "***");
+            }
+        }
+        out
+    }
+
+    /// The first [`BODY_HEAD_BYTES`] bytes of a body as text (lossy UTF-8), scrubbed.
+    pub fn body_head(&self, body: &[u8]) -> String {
+        let cut = body.len().min(BODY_HEAD_BYTES);
+        let mut head = String::from_utf8_lossy(&body[..cut]).into_owned();
+        if body.len() > cut {
+            head.push('…');
+        }
+        self.text(head.trim())
+    }
+
+    fn is_sensitive_param(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        self.secret_params
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name))
+            || SENSITIVE_PARAM_WORDS.iter().any(|w| lower.contains(w))
+    }
+}
