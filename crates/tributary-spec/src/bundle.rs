@@ -120,7 +120,7 @@ pub(crate) fn read_bundle(
         if let Some(source) = &source {
             check_source_against_spec(ctx, source, spec);
         }
-        if let (Some(base), Some(source)) = (&base, &source) {
+        if let (Some(base), Some(source), Some(_)) = (&base, &source, &auth_spec) {
             check_placeholders(ctx, spec, base, source);
         }
         if let Some(Some(flow_schedule)) = &schedule

@@ -368,7 +368,8 @@ fn read_source_spec_document(
                 check_schema_shape(ctx, &spec_obj);
                 Some(spec.value.clone())
             }
-            None => return SourceOutcome::Invalid,
+            // Keep going: the attributes' problems are reported in the same pass.
+            None => None,
         },
         None => None,
     };
@@ -742,26 +743,31 @@ fn read_pagination(ctx: &mut Ctx, node: &Node<'_>) -> Option<Pagination> {
             "missing limitValue: limitName is given, so the page size is needed",
         );
     }
-    if ctx.n_errors() > n_errors_before {
-        return None;
-    }
+    // Problems of the shared settings do not stop the type-specific checks: all are reported.
+    let is_common_ok = ctx.n_errors() == n_errors_before;
     let common = PagingCommon {
-        maximum_requests: maximum_requests?,
-        delay: delay?,
+        maximum_requests: maximum_requests.unwrap_or(PagingCommon::default().maximum_requests),
+        delay: delay.flatten(),
     };
 
-    match normalised.as_str() {
+    let pagination = match normalised.as_str() {
         "OFFSET" => {
             let offset_name = obj.req_string(
                 ctx,
                 &["offSetName", "offsetName"],
                 "the name of the offset parameter",
             );
+            // When only one of limitName / limitValue is given, the shared check above has
+            // already reported the other; report here only when both are missing.
+            let is_limit_absent = limit_node.is_none() && !obj.has("limitName");
             let limit_name = match limit_name {
                 Some(name) => Some(name),
-                None => obj.req_string(ctx, &["limitName"], "the name of the page-size parameter"),
+                None if is_limit_absent => {
+                    obj.req_string(ctx, &["limitName"], "the name of the page-size parameter")
+                }
+                None => None,
             };
-            if limit.is_none() {
+            if is_limit_absent {
                 obj.require(
                     ctx,
                     &["limitValue"],
@@ -882,7 +888,8 @@ fn read_pagination(ctx: &mut Ctx, node: &Node<'_>) -> Option<Pagination> {
             );
             None
         }
-    }
+    };
+    pagination.filter(|_| is_common_ok)
 }
 
 /// `endConditionName` + `endConditionValue`: both or neither.
@@ -1142,3 +1149,6 @@ fn check_templates(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -321,3 +321,6 @@ fn push_padded(out: &mut String, value: i64, width: usize) {
     // Writing to a String cannot fail.
     let _ = write!(out, "{value:0width$}");
 }
+
+#[cfg(test)]
+mod tests;

@@ -428,3 +428,6 @@ fn json_error_message(err: &serde_json::Error) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -178,7 +178,8 @@ pub(crate) fn read_flow_schedule(ctx: &mut Ctx, node: &Node<'_>) -> Option<FlowS
         )
         .and_then(|start_node| read_start_time(ctx, &start_node));
     let cron = read_cron(ctx, &obj);
-    let has_cron = matches!(cron, Some(Some(_)));
+    // An invalid cron is reported by itself; frequency is still optional next to it.
+    let has_cron = obj.has("cron");
     let frequency_node = if has_cron {
         obj.get(ctx, &["frequency"])
     } else {
@@ -390,3 +391,6 @@ pub(crate) fn read_flow_options(ctx: &mut Ctx, node: &Node<'_>) -> Option<FlowOp
         max_concurrent_requests: concurrency?,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -117,3 +117,6 @@ fn simple_keys_of(normalised: &str) -> Option<Vec<String>> {
     }
     Some(keys)
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,19 +38,31 @@ pub(crate) fn read_mapping_set(ctx: &mut Ctx, root: &Node<'_>) -> Option<Mapping
     let mut mappings = Vec::with_capacity(entries.len());
     let mut destinations: HashMap<String, String> = HashMap::new();
     for entry in &entries {
-        let Some(mapping) = read_mapping(ctx, entry) else {
-            continue;
-        };
-        let destination_key = mapping.destination.trim().to_owned();
-        if let Some(first_ptr) = destinations.get(&destination_key) {
-            ctx.err(
-                &format!("{}/destination", entry.ptr),
-                format!("destination {:?} is already mapped by {first_ptr}; each destination takes one mapping", mapping.destination),
-            );
-        } else {
-            destinations.insert(destination_key, entry.ptr.clone());
+        let mapping = read_mapping(ctx, entry);
+        // Duplicates are checked on the raw text so that a mapping with other problems still
+        // counts as taking its destination.
+        let destination = ["destination", "destinationXdmPath"]
+            .iter()
+            .find_map(|key| entry.value.get(*key).and_then(Value::as_str));
+        if let Some(destination) = destination
+            .map(str::trim)
+            .filter(|destination| !destination.is_empty())
+        {
+            if let Some(first_ptr) = destinations.get(destination) {
+                let key = if entry.value.get("destination").is_some() {
+                    "destination"
+                } else {
+                    "destinationXdmPath"
+                };
+                ctx.err(
+                    &format!("{}/{key}", entry.ptr),
+                    format!("destination {destination:?} is already mapped by {first_ptr}; each destination takes one mapping"),
+                );
+            } else {
+                destinations.insert(destination.to_owned(), entry.ptr.clone());
+            }
         }
-        mappings.push(mapping);
+        mappings.extend(mapping);
     }
     if ctx.n_errors() > n_errors_before {
         return None;
@@ -163,3 +175,6 @@ pub fn source_type_of(text: &str) -> Option<MappingSourceType> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -401,3 +401,6 @@ pub(crate) fn check_schema_document(ctx: &mut Ctx, node: &crate::raw::Node<'_>) 
         check_schema_document(ctx, &items);
     }
 }
+
+#[cfg(test)]
+mod tests;

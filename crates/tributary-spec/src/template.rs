@@ -627,3 +627,6 @@ fn resolve_env_in_str(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
