@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::model::{AuthSpec, BaseConnection, ConnectionSpec, SourceConnection, TargetConnection};
-use crate::raw::{Ctx, Node, Obj};
+use crate::raw::{Ctx, Node, Obj, describe_redacted};
 use crate::schema_check;
 use crate::secrets;
 
@@ -106,7 +106,20 @@ fn read_params(ctx: &mut Ctx, obj: &Obj<'_>, required: bool) -> Option<Map<Strin
             None => return Some(Map::new()),
         }
     };
-    ctx.object(&node, "params").map(|params| params.map.clone())
+    match node.value {
+        Value::Object(map) => Some(map.clone()),
+        other => {
+            // Never echo the value: misplaced credentials are still credentials.
+            ctx.err(
+                &node.ptr,
+                format!(
+                    "expected params (an object), found {}",
+                    describe_redacted(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Matches `auth.specName` and checks the params against that authSpec's schema. Returns the

@@ -21,7 +21,7 @@ mod flow;
 pub mod json_path;
 pub mod mapping;
 pub mod model;
-pub mod raw;
+mod raw;
 pub mod schema_check;
 pub mod secrets;
 pub mod template;

@@ -394,8 +394,9 @@ pub struct BaseConnection {
     pub secret_fields: Vec<String>,
 }
 
-/// A source connection: the per-source params declared by `sourceSpec.spec`.
-#[derive(Debug, Clone, PartialEq)]
+/// A source connection: the per-source params declared by `sourceSpec.spec`. Debug hides the
+/// values of params whose names look secret (some specs take an API key as a source param).
+#[derive(Clone, PartialEq)]
 pub struct SourceConnection {
     pub name: Option<String>,
     pub params: Map<String, Value>,
@@ -641,5 +642,14 @@ impl BaseConnection {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Map<String, Value>, crate::SpecError> {
         crate::template::resolve_env_in_map(&self.params, env)
+    }
+}
+
+impl fmt::Debug for SourceConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceConnection")
+            .field("name", &self.name)
+            .field("params", &crate::secrets::Redacted::new(&self.params, &[]))
+            .finish()
     }
 }

@@ -604,3 +604,14 @@ fn every_problem_of_a_broken_spec_is_reported_at_once() {
         "#]],
     );
 }
+
+#[test]
+fn offset_without_any_limit_reports_both_fields_once() {
+    check_pagination(
+        json!({"type": "OFFSET", "offsetName": "offset"}),
+        expect![[r#"
+            spec.json: /sourceSpec/attributes/paginationParams/limitName: missing required field limitName: expected the name of the page-size parameter (a string), found nothing
+            spec.json: /sourceSpec/attributes/paginationParams/limitValue: missing required field limitValue: expected the page size (an integer >= 1) for OFFSET pagination, found nothing
+        "#]],
+    );
+}

@@ -553,3 +553,65 @@ proptest! {
         prop_assert_eq!(report.kind, Some(DocumentKind::ConnectionSpec));
     }
 }
+
+#[test]
+fn a_generic_rest_template_takes_its_request_from_the_source_params() {
+    let generic = json!({
+        "name": "generic-rest-extension", "type": "generic-rest",
+        "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication",
+                      "spec": {"type": "object", "properties": {"host": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}}}}],
+        "sourceSpec": {"attributes": {"spec": {"properties": {"urlParams": {"type": "object"}, "contentPath": {"type": "object"}, "paginationParams": {"type": "object"}},
+                                               "required": ["urlParams", "contentPath", "paginationParams"]}}}
+    });
+    let bundle = json!({
+        "name": "generic",
+        "connectionSpec": generic,
+        "baseConnection": {"auth": {"specName": "Basic Authentication", "params": {"host": "http://127.0.0.1:1", "username": "u", "password": "p"}}},
+        "sourceConnection": {"params": {
+            "urlParams": {"path": "/v1/items", "method": "GET"},
+            "contentPath": "$.items",
+            "paginationParams": {"type": "PAGE", "pageParamName": "page", "limitName": "size", "limitValue": 10}
+        }},
+        "targetConnection": {"params": {"dataSetId": "items"}}
+    });
+    let loaded = load(&bundle).unwrap();
+    expect![[r#"
+        Template("/v1/items") JsonPath("$.items") Page { limit_name: Some("size"), limit: Some(10), page_param: "page", initial_index: 0, end_index: None, common: PagingCommon { maximum_requests: 10000, delay: None } }
+    "#]]
+    .assert_eq(&format!(
+        "{:?} {:?} {:?}\n",
+        loaded.connection_spec.source.request.path, loaded.connection_spec.source.content.path, loaded.connection_spec.source.pagination
+    ));
+    // Problems of the request are reported under the source params.
+    let mut broken = bundle.clone();
+    broken["sourceConnection"]["params"]["paginationParams"] = json!({"type": "SCROLL"});
+    check_text(
+        &broken.to_string(),
+        expect![[r#"
+        kind=Some(FlowBundle) valid=false
+        flows/bundle.json: /sourceConnection/params/paginationParams/type: unknown pagination type "SCROLL"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK
+    "#]],
+    );
+}
+
+#[test]
+fn misplaced_credentials_are_never_echoed() {
+    check_text(
+        &json!({"auth": {"specName": "Basic Authentication", "params": "user:hunter2"}})
+            .to_string(),
+        expect![[r#"
+        kind=Some(BaseConnection) valid=false
+        flows/bundle.json: /auth/params: expected params (an object), found a string
+    "#]],
+    );
+    let source = source_connection_from_value(
+        "s.json",
+        &json!({"params": {"listId": "L1", "api_key": "k-secret"}}),
+    )
+    .unwrap();
+    let debug = format!("{source:?}");
+    assert!(
+        debug.contains("L1") && !debug.contains("k-secret"),
+        "{debug}"
+    );
+}
