@@ -47,6 +47,11 @@ pub enum SpecError {
     /// A substituted header value contains CR or LF.
     #[error("value substituted for {placeholder} in a header contains a line break")]
     HeaderLineBreak { placeholder: String },
+    /// Neither `urlParams.host` nor the auth param `host` gives a base URL.
+    #[error(
+        "no base URL: the connection spec has no urlParams.host and the auth params have no host"
+    )]
+    MissingHost,
     /// A param value that cannot be put into text.
     #[error("placeholder {placeholder} is {found}, expected a string, number or boolean")]
     UnrenderableValue {

@@ -22,6 +22,7 @@ pub mod json_path;
 pub mod mapping;
 pub mod model;
 mod raw;
+pub mod request;
 pub mod schema_check;
 pub mod secrets;
 pub mod template;
@@ -39,6 +40,7 @@ pub use document::{
 pub use error::SpecError;
 pub use json_path::JsonPath;
 pub use model::*;
+pub use request::RenderedRequest;
 pub use schema_check::validate_params;
 pub use secrets::secret_fields;
 pub use template::{
