@@ -615,3 +615,76 @@ fn misplaced_credentials_are_never_echoed() {
         "{debug}"
     );
 }
+
+/// The broken fixtures of tests/data/spec/broken (also used by `tributary spec validate`
+/// tests): every one is invalid, with one line per problem.
+#[test]
+fn broken_fixture_files_report_every_problem() {
+    let fixtures = [
+        (
+            "truncated.json",
+            include_str!("../../../../tests/data/spec/broken/truncated.json"),
+        ),
+        (
+            "unknown-pagination.json",
+            include_str!("../../../../tests/data/spec/broken/unknown-pagination.json"),
+        ),
+        (
+            "many-problems.json",
+            include_str!("../../../../tests/data/spec/broken/many-problems.json"),
+        ),
+        (
+            "minute-interval.json",
+            include_str!("../../../../tests/data/spec/broken/minute-interval.json"),
+        ),
+        (
+            "unknown-auth-spec.json",
+            include_str!("../../../../tests/data/spec/broken/unknown-auth-spec.json"),
+        ),
+        (
+            "bad-source-params.json",
+            include_str!("../../../../tests/data/spec/broken/bad-source-params.json"),
+        ),
+        (
+            "mapping-wrong-types.json",
+            include_str!("../../../../tests/data/spec/broken/mapping-wrong-types.json"),
+        ),
+    ];
+    let mut shown = String::new();
+    for (name, text) in fixtures {
+        let report = validate_document_with_env(
+            name,
+            text,
+            |path| Err(format!("no files here: {path}")),
+            &env,
+        );
+        assert!(!report.is_valid(), "{name} must be invalid");
+        for line in report.lines() {
+            shown.push_str(&line);
+            shown.push('\n');
+        }
+    }
+    expect![[r#"
+        truncated.json: (root): invalid JSON at line 5 column 0: EOF while parsing a value
+        unknown-pagination.json: /sourceSpec/attributes/paginationParams/type: unknown pagination type "CURSOR"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK
+        many-problems.json: /name: missing required field name: expected the spec name (a string), found nothing
+        many-problems.json: /authSpec/0/spec/properties: expected at least one API key property (authKey1, ... or a property with restAttributes.headerParamName) for auth type KeyBased, found none
+        many-problems.json: /authSpec/1/type: unknown auth type "Bearer"; expected one of BasicAuthentication, OAuth2RefreshCode, KeyBased
+        many-problems.json: /sourceSpec/attributes/urlParams/method: expected the HTTP method GET or POST, found "DELETE"
+        many-problems.json: /sourceSpec/attributes/urlParams/queryParams: expected queryParams as name=value pairs separated by commas, found "broken" without '='
+        many-problems.json: /sourceSpec/attributes/contentPath/path: missing required field path: expected the JSONPath of contentPath (a string), found nothing
+        many-problems.json: /sourceSpec/attributes/paginationParams/limitValue: expected limitValue (the page size) as an integer >= 1 and <= 4294967295, found 0
+        many-problems.json: /sourceSpec/attributes/paginationParams/offSetName: missing required field offSetName (or offsetName): expected the name of the offset parameter (a string), found nothing
+        many-problems.json: /sourceSpec/attributes/scheduleParams/paramFormat: unknown date pattern letter "Q" in "yyyy-MM-ddTHH:mm:ssQ"; known: y M d H h m s S f F a tt E Z X x z K D T, quote literal text with '...'
+        many-problems.json: /sourceSpec/attributes/scheduleParams/backfill: missing required field backfill: expected the backfill query expression (a string), found nothing
+        minute-interval.json: /flow/scheduleParams/interval: expected an integer >= 15 for frequency minute, found 5
+        unknown-auth-spec.json: /baseConnection/auth/specName: auth spec "API Key Authentication" could not be found for connection spec "Inline source"; expected one of "Basic Authentication" (type BasicAuthentication), "OAuth2 Refresh Code" (type OAuth2RefreshCode)
+        bad-source-params.json: /sourceConnection/params/region: missing required property region: expected a string
+        bad-source-params.json: /sourceConnection/params/listId: expected a string matching /^[0-9a-f]{10}$/, found the string "not-hex"
+        bad-source-params.json: /sourceConnection/params/limit: expected an integer, found the string "many"
+        mapping-wrong-types.json: /strictMapping: expected strictMapping (true or false), found the string "yes"
+        mapping-wrong-types.json: /mappings/1/sourceType: unknown sourceType "FORMULA"; expected one of ATTRIBUTE, EXPRESSION, STATIC (or text/x.schema-path, text/x.aep-xl, text/plain)
+        mapping-wrong-types.json: /mappings/2/sourceAttribute: expected the source (a string), found the number 12
+        mapping-wrong-types.json: /mappings/2/destinationXdmPath: destination "personalEmail.address" is already mapped by /mappings/0; each destination takes one mapping
+    "#]].assert_eq(&shown);
+}
