@@ -1,14 +1,24 @@
 //! The spec model: connection specs, flow specs, connections, mapping sets, flows and flow bundles.
 //!
-//! Parse, then validate. The validators read the JSON documents leniently (every documented
-//! variant and alias of the Adobe Self-Serve Sources specs) and turn them into the typed specs of
-//! [`model`], reporting every problem at once as [`Diagnostics`], each with a JSON-pointer path.
+//! Parse, then validate. The validators read JSON documents leniently (every documented variant
+//! and alias of the Adobe Self-Serve Sources specs) and turn them into the typed specs of
+//! [`model`] ([`ConnectionSpec`], [`Pagination`], [`ScheduleParams`], [`FlowSchedule`],
+//! [`MappingSet`], [`FlowBundle`], ...), reporting every problem at once as [`Diagnostics`], each
+//! with the JSON pointer of the field (for a missing field, the pointer it would have).
 //! Also templating ([`Template`]: `${x}`, `{x}`, `{{x}}`, `${env:X}`, the reserved schedule
-//! placeholders) and the Java / .NET date formats of `scheduleParams` ([`DateFormat`]).
+//! placeholders; [`RequestTemplate::render`]) and the Java / .NET date formats of
+//! `scheduleParams` ([`DateFormat`]).
 //!
-//! Invariants: no IO, no async (callers read files and hand over text; a bundle's `{"path"}`
-//! is loaded through a caller-supplied closure). Code downstream never re-checks a validated
-//! spec. No secret value is ever put into an error message or Debug output.
+//! Entry points: [`validate_document`] (any document, as `tributary spec validate` needs it),
+//! [`load_bundle`] (a flow bundle for running), and `*_from_value` / `*_for_spec` for API bodies.
+//!
+//! The raw side is the JSON tree itself, read through a pointer-tracking reader (module `raw`)
+//! rather than `#[derive(Deserialize)]` structs: serde stops at the first mismatch and loses the
+//! path, while the reader accepts every variant and keeps going, so all problems are reported.
+//!
+//! Invariants: no IO, no async (callers read files and hand over text; a bundle's `{"path"}` and
+//! `{"id"}` references are loaded through a caller-supplied closure). Code downstream never
+//! re-checks a validated spec. No secret value is ever put into an error message or Debug output.
 
 mod bundle;
 mod connection_spec;

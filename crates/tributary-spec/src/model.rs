@@ -88,7 +88,7 @@ pub struct ApiKeyPlacement {
 }
 
 /// Field and parameter names of the OAuth2 token exchange, after `requestParameterOverride`
-/// (reference §1.3; defaults are the [inferred] proposal).
+/// (reference §1.3; defaults are the "\[inferred\]" proposal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequestNames {
     /// Name of the access-token field in the token response (default `access_token`).
@@ -458,7 +458,7 @@ impl fmt::Debug for BaseConnection {
 
 impl ConnectionSpec {
     /// The authSpec a base connection's `auth.specName` selects: matched case-insensitively
-    /// against each entry's `name`, then its `type` (reference §1.3 [conflict]).
+    /// against each entry's `name`, then its `type` (reference §1.3, "\[conflict\]").
     pub fn auth_spec(&self, spec_name: &str) -> Option<&AuthSpec> {
         let wanted = spec_name.trim();
         self.auth_specs
