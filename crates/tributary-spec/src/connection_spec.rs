@@ -32,7 +32,27 @@ pub const AUTH_TYPES: [&str; 3] = ["BasicAuthentication", "OAuth2RefreshCode", "
 /// Default date pattern of the simple schedule form when a format is absent.
 const DEFAULT_SCHEDULE_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss'Z'";
 
-/// Reads a connection spec document. Returns `None` when it has errors (all recorded in `ctx`).
+/// What a connection spec document turned out to be.
+pub(crate) enum ConnectionSpecOutcome {
+    Valid(Box<ConnectionSpec>),
+    /// A generic-REST template: valid, but its request comes from the source connection.
+    ShapeB(Box<ShapeBSpec>),
+    Invalid,
+}
+
+/// A shape (b) spec; `template.source` is a placeholder replaced by `with_source`.
+pub(crate) struct ShapeBSpec {
+    pub(crate) template: ConnectionSpec,
+}
+
+/// What a `sourceSpec` turned out to be.
+enum SourceOutcome {
+    Concrete(Box<SourceSpec>),
+    ShapeB { params_schema: Option<Value> },
+    Invalid,
+}
+
+/// Reads a connection spec document. Returns `Invalid` when it has errors (all recorded in `ctx`).
 /// A shape (b) "generic REST" template has no request of its own; it is checked and then
 /// reported through `ShapeB` so that a bundle can build the request from source params.
 pub(crate) fn read_connection_spec(ctx: &mut Ctx, root: &Node<'_>) -> ConnectionSpecOutcome {
@@ -93,24 +113,6 @@ pub(crate) fn read_connection_spec(ctx: &mut Ctx, root: &Node<'_>) -> Connection
         }
         SourceOutcome::Invalid => ConnectionSpecOutcome::Invalid,
     }
-}
-
-pub(crate) enum ConnectionSpecOutcome {
-    Valid(Box<ConnectionSpec>),
-    /// A generic-REST template: valid, but its request comes from the source connection.
-    ShapeB(Box<ShapeBSpec>),
-    Invalid,
-}
-
-/// A shape (b) spec; `template.source` is a placeholder replaced by `with_source`.
-pub(crate) struct ShapeBSpec {
-    pub(crate) template: ConnectionSpec,
-}
-
-enum SourceOutcome {
-    Concrete(Box<SourceSpec>),
-    ShapeB { params_schema: Option<Value> },
-    Invalid,
 }
 
 impl ShapeBSpec {
