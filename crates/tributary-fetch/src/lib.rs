@@ -7,12 +7,17 @@
 //! Invariants: knows HTTP, not Arrow or sled. Never logs, prints or formats a secret.
 
 mod error;
+pub mod headers;
+mod limit;
 mod records;
+mod retry;
 mod scan;
 mod secret;
 
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
+pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
 pub use records::{
     AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,
 };
+pub use retry::RetryPolicy;
 pub use secret::Secret;

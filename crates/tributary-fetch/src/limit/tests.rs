@@ -1,0 +1,122 @@
+//! Tests of the limiter registry, on tokio's paused clock where no governor bucket is involved.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+
+#[test]
+fn limiters_are_shared_per_origin_and_credential() {
+    let limiters = Limiters::new();
+    let alice = CredentialFingerprint::of(&[&Secret::new("alice-password")]);
+    let bob = CredentialFingerprint::of(&[&Secret::new("bob-password")]);
+    assert_eq!(
+        alice,
+        CredentialFingerprint::of(&[&Secret::new("alice-password")])
+    );
+    let a1 = limiters.limiter("http://127.0.0.1:1", alice, None);
+    let a2 = limiters.clone().limiter("http://127.0.0.1:1", alice, None);
+    let b = limiters.limiter("http://127.0.0.1:1", bob, None);
+    let other_host = limiters.limiter("http://127.0.0.1:2", alice, None);
+    assert!(
+        Arc::ptr_eq(&a1, &a2),
+        "same origin and credential share one limiter"
+    );
+    assert!(!Arc::ptr_eq(&a1, &b));
+    assert!(!Arc::ptr_eq(&a1, &other_host));
+    assert_eq!(limiters.len(), 3);
+    let debug = format!("{limiters:?} {a1:?}");
+    assert!(!debug.contains("alice-password"), "{debug}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_blocks_every_waiter_on_the_limiter() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    let start = Instant::now();
+    limiter.block_for(Duration::from_secs(5));
+    limiter.block_for(Duration::from_secs(2)); // a shorter pause never shortens the longer one
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire().await })
+        })
+        .collect();
+    for waiter in waiters {
+        let waited = waiter.await.unwrap();
+        assert!(waited >= Duration::from_secs(5), "{waited:?}");
+    }
+    assert!(start.elapsed() >= Duration::from_secs(5));
+    assert!(
+        limiter.acquire().await < Duration::from_millis(1),
+        "the pause is over"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn low_remaining_quota_spaces_requests_and_zero_waits_for_the_reset() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    limiter.observe(QuotaHint {
+        remaining: 3,
+        reset_in: Duration::from_secs(4),
+    });
+    let start = Instant::now();
+    for _ in 0..3 {
+        limiter.acquire().await;
+    }
+    // Slots at 0, 1 s and 2 s: a quarter of the window each.
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    limiter.observe(QuotaHint {
+        remaining: 0,
+        reset_in: Duration::from_secs(10),
+    });
+    let waited = limiter.acquire().await;
+    assert_eq!(waited, Duration::from_secs(10));
+    limiter.observe(QuotaHint {
+        remaining: 500,
+        reset_in: Duration::from_secs(10),
+    });
+    assert_eq!(
+        limiter.acquire().await,
+        Duration::ZERO,
+        "plenty remaining: no pacing"
+    );
+}
+
+#[tokio::test]
+async fn the_quota_bounds_the_request_rate() {
+    let quota = RateQuota::per_second(NonZeroU32::new(100).unwrap())
+        .with_burst(NonZeroU32::new(5).unwrap());
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, Some(quota));
+    let start = std::time::Instant::now();
+    for _ in 0..25 {
+        limiter.acquire().await;
+    }
+    // 5 from the burst, then 20 at 10 ms each.
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[test]
+fn backoff_is_full_jitter_under_an_exponential_ceiling() {
+    let policy = crate::retry::RetryPolicy {
+        max_attempts: NonZeroU32::new(5).unwrap(),
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+        max_total: Duration::from_secs(10),
+    };
+    let ceilings: Vec<_> = (1..=6)
+        .map(|attempt| policy.ceiling(attempt).as_millis())
+        .collect();
+    assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
+    let samples: Vec<_> = (0..200).map(|_| policy.backoff(3)).collect();
+    assert!(samples.iter().all(|d| *d <= Duration::from_millis(400)));
+    assert!(
+        samples.iter().any(|d| *d < Duration::from_millis(200)),
+        "jitter spreads delays down to zero"
+    );
+    assert!(samples.iter().any(|d| *d > Duration::from_millis(200)));
+}
