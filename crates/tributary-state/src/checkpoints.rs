@@ -121,7 +121,7 @@ impl WindowKey {
 
     /// `[flow id][start][end]`: fixed length after the flow id, so no window's key is a prefix
     /// of another's, and a flow's windows iterate in start order (the open start first).
-    fn key(&self) -> Vec<u8> {
+    pub(crate) fn key(&self) -> Vec<u8> {
         KeyBuf::new()
             .str(self.flow_id.as_str())
             .opt_i64(self.start_ms)

@@ -89,7 +89,8 @@ impl Db {
             source,
         })?;
         let lock = acquire_lock(dir)?;
-        let (secret_key, key_origin) = resolve_secret_key(dir, options.secret_key)?;
+        let env_key = std::env::var_os(SecretKey::ENV_VAR);
+        let (secret_key, key_origin) = resolve_secret_key(dir, options.secret_key, env_key)?;
 
         let sled = sled::Config::new()
             .path(dir.join(DB_FOLDER))
@@ -206,11 +207,12 @@ fn acquire_lock(dir: &Path) -> Result<File, StateError> {
 fn resolve_secret_key(
     dir: &Path,
     configured: Option<SecretKey>,
+    env_key: Option<std::ffi::OsString>,
 ) -> Result<(SecretKey, String), StateError> {
     if let Some(key) = configured {
         return Ok((key, "the configuration".to_owned()));
     }
-    if let Some(text) = std::env::var_os(SecretKey::ENV_VAR) {
+    if let Some(text) = env_key {
         let origin = format!("environment variable {}", SecretKey::ENV_VAR);
         let Some(text) = text.to_str() else {
             return Err(StateError::InvalidSecretKey {
