@@ -1,0 +1,104 @@
+//! Mapping preview, the shape of Data Prep's `POST /mappingSets/preview`: each input record
+//! mapped, with the errors of each failing mapping (`destination`, `source`, `exception`).
+//!
+//! Preview runs the same compiled plan as ingestion: the records are turned into one Arrow
+//! batch (types inferred from the records), so a preview shows exactly what a run would write,
+//! including coercion to the target schema. Unlike a run, rejected rows are shown too, with
+//! their mapped data and the reasons they would be rejected.
+
+use std::sync::Arc;
+
+use arrow_json::ReaderBuilder;
+use arrow_json::reader::infer_json_schema_from_iterator;
+use arrow_schema::Schema;
+use chrono::Utc;
+use serde::Serialize;
+
+use super::apply::run;
+use super::{CompileError, MappingSet, compile};
+use crate::schema::row_to_json;
+
+/// One previewed record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviewRow {
+    /// The mapped record (destination paths as nested objects).
+    pub data: serde_json::Value,
+    /// Empty when every mapping succeeded (Data Prep returns `null` then).
+    pub errors: Vec<PreviewRowError>,
+}
+
+/// One failing mapping of one record (Data Prep's `TransformErrorInfo` subset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreviewRowError {
+    pub destination: String,
+    pub source: String,
+    pub exception: String,
+}
+
+/// Why a preview could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("the mapping set does not compile: {}", join(.0))]
+    Compile(Vec<CompileError>),
+    #[error("record {index} is not a JSON object")]
+    NotAnObject { index: usize },
+    #[error("the records cannot be read as one table: {0}")]
+    Records(#[from] arrow_schema::ArrowError),
+}
+
+/// Previews a mapping set on sample records, without a target schema.
+pub fn preview(mapping_set: &MappingSet, records: &[serde_json::Value]) -> Result<Vec<PreviewRow>, PreviewError> {
+    preview_with_schema(mapping_set, records, None)
+}
+
+/// Previews a mapping set on sample records against an optional target schema.
+pub fn preview_with_schema(
+    mapping_set: &MappingSet,
+    records: &[serde_json::Value],
+    target: Option<&Schema>,
+) -> Result<Vec<PreviewRow>, PreviewError> {
+    if let Some(index) = records.iter().position(|r| !r.is_object()) {
+        return Err(PreviewError::NotAnObject { index });
+    }
+    let source_schema = if records.is_empty() {
+        Schema::empty()
+    } else {
+        infer_json_schema_from_iterator(records.iter().map(|r| Ok(r.clone())))?
+    };
+    let plan = compile(mapping_set, &source_schema, target).map_err(PreviewError::Compile)?;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut decoder = ReaderBuilder::new(Arc::new(source_schema)).build_decoder()?;
+    decoder.serialize(records)?;
+    let Some(batch) = decoder.flush()? else { return Ok(Vec::new()) };
+
+    let outcome = run(&plan, &batch, Utc::now()).map_err(|err| match err {
+        super::MappingError::Arrow(err) => PreviewError::Records(err),
+    })?;
+    let mapped = arrow_array::RecordBatch::try_new(
+        Arc::new(Schema::new(
+            plan.output_schema
+                .fields()
+                .iter()
+                .map(|f| crate::schema::nullable_field(f))
+                .collect::<Vec<_>>(),
+        )),
+        outcome.columns,
+    )?;
+    let mut rows: Vec<PreviewRow> =
+        (0..mapped.num_rows()).map(|row| PreviewRow { data: row_to_json(&mapped, row), errors: Vec::new() }).collect();
+    for problem in outcome.problems {
+        let source = problem.mapping.map(|m| plan.mappings[m].source_text.clone()).unwrap_or_default();
+        rows[problem.row].errors.push(PreviewRowError {
+            destination: problem.error.destination,
+            source,
+            exception: format!("{}: {}", problem.error.code, problem.error.message),
+        });
+    }
+    Ok(rows)
+}
+
+fn join(errors: &[CompileError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
