@@ -653,3 +653,6 @@ impl fmt::Debug for SourceConnection {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
