@@ -5,8 +5,8 @@ use sled::Transactional as _;
 use sled::transaction::TransactionalTree;
 
 use crate::codec::KeyBuf;
-use crate::store::{Trees, TxResult, finish_tx, tx_get, tx_put};
-use crate::{BatchId, DatasetId, Db, RunId, StateError, WindowKey, codec};
+use crate::store::{Trees, TxResult, abort, finish_tx, tx_get, tx_put};
+use crate::{BatchId, DatasetId, Db, RunId, StateError, WindowKey, codec, now_ms};
 
 /// One published file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,37 @@ impl Db {
             }
         }
         Ok(batches)
+    }
+
+    /// Changes a batch's status (e.g. `Replaced` to `Removed` once its files are gone, or
+    /// `Loading` to `Failed`) and returns the updated record.
+    pub fn set_batch_status(
+        &self,
+        id: &BatchId,
+        status: BatchStatus,
+    ) -> Result<BatchRecord, StateError> {
+        let trees = self.trees();
+        let batch_key = id.as_str().as_bytes();
+        let res = (&trees.batches.tree, &trees.batches_by_dataset.tree).transaction(
+            |(batches, by_dataset)| {
+                let Some(mut batch) =
+                    tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)?
+                else {
+                    return Err(abort(StateError::NotFound {
+                        what: "batch",
+                        id: id.to_string(),
+                    }));
+                };
+                batch.status = status;
+                batch.updated_at_ms = now_ms();
+                tx_put_batch(trees, batches, by_dataset, &batch)?;
+                Ok(batch)
+            },
+        );
+        finish_tx("updating a batch", res)?.ok_or_else(|| StateError::NotFound {
+            what: "batch",
+            id: id.to_string(),
+        })
     }
 
     /// Every batch in a status, e.g. the `Replaced` ones whose files recovery must remove.

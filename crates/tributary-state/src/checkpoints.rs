@@ -544,6 +544,48 @@ impl Db {
         }
     }
 
+    /// Continues an interrupted window in a new run: the checkpoint and its batch now name
+    /// `run_id` (so the new run's `targetInfo` shows the batch), position and parts unchanged.
+    /// Returns the checkpoint to resume from.
+    pub fn resume_window(
+        &self,
+        window: &WindowKey,
+        run_id: &RunId,
+    ) -> Result<Checkpoint, StateError> {
+        let trees = self.trees();
+        let window_key = window.key();
+        let res = (
+            &trees.checkpoints.tree,
+            &trees.batches.tree,
+            &trees.batches_by_dataset.tree,
+        )
+            .transaction(|(checkpoints, batches, by_dataset)| {
+                let mut header =
+                    in_progress_header(checkpoints, trees.checkpoints.name, window, &window_key)?;
+                let now = now_ms();
+                header.run_id = run_id.clone();
+                header.updated_at_ms = now;
+                tx_put(checkpoints, &window_key, "checkpoint", &header)?;
+                let batch_key = header.batch_id.as_str().as_bytes();
+                if let Some(mut batch) =
+                    tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)?
+                {
+                    batch.run_id = run_id.clone();
+                    batch.updated_at_ms = now;
+                    tx_put_batch(trees, batches, by_dataset, &batch)?;
+                }
+                Ok(header)
+            });
+        let Some(header) = finish_tx("resuming a window", res)? else {
+            return Err(StateError::NotFound {
+                what: "checkpoint of",
+                id: window.to_string(),
+            });
+        };
+        let parts = load_parts(&trees.parts, window, Some(header.next_seq))?;
+        Ok(assemble(header, parts))
+    }
+
     /// The parts recorded but not yet published, for recovery at start, in key order.
     pub fn pending_parts(&self) -> Result<Vec<(WindowKey, PartEntry)>, StateError> {
         let trees = self.trees();

@@ -180,6 +180,15 @@ fn reopen_after_drop_sees_everything() {
 }
 
 #[test]
+fn db_can_be_shared_across_threads_and_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    fn assert_clone<T: Clone>() {}
+    assert_send_sync::<Db>();
+    assert_clone::<Db>();
+    assert_send_sync::<StateError>();
+}
+
+#[test]
 fn second_open_in_same_process_is_in_use_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path());
@@ -956,6 +965,42 @@ fn discarding_the_last_pending_part_rolls_the_position_back() {
 }
 
 #[test]
+fn resuming_a_window_keeps_its_progress_under_the_new_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let win = window("flow-1", Some(0), Some(1000));
+    db.begin_window(
+        &win,
+        &RunId::new("run-1"),
+        &BatchId::new("b1"),
+        &DatasetId::new("ds"),
+    )
+    .unwrap();
+    db.record_part(&win, part(0, 10), json!({"next": "p2"}), 10)
+        .unwrap();
+    let resumed = db.resume_window(&win, &RunId::new("run-2")).unwrap();
+    assert_eq!(
+        (
+            resumed.run_id.as_str(),
+            resumed.batch_id.as_str(),
+            resumed.position.clone(),
+            resumed.next_seq,
+            resumed.parts.len()
+        ),
+        ("run-2", "b1", json!({"next": "p2"}), 1, 1)
+    );
+    assert_eq!(
+        db.batch(&BatchId::new("b1")).unwrap().unwrap().run_id,
+        RunId::new("run-2")
+    );
+    let unknown = window("flow-1", Some(5), Some(6));
+    assert!(matches!(
+        db.resume_window(&unknown, &RunId::new("r")),
+        Err(StateError::NotFound { .. })
+    ));
+}
+
+#[test]
 fn completing_a_window_fills_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
@@ -1095,9 +1140,14 @@ fn beginning_a_window_again_replaces_its_batch() {
         "window flow flow-1 [0, 1000) ms: batch id b1 is already used; a new run needs a new batch id"
     );
     // The engine removes replaced files, then records it.
-    let mut removed = db.batch(&BatchId::new("b1")).unwrap().unwrap();
-    removed.status = BatchStatus::Removed;
-    db.put_batch(&removed).unwrap();
+    let removed = db
+        .set_batch_status(&BatchId::new("b1"), BatchStatus::Removed)
+        .unwrap();
+    assert_eq!(db.batch(&BatchId::new("b1")).unwrap().unwrap(), removed);
+    assert!(matches!(
+        db.set_batch_status(&BatchId::new("nope"), BatchStatus::Failed),
+        Err(StateError::NotFound { .. })
+    ));
     assert_eq!(
         db.batches_with_status(BatchStatus::Replaced).unwrap().len(),
         1
