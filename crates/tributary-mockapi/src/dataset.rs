@@ -24,7 +24,7 @@ pub const DEFAULT_START_TIME_SECS: i64 = 1_704_067_200;
 /// One second between consecutive records' `last_changed`.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(1);
 /// Upper bound of one record's JSON size, used to reserve page buffers once.
-pub const MAX_RECORD_BYTES: usize = 720;
+pub const MAX_RECORD_BYTES: usize = 768;
 
 /// `last_changed` of record `i` is `start + i * step`, in nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,10 +391,16 @@ impl Dataset {
     }
 
     fn member(&self, index: u64) -> Member {
-        let mut rng = SplitMix(self.seed ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03));
+        // Seed and index are mixed through different constants so that no field of one record
+        // equals a field of a neighbour.
+        let mut rng = SplitMix(
+            mix64(self.seed.wrapping_add(0x5851_f42d_4c95_7f2d))
+                ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03),
+        );
         let id_high = rng.next();
-        // A bijection of the index for this seed: ids are unique per index.
-        let id_low = mix64(index.wrapping_add(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        // A bijection of the index for this seed (xor with a constant, then a bijective mix):
+        // ids are unique per index.
+        let id_low = mix64(index ^ mix64(self.seed ^ 0xa076_1d64_78bd_642f));
         let first_name = pick(&mut rng, FIRST_NAMES);
         let last_name = pick(&mut rng, LAST_NAMES);
         let domain = pick(&mut rng, DOMAINS);
@@ -405,7 +411,7 @@ impl Dataset {
             85..=92 => "pending",
             _ => "cleaned",
         };
-        let address = (rng.below(3) == 0).then(|| {
+        let address = (rng.below(5) == 0).then(|| {
             let (city, state, zip_base) = pick(&mut rng, CITIES);
             Address {
                 number: 1 + rng.below(9_999) as u16,
@@ -438,7 +444,11 @@ impl Dataset {
         let (country_code, timezone, lat_center, lon_center) = pick(&mut rng, LOCATIONS);
         let latitude_e4 = lat_center + rng.below(10_001) as i32 - 5_000;
         let longitude_e4 = lon_center + rng.below(10_001) as i32 - 5_000;
-        let n_tags = rng.below(3) as usize;
+        let n_tags = match rng.below(20) {
+            0..=9 => 0,
+            10..=16 => 1,
+            _ => 2,
+        };
         let mut tags = [(0, ""); 2];
         for tag in tags.iter_mut().take(n_tags) {
             let tag_idx = rng.below(TAGS.len() as u64) as usize;
@@ -476,7 +486,7 @@ impl Dataset {
     }
 }
 
-/// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.fff]+00:00`, the way the
+/// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the way the
 /// dataset writes times.
 pub fn format_timestamp(ns: i128, frac_digits: u8) -> String {
     let mut bytes = Vec::with_capacity(40);
@@ -607,7 +617,7 @@ fn write_timestamp(out: &mut Vec<u8>, ns: i128, frac_digits: u8) {
         let divisor = 10u64.pow(9 - u32::from(frac_digits));
         write_padded(out, subsec / divisor, usize::from(frac_digits));
     }
-    out.extend_from_slice(b"+00:00");
+    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -21,6 +21,7 @@ use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -806,14 +807,17 @@ async fn finish(shared: &Shared, admitted: &Admitted, page: Page) -> Response {
 fn truncated_response(body: Vec<u8>, rate: Option<&Decision>) -> Response {
     let full_len = body.len();
     let half = Bytes::from(body).slice(..full_len / 2);
-    let chunks: Vec<Result<Bytes, io::Error>> = vec![
-        Ok(half),
+    // The pause lets the server flush the head and the first half before the stream fails;
+    // the failure then cuts the connection mid-body.
+    let cut = futures::stream::once(async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "body truncated by fault injection",
-        )),
-    ];
-    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+        ))
+    });
+    let chunks = futures::stream::once(async move { Ok::<Bytes, io::Error>(half) }).chain(cut);
+    let mut response = Response::new(Body::from_stream(chunks));
     let response_headers = response.headers_mut();
     response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response_headers.insert(CONTENT_LENGTH, HeaderValue::from(full_len));
