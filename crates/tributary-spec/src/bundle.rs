@@ -35,6 +35,20 @@ pub(crate) fn read_bundle(
     mode: &BundleMode<'_>,
 ) -> Option<FlowBundle> {
     let obj = ctx.object(root, "a flow bundle")?;
+    obj.warn_unknown_keys(
+        ctx,
+        &[
+            "name",
+            "description",
+            "connectionSpec",
+            "baseConnection",
+            "sourceConnection",
+            "targetConnection",
+            "mappingSet",
+            "flow",
+        ],
+        "a flow bundle",
+    );
     let n_errors_before = ctx.n_errors();
     let name = obj.req_string(ctx, &["name"], "the flow name");
 
@@ -80,6 +94,11 @@ pub(crate) fn read_bundle(
         .and_then(|node| ctx.object(&node, "the flow settings"))
     {
         Some(flow) => {
+            flow.warn_unknown_keys(
+                ctx,
+                &["name", "description", "scheduleParams", "options"],
+                "the flow settings",
+            );
             let schedule = match flow.get(ctx, &["scheduleParams"]) {
                 Some(node) => read_flow_schedule(ctx, &node).map(Some),
                 None => Some(None),

@@ -29,6 +29,52 @@ pub const PAGINATION_TYPES: [&str; 6] = [
 /// Auth types we know.
 pub const AUTH_TYPES: [&str; 3] = ["BasicAuthentication", "OAuth2RefreshCode", "KeyBased"];
 
+/// Keys of `sourceSpec.attributes` (shape a).
+const ATTRIBUTE_KEYS: [&str; 10] = [
+    "uiAttributes",
+    "urlParams",
+    "headerParams",
+    "bodyParams",
+    "contentPath",
+    "explodeEntityPath",
+    "paginationParams",
+    "scheduleParams",
+    "schema",
+    "spec",
+];
+/// Keys of `paginationParams`, over all types and aliases.
+const PAGINATION_KEYS: [&str; 18] = [
+    "type",
+    "limitName",
+    "limitValue",
+    "offSetName",
+    "offsetName",
+    "endConditionName",
+    "endConditionValue",
+    "pointerPath",
+    "pointerName",
+    "continuationTokenPath",
+    "parameterType",
+    "parameterName",
+    "pageParamName",
+    "initialPageIndex",
+    "endPageIndex",
+    "maximumRequest",
+    "maximumRequests",
+    "delayRequestMillis",
+];
+/// Keys of `scheduleParams`, simple and ADVANCE.
+const SCHEDULE_KEYS: [&str; 8] = [
+    "type",
+    "scheduleStartParamName",
+    "scheduleEndParamName",
+    "scheduleStartParamFormat",
+    "scheduleEndParamFormat",
+    "paramFormat",
+    "incremental",
+    "backfill",
+];
+
 /// Default date pattern of the simple schedule form when a format is absent.
 const DEFAULT_SCHEDULE_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss'Z'";
 
@@ -396,6 +442,7 @@ fn read_source_spec_document(
         // The generic REST template: the user supplies urlParams etc. in the source connection.
         return SourceOutcome::ShapeB { params_schema };
     }
+    attributes.warn_unknown_keys(ctx, &ATTRIBUTE_KEYS, "sourceSpec.attributes");
     let source_param_names = params_schema
         .as_ref()
         .map(schema_property_names)
@@ -537,6 +584,18 @@ fn read_source_attributes(
 }
 
 fn read_url_params(ctx: &mut Ctx, url_params: &Obj<'_>) -> Option<RequestTemplate> {
+    url_params.warn_unknown_keys(
+        ctx,
+        &[
+            "host",
+            "path",
+            "method",
+            "queryParams",
+            "headerParams",
+            "bodyParams",
+        ],
+        "urlParams",
+    );
     let host = url_params
         .opt_string(ctx, &["host"], "the base URL")
         .map(|host| Template::parse(&host));
@@ -647,6 +706,16 @@ fn read_content_path(ctx: &mut Ctx, node: &Node<'_>, what: &str) -> Option<Conte
                 map,
                 ptr: node.ptr.clone(),
             };
+            obj.warn_unknown_keys(
+                ctx,
+                &[
+                    "path",
+                    "skipAttributes",
+                    "keepAttributes",
+                    "overrideWrapperAttribute",
+                ],
+                what,
+            );
             let path = obj
                 .require(
                     ctx,
@@ -700,6 +769,7 @@ fn read_json_path(ctx: &mut Ctx, node: &Node<'_>, what: &str) -> Option<JsonPath
 
 fn read_pagination(ctx: &mut Ctx, node: &Node<'_>) -> Option<Pagination> {
     let obj = ctx.object(node, "paginationParams")?;
+    obj.warn_unknown_keys(ctx, &PAGINATION_KEYS, "paginationParams");
     let known = PAGINATION_TYPES.join(", ");
     let type_node = obj.require(
         ctx,
@@ -988,6 +1058,7 @@ fn read_end_page_index(ctx: &mut Ctx, node: &Node<'_>) -> Option<EndPageIndex> {
 
 fn read_schedule_params(ctx: &mut Ctx, node: &Node<'_>) -> Option<ScheduleParams> {
     let obj = ctx.object(node, "scheduleParams")?;
+    obj.warn_unknown_keys(ctx, &SCHEDULE_KEYS, "scheduleParams");
     let is_advance = match obj.get(ctx, &["type"]) {
         Some(type_node) => match ctx.string(&type_node, "the schedule type")? {
             text if text.eq_ignore_ascii_case("advance") => true,

@@ -169,6 +169,18 @@ fn read_transformations(ctx: &mut Ctx, node: &Node<'_>) -> Option<Vec<Transforma
 /// `backfill`; `minute` needs `interval >= 15`; other frequencies `>= 1`.
 pub(crate) fn read_flow_schedule(ctx: &mut Ctx, node: &Node<'_>) -> Option<FlowSchedule> {
     let obj = ctx.object(node, "scheduleParams")?;
+    obj.warn_unknown_keys(
+        ctx,
+        &[
+            "startTime",
+            "frequency",
+            "interval",
+            "backfill",
+            "cron",
+            "timeZone",
+        ],
+        "scheduleParams",
+    );
     let n_errors_before = ctx.n_errors();
     let start_time = obj
         .require(
@@ -360,6 +372,15 @@ fn read_cron(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<Option<CronSchedule>> {
 
 pub(crate) fn read_flow_options(ctx: &mut Ctx, node: &Node<'_>) -> Option<FlowOptions> {
     let obj = ctx.object(node, "options")?;
+    obj.warn_unknown_keys(
+        ctx,
+        &[
+            "partialIngestionPercent",
+            "errorDiagnosticsEnabled",
+            "maxConcurrentRequests",
+        ],
+        "options",
+    );
     let n_errors_before = ctx.n_errors();
     let percent = match obj.get(ctx, &["partialIngestionPercent"]) {
         Some(percent_node) => match ctx.number(&percent_node, "partialIngestionPercent") {

@@ -317,6 +317,23 @@ impl<'v> Obj<'v> {
         found
     }
 
+    /// Warns about keys not in `known`: a typo such as `paginationParam` would otherwise be
+    /// silently ignored. Suggests the closest known key.
+    pub(crate) fn warn_unknown_keys(&self, ctx: &mut Ctx, known: &[&str], what: &str) {
+        for key in self.map.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            let suggestion = closest(key, known)
+                .map(|close| format!(" (did you mean {close}?)"))
+                .unwrap_or_default();
+            ctx.warn(
+                &self.ptr_of(key),
+                format!("unknown field {key} in {what}{suggestion}; it is ignored"),
+            );
+        }
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.map.get(name).is_some_and(|value| !value.is_null())
     }
@@ -373,4 +390,35 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
+}
+
+/// The known name closest to `key` (case-insensitive edit distance <= 2), if any.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let key = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|candidate| {
+            (
+                edit_distance(&key, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (i, left_char) in left.chars().enumerate() {
+        let mut current = vec![i + 1; right.len() + 1];
+        for (j, right_char) in right.iter().enumerate() {
+            let substitution = previous[j] + usize::from(left_char != *right_char);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[right.len()]
 }

@@ -615,3 +615,21 @@ fn offset_without_any_limit_reports_both_fields_once() {
         "#]],
     );
 }
+
+#[test]
+fn misspelt_fields_warn_with_a_suggestion() {
+    check_spec(
+        spec_with(json!({
+            "paginationParam": {"type": "NONE"},
+            "urlParams": {"host": "https://x", "path": "/v1", "querryParams": {"a": "b"}},
+            "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 10, "offsetName": "o", "maximumRequets": 5}
+        })),
+        |spec| format!("{}\n", spec.source.pagination.common().maximum_requests),
+        expect![[r#"
+            10000
+            spec.json: /sourceSpec/attributes/paginationParam: warning: unknown field paginationParam in sourceSpec.attributes (did you mean paginationParams?); it is ignored
+            spec.json: /sourceSpec/attributes/urlParams/querryParams: warning: unknown field querryParams in urlParams (did you mean queryParams?); it is ignored
+            spec.json: /sourceSpec/attributes/paginationParams/maximumRequets: warning: unknown field maximumRequets in paginationParams (did you mean maximumRequests?); it is ignored
+        "#]],
+    );
+}
