@@ -914,6 +914,108 @@ fn crash_after_record_part_leaves_a_pending_part_for_recovery() {
 }
 
 #[test]
+fn repeated_kills_during_commits_never_split_a_part_from_its_position() {
+    const NAME: &str = "tests::repeated_kills_during_commits_never_split_a_part_from_its_position";
+    let win = window("flow-kill", Some(0), Some(1000));
+    if let Some((role, dir)) = child_role() {
+        assert_eq!(role, "commit-loop");
+        let db = open(&dir);
+        if db.checkpoint(&win).unwrap().is_none() {
+            db.begin_window(
+                &win,
+                &RunId::new("run"),
+                &BatchId::new("b"),
+                &DatasetId::new("ds"),
+            )
+            .unwrap();
+        }
+        // Recovery as the engine does it: the "rename" of these parts is a no-op here.
+        for (pending_window, pending_part) in db.pending_parts().unwrap() {
+            db.mark_published(&pending_window, pending_part.seq)
+                .unwrap();
+        }
+        let start = db.checkpoint(&win).unwrap().unwrap().next_seq;
+        for seq in start..start + 100_000 {
+            let rows_after = u64::from(seq + 1) * 10;
+            db.record_part(
+                &win,
+                part(seq, 10),
+                json!({"offset": rows_after}),
+                rows_after,
+            )
+            .unwrap();
+            println!("R {seq}");
+            db.mark_published(&win, seq).unwrap();
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut last_reported: Option<u32> = None;
+    for cycle in 0..5 {
+        let mut child = spawn_child(NAME, "commit-loop", dir.path());
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut max_seq = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(seq) = line
+                    .rsplit_once("R ")
+                    .and_then(|(_, seq)| seq.parse::<u32>().ok())
+                {
+                    max_seq = max_seq.max(Some(seq));
+                }
+            }
+            max_seq
+        });
+        std::thread::sleep(std::time::Duration::from_millis(
+            60 + rand::random::<u64>() % 200,
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        last_reported = last_reported.max(reader.join().unwrap());
+
+        let db = open(dir.path());
+        let checkpoint = db.checkpoint(&win).unwrap().unwrap();
+        let n_parts = checkpoint.next_seq;
+        let context = format!("cycle {cycle}, {n_parts} parts, last reported {last_reported:?}");
+        // Every part whose record_part returned is durable.
+        assert!(last_reported.is_none_or(|seq| seq < n_parts), "{context}");
+        // The position and counts are exactly those written with the last part.
+        assert_eq!(
+            checkpoint.position,
+            if n_parts == 0 {
+                Value::Null
+            } else {
+                json!({"offset": u64::from(n_parts) * 10})
+            },
+            "{context}"
+        );
+        assert_eq!(
+            (checkpoint.rows, checkpoint.bytes),
+            (u64::from(n_parts) * 10, u64::from(n_parts) * 100),
+            "{context}"
+        );
+        let seqs: Vec<u32> = checkpoint.parts.iter().map(|part| part.seq).collect();
+        assert_eq!(seqs, (0..n_parts).collect::<Vec<_>>(), "{context}");
+        // Only the last part may be pending, and the pending list says so.
+        let pending: Vec<u32> = db
+            .pending_parts()
+            .unwrap()
+            .into_iter()
+            .map(|(_, part)| part.seq)
+            .collect();
+        let unpublished: Vec<u32> = checkpoint
+            .parts
+            .iter()
+            .filter(|part| part.state == PartState::Pending)
+            .map(|part| part.seq)
+            .collect();
+        assert_eq!(pending, unpublished, "{context}");
+        assert!(pending.iter().all(|&seq| seq + 1 == n_parts), "{context}");
+    }
+    assert!(last_reported.is_some(), "no child ever recorded a part");
+}
+
+#[test]
 fn discarding_the_last_pending_part_rolls_the_position_back() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
