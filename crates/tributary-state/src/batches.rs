@@ -6,7 +6,7 @@ use sled::transaction::TransactionalTree;
 
 use crate::codec::KeyBuf;
 use crate::store::{Trees, TxResult, abort, finish_tx, tx_get, tx_put};
-use crate::{BatchId, DatasetId, Db, RunId, StateError, WindowKey, codec, now_ms};
+use crate::{BatchId, DatasetId, Db, FlowId, RunId, StateError, WindowKey, codec, now_ms};
 
 /// One published file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,13 @@ pub struct BatchRecord {
     pub status: BatchStatus,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+impl BatchRecord {
+    /// The flow whose window produced this batch.
+    pub fn flow_id(&self) -> &FlowId {
+        &self.window.flow_id
+    }
 }
 
 impl Db {

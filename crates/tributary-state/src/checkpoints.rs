@@ -9,6 +9,16 @@
 //! rename may or may not have happened: the engine completes the rename (idempotent, since part
 //! names are deterministic) or, when the staged file is gone and nothing was published,
 //! [`Db::discard_part`] rolls the position back to before that part.
+//!
+//! Recovery at start, in full:
+//! 1. For each of [`Db::pending_parts`]: staged file present -> rename it to `final_path`
+//!    (fsync the folder) and [`Db::mark_published`]; only `final_path` present -> mark it
+//!    published; neither -> [`Db::discard_part`] (a window's pending parts from the highest
+//!    sequence down, since only the last part can be discarded).
+//! 2. For each of `batches_with_status(Replaced)`: remove the batch folder (idempotent), then
+//!    `set_batch_status(.., Removed)`.
+//! 3. Then an in-progress window resumes with [`Db::resume_window`] (pagination that can resume)
+//!    or restarts with [`Db::begin_window`] and a new batch id (which replaces the old batch).
 
 use std::fmt;
 

@@ -935,6 +935,7 @@ fn repeated_kills_during_commits_never_split_a_part_from_its_position() {
                 .unwrap();
         }
         let start = db.checkpoint(&win).unwrap().unwrap().next_seq;
+        println!("READY");
         for seq in start..start + 100_000 {
             let rows_after = u64::from(seq + 1) * 10;
             db.record_part(
@@ -954,9 +955,13 @@ fn repeated_kills_during_commits_never_split_a_part_from_its_position() {
     for cycle in 0..5 {
         let mut child = spawn_child(NAME, "commit-loop", dir.path());
         let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut max_seq = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.ends_with("READY") {
+                    let _ = ready_tx.send(());
+                }
                 if let Some(seq) = line
                     .rsplit_once("R ")
                     .and_then(|(_, seq)| seq.parse::<u32>().ok())
@@ -966,8 +971,12 @@ fn repeated_kills_during_commits_never_split_a_part_from_its_position() {
             }
             max_seq
         });
+        // Kill at a random point of the commit loop (the child is past open and recovery).
+        ready_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(
-            60 + rand::random::<u64>() % 200,
+            rand::random::<u64>() % 150,
         ));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -1295,6 +1304,13 @@ fn windows_of_a_flow_are_listed_in_start_order() {
         ]
     );
     assert_eq!(db.windows_for_flow(&FlowId::new("f1")).unwrap().len(), 1);
+    assert_eq!(window("f", None, None).to_string(), "flow f (unscheduled)");
+    assert_eq!(
+        window("f", Some(1), None).to_string(),
+        "flow f [1, open) ms"
+    );
+    let batch = db.batch(&BatchId::new("b4")).unwrap().unwrap();
+    assert_eq!(batch.flow_id().as_str(), "f1");
 }
 
 // ---------------------------------------------------------------------------------------------
