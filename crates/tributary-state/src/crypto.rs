@@ -25,7 +25,7 @@ pub struct SecretKey([u8; 32]);
 pub struct JsonPointer(String);
 
 /// The key under which a sealed value is stored inside a JSON document.
-pub const ENCRYPTED_FIELD: &str = "$enc";
+pub(crate) const ENCRYPTED_FIELD: &str = "$enc";
 
 /// What redacted documents show in place of a secret.
 pub const REDACTED: &str = "***";
