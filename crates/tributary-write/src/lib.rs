@@ -1,5 +1,35 @@
 //! The writer: Arrow `RecordBatch`es to Parquet files in a dataset, through a staging folder,
 //! fsync and an atomic rename; file and row-group rolling.
 //!
-//! Invariants: a file is visible in the dataset folder only once it is complete and durable.
-//! Knows neither HTTP nor sled.
+//! Main types: [`DatasetLayout`] (the fixed folder layout, pure paths), [`DatasetId`] and
+//! [`BatchId`] (validated path components), [`PartWriter`] (staged Parquet parts of one batch,
+//! rolled by rows, bytes and schema changes), [`ErrorWriter`] (rejected rows as JSON lines),
+//! [`StagedPart`] (a closed, durable staged file), and the functions [`publish_part`],
+//! [`remove_batch`] and [`clean_staging`].
+//!
+//! Invariants: a file is visible in the dataset folder only once it is complete and durable
+//! (written to `{data_dir}/_staging`, fsynced, renamed, folder fsynced); publishing is idempotent
+//! so a redo after a crash never duplicates data; removing a batch is one atomic rename.
+//! Knows Arrow, Parquet and the filesystem; knows neither HTTP nor sled nor the engine's stages.
+
+mod error;
+mod layout;
+mod options;
+mod part;
+mod publish;
+mod reject;
+
+pub use error::{ErrorCause, WriteError};
+pub use layout::{BatchId, DatasetId, DatasetLayout, MAX_ID_LEN};
+pub use options::{
+    Compression, ErrorWriterOptions, KV_BATCH_ID, KV_DATASET_ID, KV_FLOW_ID, KV_RUN_ID,
+    WriterOptions,
+};
+pub use part::{PartKind, PartWriter, StagedPart};
+pub use publish::{
+    CleanReport, PublishOutcome, RemovedBatch, clean_staging, publish, publish_part, remove_batch,
+};
+pub use reject::ErrorWriter;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! The fixed on-disk layout of DESIGN.md ("Dataset layout on disk") and the validated ids that
+//! become path components in it.
+//!
+//! ```text
+//! {data_dir}/datasets/{dataSetId}/batch={batchId}/part-00000.parquet        committed data
+//! {data_dir}/datasets/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl  rejected rows
+//! {data_dir}/_staging/{dataSetId}/batch={batchId}/part-00000.parquet.inprogress
+//! {data_dir}/_staging/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl.inprogress
+//! {data_dir}/_staging/_trash/...                                            batches being removed
+//! ```
+//!
+//! Staging sits beside `datasets/`, so it is on the same filesystem (a rename is atomic) and a
+//! reader globbing `datasets/{id}/**/*.parquet` never sees a staged file. Staged names are
+//! deterministic per (dataset, batch, sequence) so that redoing a part after a crash overwrites
+//! its own leftovers instead of adding a second copy.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::WriteError;
+
+/// The id of a dataset: a safe, non-hidden path component.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct DatasetId(String);
+
+/// The id of a batch (one run's output in a dataset): a safe, non-hidden path component.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchId(String);
+
+/// Where a dataset's files live under a data directory. Pure path arithmetic: no IO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetLayout {
+    data_dir: PathBuf,
+}
+
+/// The longest id accepted: ids become directory names, and 128 bytes leaves room under the
+/// usual 255-byte name limit for the `batch=` prefix and staging suffixes.
+pub const MAX_ID_LEN: usize = 128;
+
+const DATASETS_DIR: &str = "datasets";
+const STAGING_DIR: &str = "_staging";
+const ERRORS_DIR: &str = "_errors";
+const TRASH_DIR: &str = "_trash";
+/// Suffix of a staged file: no reader globbing `*.parquet` or `*.jsonl` matches it.
+pub(crate) const IN_PROGRESS_SUFFIX: &str = ".inprogress";
+
+impl DatasetId {
+    /// Validates `value` as a dataset id.
+    pub fn try_new(value: impl Into<String>) -> Result<Self, WriteError> {
+        let value = value.into();
+        validate_id("dataset id", &value)?;
+        Ok(DatasetId(value))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl BatchId {
+    /// Validates `value` as a batch id.
+    pub fn try_new(value: impl Into<String>) -> Result<Self, WriteError> {
+        let value = value.into();
+        validate_id("batch id", &value)?;
+        Ok(BatchId(value))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl DatasetLayout {
+    /// The layout under `data_dir` (the daemon's `data_dir` setting).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        DatasetLayout {
+            data_dir: data_dir.into(),
+        }
+    }
+
+    /// The data directory this layout is rooted at.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `{data_dir}/datasets`: the folder readers point at.
+    pub fn datasets_dir(&self) -> PathBuf {
+        self.data_dir.join(DATASETS_DIR)
+    }
+
+    /// `{data_dir}/datasets/{id}`.
+    pub fn dataset_dir(&self, dataset: &DatasetId) -> PathBuf {
+        self.datasets_dir().join(dataset.as_str())
+    }
+
+    /// `{data_dir}/datasets/{id}/batch={batchId}`.
+    pub fn batch_dir(&self, dataset: &DatasetId, batch: &BatchId) -> PathBuf {
+        self.dataset_dir(dataset).join(batch_component(batch))
+    }
+
+    /// `{data_dir}/datasets/{id}/batch={batchId}/part-00000.parquet` (at least five digits).
+    pub fn part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
+        self.batch_dir(dataset, batch)
+            .join(part_file_name(seq, "parquet"))
+    }
+
+    /// `{data_dir}/datasets/{id}/_errors/batch={batchId}`.
+    pub fn errors_dir(&self, dataset: &DatasetId, batch: &BatchId) -> PathBuf {
+        self.dataset_dir(dataset)
+            .join(ERRORS_DIR)
+            .join(batch_component(batch))
+    }
+
+    /// `{data_dir}/datasets/{id}/_errors/batch={batchId}/part-00000.jsonl`.
+    pub fn error_part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
+        self.errors_dir(dataset, batch)
+            .join(part_file_name(seq, "jsonl"))
+    }
+
+    /// `{data_dir}/_staging`: outside `datasets/`, on the same filesystem.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.data_dir.join(STAGING_DIR)
+    }
+
+    /// The staged file of data part `seq`; [`DatasetLayout::part_path`] once published.
+    pub fn staged_part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
+        let mut name = part_file_name(seq, "parquet");
+        name.push_str(IN_PROGRESS_SUFFIX);
+        self.staging_dir()
+            .join(dataset.as_str())
+            .join(batch_component(batch))
+            .join(name)
+    }
+
+    /// The staged file of error part `seq`; [`DatasetLayout::error_part_path`] once published.
+    pub fn staged_error_part_path(
+        &self,
+        dataset: &DatasetId,
+        batch: &BatchId,
+        seq: u32,
+    ) -> PathBuf {
+        let mut name = part_file_name(seq, "jsonl");
+        name.push_str(IN_PROGRESS_SUFFIX);
+        self.staging_dir()
+            .join(dataset.as_str())
+            .join(ERRORS_DIR)
+            .join(batch_component(batch))
+            .join(name)
+    }
+
+    /// `{data_dir}/_staging/_trash`: where a removed batch goes before it is deleted. Dataset ids
+    /// cannot start with `_`, so this never collides with a dataset's staging folder.
+    pub fn trash_dir(&self) -> PathBuf {
+        self.staging_dir().join(TRASH_DIR)
+    }
+}
+
+impl fmt::Display for DatasetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for DatasetId {
+    type Err = WriteError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DatasetId::try_new(s)
+    }
+}
+
+impl FromStr for BatchId {
+    type Err = WriteError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BatchId::try_new(s)
+    }
+}
+
+impl TryFrom<String> for DatasetId {
+    type Error = WriteError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        DatasetId::try_new(value)
+    }
+}
+
+impl TryFrom<String> for BatchId {
+    type Error = WriteError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        BatchId::try_new(value)
+    }
+}
+
+impl From<DatasetId> for String {
+    fn from(id: DatasetId) -> String {
+        id.0
+    }
+}
+
+impl From<BatchId> for String {
+    fn from(id: BatchId) -> String {
+        id.0
+    }
+}
+
+impl AsRef<str> for DatasetId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for BatchId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn batch_component(batch: &BatchId) -> String {
+    format!("batch={}", batch.as_str())
+}
+
+fn part_file_name(seq: u32, extension: &str) -> String {
+    format!("part-{seq:05}.{extension}")
+}
+
+/// An id must be usable as one directory name on every platform we write to, and must not be
+/// hidden from readers: Spark, Hive and DuckDB's hive partitioning skip names starting with `.`
+/// or `_`, which would make a whole dataset or batch silently invisible.
+fn validate_id(kind: &'static str, value: &str) -> Result<(), WriteError> {
+    let reason = if value.is_empty() {
+        Some("expected a non-empty id")
+    } else if value.len() > MAX_ID_LEN {
+        Some("expected at most 128 characters")
+    } else if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        Some("expected only ASCII letters, digits, '_', '.' and '-'")
+    } else if value.contains("..") {
+        Some("expected no \"..\"")
+    } else if value.starts_with(['.', '_']) {
+        Some("expected an id that does not start with '.' or '_' (readers skip such names)")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => {
+            // Keep error messages bounded even for a megabyte of garbage.
+            let value: String = value.chars().take(MAX_ID_LEN + 8).collect();
+            Err(WriteError::InvalidId {
+                kind,
+                value,
+                reason,
+            })
+        }
+    }
+}

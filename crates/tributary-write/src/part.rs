@@ -1,0 +1,319 @@
+//! `PartWriter`: encodes one batch's `RecordBatch`es into staged Parquet part files, rolling to
+//! the next file by rows, by size and when the schema changes; `StagedPart` describes a closed,
+//! fsynced part ready for [`crate::publish_part`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::file::properties::WriterProperties;
+use tracing::debug;
+
+use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_dir};
+use crate::{BatchId, DatasetId, DatasetLayout, WriteError, WriterOptions};
+
+/// A closed part file in staging: complete, fsynced, its directory entry durable. Nothing is
+/// visible in the dataset until [`crate::publish_part`] renames it to `final_path`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedPart {
+    /// Sequence number within the batch; the `NNNNN` of `part-NNNNN.*`.
+    pub seq: u32,
+    /// Where the file is now.
+    pub staged_path: PathBuf,
+    /// Where publishing puts it.
+    pub final_path: PathBuf,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// What the file holds.
+    pub kind: PartKind,
+}
+
+/// The format of a part, with what a batch record needs to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartKind {
+    /// A Parquet data file with this Arrow schema (`serde_json::to_string(&*schema)` gives its
+    /// JSON form for the batch record).
+    Parquet {
+        /// The schema of every row group in the file.
+        schema: SchemaRef,
+    },
+    /// A JSON-lines file of rejected rows.
+    JsonLines,
+}
+
+/// Writes the data of ONE batch as staged Parquet parts `first_seq`, `first_seq + 1`, ...
+///
+/// A part is closed (and returned) when it reaches `max_rows_per_file` rows, when its estimated
+/// size reaches `max_bytes_per_file`, or when a batch arrives with a different schema (a Parquet
+/// file has one schema). Dropping the writer without [`PartWriter::finish`] deletes the open
+/// part, like [`PartWriter::abort`]: a part without its footer is never useful.
+#[derive(Debug)]
+pub struct PartWriter {
+    layout: DatasetLayout,
+    dataset: DatasetId,
+    batch: BatchId,
+    options: WriterOptions,
+    props: WriterProperties,
+    next_seq: u32,
+    open: Option<OpenPart>,
+}
+
+/// Rows written into a fresh file before its size can be estimated: the first write into a file
+/// is capped at this, so one huge batch cannot overshoot `max_bytes_per_file` blindly.
+const PROBE_ROWS: usize = 4096;
+
+/// Footer bytes per column chunk, for the size estimate: chunk metadata, min/max statistics
+/// (truncated to 64 bytes each), and the column and offset index entries. Measured at 150-250
+/// bytes on string-heavy schemas; the larger figure keeps files under the limit.
+const FOOTER_BYTES_PER_COLUMN_CHUNK: u64 = 256;
+
+/// Write buffer in front of the file. Parquet writes column chunks page by page; a large buffer
+/// turns those into few big writes.
+const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug)]
+struct OpenPart {
+    seq: u32,
+    staged_path: PathBuf,
+    final_path: PathBuf,
+    schema: SchemaRef,
+    /// Leaf (Parquet) columns: the footer grows by one chunk entry per leaf and row group.
+    n_leaf_columns: u64,
+    rows: u64,
+    writer: ArrowWriter<BufWriter<File>>,
+}
+
+impl PartWriter {
+    /// A writer for `batch` of `dataset` whose first part is `first_seq`. Validates the options;
+    /// no file is created until the first non-empty write.
+    pub fn try_new(
+        layout: &DatasetLayout,
+        dataset: &DatasetId,
+        batch: &BatchId,
+        first_seq: u32,
+        options: WriterOptions,
+    ) -> Result<Self, WriteError> {
+        let props = options.writer_properties(dataset.as_str(), batch.as_str())?;
+        Ok(PartWriter {
+            layout: layout.clone(),
+            dataset: dataset.clone(),
+            batch: batch.clone(),
+            options,
+            props,
+            next_seq: first_seq,
+            open: None,
+        })
+    }
+
+    /// The sequence number the next new part will get.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Rows in the open part so far (0 when no part is open).
+    pub fn open_rows(&self) -> u64 {
+        self.open.as_ref().map_or(0, |open| open.rows)
+    }
+
+    /// Encodes `batch`, splitting it across files as the limits require. Returns the parts this
+    /// call closed (usually none). Empty batches are ignored.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
+        let mut closed = Vec::new();
+        let n_rows = batch.num_rows();
+        if n_rows == 0 {
+            return Ok(closed);
+        }
+        let schema = batch.schema();
+        let is_schema_change = self
+            .open
+            .as_ref()
+            .is_some_and(|open| *open.schema != *schema);
+        if is_schema_change {
+            closed.extend(self.close_open()?);
+        }
+
+        let max_rows = self.options.max_rows_per_file.get();
+        let max_bytes = self.options.max_bytes_per_file.get();
+        let mut offset = 0;
+        while offset < n_rows {
+            if self.open.is_none() {
+                self.open = Some(self.open_part(&schema)?);
+            }
+            let open = self.open.as_mut().expect("a part was opened just above");
+            let remaining = n_rows - offset;
+            // `open.rows < max_rows` holds: a part is closed as soon as it reaches the limit.
+            let room_rows = usize::try_from(max_rows - open.rows).unwrap_or(usize::MAX);
+            let mut take = remaining.min(room_rows);
+            let estimated_bytes = open.estimated_bytes();
+            match estimated_bytes.checked_div(open.rows) {
+                // Nothing in the file yet, so no size per row to go by: write a probe first.
+                None => take = take.min(PROBE_ROWS),
+                Some(avg_row_bytes) => {
+                    if estimated_bytes >= max_bytes {
+                        closed.extend(self.close_open()?);
+                        continue;
+                    }
+                    let rows_that_fit = (max_bytes - estimated_bytes) / avg_row_bytes.max(1);
+                    if rows_that_fit == 0 {
+                        closed.extend(self.close_open()?);
+                        continue;
+                    }
+                    take = take.min(usize::try_from(rows_that_fit).unwrap_or(usize::MAX));
+                }
+            }
+
+            let slice = batch.slice(offset, take);
+            open.writer
+                .write(&slice)
+                .map_err(|source| WriteError::Parquet {
+                    path: open.staged_path.clone(),
+                    source,
+                })?;
+            open.rows += take as u64;
+            offset += take;
+
+            let is_full = open.rows >= max_rows || open.estimated_bytes() >= max_bytes;
+            if is_full {
+                closed.extend(self.close_open()?);
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Closes the open part, if any: writes the footer, fsyncs the file and its folder.
+    pub fn finish(mut self) -> Result<Option<StagedPart>, WriteError> {
+        self.close_open()
+    }
+
+    /// Deletes the open part's staged file. Parts already returned are the caller's to keep or
+    /// delete.
+    pub fn abort(mut self) {
+        self.discard_open();
+    }
+
+    fn open_part(&mut self, schema: &SchemaRef) -> Result<OpenPart, WriteError> {
+        let seq = self.next_seq;
+        let staged_path = self
+            .layout
+            .staged_part_path(&self.dataset, &self.batch, seq);
+        let final_path = self.layout.part_path(&self.dataset, &self.batch, seq);
+        if exists(&final_path)? {
+            return Err(WriteError::AlreadyPublished { path: final_path });
+        }
+        create_dir_durable(parent_of(&staged_path)?)?;
+        // Truncate: a file of the same name is what an interrupted attempt at this very part left.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged_path)
+            .map_err(|err| WriteError::io("creating staged file", &staged_path, err))?;
+        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let writer = ArrowWriter::try_new(buffered, schema.clone(), Some(self.props.clone()))
+            .map_err(|source| WriteError::Parquet {
+                path: staged_path.clone(),
+                source,
+            })?;
+        let n_leaf_columns = ArrowSchemaConverter::new()
+            .with_coerce_types(self.props.coerce_types())
+            .convert(schema)
+            .map_err(|source| WriteError::Parquet {
+                path: staged_path.clone(),
+                source,
+            })?
+            .num_columns() as u64;
+        self.next_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| WriteError::InvalidOption {
+                option: "first_seq",
+                value: seq.to_string(),
+                expected: "fewer than 2^32 parts in a batch",
+            })?;
+        debug!(path = %staged_path.display(), seq, "opened staged part");
+        Ok(OpenPart {
+            seq,
+            staged_path,
+            final_path,
+            schema: schema.clone(),
+            n_leaf_columns,
+            rows: 0,
+            writer,
+        })
+    }
+
+    fn close_open(&mut self) -> Result<Option<StagedPart>, WriteError> {
+        let Some(open) = self.open.take() else {
+            return Ok(None);
+        };
+        let staged_path = open.staged_path.clone();
+        match close_part(open) {
+            Ok(part) => Ok(Some(part)),
+            Err(err) => {
+                // The file is unusable (no footer or not durable); don't leave it behind.
+                let _ = remove_file(&staged_path);
+                Err(err)
+            }
+        }
+    }
+
+    fn discard_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let staged_path = open.staged_path.clone();
+            drop(open);
+            if let Err(err) = remove_file(&staged_path) {
+                debug!(error = %err, "could not delete aborted staged part; clean_staging will");
+            }
+        }
+    }
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        self.discard_open();
+    }
+}
+
+impl OpenPart {
+    /// The file's size if it were closed now: bytes already written, the buffered row group, and
+    /// the footer, which for small files with many columns is a good share of the total.
+    fn estimated_bytes(&self) -> u64 {
+        let n_row_groups = self.writer.flushed_row_groups().len() as u64 + 1;
+        let footer = n_row_groups * self.n_leaf_columns * FOOTER_BYTES_PER_COLUMN_CHUNK;
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64 + footer
+    }
+}
+
+fn close_part(mut open: OpenPart) -> Result<StagedPart, WriteError> {
+    let parquet_error = |source| WriteError::Parquet {
+        path: open.staged_path.clone(),
+        source,
+    };
+    open.writer.finish().map_err(parquet_error)?;
+    let bytes = open.writer.bytes_written() as u64;
+    let buffered = open.writer.inner_mut();
+    buffered
+        .flush()
+        .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
+    buffered
+        .get_ref()
+        .sync_all()
+        .map_err(|err| WriteError::io("fsyncing staged file", &open.staged_path, err))?;
+    drop(open.writer);
+    sync_dir(parent_of(&open.staged_path)?)?;
+    debug!(path = %open.staged_path.display(), rows = open.rows, bytes, "closed staged part");
+    Ok(StagedPart {
+        seq: open.seq,
+        staged_path: open.staged_path,
+        final_path: open.final_path,
+        rows: open.rows,
+        bytes,
+        kind: PartKind::Parquet {
+            schema: open.schema,
+        },
+    })
+}

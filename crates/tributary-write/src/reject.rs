@@ -1,0 +1,200 @@
+//! `ErrorWriter`: rejected rows of one batch as JSON lines, staged and published exactly like data
+//! parts, into `datasets/{id}/_errors/batch={batchId}/part-NNNNN.jsonl`.
+//!
+//! The writer does not decide what a rejected row looks like: the caller passes any `Serialize`
+//! value (typically the record, the reason and the page it came from) and gets one line per row.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tracing::debug;
+
+use crate::part::{PartKind, StagedPart};
+use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_dir};
+use crate::{BatchId, DatasetId, DatasetLayout, ErrorWriterOptions, WriteError};
+
+/// Writes the rejected rows of ONE batch as staged JSON-lines parts `first_seq`, `first_seq + 1`,
+/// ..., rolling by rows and bytes. Dropping it without [`ErrorWriter::finish`] deletes the open
+/// part, like [`ErrorWriter::abort`].
+#[derive(Debug)]
+pub struct ErrorWriter {
+    layout: DatasetLayout,
+    dataset: DatasetId,
+    batch: BatchId,
+    options: ErrorWriterOptions,
+    next_seq: u32,
+    line: Vec<u8>,
+    open: Option<OpenErrorPart>,
+}
+
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+#[derive(Debug)]
+struct OpenErrorPart {
+    seq: u32,
+    staged_path: PathBuf,
+    final_path: PathBuf,
+    rows: u64,
+    bytes: u64,
+    writer: BufWriter<File>,
+}
+
+impl ErrorWriter {
+    /// A writer for the rejected rows of `batch` whose first part is `first_seq`. No file is
+    /// created until the first row.
+    pub fn try_new(
+        layout: &DatasetLayout,
+        dataset: &DatasetId,
+        batch: &BatchId,
+        first_seq: u32,
+        options: ErrorWriterOptions,
+    ) -> Result<Self, WriteError> {
+        Ok(ErrorWriter {
+            layout: layout.clone(),
+            dataset: dataset.clone(),
+            batch: batch.clone(),
+            options,
+            next_seq: first_seq,
+            line: Vec::new(),
+            open: None,
+        })
+    }
+
+    /// The sequence number the next new part will get.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Appends one rejected row as one line of compact JSON. Returns the part this call closed,
+    /// if the row filled it.
+    pub fn write<T: Serialize + ?Sized>(
+        &mut self,
+        row: &T,
+    ) -> Result<Option<StagedPart>, WriteError> {
+        self.line.clear();
+        // Serialise before opening a file, so a row that cannot be serialised leaves no empty
+        // part behind. Compact JSON escapes control characters: a row is exactly one line.
+        if let Err(source) = serde_json::to_writer(&mut self.line, row) {
+            let path = match &self.open {
+                Some(open) => open.staged_path.clone(),
+                None => {
+                    self.layout
+                        .staged_error_part_path(&self.dataset, &self.batch, self.next_seq)
+                }
+            };
+            return Err(WriteError::Json { path, source });
+        }
+        self.line.push(b'\n');
+        if self.open.is_none() {
+            self.open = Some(self.open_part()?);
+        }
+        let open = self.open.as_mut().expect("a part was opened just above");
+        open.writer
+            .write_all(&self.line)
+            .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
+        open.rows += 1;
+        open.bytes += self.line.len() as u64;
+
+        let is_full = open.rows >= self.options.max_rows_per_file.get()
+            || open.bytes >= self.options.max_bytes_per_file.get();
+        if is_full {
+            return self.close_open();
+        }
+        Ok(None)
+    }
+
+    /// Closes the open part, if any, and fsyncs it and its folder.
+    pub fn finish(mut self) -> Result<Option<StagedPart>, WriteError> {
+        self.close_open()
+    }
+
+    /// Deletes the open part's staged file.
+    pub fn abort(mut self) {
+        self.discard_open();
+    }
+
+    fn open_part(&mut self) -> Result<OpenErrorPart, WriteError> {
+        let seq = self.next_seq;
+        let staged_path = self
+            .layout
+            .staged_error_part_path(&self.dataset, &self.batch, seq);
+        let final_path = self.layout.error_part_path(&self.dataset, &self.batch, seq);
+        if exists(&final_path)? {
+            return Err(WriteError::AlreadyPublished { path: final_path });
+        }
+        create_dir_durable(parent_of(&staged_path)?)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged_path)
+            .map_err(|err| WriteError::io("creating staged file", &staged_path, err))?;
+        self.next_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| WriteError::InvalidOption {
+                option: "first_seq",
+                value: seq.to_string(),
+                expected: "fewer than 2^32 parts in a batch",
+            })?;
+        Ok(OpenErrorPart {
+            seq,
+            staged_path,
+            final_path,
+            rows: 0,
+            bytes: 0,
+            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+        })
+    }
+
+    fn close_open(&mut self) -> Result<Option<StagedPart>, WriteError> {
+        let Some(open) = self.open.take() else {
+            return Ok(None);
+        };
+        let staged_path = open.staged_path.clone();
+        match close_error_part(open) {
+            Ok(part) => Ok(Some(part)),
+            Err(err) => {
+                let _ = remove_file(&staged_path);
+                Err(err)
+            }
+        }
+    }
+
+    fn discard_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let staged_path = open.staged_path.clone();
+            drop(open);
+            if let Err(err) = remove_file(&staged_path) {
+                debug!(error = %err, "could not delete aborted staged error part; clean_staging will");
+            }
+        }
+    }
+}
+
+impl Drop for ErrorWriter {
+    fn drop(&mut self) {
+        self.discard_open();
+    }
+}
+
+fn close_error_part(mut open: OpenErrorPart) -> Result<StagedPart, WriteError> {
+    open.writer
+        .flush()
+        .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
+    open.writer
+        .get_ref()
+        .sync_all()
+        .map_err(|err| WriteError::io("fsyncing staged file", &open.staged_path, err))?;
+    drop(open.writer);
+    sync_dir(parent_of(&open.staged_path)?)?;
+    Ok(StagedPart {
+        seq: open.seq,
+        staged_path: open.staged_path,
+        final_path: open.final_path,
+        rows: open.rows,
+        bytes: open.bytes,
+        kind: PartKind::JsonLines,
+    })
+}
