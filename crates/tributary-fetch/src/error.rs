@@ -6,6 +6,7 @@
 //! [`BODY_HEAD_BYTES`] bytes, and every known secret value is replaced by `***`. Headers are never
 //! printed.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -116,16 +117,19 @@ pub enum FetchError {
 }
 
 /// Scrubs secrets out of URLs and text before they go into an error or a log field.
+///
+/// Clones share the list of secret values, so a token learned by a refresh is scrubbed from
+/// every message built afterwards.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    secret_values: Vec<Secret>,
+    secret_values: Arc<RwLock<Vec<Secret>>>,
     secret_params: Vec<String>,
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor")
-            .field("secret_values", &self.secret_values.len())
+            .field("secret_values", &self.values().len())
             .field("secret_params", &self.secret_params)
             .finish()
     }
@@ -204,22 +208,46 @@ const MIN_SCRUBBED_SECRET_LEN: usize = 4;
 impl Redactor {
     /// A redactor that knows these secret values and these credential-carrying param names.
     pub fn new(secret_values: Vec<Secret>, secret_params: Vec<String>) -> Self {
-        let secret_values = secret_values
+        let secret_values: Vec<Secret> = secret_values
             .into_iter()
             .filter(|s| s.expose().len() >= MIN_SCRUBBED_SECRET_LEN)
             .collect();
         Self {
-            secret_values,
+            secret_values: Arc::new(RwLock::new(secret_values)),
             secret_params,
         }
     }
 
-    /// Adds a secret value learned later (a refreshed token).
-    pub fn add_secret(&mut self, secret: Secret) {
-        if secret.expose().len() >= MIN_SCRUBBED_SECRET_LEN && !self.secret_values.contains(&secret)
-        {
-            self.secret_values.push(secret);
+    /// Adds a secret value learned later (a refreshed token); every clone sees it.
+    pub fn add_secret(&self, secret: &Secret) {
+        if secret.expose().len() < MIN_SCRUBBED_SECRET_LEN {
+            return;
         }
+        let mut values = self
+            .secret_values
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !values.contains(secret) {
+            values.push(secret.clone());
+        }
+    }
+
+    /// Adds a credential-carrying query parameter name.
+    pub fn add_secret_param(&mut self, name: &str) {
+        if !self
+            .secret_params
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name))
+        {
+            self.secret_params.push(name.to_owned());
+        }
+    }
+
+    fn values(&self) -> std::sync::RwLockReadGuard<'_, Vec<Secret>> {
+        // The list is append-only plain data; a panic elsewhere cannot leave it inconsistent.
+        self.secret_values
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The URL without userinfo, with credential query values replaced by `***`.
@@ -256,7 +284,7 @@ impl Redactor {
     /// The text with every known secret value replaced by `***`.
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for secret in &self.secret_values {
+        for secret in self.values().iter() {
             if out.contains(secret.expose()) {
                 out = out.replace(secret.expose(), "***");
             }

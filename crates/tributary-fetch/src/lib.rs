@@ -1,23 +1,36 @@
 //! The paginating REST fetcher: turns a validated connection spec, its connection params and a
 //! schedule window into a bounded stream of pages of records.
 //!
-//! Covers request building, auth (Basic, KeyBased, OAuth2 refresh), every pagination type,
-//! contentPath / explodeEntityPath, rate limits (governor) and retries.
+//! Main items: [`fetch_pages`] runs a [`FetchPlan`] (rendered request, pagination, record
+//! selector, [`Auth`], window, resume [`Position`]) in a [`FetchContext`] (HTTP client,
+//! [`Limiters`], [`FetchSettings`]) and yields [`Page`]s through a bounded channel. The pieces are
+//! public for the engine, the API and benches: [`RecordSelector`] (byte-level record locator),
+//! [`headers`] (Retry-After, rate-limit fields, Link), [`RetryPolicy`], [`test_connection`].
 //!
-//! Invariants: knows HTTP, not Arrow or sled. Never logs, prints or formats a secret.
+//! Invariants: knows HTTP, not Arrow or sled. Never logs, prints or formats a secret: every
+//! credential is a [`Secret`], every message goes through a [`Redactor`].
 
+mod auth;
 mod error;
+mod fetch;
 pub mod headers;
 mod limit;
 mod records;
+mod request;
 mod retry;
 mod scan;
 mod secret;
 
+pub use auth::{Auth, ConnectionCheck, RotatedTokens, TokenCallback, test_connection};
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
+pub use fetch::{
+    FetchContext, FetchCounters, FetchPlan, FetchRun, FetchSettings, FetchStats, NextPage, Page,
+    Position, USER_AGENT, WindowPosition, fetch_pages, http_client,
+};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
 pub use records::{
     AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,
 };
+pub use request::{BaseRequest, RenderInputs, origin_of, render_base_request};
 pub use retry::RetryPolicy;
 pub use secret::Secret;
