@@ -66,8 +66,9 @@ struct AuthInner {
     method: AuthMethod,
     fingerprint: CredentialFingerprint,
     redactor: Redactor,
-    /// `authorizationTestUrl`, as written (may be relative to the host).
-    test_url: Option<String>,
+    /// `authorizationTestUrl` (the param, else the schema's default) with its placeholders
+    /// rendered from the auth params, or why it could not be rendered.
+    test_url: Option<Result<String, String>>,
 }
 
 enum AuthMethod {
@@ -248,7 +249,7 @@ impl Auth {
                 method,
                 fingerprint,
                 redactor: Redactor::new(secrets, secret_params),
-                test_url: text("authorizationTestUrl").filter(|v| !v.is_empty()),
+                test_url: test_url_of(auth_spec, params),
             }),
         })
     }
@@ -263,9 +264,9 @@ impl Auth {
         &self.inner.redactor
     }
 
-    /// `authorizationTestUrl`, as written.
-    pub fn test_url(&self) -> Option<&str> {
-        self.inner.test_url.as_deref()
+    /// `authorizationTestUrl`, rendered; `Err` says why it could not be rendered.
+    pub fn test_url(&self) -> Option<Result<&str, &str>> {
+        self.inner.test_url.as_ref().map(|url| url.as_deref().map_err(String::as_str))
     }
 
     /// Whether a rejected token can be replaced by a refresh.
@@ -531,10 +532,8 @@ impl std::fmt::Debug for Auth {
             .field(
                 "test_url",
                 &self
-                    .inner
-                    .test_url
-                    .as_deref()
-                    .map(|u| self.inner.redactor.url_str(u)),
+                    .test_url()
+                    .map(|url| url.map(|u| self.inner.redactor.url_str(u))),
             )
             .finish()
     }
@@ -548,8 +547,12 @@ pub async fn test_connection(
     host: Option<&str>,
     timeout: Duration,
 ) -> Result<ConnectionCheck, FetchError> {
-    let Some(test_url) = auth.test_url() else {
-        return Ok(ConnectionCheck::NoTestUrl);
+    let test_url = match auth.test_url() {
+        None => return Ok(ConnectionCheck::NoTestUrl),
+        Some(Ok(url)) => url,
+        Some(Err(problem)) => {
+            return Err(FetchError::Spec(format!("authorizationTestUrl: {problem}")));
+        }
     };
     let redactor = auth.redactor();
     let url = match (url::Url::parse(test_url), host) {
@@ -620,6 +623,23 @@ pub async fn test_connection(
             }
         });
     }
+}
+
+/// `authorizationTestUrl` from the params, else the default of its property in the auth
+/// schema (the Mailchimp spec defaults it to `${host}/3.0/ping`), rendered from the auth params.
+fn test_url_of(auth_spec: &AuthSpec, params: &Map<String, Value>) -> Option<Result<String, String>> {
+    let written = param_text(params, "authorizationTestUrl").filter(|v| !v.is_empty()).or_else(|| {
+        auth_spec
+            .params_schema
+            .pointer("/properties/authorizationTestUrl/default")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })?;
+    let template = tributary_spec::Template::parse(&written);
+    let no_source_params = Map::new();
+    let no_env = |_: &str| None;
+    let ctx = tributary_spec::RenderContext::new(&no_source_params, params, &no_env);
+    Some(template.render(&ctx, tributary_spec::RenderMode::Raw).map_err(|err| err.to_string()))
 }
 
 fn param_text(params: &Map<String, Value>, name: &str) -> Option<String> {
