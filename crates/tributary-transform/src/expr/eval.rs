@@ -54,10 +54,7 @@ pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, Ev
         ExprKind::Unary { op, operand } => {
             let value = eval(operand, row, state)?;
             match op {
-                UnaryOp::Not => match value {
-                    Value::Null => Ok(Value::Null),
-                    other => Ok(Value::Bool(!truthy(&other).map_err(fail)?)),
-                },
+                UnaryOp::Not => Ok(Value::Bool(!truthy(&value).map_err(fail)?)),
                 UnaryOp::Neg => match functions::to_number(&value).map_err(fail)? {
                     None => Ok(Value::Null),
                     Some(Value::Int(i)) => i.checked_neg().map(Value::Int).ok_or_else(|| fail("integer overflow".into())),

@@ -7,7 +7,8 @@ use super::lexer::{Spanned, Token};
 use super::{BinaryOp, Expr, ExprKind, FieldPath, ParseError, Segment, Span, UnaryOp, Value};
 use crate::functions::Function;
 
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 64;
+const MAX_CHAIN: usize = 256;
 
 pub(crate) fn parse_tokens(src: &str, tokens: Vec<Spanned>) -> Result<Expr, ParseError> {
     let mut parser = Parser { src, tokens, pos: 0, depth: 0 };
@@ -100,33 +101,43 @@ impl Parser<'_> {
         ))
     }
 
-    /// Binary operators by precedence level: 0 = or ... 5 = multiplicative.
-    fn binary(&mut self, level: usize) -> Result<Expr, ParseError> {
-        if level > 5 {
-            return self.unary();
-        }
-        let mut lhs = self.binary(level + 1)?;
+    /// Binary operators by precedence climbing; levels: 0 = or ... 5 = multiplicative. One
+    /// stack frame per operator instead of one per level keeps deep nesting cheap.
+    fn binary(&mut self, min_level: usize) -> Result<Expr, ParseError> {
+        let mut lhs = self.unary()?;
+        let mut chain = 0;
         loop {
-            let op = match (level, self.peek()) {
-                (0, Token::Or) => BinaryOp::Or,
-                (1, Token::And) => BinaryOp::And,
-                (2, Token::Eq) => BinaryOp::Eq,
-                (2, Token::Ne) => BinaryOp::Ne,
-                (2, Token::RegexMatch) => BinaryOp::RegexMatch,
-                (2, Token::RegexNotMatch) => BinaryOp::RegexNotMatch,
-                (3, Token::Lt) => BinaryOp::Lt,
-                (3, Token::Gt) => BinaryOp::Gt,
-                (3, Token::Le) => BinaryOp::Le,
-                (3, Token::Ge) => BinaryOp::Ge,
-                (4, Token::Plus) => BinaryOp::Add,
-                (4, Token::Minus) => BinaryOp::Sub,
-                (5, Token::Star) => BinaryOp::Mul,
-                (5, Token::Slash) => BinaryOp::Div,
-                (5, Token::Percent) => BinaryOp::Rem,
+            let (op, level) = match self.peek() {
+                Token::Or => (BinaryOp::Or, 0),
+                Token::And => (BinaryOp::And, 1),
+                Token::Eq => (BinaryOp::Eq, 2),
+                Token::Ne => (BinaryOp::Ne, 2),
+                Token::RegexMatch => (BinaryOp::RegexMatch, 2),
+                Token::RegexNotMatch => (BinaryOp::RegexNotMatch, 2),
+                Token::Lt => (BinaryOp::Lt, 3),
+                Token::Gt => (BinaryOp::Gt, 3),
+                Token::Le => (BinaryOp::Le, 3),
+                Token::Ge => (BinaryOp::Ge, 3),
+                Token::Plus => (BinaryOp::Add, 4),
+                Token::Minus => (BinaryOp::Sub, 4),
+                Token::Star => (BinaryOp::Mul, 5),
+                Token::Slash => (BinaryOp::Div, 5),
+                Token::Percent => (BinaryOp::Rem, 5),
                 _ => return Ok(lhs),
             };
+            if level < min_level {
+                return Ok(lhs);
+            }
+            // A left-deep chain is as deep as it is long; evaluation recurses through it.
+            chain += 1;
+            if chain > MAX_CHAIN {
+                return Err(ParseError::new(format!("more than {MAX_CHAIN} operators in a row: group them"), self.span()));
+            }
             self.advance();
-            let rhs = self.binary(level + 1)?;
+            self.enter()?;
+            let rhs = self.binary(level + 1);
+            self.depth -= 1;
+            let rhs = rhs?;
             let span = Span::new(lhs.span.start, rhs.span.end);
             lhs = Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
         }

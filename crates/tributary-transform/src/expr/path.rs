@@ -129,7 +129,13 @@ impl fmt::Display for FieldPath {
                     if i > 0 {
                         f.write_str(".")?;
                     }
-                    f.write_str(&name.replace('.', "\\."))?;
+                    let is_plain = !name.is_empty()
+                        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '@' | '$' | '.' | '-'));
+                    if is_plain {
+                        f.write_str(&name.replace('.', "\\."))?;
+                    } else {
+                        write!(f, "${{{name}}}")?;
+                    }
                 }
                 Segment::Index(n) => write!(f, "[{n}]")?,
                 Segment::Each => f.write_str("[*]")?,

@@ -29,10 +29,12 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             Ok(strings(java_split(regex, &input)))
         }
         Instr => {
+            // Positions are 0-based character indexes, -1 when absent (Java's `indexOf`, as
+            // the reference's example `instr("adobe.com", "com")` = 6 shows).
             let (Some(input), Some(needle)) = (text_arg(args, 0, "input")?, text_arg(args, 1, "substring")?) else {
                 return Ok(Value::Null);
             };
-            let start = int_arg(args, 2, "start position")?.unwrap_or(1).max(1) as usize;
+            let start = int_arg(args, 2, "start position")?.unwrap_or(0).max(0) as usize;
             let occurrence = int_arg(args, 3, "occurrence")?.unwrap_or(1);
             if occurrence < 1 {
                 return Err(format!("argument 4 (occurrence) must be at least 1, got {occurrence}"));
@@ -92,7 +94,7 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
                 match item {
                     Value::Null => {}
                     Value::Array(_) | Value::Object(_) => {
-                        return Err(format!("join: elements must be scalars, got {}", item.type_name()));
+                        return Err(format!("elements must be scalars, got {}", item.type_name()));
                     }
                     other => parts.extend(other.to_text()),
                 }
@@ -181,24 +183,26 @@ pub(super) fn java_split(regex: &Regex, input: &str) -> Vec<String> {
     parts
 }
 
-/// 1-based character position of the `occurrence`-th `needle` at or after `start`; 0 if none.
+/// 0-based character index of the `occurrence`-th `needle` at or after character `start`;
+/// -1 if none.
 fn instr(input: &str, needle: &str, start: usize, occurrence: usize) -> i64 {
-    if needle.is_empty() {
-        return if start <= input.chars().count() + 1 { start as i64 } else { 0 };
+    let n_chars = input.chars().count();
+    if start > n_chars {
+        return -1;
     }
-    let byte_start = match input.char_indices().nth(start - 1) {
-        Some((b, _)) => b,
-        None => return 0,
-    };
+    let byte_start = input.char_indices().nth(start).map_or(input.len(), |(b, _)| b);
+    if needle.is_empty() {
+        return start as i64;
+    }
     let mut found = 0;
     let mut search_from = byte_start;
     while let Some(pos) = input[search_from..].find(needle) {
         let at = search_from + pos;
         found += 1;
         if found == occurrence {
-            return input[..at].chars().count() as i64 + 1;
+            return input[..at].chars().count() as i64;
         }
         search_from = at + needle.len();
     }
-    0
+    -1
 }

@@ -197,7 +197,14 @@ impl Ctx<'_> {
                     rows.push(if any { Value::Array(elements) } else { Value::Null });
                 }
                 let (array, errors) = values_to_array(&rows, data_type);
-                let destination = list.first().map(|(i, _)| self.plan.mappings[*i].destination.clone()).unwrap_or_default();
+                // Errors inside elements are reported under the array's own path (`items[].qty`).
+                let destination = list
+                    .first()
+                    .map(|(i, _)| {
+                        let text = &self.plan.mappings[*i].destination;
+                        text.split("[*]").next().unwrap_or(text).trim().to_owned()
+                    })
+                    .unwrap_or_default();
                 let mapping = list.first().map(|(i, _)| *i);
                 self.coerce_problems(errors, mapping, &destination);
                 Ok(array)

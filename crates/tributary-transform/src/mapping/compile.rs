@@ -86,46 +86,47 @@ pub fn compile(
             Err(err) => {
                 let position = err.span.column(mapping.destination.trim());
                 errors.push(error(Some(position), format!("invalid destination path: {}", err.message)));
+                parsed.push(placeholder(index, mapping));
                 continue;
             }
         };
         let source = match mapping.source_type {
+            // The legacy dialect has no source type: its `sourceAttribute` holds paths and,
+            // in real mapping sets, calculated fields too (`lower(status)`), so a source that
+            // cannot be a path is compiled as an expression.
+            MappingSourceType::Attribute if looks_like_expression(&mapping.source) => {
+                match compile_expression(&mapping.source) {
+                    Ok(source) => source,
+                    Err(problems) => {
+                        errors.extend(problems.into_iter().map(|(position, message)| error(Some(position), message)));
+                        parsed.push(placeholder(index, mapping));
+                continue;
+                    }
+                }
+            }
             MappingSourceType::Attribute => match FieldPath::parse(&mapping.source) {
                 Ok(path) => Source::Attribute(path),
                 Err(err) => {
                     let position = err.span.column(mapping.source.trim());
                     errors.push(error(Some(position), format!("invalid source path: {}", err.message)));
-                    continue;
+                    parsed.push(placeholder(index, mapping));
+                continue;
                 }
             },
             MappingSourceType::Static => Source::Static(Value::Str(mapping.source.clone())),
-            MappingSourceType::Expression => match expr::parse(&mapping.source) {
-                Ok(parsed_expr) => {
-                    let mut arity_errors = Vec::new();
-                    check_arity(&parsed_expr, &mut arity_errors);
-                    if !arity_errors.is_empty() {
-                        for (span, message) in arity_errors {
-                            errors.push(error(Some(span.column(&mapping.source)), message));
-                        }
-                        continue;
-                    }
-                    let roots = expr::referenced_roots(&parsed_expr).map(|set| {
-                        let mut roots: Vec<String> = set.into_iter().collect();
-                        roots.sort();
-                        roots
-                    });
-                    let kernel = kernels::select(&parsed_expr);
-                    Source::Expression { expr: parsed_expr, kernel, roots }
-                }
-                Err(err) => {
-                    errors.push(error(Some(err.span.column(&mapping.source)), err.message));
-                    continue;
+            MappingSourceType::Expression => match compile_expression(&mapping.source) {
+                Ok(source) => source,
+                Err(problems) => {
+                    errors.extend(problems.into_iter().map(|(position, message)| error(Some(position), message)));
+                    parsed.push(placeholder(index, mapping));
+                continue;
                 }
             },
         };
         if let Err(message) = tree.insert(&destination, index) {
             errors.push(error(None, message));
-            continue;
+            parsed.push(placeholder(index, mapping));
+                continue;
         }
         parsed.push(CompiledMapping {
             index,
@@ -143,11 +144,8 @@ pub fn compile(
             message: "the mapping set has no mappings".to_owned(),
         });
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    // Mapping index → position in `parsed` (identical here since nothing was skipped).
+    // Mappings that failed to parse hold a placeholder and are not in the tree, so positions in
+    // `parsed` are mapping indexes and the checks below still report every other problem.
     let mut types: Vec<Option<DataType>> = vec![None; parsed.len()];
     let fields = match target {
         Some(target) => {
@@ -188,10 +186,58 @@ pub fn compile(
         }
     }
     if !errors.is_empty() {
+        errors.sort_by_key(|e| e.mapping_index);
         return Err(errors);
     }
     let output_schema = Arc::new(Schema::new(fields.iter().map(|f| Arc::clone(&f.field)).collect::<Vec<_>>()));
     Ok(MappingPlan { output_schema, mappings: parsed, fields })
+}
+
+/// Stands in for a mapping that failed to parse (never reached: compilation fails).
+fn placeholder(index: usize, mapping: &super::Mapping) -> CompiledMapping {
+    CompiledMapping {
+        index,
+        source_text: mapping.source.clone(),
+        destination: mapping.destination.clone(),
+        source: Source::Static(Value::Null),
+        data_type: DataType::Null,
+    }
+}
+
+/// Parses and checks a calculated field; problems come with their 1-based column.
+fn compile_expression(text: &str) -> Result<Source, Vec<(usize, String)>> {
+    let parsed_expr = expr::parse(text).map_err(|err| vec![(err.span.column(text), err.message)])?;
+    let mut arity_errors = Vec::new();
+    check_arity(&parsed_expr, &mut arity_errors);
+    if !arity_errors.is_empty() {
+        return Err(arity_errors.into_iter().map(|(span, message)| (span.column(text), message)).collect());
+    }
+    let roots = expr::referenced_roots(&parsed_expr).map(|set| {
+        let mut roots: Vec<String> = set.into_iter().collect();
+        roots.sort();
+        roots
+    });
+    let kernel = kernels::select(&parsed_expr);
+    Ok(Source::Expression { expr: parsed_expr, kernel, roots })
+}
+
+/// True when an ATTRIBUTE source cannot be a path: outside `${...}` names it has a call,
+/// a quote, an operator or a space.
+pub(super) fn looks_like_expression(text: &str) -> bool {
+    let mut rest = text.trim();
+    let mut outside = String::new();
+    while let Some(start) = rest.find("${") {
+        outside.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    outside.push_str(rest);
+    outside.chars().any(|c| matches!(c, '(' | ')' | '"' | '\'' | '+' | '*' | '/' | '<' | '>' | '=' | '!' | '&' | '|' | '?' | ',' | ' '))
 }
 
 fn not_in_target(mapping: &CompiledMapping, prefix: &str) -> CompileError {

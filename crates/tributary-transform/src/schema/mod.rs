@@ -132,6 +132,12 @@ fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
     let Json::Object(map) = schema else {
         return Err(SchemaError::new(pointer, format!("expected a schema object, got {}", json_type(schema))));
     };
+    if map.contains_key("$ref") {
+        return Err(SchemaError::new(
+            &format!("{pointer}/$ref"),
+            "`$ref` is not resolved here: give the expanded schema (xed-full)",
+        ));
+    }
     let declared = match map.get("type") {
         Some(Json::String(t)) => Some(t.as_str()),
         // `["string", "null"]`: nullability is decided by `required`, so take the non-null type.
