@@ -23,8 +23,10 @@ use crate::error::MockError;
 pub const DEFAULT_START_TIME_SECS: i64 = 1_704_067_200;
 /// One second between consecutive records' `last_changed`.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(1);
-/// Upper bound of one record's JSON size, used to reserve page buffers once.
-pub const MAX_RECORD_BYTES: usize = 768;
+/// Room reserved for writing one record: more than the longest record can take.
+pub const RECORD_BUFFER: usize = 1_024;
+/// About the average record size, to reserve a page buffer once.
+pub const AVERAGE_RECORD_BYTES: usize = 640;
 
 /// `last_changed` of record `i` is `start + i * step`, in nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,9 +266,9 @@ impl Dataset {
                 "avg_click_rate": f64::from(member.click_rate_permille) / 1000.0,
             },
             "ip_signup": format!("{}.{}.{}.{}", member.ip[0], member.ip[1], member.ip[2], member.ip[3]),
-            "timestamp_opt": self.timestamp_string(member.timestamp_opt_ns),
+            "timestamp_opt": format_timestamp(member.timestamp_opt_ns, self.timeline.frac_digits),
             "member_rating": member.member_rating,
-            "last_changed": self.timestamp_string(member.last_changed_ns),
+            "last_changed": format_timestamp(member.last_changed_ns, self.timeline.frac_digits),
             "language": member.language,
             "vip": member.vip,
             "location": {
@@ -282,112 +284,116 @@ impl Dataset {
 
     /// Appends the record's JSON to `out` (no allocation besides `out` growing).
     pub fn write_record_json(&self, index: u64, out: &mut Vec<u8>) {
-        let m = self.member(index);
-        out.reserve(MAX_RECORD_BYTES);
-        out.extend_from_slice(b"{\"id\":\"");
-        write_hex(out, m.id_high, 16);
-        write_hex(out, m.id_low, 16);
-        out.extend_from_slice(b"\",\"email_address\":\"");
-        write_lowercase(out, m.first_name);
-        out.push(b'.');
-        write_lowercase(out, m.last_name);
-        write_u64(out, m.index);
-        out.push(b'@');
-        out.extend_from_slice(m.domain.as_bytes());
-        out.extend_from_slice(b"\",\"unique_email_id\":\"");
-        write_hex(out, m.unique_email_id, 10);
-        out.extend_from_slice(b"\",\"status\":\"");
-        out.extend_from_slice(m.status.as_bytes());
-        out.extend_from_slice(b"\",\"merge_fields\":{\"FNAME\":\"");
-        out.extend_from_slice(m.first_name.as_bytes());
-        out.extend_from_slice(b"\",\"LNAME\":\"");
-        out.extend_from_slice(m.last_name.as_bytes());
+        let start = out.len();
+        // Writing into a slice sized for the largest record avoids a capacity check per field;
+        // the unused tail is cut off afterwards.
+        out.resize(start + RECORD_BUFFER, 0);
+        let mut w = Out {
+            buf: &mut out[start..],
+            pos: 0,
+        };
+        self.write_member(&self.member(index), &mut w);
+        let len = w.pos;
+        out.truncate(start + len);
+    }
+
+    fn write_member(&self, m: &Member, w: &mut Out<'_>) {
+        w.put(b"{\"id\":\"");
+        w.hex(m.id_high, 16);
+        w.hex(m.id_low, 16);
+        w.put(b"\",\"email_address\":\"");
+        w.lowercase(m.first_name);
+        w.byte(b'.');
+        w.lowercase(m.last_name);
+        w.digits(m.index, 1);
+        w.byte(b'@');
+        w.put(m.domain.as_bytes());
+        w.put(b"\",\"unique_email_id\":\"");
+        w.hex(m.unique_email_id, 10);
+        w.put(b"\",\"status\":\"");
+        w.put(m.status.as_bytes());
+        w.put(b"\",\"merge_fields\":{\"FNAME\":\"");
+        w.put(m.first_name.as_bytes());
+        w.put(b"\",\"LNAME\":\"");
+        w.put(m.last_name.as_bytes());
         if let Some(address) = m.address {
-            out.extend_from_slice(b"\",\"ADDRESS\":{\"addr1\":\"");
-            write_u64(out, u64::from(address.number));
-            out.push(b' ');
-            out.extend_from_slice(address.street.as_bytes());
-            out.extend_from_slice(b"\",\"city\":\"");
-            out.extend_from_slice(address.city.as_bytes());
-            out.extend_from_slice(b"\",\"state\":\"");
-            out.extend_from_slice(address.state.as_bytes());
-            out.extend_from_slice(b"\",\"zip\":\"");
-            write_padded(out, u64::from(address.zip), 5);
-            out.extend_from_slice(b"\",\"country\":\"US\"}");
-            out.extend_from_slice(b",\"PHONE\":\"+1 ");
+            w.put(b"\",\"ADDRESS\":{\"addr1\":\"");
+            w.digits(u64::from(address.number), 1);
+            w.byte(b' ');
+            w.put(address.street.as_bytes());
+            w.put(b"\",\"city\":\"");
+            w.put(address.city.as_bytes());
+            w.put(b"\",\"state\":\"");
+            w.put(address.state.as_bytes());
+            w.put(b"\",\"zip\":\"");
+            w.digits(u64::from(address.zip), 5);
+            w.put(b"\",\"country\":\"US\"},\"PHONE\":\"+1 ");
         } else {
-            out.extend_from_slice(b"\",\"PHONE\":\"+1 ");
+            w.put(b"\",\"PHONE\":\"+1 ");
         }
-        write_u64(out, u64::from(m.phone_area));
-        out.extend_from_slice(b"-555-");
-        write_padded(out, u64::from(m.phone_line), 4);
-        out.extend_from_slice(b"\",\"BIRTHDAY\":\"");
-        write_padded(out, u64::from(m.birthday_month), 2);
-        out.push(b'/');
-        write_padded(out, u64::from(m.birthday_day), 2);
-        out.extend_from_slice(b"\"},\"stats\":{\"avg_open_rate\":");
-        write_fixed(out, i64::from(m.open_rate_permille), 3);
-        out.extend_from_slice(b",\"avg_click_rate\":");
-        write_fixed(out, i64::from(m.click_rate_permille), 3);
-        out.extend_from_slice(b"},\"ip_signup\":\"");
-        for (i, octet) in m.ip.iter().enumerate() {
-            if i > 0 {
-                out.push(b'.');
-            }
-            write_u64(out, u64::from(*octet));
+        w.digits(u64::from(m.phone_area), 1);
+        w.put(b"-555-");
+        w.digits(u64::from(m.phone_line), 4);
+        w.put(b"\",\"BIRTHDAY\":\"");
+        w.digits(u64::from(m.birthday_month), 2);
+        w.byte(b'/');
+        w.digits(u64::from(m.birthday_day), 2);
+        w.put(b"\"},\"stats\":{\"avg_open_rate\":");
+        w.fixed(i64::from(m.open_rate_permille), 3);
+        w.put(b",\"avg_click_rate\":");
+        w.fixed(i64::from(m.click_rate_permille), 3);
+        w.put(b"},\"ip_signup\":\"");
+        w.digits(u64::from(m.ip[0]), 1);
+        for octet in &m.ip[1..] {
+            w.byte(b'.');
+            w.digits(u64::from(*octet), 1);
         }
-        out.extend_from_slice(b"\",\"timestamp_opt\":\"");
-        write_timestamp(out, m.timestamp_opt_ns, self.timeline.frac_digits);
-        out.extend_from_slice(b"\",\"member_rating\":");
-        write_u64(out, u64::from(m.member_rating));
-        out.extend_from_slice(b",\"last_changed\":\"");
-        write_timestamp(out, m.last_changed_ns, self.timeline.frac_digits);
-        out.extend_from_slice(b"\",\"language\":\"");
-        out.extend_from_slice(m.language.as_bytes());
-        out.extend_from_slice(if m.vip {
+        w.put(b"\",\"timestamp_opt\":\"");
+        w.timestamp(m.timestamp_opt_ns, self.timeline.frac_digits);
+        w.put(b"\",\"member_rating\":");
+        w.digits(u64::from(m.member_rating), 1);
+        w.put(b",\"last_changed\":\"");
+        w.timestamp(m.last_changed_ns, self.timeline.frac_digits);
+        w.put(b"\",\"language\":\"");
+        w.put(m.language.as_bytes());
+        w.put(if m.vip {
             b"\",\"vip\":true,\"location\":{\"latitude\":"
         } else {
             b"\",\"vip\":false,\"location\":{\"latitude\":"
         });
-        write_fixed(out, i64::from(m.latitude_e4), 4);
-        out.extend_from_slice(b",\"longitude\":");
-        write_fixed(out, i64::from(m.longitude_e4), 4);
-        out.extend_from_slice(b",\"country_code\":\"");
-        out.extend_from_slice(m.country_code.as_bytes());
-        out.extend_from_slice(b"\",\"timezone\":\"");
-        out.extend_from_slice(m.timezone.as_bytes());
-        out.extend_from_slice(b"\"},\"tags\":[");
+        w.fixed(i64::from(m.latitude_e4), 4);
+        w.put(b",\"longitude\":");
+        w.fixed(i64::from(m.longitude_e4), 4);
+        w.put(b",\"country_code\":\"");
+        w.put(m.country_code.as_bytes());
+        w.put(b"\",\"timezone\":\"");
+        w.put(m.timezone.as_bytes());
+        w.put(b"\"},\"tags\":[");
         for (i, (id, name)) in m.tags[..m.n_tags].iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                w.byte(b',');
             }
-            out.extend_from_slice(b"{\"id\":");
-            write_u64(out, u64::from(*id));
-            out.extend_from_slice(b",\"name\":\"");
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\"}");
+            w.put(b"{\"id\":");
+            w.digits(u64::from(*id), 1);
+            w.put(b",\"name\":\"");
+            w.put(name.as_bytes());
+            w.put(b"\"}");
         }
-        out.extend_from_slice(b"],\"list_id\":\"");
-        out.extend_from_slice(&self.list_id);
-        out.extend_from_slice(b"\"}");
+        w.put(b"],\"list_id\":\"");
+        w.put(&self.list_id);
+        w.put(b"\"}");
     }
 
     /// Appends the records of `indexes`, comma-separated (the inside of a JSON array).
     pub fn write_records(&self, indexes: Range<u64>, out: &mut Vec<u8>) {
         let count = usize::try_from(indexes.end.saturating_sub(indexes.start)).unwrap_or(0);
-        out.reserve(count.saturating_mul(MAX_RECORD_BYTES));
+        out.reserve(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER);
         for index in indexes.clone() {
             if index > indexes.start {
                 out.push(b',');
             }
             self.write_record_json(index, out);
         }
-    }
-
-    fn timestamp_string(&self, ns: i128) -> String {
-        let mut bytes = Vec::with_capacity(40);
-        write_timestamp(&mut bytes, ns, self.timeline.frac_digits);
-        String::from_utf8(bytes).expect("timestamps are ASCII")
     }
 
     fn member(&self, index: u64) -> Member {
@@ -489,18 +495,30 @@ impl Dataset {
 /// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the way the
 /// dataset writes times.
 pub fn format_timestamp(ns: i128, frac_digits: u8) -> String {
-    let mut bytes = Vec::with_capacity(40);
-    write_timestamp(&mut bytes, ns, frac_digits);
-    String::from_utf8(bytes).expect("timestamps are ASCII")
+    let mut buf = [0u8; 64];
+    let mut w = Out {
+        buf: &mut buf,
+        pos: 0,
+    };
+    w.timestamp(ns, frac_digits);
+    let len = w.pos;
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// Appends the decimal digits of `value` to `out`.
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0u8; 20];
+    let mut w = Out {
+        buf: &mut buf,
+        pos: 0,
+    };
+    w.digits(value, 1);
+    let len = w.pos;
+    out.extend_from_slice(&buf[..len]);
 }
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 const HEX: &[u8; 16] = b"0123456789abcdef";
-const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
 
 /// splitmix64: tiny, fast, and good enough to make fields look independent.
 struct SplitMix(u64);
@@ -529,95 +547,105 @@ fn pick<T: Copy>(rng: &mut SplitMix, table: &[T]) -> T {
     table[rng.below(table.len() as u64) as usize]
 }
 
-fn write_hex(out: &mut Vec<u8>, value: u64, digits: u32) {
-    for shift in (0..digits).rev() {
-        out.push(HEX[((value >> (4 * shift)) & 0xf) as usize]);
-    }
+/// A write position in a slice known to be large enough ([`RECORD_BUFFER`] for a record: the
+/// longest table entries, a 20-digit index and 13-digit years fit with room to spare; a test
+/// checks the bound).
+struct Out<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
 }
 
-fn write_lowercase(out: &mut Vec<u8>, text: &str) {
-    out.extend(text.bytes().map(|byte| byte.to_ascii_lowercase()));
-}
+impl Out<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
 
-/// Appends the decimal digits of `value`.
-pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
-    let mut buf = [0u8; 20];
-    let mut pos = buf.len();
-    while value >= 100 {
-        let pair = (value % 100) as usize * 2;
-        value /= 100;
-        pos -= 2;
-        buf[pos..pos + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    #[inline(always)]
+    fn byte(&mut self, byte: u8) {
+        self.buf[self.pos] = byte;
+        self.pos += 1;
     }
-    if value >= 10 {
-        let pair = value as usize * 2;
-        pos -= 2;
-        buf[pos..pos + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
-    } else {
-        pos -= 1;
-        buf[pos] = b'0' + value as u8;
-    }
-    out.extend_from_slice(&buf[pos..]);
-}
 
-/// Appends `value` left-padded with zeros to `width` digits.
-fn write_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = 1;
-    let mut rest = value / 10;
-    while rest > 0 {
-        digits += 1;
-        rest /= 10;
-    }
-    for _ in digits..width {
-        out.push(b'0');
-    }
-    write_u64(out, value);
-}
-
-/// Appends `value / 10^decimals` with exactly `decimals` fraction digits (always a decimal
-/// point, so JSON readers see a float).
-fn write_fixed(out: &mut Vec<u8>, value: i64, decimals: u32) {
-    if value < 0 {
-        out.push(b'-');
-    }
-    let magnitude = value.unsigned_abs();
-    let scale = 10u64.pow(decimals);
-    write_u64(out, magnitude / scale);
-    out.push(b'.');
-    write_padded(out, magnitude % scale, decimals as usize);
-}
-
-fn write_timestamp(out: &mut Vec<u8>, ns: i128, frac_digits: u8) {
-    let secs = ns.div_euclid(NANOS_PER_SEC);
-    let subsec = ns.rem_euclid(NANOS_PER_SEC) as u64;
-    let days = secs.div_euclid(86_400) as i64;
-    let secs_of_day = secs.rem_euclid(86_400) as u64;
-    let (year, month, day) = civil_from_days(days);
-    if (0..=9999).contains(&year) {
-        write_padded(out, year as u64, 4);
-    } else {
-        // Outside what ISO-8601 basic years show; validation keeps servers from getting here.
-        if year < 0 {
-            out.push(b'-');
+    /// The low `digits` nibbles of `value`, most significant first.
+    #[inline]
+    fn hex(&mut self, value: u64, digits: usize) {
+        let out = &mut self.buf[self.pos..self.pos + digits];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let shift = 4 * (digits - 1 - i);
+            *slot = HEX[((value >> shift) & 0xf) as usize];
         }
-        write_u64(out, year.unsigned_abs());
+        self.pos += digits;
     }
-    out.push(b'-');
-    write_padded(out, u64::from(month), 2);
-    out.push(b'-');
-    write_padded(out, u64::from(day), 2);
-    out.push(b'T');
-    write_padded(out, secs_of_day / 3600, 2);
-    out.push(b':');
-    write_padded(out, secs_of_day / 60 % 60, 2);
-    out.push(b':');
-    write_padded(out, secs_of_day % 60, 2);
-    if frac_digits > 0 {
-        out.push(b'.');
-        let divisor = 10u64.pow(9 - u32::from(frac_digits));
-        write_padded(out, subsec / divisor, usize::from(frac_digits));
+
+    #[inline]
+    fn lowercase(&mut self, text: &str) {
+        let out = &mut self.buf[self.pos..self.pos + text.len()];
+        for (slot, byte) in out.iter_mut().zip(text.bytes()) {
+            *slot = byte.to_ascii_lowercase();
+        }
+        self.pos += text.len();
     }
-    out.push(b'Z');
+
+    /// `value` in decimal, left-padded with zeros to at least `width` digits.
+    #[inline]
+    fn digits(&mut self, mut value: u64, width: usize) {
+        let count = value
+            .checked_ilog10()
+            .map_or(1, |log| log as usize + 1)
+            .max(width);
+        let out = &mut self.buf[self.pos..self.pos + count];
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        self.pos += count;
+    }
+
+    /// `value / 10^decimals` with exactly `decimals` fraction digits (always a decimal point,
+    /// so JSON readers see a float).
+    #[inline]
+    fn fixed(&mut self, value: i64, decimals: u32) {
+        if value < 0 {
+            self.byte(b'-');
+        }
+        let magnitude = value.unsigned_abs();
+        let scale = 10u64.pow(decimals);
+        self.digits(magnitude / scale, 1);
+        self.byte(b'.');
+        self.digits(magnitude % scale, decimals as usize);
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
+    fn timestamp(&mut self, ns: i128, frac_digits: u8) {
+        let secs = ns.div_euclid(NANOS_PER_SEC);
+        let subsec = ns.rem_euclid(NANOS_PER_SEC) as u64;
+        let days = secs.div_euclid(86_400) as i64;
+        let secs_of_day = secs.rem_euclid(86_400) as u64;
+        let (year, month, day) = civil_from_days(days);
+        if year < 0 {
+            // Before year 0: not ISO-8601 basic, but validation keeps servers from getting here.
+            self.byte(b'-');
+        }
+        self.digits(year.unsigned_abs(), 4);
+        self.byte(b'-');
+        self.digits(u64::from(month), 2);
+        self.byte(b'-');
+        self.digits(u64::from(day), 2);
+        self.byte(b'T');
+        self.digits(secs_of_day / 3600, 2);
+        self.byte(b':');
+        self.digits(secs_of_day / 60 % 60, 2);
+        self.byte(b':');
+        self.digits(secs_of_day % 60, 2);
+        if frac_digits > 0 {
+            self.byte(b'.');
+            let divisor = 10u64.pow(9 - u32::from(frac_digits));
+            self.digits(subsec / divisor, usize::from(frac_digits));
+        }
+        self.byte(b'Z');
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

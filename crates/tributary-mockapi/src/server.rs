@@ -30,7 +30,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::auth::{AuthState, Denied};
 use crate::config::{ErrorRate, Faults, MockConfig, Target};
-use crate::dataset::{Dataset, MAX_RECORD_BYTES, Timeline, mix64, write_u64};
+use crate::dataset::{AVERAGE_RECORD_BYTES, Dataset, RECORD_BUFFER, Timeline, mix64, write_u64};
 use crate::error::MockError;
 use crate::query::{BadRequest, Params, looks_secret};
 use crate::ratelimit::{Bucket, Decision};
@@ -253,7 +253,8 @@ impl Shared {
         trailer: impl FnOnce(&mut Vec<u8>),
     ) -> Vec<u8> {
         let count = usize::try_from(records.end - records.start).unwrap_or(0);
-        let mut out = Vec::with_capacity(count.saturating_mul(MAX_RECORD_BYTES) + 512);
+        let mut out =
+            Vec::with_capacity(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER + 512);
         if shape == Shape::NotAnObject {
             out.push(b'[');
             self.dataset.write_records(records, &mut out);
@@ -490,7 +491,8 @@ async fn link_members(State(shared): State<AppState>, uri: Uri, headers: HeaderM
         links.push(link(1, "first"));
         links.push(link(last_page, "last"));
         let count = usize::try_from(end - start).unwrap_or(0);
-        let mut body = Vec::with_capacity(count.saturating_mul(MAX_RECORD_BYTES) + 32);
+        let mut body =
+            Vec::with_capacity(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER + 32);
         if admitted.shape(offset) == Shape::Normal {
             body.push(b'[');
             shared.dataset.write_records(start..end, &mut body);
