@@ -74,12 +74,18 @@ pub async fn start(config: MockConfig, addr: SocketAddr) -> Result<MockServer, M
         config,
     });
     let mut router = Router::new()
-        .route("/3.0/lists/{list_id}/members", get(offset_members))
-        .route("/page/members", get(page_members))
-        .route("/cursor/members", get(cursor_members))
-        .route("/pointer/members", get(pointer_members))
-        .route("/link/members", get(link_members))
-        .route("/all/members", get(all_members))
+        .route(
+            "/3.0/lists/{list_id}/members",
+            get(offset_members).post(offset_members),
+        )
+        .route("/page/members", get(page_members).post(page_members))
+        .route("/cursor/members", get(cursor_members).post(cursor_members))
+        .route(
+            "/pointer/members",
+            get(pointer_members).post(pointer_members),
+        )
+        .route("/link/members", get(link_members).post(link_members))
+        .route("/all/members", get(all_members).post(all_members))
         .route("/oauth/token", get(oauth_token).post(oauth_token))
         .route("/oauth/test", get(oauth_test))
         .route("/stats", get(stats))
@@ -296,8 +302,9 @@ async fn offset_members(
     Path(list_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let params = &admitted.params;
         let range = shared.window_range(params)?;
         let count = shared.page_size(params, "count", 10, 0)?;
@@ -330,8 +337,13 @@ async fn offset_members(
     .await
 }
 
-async fn page_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+async fn page_members(
+    State(shared): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let params = &admitted.params;
         let range = shared.window_range(params)?;
         let size = shared.page_size(params, "pageSize", 100, 1)?;
@@ -376,12 +388,17 @@ async fn page_members(State(shared): State<AppState>, uri: Uri, headers: HeaderM
     .await
 }
 
-async fn cursor_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn cursor_members(
+    State(shared): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let header_cursor = headers
         .get("x-cursor")
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let params = &admitted.params;
         let range = shared.window_range(params)?;
         let limit = shared.page_size(params, "limit", 100, 1)?;
@@ -419,8 +436,13 @@ async fn cursor_members(State(shared): State<AppState>, uri: Uri, headers: Heade
     .await
 }
 
-async fn pointer_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+async fn pointer_members(
+    State(shared): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let params = &admitted.params;
         let range = shared.window_range(params)?;
         let limit = shared.page_size(params, "limit", 100, 1)?;
@@ -458,8 +480,13 @@ async fn pointer_members(State(shared): State<AppState>, uri: Uri, headers: Head
     .await
 }
 
-async fn link_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+async fn link_members(
+    State(shared): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let params = &admitted.params;
         let range = shared.window_range(params)?;
         let per_page = shared.page_size(params, "per_page", 30, 1)?;
@@ -516,8 +543,13 @@ async fn link_members(State(shared): State<AppState>, uri: Uri, headers: HeaderM
     .await
 }
 
-async fn all_members(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    serve_page(&shared, &uri, &headers, |shared, admitted| {
+async fn all_members(
+    State(shared): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
         let range = shared.window_range(&admitted.params)?;
         let total = range.end - range.start;
         if total > shared.config.all_cap {
@@ -548,28 +580,11 @@ async fn oauth_token(
     body: Bytes,
 ) -> Response {
     Recorder::bump(&shared.stats.token_requests);
-    let mut fields = Params::parse(uri.query().unwrap_or_default());
-    if method == Method::POST && !body.is_empty() {
-        let is_json = headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.contains("json"));
-        let body_fields = if is_json {
-            match json_fields(&body) {
-                Some(params) => params,
-                None => {
-                    return token_error(
-                        400,
-                        "invalid_request",
-                        "the JSON body is not an object of fields",
-                    );
-                }
-            }
-        } else {
-            Params::parse(&String::from_utf8_lossy(&body))
-        };
-        fields = fields.merged(body_fields);
-    }
+    let body: &[u8] = if method == Method::POST { &body } else { b"" };
+    let fields = match request_params(&uri, &headers, body) {
+        Ok(fields) => fields,
+        Err(BadRequest(message)) => return token_error(400, "invalid_request", &message),
+    };
     let grant = match shared.auth.refresh(&headers, &fields) {
         Ok(grant) => grant,
         Err(error) => return token_error(error.status, error.error, &error.description),
@@ -605,7 +620,7 @@ async fn oauth_token(
 }
 
 async fn oauth_test(State(shared): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    match guard(&shared, &uri, &headers) {
+    match guard(&shared, &uri, &headers, b"") {
         Ok((_, rate)) => json_response(StatusCode::OK, br#"{"ok":true}"#.to_vec(), rate.as_ref()),
         Err(response) => response,
     }
@@ -659,11 +674,17 @@ async fn log_requests(State(shared): State<AppState>, request: Request, next: Ne
 }
 
 /// Admission of a data request, then the page, then the faults.
-async fn serve_page<F>(shared: &Shared, uri: &Uri, headers: &HeaderMap, build: F) -> Response
+async fn serve_page<F>(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    build: F,
+) -> Response
 where
     F: FnOnce(&Shared, &Admitted) -> Result<Page, BadRequest>,
 {
-    let admitted = match admit(shared, uri, headers).await {
+    let admitted = match admit(shared, uri, headers, body).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -688,8 +709,8 @@ fn guard(
     shared: &Shared,
     uri: &Uri,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<(Params, Option<Decision>), Response> {
-    let params = Params::parse(uri.query().unwrap_or_default());
     let rate = shared.bucket.as_ref().map(Bucket::take);
     if let Some(decision) = rate.filter(|decision| !decision.admitted) {
         Recorder::bump(&shared.stats.rate_limited);
@@ -706,6 +727,14 @@ fn guard(
         }
         return Err(response);
     }
+    let params = request_params(uri, headers, body).map_err(|BadRequest(message)| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            &message,
+            rate.as_ref(),
+        )
+    })?;
     if let Err(Denied {
         reason,
         www_authenticate,
@@ -727,9 +756,33 @@ fn guard(
     Ok((params, rate))
 }
 
+/// The query's fields followed by a POST body's (form-urlencoded, or a JSON object).
+fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Params, BadRequest> {
+    let params = Params::parse(uri.query().unwrap_or_default());
+    if body.is_empty() {
+        return Ok(params);
+    }
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("json"));
+    let body_fields = if is_json {
+        json_fields(body)
+            .ok_or_else(|| BadRequest("the JSON body is not an object of fields".into()))?
+    } else {
+        Params::parse(&String::from_utf8_lossy(body))
+    };
+    Ok(params.merged(body_fields))
+}
+
 /// [`guard`], then the request number, latency and injected errors.
-async fn admit(shared: &Shared, uri: &Uri, headers: &HeaderMap) -> Result<Admitted, Response> {
-    let (params, rate) = guard(shared, uri, headers)?;
+async fn admit(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Admitted, Response> {
+    let (params, rate) = guard(shared, uri, headers, body)?;
     let request_no = shared
         .stats
         .data_requests

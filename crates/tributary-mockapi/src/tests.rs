@@ -49,7 +49,7 @@ fn records_are_unique_realistic_and_ordered_by_last_changed() {
     let start = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
     let step = Duration::from_millis(1_500);
     let dataset = Dataset::new(11, Timeline::try_new(start, step).unwrap());
-    let n = 20_000u64;
+    let n = 6_000u64;
     let mut ids = HashSet::new();
     let mut emails = HashSet::new();
     let mut statuses = HashSet::new();
@@ -1281,4 +1281,37 @@ async fn start_rejects_bad_configs_and_non_loopback() {
     let error = start(small(10), taken.addr()).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
     taken.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn post_bodies_carry_parameters() {
+    let server = server(small(100)).await;
+    let addr = server.addr();
+    let json = [("Content-Type", "application/json")];
+    let reply = request(
+        addr,
+        "POST",
+        "/page/members",
+        &json,
+        br#"{"pageSize":7,"page":2}"#,
+    )
+    .await;
+    let body = reply.json();
+    assert_eq!(
+        (body["page"].clone(), ids_of(&body["items"]).len()),
+        (Value::from(2), 7)
+    );
+    assert_eq!(body["items"][0], server.dataset().record(14));
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let reply = request(addr, "POST", "/pointer/members?after=98", &form, b"limit=5").await;
+    assert_eq!(ids_of(&reply.json()["results"]).len(), 2);
+    let reply = request(addr, "POST", "/all/members", &json, b"[1,2]").await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("JSON body")
+    );
+    server.shutdown().await.unwrap();
 }
