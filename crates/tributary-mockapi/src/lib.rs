@@ -4,7 +4,7 @@
 //! Used by tests, `tributary demo`, `tributary mock-api` and `tributary bench`. Main items:
 //! [`MockConfig`] (records, seed, timeline, [`MockAuth`], [`RateLimit`], [`Faults`]),
 //! [`start`] returning a [`MockServer`] (`base_url`, `stats`, `set_faults`, `shutdown`),
-//! [`serve_forever`] for the CLI, and [`record`] / [`write_record_json`] for the canonical
+//! [`serve_forever`] and [`run_cli`] ([`MockCliArgs`]) for `tributary mock-api`, and [`record`] / [`write_record_json`] for the canonical
 //! records. Invariants: binds loopback only; the same seed, count and timeline always serve
 //! the same records; it knows nothing of the other tributary crates (it fakes someone else's
 //! API).
@@ -52,6 +52,7 @@
 //! [`MockConfig::compression`] is on.
 
 mod auth;
+pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod error;
@@ -63,6 +64,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use cli::{MockCliArgs, run_cli};
 pub use config::{
     ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, OAuth2, RateLimit, Secret,
     ServerErrors, Target, TokenFieldNames,

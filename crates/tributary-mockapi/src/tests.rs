@@ -1315,3 +1315,50 @@ async fn post_bodies_carry_parameters() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[test]
+fn cli_args_become_a_config() {
+    let args = MockCliArgs {
+        port: 0,
+        records: 50,
+        seed: 9,
+        start_time: Some("1704067200".into()),
+        step: Some(Duration::from_millis(10)),
+        auth: Some("apikey:X-Api-Key:v".into()),
+        rate_limit: Some("20/5".into()),
+        no_compression: true,
+        error_every: NonZeroU64::new(4),
+        latency: Some(Duration::from_millis(3)),
+    };
+    let (config, addr) = args.clone().into_config().unwrap();
+    assert!(addr.ip().is_loopback());
+    assert_eq!(
+        (config.records, config.seed, config.compression),
+        (50, 9, false)
+    );
+    assert_eq!(config.start_time, default_start_time());
+    assert_eq!(config.rate_limit.unwrap().burst.get(), 5);
+    assert!(matches!(config.auth, MockAuth::ApiKey { .. }));
+    assert_eq!(config.faults.latency, Duration::from_millis(3));
+    assert!(config.faults.server_errors.is_some());
+    let bad = MockCliArgs {
+        start_time: Some("whenever".into()),
+        ..args.clone()
+    };
+    assert!(
+        bad.into_config()
+            .unwrap_err()
+            .to_string()
+            .contains("start time")
+    );
+    let bad = MockCliArgs {
+        rate_limit: Some("fast".into()),
+        ..args
+    };
+    assert!(
+        bad.into_config()
+            .unwrap_err()
+            .to_string()
+            .contains("rate limit")
+    );
+}
