@@ -387,7 +387,11 @@ impl Dataset {
     /// Appends the records of `indexes`, comma-separated (the inside of a JSON array).
     pub fn write_records(&self, indexes: Range<u64>, out: &mut Vec<u8>) {
         let count = usize::try_from(indexes.end.saturating_sub(indexes.start)).unwrap_or(0);
-        out.reserve(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER);
+        out.reserve(
+            count
+                .saturating_mul(AVERAGE_RECORD_BYTES)
+                .saturating_add(RECORD_BUFFER),
+        );
         for index in indexes.clone() {
             if index > indexes.start {
                 out.push(b',');

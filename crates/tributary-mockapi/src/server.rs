@@ -259,8 +259,11 @@ impl Shared {
         trailer: impl FnOnce(&mut Vec<u8>),
     ) -> Vec<u8> {
         let count = usize::try_from(records.end - records.start).unwrap_or(0);
-        let mut out =
-            Vec::with_capacity(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER + 512);
+        let mut out = Vec::with_capacity(
+            count
+                .saturating_mul(AVERAGE_RECORD_BYTES)
+                .saturating_add(RECORD_BUFFER + 512),
+        );
         if shape == Shape::NotAnObject {
             out.push(b'[');
             self.dataset.write_records(records, &mut out);
@@ -518,8 +521,11 @@ async fn link_members(
         links.push(link(1, "first"));
         links.push(link(last_page, "last"));
         let count = usize::try_from(end - start).unwrap_or(0);
-        let mut body =
-            Vec::with_capacity(count.saturating_mul(AVERAGE_RECORD_BYTES) + RECORD_BUFFER + 32);
+        let mut body = Vec::with_capacity(
+            count
+                .saturating_mul(AVERAGE_RECORD_BYTES)
+                .saturating_add(RECORD_BUFFER + 32),
+        );
         if admitted.shape(offset) == Shape::Normal {
             body.push(b'[');
             shared.dataset.write_records(start..end, &mut body);
@@ -796,6 +802,11 @@ async fn admit(
         && error_hit(errors.rate, shared.config.seed, request_no)
     {
         Recorder::bump(&shared.stats.injected_errors);
+        tracing::debug!(
+            request_no,
+            status = errors.status,
+            "injecting a server error"
+        );
         let status = StatusCode::from_u16(errors.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = problem(
             status,
@@ -822,6 +833,11 @@ async fn admit(
 /// Hang, count, then damage the body if a fault says so.
 async fn finish(shared: &Shared, admitted: &Admitted, page: Page) -> Response {
     if admitted.hits(admitted.faults.hang, page.offset) {
+        tracing::debug!(
+            request_no = admitted.request_no,
+            offset = page.offset,
+            "hanging until shutdown"
+        );
         let mut signal = shared.shutdown.clone();
         wait_for_shutdown(&mut signal).await;
         return problem(
@@ -845,9 +861,19 @@ async fn finish(shared: &Shared, admitted: &Admitted, page: Page) -> Response {
         ..
     } = page;
     let mut response = if admitted.hits(admitted.faults.malformed, offset) {
+        tracing::debug!(
+            request_no = admitted.request_no,
+            offset,
+            "serving malformed JSON"
+        );
         body.truncate(body.len() / 2);
         json_response(StatusCode::OK, body, admitted.rate.as_ref())
     } else if admitted.hits(admitted.faults.truncate, offset) {
+        tracing::debug!(
+            request_no = admitted.request_no,
+            offset,
+            "truncating the body"
+        );
         truncated_response(body, admitted.rate.as_ref())
     } else {
         json_response(StatusCode::OK, body, admitted.rate.as_ref())
