@@ -609,7 +609,8 @@ impl Out<'_> {
 
     /// `value / 10^decimals` with exactly `decimals` fraction digits (always a decimal point,
     /// so JSON readers see a float).
-    #[inline]
+    // Always inlined so that `decimals` is a constant and the divisions become multiplications.
+    #[inline(always)]
     fn fixed(&mut self, value: i64, decimals: u32) {
         if value < 0 {
             self.byte(b'-');
@@ -623,9 +624,18 @@ impl Out<'_> {
 
     /// `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
     fn timestamp(&mut self, ns: i128, frac_digits: u8) {
-        let secs = ns.div_euclid(NANOS_PER_SEC);
-        let subsec = ns.rem_euclid(NANOS_PER_SEC) as u64;
-        let days = secs.div_euclid(86_400) as i64;
+        // 128-bit division is a slow library call; times up to year 2262 fit 64 bits.
+        let (secs, subsec) = match i64::try_from(ns) {
+            Ok(ns) => (
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000) as u64,
+            ),
+            Err(_) => (
+                ns.div_euclid(NANOS_PER_SEC) as i64,
+                ns.rem_euclid(NANOS_PER_SEC) as u64,
+            ),
+        };
+        let days = secs.div_euclid(86_400);
         let secs_of_day = secs.rem_euclid(86_400) as u64;
         let (year, month, day) = civil_from_days(days);
         if year < 0 {
