@@ -6,7 +6,7 @@
 //! increasing, so a time window maps to an index range without scanning
 //! ([`Timeline::index_range`]).
 //!
-//! Two writers share one generator ([`Member`]): [`Dataset::write_record_json`] appends JSON
+//! Two writers share one generator (`Member`): [`Dataset::write_record_json`] appends JSON
 //! bytes directly (the server's hot path: no `serde_json::Value`, no allocation per record) and
 //! [`Dataset::record`] builds a `serde_json::Value` for tests to compare against. A test checks
 //! that the two agree. Every string in the name tables is plain ASCII that needs no escaping.

@@ -9,6 +9,19 @@
 //! the same records; it knows nothing of the other tributary crates (it fakes someone else's
 //! API).
 //!
+//! # Dataset
+//!
+//! Record `i` (of `0..records`) is Mailchimp-member-like, about 620 bytes of JSON: `id` (32
+//! hex, unique), `email_address` (unique), `unique_email_id`, `status`
+//! (subscribed/unsubscribed/pending/cleaned), `merge_fields` {`FNAME`, `LNAME`, `ADDRESS`
+//! (an object, on one record in five), `PHONE`, `BIRTHDAY`}, `stats` {`avg_open_rate`,
+//! `avg_click_rate`} (floats), `ip_signup`, `timestamp_opt`, `member_rating` (1..=5),
+//! `last_changed` (`start_time + i * step`, strictly increasing), `language`, `vip`,
+//! `location` {`latitude`, `longitude`, `country_code`, `timezone`}, `tags` (0..=2 of
+//! {`id`, `name`}) and `list_id`. Times are `YYYY-MM-DDTHH:MM:SS[.fff]Z`. Pages are written
+//! straight to bytes, one buffer per page (see `benches/generate.rs`: about 3.4 M records per
+//! CPU-second on the development machine).
+//!
 //! # Endpoints (stable)
 //!
 //! All data endpoints answer JSON, accept the schedule window parameters below, are governed by
