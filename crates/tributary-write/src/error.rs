@@ -83,6 +83,17 @@ pub enum WriteError {
         final_path: PathBuf,
     },
 
+    /// A writer was used again after one of its writes failed.
+    #[error(
+        "the writer of batch {batch} of dataset {dataset} failed earlier and lost its open part: expected a new writer for a new attempt"
+    )]
+    WriterFailed {
+        /// The dataset id.
+        dataset: String,
+        /// The batch id.
+        batch: String,
+    },
+
     /// Neither the staged nor the published file exists: the staged data was lost.
     #[error("staged file {staged_path} is missing and {final_path} was never published")]
     StagedMissing {
@@ -117,6 +128,7 @@ impl WriteError {
             | WriteError::Json { .. }
             | WriteError::AlreadyPublished { .. }
             | WriteError::PublishConflict { .. }
+            | WriteError::WriterFailed { .. }
             | WriteError::StagedMissing { .. } => false,
         }
     }
@@ -129,6 +141,7 @@ impl WriteError {
             WriteError::Parquet { .. } | WriteError::Json { .. } => ErrorCause::Data,
             WriteError::AlreadyPublished { .. }
             | WriteError::PublishConflict { .. }
+            | WriteError::WriterFailed { .. }
             | WriteError::StagedMissing { .. } => ErrorCause::Protocol,
         }
     }

@@ -61,6 +61,8 @@ pub struct PartWriter {
     props: WriterProperties,
     next_seq: u32,
     open: Option<OpenPart>,
+    /// A write failed: the open part was deleted, so the batch is incomplete.
+    has_failed: bool,
 }
 
 /// Rows written into a fresh file before its size can be estimated: the first write into a file
@@ -88,6 +90,17 @@ struct OpenPart {
     writer: ArrowWriter<BufWriter<File>>,
 }
 
+impl StagedPart {
+    /// The Arrow schema of a Parquet part (`None` for rejected rows). The batch record stores
+    /// it as JSON: `serde_json::to_string(schema.as_ref())`.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        match &self.kind {
+            PartKind::Parquet { schema } => Some(schema),
+            PartKind::JsonLines => None,
+        }
+    }
+}
+
 impl PartWriter {
     /// A writer for `batch` of `dataset` whose first part is `first_seq`. Validates the options;
     /// no file is created until the first non-empty write.
@@ -107,6 +120,7 @@ impl PartWriter {
             props,
             next_seq: first_seq,
             open: None,
+            has_failed: false,
         })
     }
 
@@ -122,7 +136,43 @@ impl PartWriter {
 
     /// Encodes `batch`, splitting it across files as the limits require. Returns the parts this
     /// call closed (usually none). Empty batches are ignored.
+    ///
+    /// After an error the open part is deleted and the writer refuses further work
+    /// ([`WriteError::WriterFailed`]): the rows of that part are gone, and carrying on would
+    /// publish a batch with a hole in it.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
+        self.check_usable()?;
+        let res = self.write_slices(batch);
+        if res.is_err() {
+            self.has_failed = true;
+            self.discard_open();
+        }
+        res
+    }
+
+    /// Closes the open part, if any: writes the footer, fsyncs the file and its folder.
+    pub fn finish(mut self) -> Result<Option<StagedPart>, WriteError> {
+        self.check_usable()?;
+        self.close_open()
+    }
+
+    /// Deletes the open part's staged file. Parts already returned are the caller's to keep or
+    /// delete.
+    pub fn abort(mut self) {
+        self.discard_open();
+    }
+
+    fn check_usable(&self) -> Result<(), WriteError> {
+        if self.has_failed {
+            return Err(WriteError::WriterFailed {
+                dataset: self.dataset.to_string(),
+                batch: self.batch.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_slices(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
         let mut closed = Vec::new();
         let n_rows = batch.num_rows();
         if n_rows == 0 {
@@ -183,17 +233,6 @@ impl PartWriter {
             }
         }
         Ok(closed)
-    }
-
-    /// Closes the open part, if any: writes the footer, fsyncs the file and its folder.
-    pub fn finish(mut self) -> Result<Option<StagedPart>, WriteError> {
-        self.close_open()
-    }
-
-    /// Deletes the open part's staged file. Parts already returned are the caller's to keep or
-    /// delete.
-    pub fn abort(mut self) {
-        self.discard_open();
     }
 
     fn open_part(&mut self, schema: &SchemaRef) -> Result<OpenPart, WriteError> {

@@ -244,6 +244,13 @@ fn round_trip_keeps_rows_schema_logical_types_and_metadata() {
             schema: member_schema()
         }
     );
+    let schema_json = serde_json::to_string(part.schema().unwrap().as_ref()).unwrap();
+    let schema_back: Schema = serde_json::from_str(&schema_json).unwrap();
+    assert_eq!(
+        schema_back,
+        *member_schema(),
+        "the schema JSON for the batch record round-trips"
+    );
 
     assert_eq!(publish_part(&part).unwrap(), PublishOutcome::Published);
     let final_path = fx.layout.part_path(&fx.dataset, &fx.batch, 0);
@@ -1112,6 +1119,11 @@ fn io_errors_name_the_path_and_classify_retries() {
     assert!(err.to_string().contains("_staging"), "{err}");
     assert_eq!(err.cause(), ErrorCause::Environment);
     assert!(!err.is_retryable());
+    let err = writer.write(&members(0, 1)).unwrap_err();
+    assert!(
+        matches!(err, WriteError::WriterFailed { .. }),
+        "a failed writer stays failed: {err}"
+    );
 
     let transient = WriteError::Io {
         op: "writing staged file",
@@ -1149,4 +1161,46 @@ fn large_string_values_round_trip() {
     assert_eq!(column.value(0).len(), big.len());
     assert!(column.is_null(1));
     assert_eq!(column.value(2), "small");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_deletes_the_open_part_and_stops_the_writer() {
+    // The staged path is a symlink to /dev/full: every write that reaches the disk fails with
+    // "no space left on device", as on a full filesystem.
+    let fx = fixture();
+    let staged_path = fx.layout.staged_part_path(&fx.dataset, &fx.batch, 0);
+    fs::create_dir_all(staged_path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &staged_path).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("blob", DataType::Utf8, true)]));
+    let blob = "z".repeat(3 * 1024 * 1024);
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(vec![
+            blob.as_str(),
+            blob.as_str(),
+        ]))],
+    )
+    .unwrap();
+
+    let mut writer = fx.writer(
+        0,
+        options_with(|o| {
+            o.row_group_rows = NonZeroUsize::new(1).unwrap();
+            o.compression = Compression::None;
+        }),
+    );
+    let err = writer.write(&batch).unwrap_err();
+    assert!(matches!(err, WriteError::Parquet { .. }), "{err}");
+    assert!(
+        !staged_path.exists() && fs::symlink_metadata(&staged_path).is_err(),
+        "open part deleted"
+    );
+
+    let err = writer.write(&batch).unwrap_err();
+    expect!["the writer of batch 01HZX3BATCH of dataset members failed earlier and lost its open part: expected a new writer for a new attempt"]
+        .assert_eq(&err.to_string());
+    let err = writer.finish().unwrap_err();
+    assert!(matches!(err, WriteError::WriterFailed { .. }), "{err}");
+    assert_eq!(err.cause(), ErrorCause::Protocol);
 }
