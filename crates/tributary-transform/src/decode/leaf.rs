@@ -18,7 +18,7 @@ use arrow_array::{
 use arrow_buffer::{NullBufferBuilder, ScalarBuffer};
 use arrow_cast::parse::{Parser, string_to_datetime};
 use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
-use arrow_schema::{ArrowError, DataType, Field, FieldRef, Fields, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::WarningKind;
@@ -576,7 +576,7 @@ fn to_utc<Z: TimeZone>(datetime: DateTime<Z>) -> DateTime<Utc> {
 }
 
 fn field_key(field: &FieldRef) -> usize {
-    Arc::as_ptr(field) as *const Field as usize
+    Arc::as_ptr(field) as usize
 }
 
 fn register_paths(fields: &Fields, prefix: &str, paths: &mut HashMap<usize, String>) {

@@ -72,7 +72,12 @@ fn render_page(out: &mut String, decoded: &DecodedPage) {
             field_list(batch)
         )
         .unwrap();
-        writeln!(out, "{}", pretty_format_batches(&[batch.clone()]).unwrap()).unwrap();
+        writeln!(
+            out,
+            "{}",
+            pretty_format_batches(std::slice::from_ref(batch)).unwrap()
+        )
+        .unwrap();
     }
 }
 

@@ -1,0 +1,164 @@
+//! Decode throughput: Mailchimp-like NDJSON pages (about 450 bytes a record, 1,000 records a
+//! page, generated here in memory) through `RecordDecoder`, inferred schema and known schema.
+//! Reports records/s (`decode/records`) and MB/s of JSON (`decode/bytes`).
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tributary_transform::decode::{DecoderOptions, RecordDecoder};
+
+const PAGES: usize = 20;
+const RECORDS_PER_PAGE: usize = 1_000;
+
+const FIRST_NAMES: [&str; 8] = [
+    "Ann", "Bo", "Carla", "Dmitri", "Eve", "Farid", "Grace", "Hiro",
+];
+const LAST_NAMES: [&str; 8] = [
+    "Lee", "Okafor", "Smith", "Nguyen", "Garcia", "Kowalski", "Ito", "Brown",
+];
+const STATUSES: [&str; 4] = ["subscribed", "unsubscribed", "cleaned", "pending"];
+const ZONES: [(&str, &str); 4] = [
+    ("US", "America/New_York"),
+    ("FR", "Europe/Paris"),
+    ("JP", "Asia/Tokyo"),
+    ("BR", "America/Sao_Paulo"),
+];
+
+fn bench_decode(c: &mut Criterion) {
+    let pages = generate_pages();
+    let n_records = (PAGES * RECORDS_PER_PAGE) as u64;
+    let n_bytes: u64 = pages.iter().map(|page| page.len() as u64).sum();
+    eprintln!(
+        "decode bench input: {n_records} records, {n_bytes} bytes ({} bytes a record)",
+        n_bytes / n_records
+    );
+    let known_schema = Arc::new(
+        tributary_transform::decode::infer_schema(&pages[0], RECORDS_PER_PAGE)
+            .expect("the generated page is valid"),
+    );
+
+    let mut group = c.benchmark_group("decode/records");
+    group.throughput(Throughput::Elements(n_records));
+    group.bench_function("inferred", |b| {
+        b.iter(|| decode_all(&pages, DecoderOptions::default()));
+    });
+    group.bench_function("known_schema", |b| {
+        b.iter(|| {
+            decode_all(
+                &pages,
+                DecoderOptions {
+                    known_schema: Some(known_schema.clone()),
+                    ..DecoderOptions::default()
+                },
+            )
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("decode/bytes");
+    group.throughput(Throughput::Bytes(n_bytes));
+    group.bench_function("inferred", |b| {
+        b.iter(|| decode_all(&pages, DecoderOptions::default()));
+    });
+    group.finish();
+}
+
+fn decode_all(pages: &[Vec<u8>], options: DecoderOptions) -> usize {
+    let mut decoder = RecordDecoder::new(options);
+    let mut rows = 0;
+    for (page_idx, page) in pages.iter().enumerate() {
+        let decoded = decoder
+            .decode_page(page_idx as u64, page)
+            .expect("the generated pages are valid");
+        rows += decoded.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    }
+    let rest = decoder.finish().expect("the generated pages are valid");
+    rows += rest.iter().map(|b| b.num_rows()).sum::<usize>();
+    black_box(rows)
+}
+
+/// Pages of NDJSON records shaped like Mailchimp list members.
+fn generate_pages() -> Vec<Vec<u8>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        // xorshift64*: deterministic and good enough to vary the fields.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut pages = Vec::with_capacity(PAGES);
+    let mut record = String::new();
+    for page_idx in 0..PAGES {
+        let mut page = Vec::with_capacity(RECORDS_PER_PAGE * 480);
+        for i in 0..RECORDS_PER_PAGE {
+            let index = (page_idx * RECORDS_PER_PAGE + i) as u64;
+            let r = next();
+            let first = FIRST_NAMES[(r % 8) as usize];
+            let last = LAST_NAMES[((r >> 3) % 8) as usize];
+            let status = STATUSES[((r >> 6) % 4) as usize];
+            let (country, zone) = ZONES[((r >> 8) % 4) as usize];
+            record.clear();
+            write!(
+                record,
+                concat!(
+                    r#"{{"id":"{:016x}{:016x}","email_address":"{}.{}{}@example.com","#,
+                    r#""unique_email_id":"{:010x}","status":"{}","#,
+                    r#""merge_fields":{{"FNAME":"{}","LNAME":"{}","ADDRESS":"{} Main St","PHONE":"555-{:04}","BIRTHDAY":"{:02}/{:02}"}},"#,
+                    r#""stats":{{"avg_open_rate":{}.{:02},"avg_click_rate":0.{:03}}},"#,
+                    r#""ip_signup":"10.{}.{}.{}","timestamp_opt":"2024-0{}-1{}T0{}:1{}:2{}Z","#,
+                    r#""member_rating":{},"vip":{},"language":"en","#,
+                    r#""location":{{"latitude":{}.{:04},"longitude":-{}.{:04},"country_code":"{}","timezone":"{}"}},"#,
+                    r#""tags":[{{"id":{},"name":"segment-{}"}}],"list_id":"bench","#,
+                    r#""last_changed":"2025-01-01T00:{:02}:{:02}Z"}}"#,
+                    "\n"
+                ),
+                r,
+                index,
+                first.to_lowercase(),
+                last.to_lowercase(),
+                index,
+                r >> 24,
+                status,
+                first,
+                last,
+                r % 999,
+                r % 10_000,
+                1 + r % 12,
+                1 + (r >> 4) % 28,
+                r % 2,
+                (r >> 5) % 100,
+                (r >> 9) % 1000,
+                r % 256,
+                (r >> 8) % 256,
+                (r >> 16) % 256,
+                1 + r % 9,
+                r % 10,
+                r % 10,
+                (r >> 3) % 10,
+                (r >> 6) % 10,
+                1 + r % 5,
+                r % 7 == 0,
+                r % 90,
+                (r >> 7) % 10_000,
+                (r >> 11) % 180,
+                (r >> 19) % 10_000,
+                country,
+                zone,
+                r % 50,
+                r % 50,
+                (index / 60) % 60,
+                index % 60,
+            )
+            .expect("writing to a String cannot fail");
+            page.extend_from_slice(record.as_bytes());
+        }
+        pages.push(page);
+    }
+    pages
+}
+
+criterion_group!(benches, bench_decode);
+criterion_main!(benches);
