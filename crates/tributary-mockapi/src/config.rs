@@ -39,8 +39,20 @@ pub struct MockConfig {
     /// Largest number of records `/all/members` returns in one body; a window holding more
     /// gets a 400 that says so.
     pub all_cap: u64,
-    /// How many of the last requests `Stats::requests` keeps.
+    /// How many of the last requests `Stats::log` keeps.
     pub log_capacity: NonZeroUsize,
+    /// How 429s and injected errors express `Retry-After`.
+    pub retry_after_format: RetryAfterFormat,
+}
+
+/// The two forms of `Retry-After` (RFC 9110 §10.2.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RetryAfterFormat {
+    /// Delay seconds: `Retry-After: 2`.
+    #[default]
+    Seconds,
+    /// An HTTP date: `Retry-After: Sun, 29 Nov 2026 17:00:02 GMT`.
+    HttpDate,
 }
 
 /// Which credentials the server demands.
@@ -189,6 +201,7 @@ impl Default for MockConfig {
             max_page_size: NonZeroU32::new(10_000).expect("10,000 is not zero"),
             all_cap: 100_000,
             log_capacity: NonZeroUsize::new(10_000).expect("10,000 is not zero"),
+            retry_after_format: RetryAfterFormat::Seconds,
         }
     }
 }

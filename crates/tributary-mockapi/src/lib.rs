@@ -56,7 +56,8 @@
 //!
 //! **Rate limit** ([`RateLimit`]): a token bucket; every governed response carries
 //! `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (seconds until full) and
-//! `RateLimit: limit=, remaining=, reset=`; a refusal is a 429 with `Retry-After` in seconds.
+//! `RateLimit: limit=, remaining=, reset=`; a refusal is a 429 with `Retry-After` (delay
+//! seconds, or an HTTP date with [`RetryAfterFormat::HttpDate`]).
 //!
 //! **Faults** ([`Faults`]): targeted by data-request number or by record offset within the
 //! window ([`Target`]); see [`Faults`] for the order they apply in.
@@ -79,8 +80,8 @@ mod tests;
 
 pub use cli::{MockCliArgs, run_cli};
 pub use config::{
-    ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, OAuth2, RateLimit, Secret,
-    ServerErrors, Target, TokenFieldNames,
+    ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, OAuth2, RateLimit, RetryAfterFormat,
+    Secret, ServerErrors, Target, TokenFieldNames,
 };
 pub use dataset::{Dataset, Timeline, record, write_record_json};
 pub use error::MockError;

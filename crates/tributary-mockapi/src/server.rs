@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
 use crate::auth::{AuthState, Denied};
-use crate::config::{ErrorRate, Faults, MockConfig, Target};
+use crate::config::{ErrorRate, Faults, MockConfig, RetryAfterFormat, Target};
 use crate::dataset::{AVERAGE_RECORD_BYTES, Dataset, RECORD_BUFFER, Timeline, mix64, write_u64};
 use crate::error::MockError;
 use crate::query::{BadRequest, Params, looks_secret};
@@ -727,9 +727,8 @@ fn guard(
             Some(&decision),
         );
         if let Some(secs) = decision.retry_after_secs {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
+            let value = retry_after_value(shared.config.retry_after_format, secs);
+            response.headers_mut().insert("retry-after", value);
         }
         return Err(response);
     }
@@ -816,9 +815,8 @@ async fn admit(
         );
         if let Some(retry_after) = errors.retry_after {
             let secs = retry_after.as_secs_f64().ceil() as u64;
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
+            let value = retry_after_value(shared.config.retry_after_format, secs);
+            response.headers_mut().insert("retry-after", value);
         }
         return Err(response);
     }
@@ -953,6 +951,21 @@ fn apply_rate_headers(headers: &mut HeaderMap, decision: &Decision) {
     );
     if let Ok(value) = HeaderValue::from_str(&draft) {
         headers.insert("ratelimit", value);
+    }
+}
+
+/// `Retry-After` as delay seconds, or as the HTTP date that many seconds (rounded up to the
+/// next whole second, so a client never retries early) from now.
+fn retry_after_value(format: RetryAfterFormat, secs: u64) -> HeaderValue {
+    match format {
+        RetryAfterFormat::Seconds => HeaderValue::from(secs),
+        RetryAfterFormat::HttpDate => {
+            let now = chrono::Utc::now();
+            let whole = now.timestamp() + 1 + i64::try_from(secs).unwrap_or(i64::MAX / 2);
+            let at = chrono::DateTime::from_timestamp(whole, 0).unwrap_or(now);
+            let text = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from(secs))
+        }
     }
 }
 

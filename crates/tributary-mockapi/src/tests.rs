@@ -1362,3 +1362,29 @@ fn cli_args_become_a_config() {
             .contains("rate limit")
     );
 }
+
+#[tokio::test]
+async fn retry_after_as_an_http_date() {
+    let limit = RateLimit {
+        per_second: NonZeroU32::new(1).unwrap(),
+        burst: NonZeroU32::new(1).unwrap(),
+    };
+    let config = MockConfig {
+        rate_limit: Some(limit),
+        retry_after_format: RetryAfterFormat::HttpDate,
+        ..small(10)
+    };
+    let server = server(config).await;
+    assert_eq!(get(server.addr(), "/all/members").await.status, 200);
+    let before = Utc::now();
+    let refused = get(server.addr(), "/all/members").await;
+    assert_eq!(refused.status, 429);
+    let date = refused.header("retry-after").unwrap();
+    let at = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
+    let wait = at.with_timezone(&Utc) - before;
+    assert!(
+        (1..=3).contains(&wait.num_seconds()),
+        "{date} is {wait} after the request"
+    );
+    server.shutdown().await.unwrap();
+}
