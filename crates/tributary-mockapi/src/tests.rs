@@ -641,8 +641,8 @@ async fn windows_select_last_changed_half_open() {
         // Epoch seconds, and +00:00 sent unencoded (it arrives as a space).
         "&since_last_changed=1704067800&before_last_changed=2024-01-01T01:00:05+00:00".to_string(),
         "&query=type%3Auser%20updated%20%3E%3D%202024-01-01T00%3A10%3A00Z%20updated%3C2024-01-01T01%3A00%3A05Z".to_string(),
-        // `>` excludes its bound: 00:09:59 excluded by nothing, 00:10:00 is the first after it.
-        "&query=updated%3E2024-01-01T00%3A09%3A59Z&before_last_changed=2024-01-01T01%3A00%3A05Z".to_string(),
+        // `>` excludes its bound: the record changed at exactly 00:09:50 is left out.
+        "&query=updated%3E2024-01-01T00%3A09%3A50Z&before_last_changed=2024-01-01T01%3A00%3A05Z".to_string(),
     ];
     for window in &windows {
         for style in STYLES {
