@@ -248,7 +248,7 @@ fn flatten(args: &[Value]) -> Vec<Value> {
 
 /// `to_object("k1", v1, "k2", v2, ...)`.
 fn pairs_to_object(args: Vec<Value>) -> Result<Value, String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(format!("expected key/value pairs, got {} arguments", args.len()));
     }
     let mut out = Vec::with_capacity(args.len() / 2);
@@ -267,7 +267,7 @@ fn pairs_to_object(args: Vec<Value>) -> Result<Value, String> {
 /// `arrays_to_object("k1", [..], "k2", [..])` → `[{k1: .., k2: ..}, ...]`, zipped by index;
 /// shorter arrays give null.
 fn arrays_to_object(args: Vec<Value>) -> Result<Value, String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(format!("expected key/array pairs, got {} arguments", args.len()));
     }
     let mut columns = Vec::new();

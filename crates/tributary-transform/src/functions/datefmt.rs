@@ -137,7 +137,7 @@ impl DateFormat {
                 Item::Year(2) => pad(&mut out, i64::from(dt.year().rem_euclid(100)), 2),
                 Item::Year(n) => pad(&mut out, i64::from(dt.year()), *n),
                 Item::Month(n @ 1..=2) => pad(&mut out, i64::from(dt.month()), *n),
-                Item::Month(n) => out.push_str(name_of(&MONTHS[dt.month0() as usize], *n)),
+                Item::Month(n) => out.push_str(name_of(MONTHS[dt.month0() as usize], *n)),
                 Item::Day(n) => pad(&mut out, i64::from(dt.day()), *n),
                 Item::DayOfYear(n) => pad(&mut out, i64::from(dt.ordinal()), *n),
                 Item::DayName(n) => {
@@ -148,7 +148,7 @@ impl DateFormat {
                     let h = dt.hour();
                     let shown = match letter {
                         'k' if h == 0 => 24,
-                        'h' if h % 12 == 0 => 12,
+                        'h' if h.is_multiple_of(12) => 12,
                         'h' | 'K' => h % 12,
                         _ => h,
                     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StructArray, make_array, new_null_array};
-use arrow_buffer::NullBuffer;
+use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Field};
 use chrono::{DateTime, Utc};
 
@@ -136,21 +136,32 @@ impl Ctx<'_> {
                 for (child, field) in children.iter().zip(fields) {
                     arrays.push(self.node(child, field.data_type())?);
                 }
-                // An object is present when any of its fields is (XDM omits empty objects).
-                let mut validity = vec![false; n_rows];
+                // An object is present when any of its fields is (XDM omits empty objects):
+                // OR of the children's validity bitmaps, no per-row work.
+                let mut all_valid = false;
+                let mut any_valid: Option<BooleanBuffer> = None;
                 for array in &arrays {
+                    if array.data_type() == &DataType::Null {
+                        continue;
+                    }
                     match array.logical_nulls() {
-                        None if array.data_type() != &DataType::Null => validity.iter_mut().for_each(|v| *v = true),
-                        None => {}
+                        None => {
+                            all_valid = true;
+                            break;
+                        }
                         Some(nulls) => {
-                            for (valid, is_valid) in validity.iter_mut().zip(nulls.iter()) {
-                                *valid |= is_valid;
-                            }
+                            any_valid = Some(match any_valid {
+                                None => nulls.inner().clone(),
+                                Some(acc) => &acc | nulls.inner(),
+                            });
                         }
                     }
                 }
-                let nulls = NullBuffer::from(validity);
-                let nulls = (nulls.null_count() > 0).then_some(nulls);
+                let nulls = match (all_valid, any_valid) {
+                    (true, _) => None,
+                    (false, None) => Some(NullBuffer::new_null(n_rows)),
+                    (false, Some(valid)) => Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0),
+                };
                 Ok(Arc::new(StructArray::try_new(fields.clone(), arrays, nulls)?))
             }
             Node::Iterated(list) => {

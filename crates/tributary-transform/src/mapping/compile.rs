@@ -257,6 +257,28 @@ fn check_arity(expr: &Expr, errors: &mut Vec<(expr::Span, String)>) {
             if args.len() < min || max.is_some_and(|max| args.len() > max) {
                 errors.push((expr.span, arity_message(*function, args.len())));
             }
+            // Literal date formats and regexes are checked once here rather than failing every row.
+            let literal_at = |i: usize| match args.get(i).map(|a| &a.kind) {
+                Some(ExprKind::Literal(Value::Str(text))) => Some((text, args[i].span)),
+                _ => None,
+            };
+            match function {
+                Function::Date | Function::Format | Function::Dformat => {
+                    if let Some((pattern, span)) = literal_at(1)
+                        && let Err(message) = pattern.parse::<crate::functions::DateFormat>()
+                    {
+                        errors.push((span, format!("{}: {message}", function.name())));
+                    }
+                }
+                Function::ExtractRegex | Function::MatchesRegex | Function::Explode | Function::Split => {
+                    if let Some((pattern, span)) = literal_at(1)
+                        && let Err(err) = regex::Regex::new(pattern)
+                    {
+                        errors.push((span, format!("{}: invalid regex {pattern:?}: {err}", function.name())));
+                    }
+                }
+                _ => {}
+            }
             for arg in args {
                 check_arity(arg, errors);
             }

@@ -8,14 +8,14 @@
 
 use std::sync::Arc;
 
-use arrow_json::ReaderBuilder;
-use arrow_json::reader::infer_json_schema_from_iterator;
+use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use chrono::Utc;
 use serde::Serialize;
 
 use super::apply::run;
 use super::{CompileError, MappingSet, compile};
+use crate::decode::{DecoderOptions, RecordDecoder};
 use crate::schema::row_to_json;
 
 /// One previewed record.
@@ -42,6 +42,8 @@ pub enum PreviewError {
     Compile(Vec<CompileError>),
     #[error("record {index} is not a JSON object")]
     NotAnObject { index: usize },
+    #[error("the records cannot be decoded: {0}")]
+    Decode(String),
     #[error("the records cannot be read as one table: {0}")]
     Records(#[from] arrow_schema::ArrowError),
 }
@@ -60,23 +62,15 @@ pub fn preview_with_schema(
     if let Some(index) = records.iter().position(|r| !r.is_object()) {
         return Err(PreviewError::NotAnObject { index });
     }
-    let source_schema = if records.is_empty() {
-        Schema::empty()
-    } else {
-        infer_json_schema_from_iterator(records.iter().map(|r| Ok(r.clone())))?
-    };
-    let plan = compile(mapping_set, &source_schema, target).map_err(PreviewError::Compile)?;
+    let batch = records_to_batch(records)?;
+    let plan = compile(mapping_set, batch.schema().as_ref(), target).map_err(PreviewError::Compile)?;
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let mut decoder = ReaderBuilder::new(Arc::new(source_schema)).build_decoder()?;
-    decoder.serialize(records)?;
-    let Some(batch) = decoder.flush()? else { return Ok(Vec::new()) };
-
     let outcome = run(&plan, &batch, Utc::now()).map_err(|err| match err {
         super::MappingError::Arrow(err) => PreviewError::Records(err),
     })?;
-    let mapped = arrow_array::RecordBatch::try_new(
+    let mapped = RecordBatch::try_new(
         Arc::new(Schema::new(
             plan.output_schema
                 .fields()
@@ -97,6 +91,28 @@ pub fn preview_with_schema(
         });
     }
     Ok(rows)
+}
+
+/// Decodes the records the way a run decodes a page (same inference: source field order kept,
+/// disagreeing values as JSON text), as one batch.
+fn records_to_batch(records: &[serde_json::Value]) -> Result<RecordBatch, PreviewError> {
+    if records.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    }
+    let mut ndjson = Vec::new();
+    for record in records {
+        ndjson.extend_from_slice(record.to_string().as_bytes());
+        ndjson.push(b'\n');
+    }
+    let options = DecoderOptions { batch_rows: records.len(), ..DecoderOptions::default() };
+    let mut decoder = RecordDecoder::new(options);
+    let decode_error = |err: crate::decode::DecodeError| PreviewError::Decode(err.to_string());
+    let mut batches = decoder.decode_page(0, &ndjson).map_err(decode_error)?.batches;
+    batches.extend(decoder.finish().map_err(decode_error)?);
+    let Some(first) = batches.first() else {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    };
+    Ok(arrow_select::concat::concat_batches(&first.schema(), &batches)?)
 }
 
 fn join(errors: &[CompileError]) -> String {

@@ -463,6 +463,8 @@ fn compile_errors_name_the_mapping_and_the_position() {
             ("ATTRIBUTE", "y", "obj.inner"),
             ("ATTRIBUTE", "z", "list[0].x"),
             ("ATTRIBUTE", "a..b", "d"),
+            ("EXPRESSION", "date(x, \"yyyy-qq\")", "e"),
+            ("EXPRESSION", "matches_regex(x, \"(\")", "f"),
         ]),
         json!([{"x": 1}]),
         Some(target),
@@ -475,6 +477,11 @@ fn compile_errors_name_the_mapping_and_the_position() {
             compile error: mapping 5 (destination "obj.inner"): target field `obj` is not an object
             compile error: mapping 6 (destination "list[0].x"): destinations cannot index arrays; use `[*]` to iterate
             compile error: mapping 7 (destination "d") at position 3: invalid source path: empty name in path
+            compile error: mapping 8 (destination "e") at position 9: date: unsupported date format letters `qq` in "yyyy-qq"
+            compile error: mapping 9 (destination "f") at position 18: matches_regex: invalid regex "(": regex parse error:
+                (
+                ^
+            error: unclosed group
         "#]],
     );
     check(current(&[("ATTRIBUTE", "x", "a"), ("ATTRIBUTE", "y", "a.b")]), json!([{"x": 1}]), None, expect![[r#"
@@ -572,7 +579,8 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
         ("ATTRIBUTE", "first", "person.name.firstName"),
         ("EXPRESSION", "to_integer(age)", "person.age"),
     ]));
-    let records = vec![json!({"first": "Ada", "age": "36"}), json!({"first": "Alan", "age": "forty"})];
+    // `age` is a number in one record and a string in the other: decoding keeps both as text.
+    let records = vec![json!({"first": "Ada", "age": 36}), json!({"first": "Alan", "age": "forty"})];
     let rows = preview(&set, &records).unwrap();
     expect![[r#"
         [
