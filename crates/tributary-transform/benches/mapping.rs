@@ -54,9 +54,18 @@ fn members(n: usize) -> RecordBatch {
         ));
     }
     let merge_fields = StructArray::from(vec![
-        (Arc::new(Field::new("FNAME", DataType::Utf8, true)), Arc::new(first.finish()) as ArrayRef),
-        (Arc::new(Field::new("LNAME", DataType::Utf8, true)), Arc::new(last.finish()) as ArrayRef),
-        (Arc::new(Field::new("PHONE", DataType::Utf8, true)), Arc::new(phone.finish()) as ArrayRef),
+        (
+            Arc::new(Field::new("FNAME", DataType::Utf8, true)),
+            Arc::new(first.finish()) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("LNAME", DataType::Utf8, true)),
+            Arc::new(last.finish()) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("PHONE", DataType::Utf8, true)),
+            Arc::new(phone.finish()) as ArrayRef,
+        ),
     ]);
     let location = StructArray::from(vec![(
         Arc::new(Field::new("country_code", DataType::Utf8, true)),
@@ -76,9 +85,15 @@ fn members(n: usize) -> RecordBatch {
         ("member_rating", Arc::new(rating.finish())),
         ("last_changed", Arc::new(changed.finish())),
     ];
-    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect();
-    RecordBatch::try_new(Arc::new(Schema::new(Fields::from(fields))), columns.into_iter().map(|(_, a)| a).collect())
-        .expect("the generated columns match their schema")
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(Fields::from(fields))),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("the generated columns match their schema")
 }
 
 fn mapping_set() -> tributary_spec::MappingSet {
@@ -96,22 +111,27 @@ fn mapping_set() -> tributary_spec::MappingSet {
         {"sourceType": "EXPRESSION", "source": "date(last_changed, \"yyyy-MM-dd'T'HH:mm:ssXXX\")",
          "destination": "lastChanged"}
     ]});
-    tributary_spec::mapping_set_from_value("bench.json", &set).expect("the bench mapping set is valid")
+    tributary_spec::mapping_set_from_value("bench.json", &set)
+        .expect("the bench mapping set is valid")
 }
 
 fn bench_mapping(c: &mut Criterion) {
     let batch = members(N_RECORDS);
-    let plan = compile(&mapping_set(), batch.schema().as_ref(), None).expect("the bench mapping set compiles");
+    let plan = compile(&mapping_set(), batch.schema().as_ref(), None)
+        .expect("the bench mapping set compiles");
     let mut group = c.benchmark_group("mapping");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N_RECORDS as u64));
-    group.bench_function("10 mappings (7 renames, lower, concat, date) x 1M records", |b| {
-        b.iter(|| {
-            let mapped = apply(&plan, black_box(&batch)).expect("apply");
-            assert_eq!(mapped.batch.num_rows(), N_RECORDS);
-            mapped
-        });
-    });
+    group.bench_function(
+        "10 mappings (7 renames, lower, concat, date) x 1M records",
+        |b| {
+            b.iter(|| {
+                let mapped = apply(&plan, black_box(&batch)).expect("apply");
+                assert_eq!(mapped.batch.num_rows(), N_RECORDS);
+                mapped
+            });
+        },
+    );
     group.finish();
 }
 

@@ -31,13 +31,23 @@ pub struct EvalError {
 
 /// Evaluates `expr` against `row` (an object of the record's fields).
 pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, EvalError> {
-    let fail = |message: String| EvalError { message, span: expr.span };
+    let fail = |message: String| EvalError {
+        message,
+        span: expr.span,
+    };
     match &expr.kind {
         ExprKind::Literal(value) => Ok(value.clone()),
         ExprKind::Field(path) => Ok(lookup_path(row, path)),
-        ExprKind::Call { function: Function::Iif, args } if args.len() == 3 => {
+        ExprKind::Call {
+            function: Function::Iif,
+            args,
+        } if args.len() == 3 => {
             let condition = eval(&args[0], row, state)?;
-            let branch = if truthy(&condition).map_err(fail)? { &args[1] } else { &args[2] };
+            let branch = if truthy(&condition).map_err(fail)? {
+                &args[1]
+            } else {
+                &args[2]
+            };
             eval(branch, row, state)
         }
         ExprKind::Call { function, args } => {
@@ -57,20 +67,31 @@ pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, Ev
                 UnaryOp::Not => Ok(Value::Bool(!truthy(&value).map_err(fail)?)),
                 UnaryOp::Neg => match functions::to_number(&value).map_err(fail)? {
                     None => Ok(Value::Null),
-                    Some(Value::Int(i)) => i.checked_neg().map(Value::Int).ok_or_else(|| fail("integer overflow".into())),
+                    Some(Value::Int(i)) => i
+                        .checked_neg()
+                        .map(Value::Int)
+                        .ok_or_else(|| fail("integer overflow".into())),
                     Some(Value::Float(f)) => Ok(Value::Float(-f)),
                     Some(other) => Ok(other),
                 },
             }
         }
-        ExprKind::Binary { op: BinaryOp::And, lhs, rhs } => {
+        ExprKind::Binary {
+            op: BinaryOp::And,
+            lhs,
+            rhs,
+        } => {
             let left = eval(lhs, row, state)?;
             if !truthy(&left).map_err(fail)? {
                 return Ok(Value::Bool(false));
             }
             Ok(Value::Bool(truthy(&eval(rhs, row, state)?).map_err(fail)?))
         }
-        ExprKind::Binary { op: BinaryOp::Or, lhs, rhs } => {
+        ExprKind::Binary {
+            op: BinaryOp::Or,
+            lhs,
+            rhs,
+        } => {
             let left = eval(lhs, row, state)?;
             if truthy(&left).map_err(fail)? {
                 return Ok(Value::Bool(true));
@@ -82,7 +103,11 @@ pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, Ev
             let right = eval(rhs, row, state)?;
             binary(*op, left, right, state).map_err(fail)
         }
-        ExprKind::Conditional { condition, then, otherwise } => {
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => {
             let value = eval(condition, row, state)?;
             match then {
                 // `a ?: b`: `a` unless it is null, false or empty.
@@ -93,7 +118,11 @@ pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, Ev
                         Value::Bool(b) => *b,
                         _ => true,
                     };
-                    if keep { Ok(value) } else { eval(otherwise, row, state) }
+                    if keep {
+                        Ok(value)
+                    } else {
+                        eval(otherwise, row, state)
+                    }
                 }
                 Some(then) => {
                     if truthy(&value).map_err(fail)? {
@@ -127,11 +156,19 @@ pub fn eval(expr: &Expr, row: &Value, state: &mut EvalState) -> Result<Value, Ev
             let index = eval(index, row, state)?;
             match (&value, &index) {
                 (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
-                (Value::Array(items), Value::Int(i)) => {
-                    Ok(usize::try_from(*i).ok().and_then(|i| items.get(i)).cloned().unwrap_or(Value::Null))
+                (Value::Array(items), Value::Int(i)) => Ok(usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .cloned()
+                    .unwrap_or(Value::Null)),
+                (Value::Object(_), Value::Str(key)) => {
+                    Ok(value.get(key).cloned().unwrap_or(Value::Null))
                 }
-                (Value::Object(_), Value::Str(key)) => Ok(value.get(key).cloned().unwrap_or(Value::Null)),
-                _ => Err(fail(format!("cannot index {} with {}", value.type_name(), index.type_name()))),
+                _ => Err(fail(format!(
+                    "cannot index {} with {}",
+                    value.type_name(),
+                    index.type_name()
+                ))),
             }
         }
     }
@@ -153,8 +190,14 @@ fn collect_roots(expr: &Expr, roots: &mut HashSet<String>) -> bool {
             }
             true
         }
-        ExprKind::Call { function: Function::ContainsKey | Function::IsSet, args } => match args.first() {
-            Some(Expr { kind: ExprKind::Literal(Value::Str(path)), .. }) => {
+        ExprKind::Call {
+            function: Function::ContainsKey | Function::IsSet,
+            args,
+        } => match args.first() {
+            Some(Expr {
+                kind: ExprKind::Literal(Value::Str(path)),
+                ..
+            }) => {
                 if let Ok(path) = FieldPath::parse(path)
                     && let Some(root) = path.root()
                 {
@@ -164,17 +207,25 @@ fn collect_roots(expr: &Expr, roots: &mut HashSet<String>) -> bool {
             }
             _ => false,
         },
-        ExprKind::Call { args, .. } | ExprKind::Array(args) => args.iter().all(|a| collect_roots(a, roots)),
+        ExprKind::Call { args, .. } | ExprKind::Array(args) => {
+            args.iter().all(|a| collect_roots(a, roots))
+        }
         ExprKind::Unary { operand, .. } => collect_roots(operand, roots),
         ExprKind::Binary { lhs, rhs, .. } => collect_roots(lhs, roots) && collect_roots(rhs, roots),
-        ExprKind::Conditional { condition, then, otherwise } => {
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => {
             collect_roots(condition, roots)
                 && then.as_ref().is_none_or(|t| collect_roots(t, roots))
                 && collect_roots(otherwise, roots)
         }
         ExprKind::Object(entries) => entries.iter().all(|(_, e)| collect_roots(e, roots)),
         ExprKind::Member { target, .. } => collect_roots(target, roots),
-        ExprKind::Index { target, index } => collect_roots(target, roots) && collect_roots(index, roots),
+        ExprKind::Index { target, index } => {
+            collect_roots(target, roots) && collect_roots(index, roots)
+        }
     }
 }
 
@@ -198,7 +249,12 @@ pub(crate) fn lookup_segments(value: &Value, segments: &[Segment]) -> Value {
             },
             (Segment::Each, Value::Array(items)) => {
                 let rest = &segments[i + 1..];
-                return Value::Array(items.iter().map(|item| lookup_segments(item, rest)).collect());
+                return Value::Array(
+                    items
+                        .iter()
+                        .map(|item| lookup_segments(item, rest))
+                        .collect(),
+                );
             }
             _ => return Value::Null,
         }
@@ -242,7 +298,11 @@ fn binary(op: BinaryOp, left: Value, right: Value, state: &mut EvalState) -> Res
             };
             let regex = state.regex(&format!("^(?:{pattern})$"))?;
             let is_match = regex.is_match(&text);
-            Ok(Value::Bool(if op == BinaryOp::RegexMatch { is_match } else { !is_match }))
+            Ok(Value::Bool(if op == BinaryOp::RegexMatch {
+                is_match
+            } else {
+                !is_match
+            }))
         }
         BinaryOp::Add if matches!(left, Value::Str(_)) || matches!(right, Value::Str(_)) => {
             match (left.to_text(), right.to_text()) {
@@ -251,7 +311,8 @@ fn binary(op: BinaryOp, left: Value, right: Value, state: &mut EvalState) -> Res
             }
         }
         BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
-            let (Some(l), Some(r)) = (functions::to_number(&left)?, functions::to_number(&right)?) else {
+            let (Some(l), Some(r)) = (functions::to_number(&left)?, functions::to_number(&right)?)
+            else {
                 return Ok(Value::Null);
             };
             functions::arithmetic(op, &l, &r)
@@ -262,7 +323,10 @@ fn binary(op: BinaryOp, left: Value, right: Value, state: &mut EvalState) -> Res
 
 impl EvalState {
     pub fn new(now: DateTime<Utc>) -> EvalState {
-        EvalState { now, regexes: HashMap::new() }
+        EvalState {
+            now,
+            regexes: HashMap::new(),
+        }
     }
 
     /// The instant `now()` and `timestamp()` return during this batch.
@@ -278,7 +342,8 @@ impl EvalState {
             if self.regexes.len() >= 256 {
                 self.regexes.clear();
             }
-            let regex = Regex::new(pattern).map_err(|err| format!("invalid regex {pattern:?}: {err}"))?;
+            let regex =
+                Regex::new(pattern).map_err(|err| format!("invalid regex {pattern:?}: {err}"))?;
             self.regexes.insert(pattern.to_owned(), regex);
         }
         Ok(&self.regexes[pattern])

@@ -73,7 +73,9 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Spanned>, ParseError> {
             b'{' => single(&mut pos, Token::LBrace),
             b'}' => single(&mut pos, Token::RBrace),
             b',' => single(&mut pos, Token::Comma),
-            b'.' if !bytes.get(pos + 1).is_some_and(u8::is_ascii_digit) => single(&mut pos, Token::Dot),
+            b'.' if !bytes.get(pos + 1).is_some_and(u8::is_ascii_digit) => {
+                single(&mut pos, Token::Dot)
+            }
             b':' => single(&mut pos, Token::Colon),
             b'?' => single(&mut pos, Token::Question),
             b'+' => single(&mut pos, Token::Plus),
@@ -89,7 +91,12 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Spanned>, ParseError> {
             b'=' => match bytes.get(pos + 1) {
                 Some(b'=') => double(&mut pos, Token::Eq),
                 Some(b'~') => double(&mut pos, Token::RegexMatch),
-                _ => return Err(ParseError::new("expected `==` or `=~` after `=`", Span::new(start, start + 1))),
+                _ => {
+                    return Err(ParseError::new(
+                        "expected `==` or `=~` after `=`",
+                        Span::new(start, start + 1),
+                    ));
+                }
             },
             b'<' => match bytes.get(pos + 1) {
                 Some(b'=') => double(&mut pos, Token::Le),
@@ -105,7 +112,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Spanned>, ParseError> {
             b'0'..=b'9' | b'.' => lex_number(src, &mut pos)?,
             b'$' if bytes.get(pos + 1) == Some(&b'{') => {
                 let close = src[pos + 2..].find('}').ok_or_else(|| {
-                    ParseError::new("unterminated `${` field name: expected `}`", Span::new(start, src.len()))
+                    ParseError::new(
+                        "unterminated `${` field name: expected `}`",
+                        Span::new(start, src.len()),
+                    )
                 })?;
                 let name = src[pos + 2..pos + 2 + close].to_owned();
                 pos += close + 3;
@@ -120,9 +130,15 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Spanned>, ParseError> {
                 ));
             }
         };
-        tokens.push(Spanned { token, span: Span::new(start, pos) });
+        tokens.push(Spanned {
+            token,
+            span: Span::new(start, pos),
+        });
     }
-    tokens.push(Spanned { token: Token::Eof, span: Span::new(src.len(), src.len()) });
+    tokens.push(Spanned {
+        token: Token::Eof,
+        span: Span::new(src.len(), src.len()),
+    });
     Ok(tokens)
 }
 
@@ -202,7 +218,9 @@ fn lex_string(src: &str, pos: &mut usize) -> Result<Token, ParseError> {
             out.push(ch);
             continue;
         }
-        let Some((esc_offset, esc)) = chars.next() else { break };
+        let Some((esc_offset, esc)) = chars.next() else {
+            break;
+        };
         let escaped = match esc {
             'n' => '\n',
             't' => '\t',
@@ -213,12 +231,15 @@ fn lex_string(src: &str, pos: &mut usize) -> Result<Token, ParseError> {
             'u' => {
                 let hex_start = start + 1 + esc_offset + 1;
                 let hex = src.get(hex_start..hex_start + 4).unwrap_or("");
-                let code = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).ok_or_else(|| {
-                    ParseError::new(
-                        "invalid `\\u` escape: expected four hex digits",
-                        Span::new(hex_start - 2, (hex_start + 4).min(src.len())),
-                    )
-                })?;
+                let code = u32::from_str_radix(hex, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| {
+                        ParseError::new(
+                            "invalid `\\u` escape: expected four hex digits",
+                            Span::new(hex_start - 2, (hex_start + 4).min(src.len())),
+                        )
+                    })?;
                 for _ in 0..4 {
                     chars.next();
                 }
@@ -235,7 +256,10 @@ fn lex_string(src: &str, pos: &mut usize) -> Result<Token, ParseError> {
         };
         out.push(escaped);
     }
-    Err(ParseError::new(format!("unterminated string: expected a closing {quote}"), Span::new(start, src.len())))
+    Err(ParseError::new(
+        format!("unterminated string: expected a closing {quote}"),
+        Span::new(start, src.len()),
+    ))
 }
 
 fn lex_number(src: &str, pos: &mut usize) -> Result<Token, ParseError> {
@@ -245,7 +269,10 @@ fn lex_number(src: &str, pos: &mut usize) -> Result<Token, ParseError> {
     while *pos < bytes.len() && bytes[*pos].is_ascii_digit() {
         *pos += 1;
     }
-    if *pos < bytes.len() && bytes[*pos] == b'.' && bytes.get(*pos + 1).is_some_and(u8::is_ascii_digit) {
+    if *pos < bytes.len()
+        && bytes[*pos] == b'.'
+        && bytes.get(*pos + 1).is_some_and(u8::is_ascii_digit)
+    {
         is_float = true;
         *pos += 1;
         while *pos < bytes.len() && bytes[*pos].is_ascii_digit() {

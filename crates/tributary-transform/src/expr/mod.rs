@@ -34,9 +34,9 @@ mod tests;
 use std::fmt;
 
 pub use eval::{EvalError, EvalState, eval, referenced_roots};
+pub(crate) use eval::{lookup_path, lookup_segments, truthy};
 pub use path::{FieldPath, Segment};
 pub use value::Value;
-pub(crate) use eval::{lookup_path, lookup_segments, truthy};
 pub(crate) use value::datetime_to_text;
 
 use crate::functions::Function;
@@ -69,17 +69,37 @@ pub struct Expr {
 pub enum ExprKind {
     Literal(Value),
     Field(FieldPath),
-    Call { function: Function, args: Vec<Expr> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        function: Function,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `condition ? then : otherwise`; `a ?: b` has `then: None` (the condition's own value).
-    Conditional { condition: Box<Expr>, then: Option<Box<Expr>>, otherwise: Box<Expr> },
+    Conditional {
+        condition: Box<Expr>,
+        then: Option<Box<Expr>>,
+        otherwise: Box<Expr>,
+    },
     Array(Vec<Expr>),
     Object(Vec<(String, Expr)>),
     /// `expr.name` on a computed value (`json_to_object(s).name`).
-    Member { target: Box<Expr>, name: String },
+    Member {
+        target: Box<Expr>,
+        name: String,
+    },
     /// `expr[index]` with a computed index or target.
-    Index { target: Box<Expr>, index: Box<Expr> },
+    Index {
+        target: Box<Expr>,
+        index: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,13 +146,18 @@ impl Span {
 
     /// The 1-based character column of the start in `src` (what users count in an editor).
     pub fn column(&self, src: &str) -> usize {
-        src.get(..self.start).map_or(self.start, |prefix| prefix.chars().count()) + 1
+        src.get(..self.start)
+            .map_or(self.start, |prefix| prefix.chars().count())
+            + 1
     }
 }
 
 impl ParseError {
     pub fn new(message: impl Into<String>, span: Span) -> ParseError {
-        ParseError { message: message.into(), span }
+        ParseError {
+            message: message.into(),
+            span,
+        }
     }
 }
 

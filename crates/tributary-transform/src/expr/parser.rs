@@ -11,7 +11,12 @@ const MAX_DEPTH: usize = 64;
 const MAX_CHAIN: usize = 256;
 
 pub(crate) fn parse_tokens(src: &str, tokens: Vec<Spanned>) -> Result<Expr, ParseError> {
-    let mut parser = Parser { src, tokens, pos: 0, depth: 0 };
+    let mut parser = Parser {
+        src,
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     if parser.peek() == &Token::Eof {
         return Err(ParseError::new("empty expression", Span::new(0, 0)));
     }
@@ -19,7 +24,10 @@ pub(crate) fn parse_tokens(src: &str, tokens: Vec<Spanned>) -> Result<Expr, Pars
     if parser.peek() != &Token::Eof {
         let span = parser.span();
         return Err(ParseError::new(
-            format!("unexpected `{}` after a complete expression", parser.text(span)),
+            format!(
+                "unexpected `{}` after a complete expression",
+                parser.text(span)
+            ),
             span,
         ));
     }
@@ -47,7 +55,11 @@ impl Parser<'_> {
     }
 
     fn text(&self, span: Span) -> &str {
-        if span.start == span.end { "end of expression" } else { &self.src[span.start..span.end] }
+        if span.start == span.end {
+            "end of expression"
+        } else {
+            &self.src[span.start..span.end]
+        }
     }
 
     fn advance(&mut self) -> Spanned {
@@ -63,13 +75,19 @@ impl Parser<'_> {
             return Ok(self.advance().span);
         }
         let span = self.span();
-        Err(ParseError::new(format!("expected {what}, found `{}`", self.text(span)), span))
+        Err(ParseError::new(
+            format!("expected {what}, found `{}`", self.text(span)),
+            span,
+        ))
     }
 
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(ParseError::new(format!("expression nests deeper than {MAX_DEPTH} levels"), self.span()));
+            return Err(ParseError::new(
+                format!("expression nests deeper than {MAX_DEPTH} levels"),
+                self.span(),
+            ));
         }
         Ok(())
     }
@@ -96,7 +114,11 @@ impl Parser<'_> {
         let otherwise = self.expression()?;
         let span = Span::new(condition.span.start, otherwise.span.end);
         Ok(Expr::new(
-            ExprKind::Conditional { condition: Box::new(condition), then, otherwise: Box::new(otherwise) },
+            ExprKind::Conditional {
+                condition: Box::new(condition),
+                then,
+                otherwise: Box::new(otherwise),
+            },
             span,
         ))
     }
@@ -131,7 +153,10 @@ impl Parser<'_> {
             // A left-deep chain is as deep as it is long; evaluation recurses through it.
             chain += 1;
             if chain > MAX_CHAIN {
-                return Err(ParseError::new(format!("more than {MAX_CHAIN} operators in a row: group them"), self.span()));
+                return Err(ParseError::new(
+                    format!("more than {MAX_CHAIN} operators in a row: group them"),
+                    self.span(),
+                ));
             }
             self.advance();
             self.enter()?;
@@ -139,7 +164,14 @@ impl Parser<'_> {
             self.depth -= 1;
             let rhs = rhs?;
             let span = Span::new(lhs.span.start, rhs.span.end);
-            lhs = Expr::new(ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
+            lhs = Expr::new(
+                ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+                span,
+            );
         }
     }
 
@@ -159,16 +191,28 @@ impl Parser<'_> {
         if op == UnaryOp::Neg {
             match operand.kind {
                 ExprKind::Literal(Value::Int(i)) => {
-                    return Ok(Expr::new(ExprKind::Literal(Value::Int(-i)), Span::new(start, operand.span.end)));
+                    return Ok(Expr::new(
+                        ExprKind::Literal(Value::Int(-i)),
+                        Span::new(start, operand.span.end),
+                    ));
                 }
                 ExprKind::Literal(Value::Float(f)) => {
-                    return Ok(Expr::new(ExprKind::Literal(Value::Float(-f)), Span::new(start, operand.span.end)));
+                    return Ok(Expr::new(
+                        ExprKind::Literal(Value::Float(-f)),
+                        Span::new(start, operand.span.end),
+                    ));
                 }
                 _ => {}
             }
         }
         let span = Span::new(start, operand.span.end);
-        Ok(Expr::new(ExprKind::Unary { op, operand: Box::new(operand) }, span))
+        Ok(Expr::new(
+            ExprKind::Unary {
+                op,
+                operand: Box::new(operand),
+            },
+            span,
+        ))
     }
 
     fn postfix(&mut self) -> Result<Expr, ParseError> {
@@ -187,7 +231,13 @@ impl Parser<'_> {
                         expr = Expr::new(ExprKind::Call { function, args }, span);
                     } else {
                         let span = Span::new(expr.span.start, name_span.end);
-                        expr = Expr::new(ExprKind::Member { target: Box::new(expr), name }, span);
+                        expr = Expr::new(
+                            ExprKind::Member {
+                                target: Box::new(expr),
+                                name,
+                            },
+                            span,
+                        );
                     }
                 }
                 Token::LBracket => {
@@ -195,7 +245,13 @@ impl Parser<'_> {
                     let index = self.expression()?;
                     let end = self.expect(&Token::RBracket, "`]`")?.end;
                     let span = Span::new(expr.span.start, end);
-                    expr = Expr::new(ExprKind::Index { target: Box::new(expr), index: Box::new(index) }, span);
+                    expr = Expr::new(
+                        ExprKind::Index {
+                            target: Box::new(expr),
+                            index: Box::new(index),
+                        },
+                        span,
+                    );
                 }
                 _ => return Ok(expr),
             }
@@ -219,18 +275,24 @@ impl Parser<'_> {
             | Token::Gt
             | Token::Le
             | Token::Ge => Ok(self.src[spanned.span.start..spanned.span.end].to_owned()),
-            Token::Slash | Token::Percent if self.src[spanned.span.start..].starts_with(char::is_alphabetic) => {
+            Token::Slash | Token::Percent
+                if self.src[spanned.span.start..].starts_with(char::is_alphabetic) =>
+            {
                 Ok(self.src[spanned.span.start..spanned.span.end].to_owned())
             }
             _ => Err(ParseError::new(
-                format!("expected a field or method name after `.`, found `{}`", self.text(spanned.span)),
+                format!(
+                    "expected a field or method name after `.`, found `{}`",
+                    self.text(spanned.span)
+                ),
                 spanned.span,
             )),
         }
     }
 
     fn function(&self, name: &str, span: Span) -> Result<Function, ParseError> {
-        Function::lookup(name).ok_or_else(|| ParseError::new(format!("unknown function `{name}`"), span))
+        Function::lookup(name)
+            .ok_or_else(|| ParseError::new(format!("unknown function `{name}`"), span))
     }
 
     /// Parses `( args )` after the name, appending to `args`; returns the end of `)`.
@@ -249,7 +311,10 @@ impl Parser<'_> {
                 _ => {
                     let span = self.span();
                     return Err(ParseError::new(
-                        format!("expected `,` or `)` in argument list, found `{}`", self.text(span)),
+                        format!(
+                            "expected `,` or `)` in argument list, found `{}`",
+                            self.text(span)
+                        ),
                         span,
                     ));
                 }
@@ -285,8 +350,13 @@ impl Parser<'_> {
                         }
                     }
                 }
-                let end = self.expect(&Token::RBracket, "`,` or `]` in array literal")?.end;
-                Ok(Expr::new(ExprKind::Array(items), Span::new(span.start, end)))
+                let end = self
+                    .expect(&Token::RBracket, "`,` or `]` in array literal")?
+                    .end;
+                Ok(Expr::new(
+                    ExprKind::Array(items),
+                    Span::new(span.start, end),
+                ))
             }
             Token::LBrace => {
                 let mut entries = Vec::new();
@@ -297,7 +367,10 @@ impl Parser<'_> {
                             Token::Str(k) | Token::Ident(k) | Token::Quoted(k) => k,
                             _ => {
                                 return Err(ParseError::new(
-                                    format!("expected an object key, found `{}`", self.text(key_span)),
+                                    format!(
+                                        "expected an object key, found `{}`",
+                                        self.text(key_span)
+                                    ),
                                     key_span,
                                 ));
                             }
@@ -311,17 +384,28 @@ impl Parser<'_> {
                         }
                     }
                 }
-                let end = self.expect(&Token::RBrace, "`,` or `}` in object literal")?.end;
-                Ok(Expr::new(ExprKind::Object(entries), Span::new(span.start, end)))
+                let end = self
+                    .expect(&Token::RBrace, "`,` or `}` in object literal")?
+                    .end;
+                Ok(Expr::new(
+                    ExprKind::Object(entries),
+                    Span::new(span.start, end),
+                ))
             }
             Token::Ident(name) if self.peek() == &Token::LParen => {
                 let function = self.function(&name, span)?;
                 let mut args = Vec::new();
                 let end = self.arguments(&mut args)?;
-                Ok(Expr::new(ExprKind::Call { function, args }, Span::new(span.start, end)))
+                Ok(Expr::new(
+                    ExprKind::Call { function, args },
+                    Span::new(span.start, end),
+                ))
             }
             Token::Ident(name) | Token::Quoted(name) => self.field_path(name, span),
-            _ => Err(ParseError::new(format!("expected a value, found `{}`", self.text(span)), span)),
+            _ => Err(ParseError::new(
+                format!("expected a value, found `{}`", self.text(span)),
+                span,
+            )),
         }
     }
 
@@ -332,7 +416,9 @@ impl Parser<'_> {
         let mut end = span.end;
         loop {
             match (self.peek(), self.peek_at(1), self.peek_at(2)) {
-                (Token::Dot, Token::Ident(_) | Token::Quoted(_), next) if next != &Token::LParen => {
+                (Token::Dot, Token::Ident(_) | Token::Quoted(_), next)
+                    if next != &Token::LParen =>
+                {
                     self.advance();
                     let name_span = self.span();
                     let name = self.member_name()?;
@@ -355,6 +441,9 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        Ok(Expr::new(ExprKind::Field(FieldPath { segments }), Span::new(span.start, end)))
+        Ok(Expr::new(
+            ExprKind::Field(FieldPath { segments }),
+            Span::new(span.start, end),
+        ))
     }
 }

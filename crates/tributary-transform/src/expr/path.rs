@@ -37,7 +37,10 @@ impl FieldPath {
             match bytes[pos] {
                 b'[' => {
                     let close = text[pos..].find(']').map(|c| pos + c).ok_or_else(|| {
-                        ParseError::new("unterminated `[`: expected `]`", Span::new(pos, text.len()))
+                        ParseError::new(
+                            "unterminated `[`: expected `]`",
+                            Span::new(pos, text.len()),
+                        )
                     })?;
                     let inner = text[pos + 1..close].trim();
                     let segment = if inner == "*" {
@@ -51,7 +54,10 @@ impl FieldPath {
                         })?
                     };
                     if segments.is_empty() {
-                        return Err(ParseError::new("a path cannot start with `[`", Span::new(pos, close + 1)));
+                        return Err(ParseError::new(
+                            "a path cannot start with `[`",
+                            Span::new(pos, close + 1),
+                        ));
                     }
                     segments.push(segment);
                     pos = close + 1;
@@ -59,20 +65,32 @@ impl FieldPath {
                 }
                 b'.' => {
                     if expect_name {
-                        return Err(ParseError::new("empty name in path", Span::new(pos, pos + 1)));
+                        return Err(ParseError::new(
+                            "empty name in path",
+                            Span::new(pos, pos + 1),
+                        ));
                     }
                     pos += 1;
                     expect_name = true;
                     if pos == bytes.len() {
-                        return Err(ParseError::new("path ends with `.`", Span::new(pos - 1, pos)));
+                        return Err(ParseError::new(
+                            "path ends with `.`",
+                            Span::new(pos - 1, pos),
+                        ));
                     }
                 }
                 _ if !expect_name => {
-                    return Err(ParseError::new("expected `.` or `[` after a name", Span::new(pos, pos + 1)));
+                    return Err(ParseError::new(
+                        "expected `.` or `[` after a name",
+                        Span::new(pos, pos + 1),
+                    ));
                 }
                 b'$' if bytes.get(pos + 1) == Some(&b'{') => {
                     let close = text[pos..].find('}').map(|c| pos + c).ok_or_else(|| {
-                        ParseError::new("unterminated `${`: expected `}`", Span::new(pos, text.len()))
+                        ParseError::new(
+                            "unterminated `${`: expected `}`",
+                            Span::new(pos, text.len()),
+                        )
                     })?;
                     segments.push(Segment::Name(text[pos + 2..close].to_owned()));
                     pos = close + 1;
@@ -117,7 +135,9 @@ impl FieldPath {
 
     /// Position of the first `[*]`, if any.
     pub fn each_position(&self) -> Option<usize> {
-        self.segments.iter().position(|s| matches!(s, Segment::Each))
+        self.segments
+            .iter()
+            .position(|s| matches!(s, Segment::Each))
     }
 }
 
@@ -130,7 +150,9 @@ impl fmt::Display for FieldPath {
                         f.write_str(".")?;
                     }
                     let is_plain = !name.is_empty()
-                        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '@' | '$' | '.' | '-'));
+                        && name.chars().all(|c| {
+                            c.is_alphanumeric() || matches!(c, '_' | '@' | '$' | '.' | '-')
+                        });
                     if is_plain {
                         f.write_str(&name.replace('.', "\\."))?;
                     } else {

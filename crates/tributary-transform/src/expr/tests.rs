@@ -13,18 +13,38 @@ fn tree(expr: &Expr) -> String {
         ExprKind::Literal(value) => value.to_json().to_string(),
         ExprKind::Field(path) => format!("${path}"),
         ExprKind::Call { function, args } => {
-            format!("{}({})", function.name(), args.iter().map(tree).collect::<Vec<_>>().join(", "))
+            format!(
+                "{}({})",
+                function.name(),
+                args.iter().map(tree).collect::<Vec<_>>().join(", ")
+            )
         }
         ExprKind::Unary { op, operand } => format!("({op:?} {})", tree(operand)),
         ExprKind::Binary { op, lhs, rhs } => format!("({} {op:?} {})", tree(lhs), tree(rhs)),
-        ExprKind::Conditional { condition, then, otherwise } => match then {
-            Some(then) => format!("({} ? {} : {})", tree(condition), tree(then), tree(otherwise)),
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => match then {
+            Some(then) => format!(
+                "({} ? {} : {})",
+                tree(condition),
+                tree(then),
+                tree(otherwise)
+            ),
             None => format!("({} ?: {})", tree(condition), tree(otherwise)),
         },
-        ExprKind::Array(items) => format!("[{}]", items.iter().map(tree).collect::<Vec<_>>().join(", ")),
+        ExprKind::Array(items) => format!(
+            "[{}]",
+            items.iter().map(tree).collect::<Vec<_>>().join(", ")
+        ),
         ExprKind::Object(entries) => format!(
             "{{{}}}",
-            entries.iter().map(|(k, v)| format!("{k}: {}", tree(v))).collect::<Vec<_>>().join(", ")
+            entries
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", tree(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         ExprKind::Member { target, name } => format!("{}.{name}", tree(target)),
         ExprKind::Index { target, index } => format!("{}[{}]", tree(target), tree(index)),
@@ -49,7 +69,9 @@ fn check_eval(cases: &[&str], expect: Expect) {
         "person": {"name": {"first": "Ada", "last.name": "Lovelace"}, "tags": [{"x": 1}, {"x": 2}]},
         "Field Name": "odd", "new": "reserved"
     }));
-    let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+    let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let mut out = String::new();
     for src in cases {
         let rendered = match parse(src) {
@@ -177,22 +199,39 @@ fn syntax_errors_point_at_the_problem() {
 #[test]
 fn nesting_depth_and_operator_chains_are_capped_instead_of_overflowing() {
     let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
-    assert_eq!(parse(&deep).unwrap_err().message, "expression nests deeper than 64 levels");
+    assert_eq!(
+        parse(&deep).unwrap_err().message,
+        "expression nests deeper than 64 levels"
+    );
     let shallow = format!("{}1{}", "(".repeat(60), ")".repeat(60));
     assert!(parse(&shallow).is_ok());
     let long_chain = vec!["1"; 1000].join("+");
-    assert_eq!(parse(&long_chain).unwrap_err().message, "more than 256 operators in a row: group them");
+    assert_eq!(
+        parse(&long_chain).unwrap_err().message,
+        "more than 256 operators in a row: group them"
+    );
     let chain = vec!["1"; 200].join("+");
-    let total = eval(&parse(&chain).unwrap(), &Value::Object(Vec::new()), &mut EvalState::new(Utc::now())).unwrap();
+    let total = eval(
+        &parse(&chain).unwrap(),
+        &Value::Object(Vec::new()),
+        &mut EvalState::new(Utc::now()),
+    )
+    .unwrap();
     assert_eq!(total, Value::Int(200));
 }
 
 #[test]
 fn calculated_field_limit_is_4096_characters() {
     let at_limit = format!("\"{}\"", "é".repeat(MAX_EXPRESSION_CHARS - 2));
-    assert!(parse(&at_limit).is_ok(), "4,096 characters (multi-byte) are accepted");
+    assert!(
+        parse(&at_limit).is_ok(),
+        "4,096 characters (multi-byte) are accepted"
+    );
     let over = format!("\"{}\"", "a".repeat(MAX_EXPRESSION_CHARS - 1));
-    assert_eq!(parse(&over).unwrap_err().message, "expression is 4097 characters long; the limit is 4096");
+    assert_eq!(
+        parse(&over).unwrap_err().message,
+        "expression is 4097 characters long; the limit is 4096"
+    );
 }
 
 #[test]

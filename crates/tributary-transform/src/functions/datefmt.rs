@@ -9,7 +9,10 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike};
+use chrono::{
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike,
+};
 
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,21 +30,45 @@ enum Item {
     DayName(usize),
     AmPm,
     /// `H` 0-23, `k` 1-24, `h` 1-12, `K` 0-11.
-    Hour { letter: char, width: usize },
+    Hour {
+        letter: char,
+        width: usize,
+    },
     Minute(usize),
     Second(usize),
     Fraction(usize),
     Nano(usize),
     /// `X` (with `Z` for zero) and `x`; `Z`; `O`: the letter and count decide the shape.
-    Offset { letter: char, count: usize },
+    Offset {
+        letter: char,
+        count: usize,
+    },
     ZoneName,
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 impl FromStr for DateFormat {
     type Err = String;
@@ -63,7 +90,9 @@ impl FromStr for DateFormat {
                 i += 1;
                 loop {
                     match chars.get(i) {
-                        None => return Err(format!("unterminated quote in date format {pattern:?}")),
+                        None => {
+                            return Err(format!("unterminated quote in date format {pattern:?}"));
+                        }
                         Some('\'') if chars.get(i + 1) == Some(&'\'') => {
                             text.push('\'');
                             i += 2;
@@ -92,13 +121,16 @@ impl FromStr for DateFormat {
             }
             i += count;
             let item = match c {
-                'y' | 'u' => Item::Year(count),
-                'M' | 'L' => Item::Month(count),
+                'y' | 'u' if count <= 9 => Item::Year(count),
+                'M' | 'L' if count <= 5 => Item::Month(count),
                 'd' if count <= 2 => Item::Day(count),
                 'D' if count <= 3 => Item::DayOfYear(count),
                 'E' | 'e' | 'c' if count <= 5 => Item::DayName(count),
                 'a' if count == 1 => Item::AmPm,
-                'H' | 'k' | 'h' | 'K' if count <= 2 => Item::Hour { letter: c, width: count },
+                'H' | 'k' | 'h' | 'K' if count <= 2 => Item::Hour {
+                    letter: c,
+                    width: count,
+                },
                 'm' if count <= 2 => Item::Minute(count),
                 's' if count <= 2 => Item::Second(count),
                 'S' if count <= 9 => Item::Fraction(count),
@@ -110,7 +142,9 @@ impl FromStr for DateFormat {
                 'V' if count == 2 => Item::ZoneName,
                 _ => {
                     let letters: String = std::iter::repeat_n(c, count).collect();
-                    return Err(format!("unsupported date format letters `{letters}` in {pattern:?}"));
+                    return Err(format!(
+                        "unsupported date format letters `{letters}` in {pattern:?}"
+                    ));
                 }
             };
             items.push(item);
@@ -141,7 +175,10 @@ impl DateFormat {
                 Item::Day(n) => pad(&mut out, i64::from(dt.day()), *n),
                 Item::DayOfYear(n) => pad(&mut out, i64::from(dt.ordinal()), *n),
                 Item::DayName(n) => {
-                    out.push_str(name_of(DAYS[dt.weekday().num_days_from_monday() as usize], (*n).max(3)));
+                    out.push_str(name_of(
+                        DAYS[dt.weekday().num_days_from_monday() as usize],
+                        (*n).max(3),
+                    ));
                 }
                 Item::AmPm => out.push_str(if dt.hour() < 12 { "AM" } else { "PM" }),
                 Item::Hour { letter, width } => {
@@ -161,7 +198,9 @@ impl DateFormat {
                     out.push_str(&nanos[..*n]);
                 }
                 Item::Nano(n) => pad(&mut out, i64::from(dt.nanosecond() % 1_000_000_000), *n),
-                Item::Offset { letter, count } => format_offset(&mut out, dt.offset().local_minus_utc(), *letter, *count),
+                Item::Offset { letter, count } => {
+                    format_offset(&mut out, dt.offset().local_minus_utc(), *letter, *count)
+                }
                 Item::ZoneName => {
                     let seconds = dt.offset().local_minus_utc();
                     if seconds == 0 {
@@ -282,10 +321,18 @@ fn format_offset(out: &mut String, seconds: i32, letter: char, count: usize) {
 }
 
 /// Consumes one item at the start of `text`; returns the rest.
-fn parse_item<'t>(item: &Item, text: &'t str, next_is_number: bool, fields: &mut Fields) -> Option<&'t str> {
+fn parse_item<'t>(
+    item: &Item,
+    text: &'t str,
+    next_is_number: bool,
+    fields: &mut Fields,
+) -> Option<&'t str> {
     match item {
         Item::Literal(lit) => {
-            if text.len() >= lit.len() && text.is_char_boundary(lit.len()) && text[..lit.len()].eq_ignore_ascii_case(lit) {
+            if text.len() >= lit.len()
+                && text.is_char_boundary(lit.len())
+                && text[..lit.len()].eq_ignore_ascii_case(lit)
+            {
                 Some(&text[lit.len()..])
             } else {
                 None
@@ -297,7 +344,11 @@ fn parse_item<'t>(item: &Item, text: &'t str, next_is_number: bool, fields: &mut
             Some(rest)
         }
         Item::Year(n) => {
-            let (min, max) = if *n == 1 { (1, 9) } else { (*n, if next_is_number { *n } else { 9 }) };
+            let (min, max) = if *n == 1 {
+                (1, 9)
+            } else {
+                (*n, if next_is_number { *n } else { 9 })
+            };
             let (negative, body) = match text.strip_prefix('-') {
                 Some(body) if *n >= 4 => (true, body),
                 _ => (false, text),
@@ -323,7 +374,11 @@ fn parse_item<'t>(item: &Item, text: &'t str, next_is_number: bool, fields: &mut
             Some(rest)
         }
         Item::DayOfYear(n) => {
-            let (value, rest) = if *n == 1 { digits(text, 1, 3)? } else { digits(text, *n, 3)? };
+            let (value, rest) = if *n == 1 {
+                digits(text, 1, 3)?
+            } else {
+                digits(text, *n, 3)?
+            };
             fields.day_of_year = Some(value as u32);
             Some(rest)
         }
@@ -382,7 +437,9 @@ fn parse_item<'t>(item: &Item, text: &'t str, next_is_number: bool, fields: &mut
         }
         Item::ZoneName => {
             let end = text
-                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-' | ':')))
+                .find(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-' | ':'))
+                })
                 .unwrap_or(text.len());
             let (zone_text, rest) = text.split_at(end);
             match zone_offset_or_name(zone_text)? {
@@ -415,7 +472,11 @@ fn digits(text: &str, min: usize, max: usize) -> Option<(u64, &str)> {
         value = value * 10 + u64::from(bytes[n] - b'0');
         n += 1;
     }
-    if n < min { None } else { Some((value, &text[n..])) }
+    if n < min {
+        None
+    } else {
+        Some((value, &text[n..]))
+    }
 }
 
 fn name<'t>(text: &'t str, names: &[&str], count: usize) -> Option<(usize, &'t str)> {
@@ -482,9 +543,27 @@ fn zone_offset_or_name(text: &str) -> Option<ZoneParse> {
     match text.to_ascii_uppercase().as_str() {
         "UTC" | "GMT" | "Z" | "UT" => return hours(0),
         "EST" => return hours(-5),
-        "EDT" | "CST" => return hours(if text.eq_ignore_ascii_case("EDT") { -4 } else { -6 }),
-        "CDT" | "MST" => return hours(if text.eq_ignore_ascii_case("CDT") { -5 } else { -7 }),
-        "MDT" | "PST" => return hours(if text.eq_ignore_ascii_case("MDT") { -6 } else { -8 }),
+        "EDT" | "CST" => {
+            return hours(if text.eq_ignore_ascii_case("EDT") {
+                -4
+            } else {
+                -6
+            });
+        }
+        "CDT" | "MST" => {
+            return hours(if text.eq_ignore_ascii_case("CDT") {
+                -5
+            } else {
+                -7
+            });
+        }
+        "MDT" | "PST" => {
+            return hours(if text.eq_ignore_ascii_case("MDT") {
+                -6
+            } else {
+                -8
+            });
+        }
         "PDT" => return hours(-7),
         _ => {}
     }

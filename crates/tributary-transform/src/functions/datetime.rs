@@ -5,7 +5,9 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc,
+};
 
 use super::datefmt::{self, DateFormat};
 use super::{CallContext, Function, datetime_arg, int_arg, text_arg};
@@ -37,7 +39,10 @@ pub const IMPLICIT_DATETIME_PATTERNS: [&str; 18] = [
 static IMPLICIT_FORMATS: LazyLock<Vec<DateFormat>> = LazyLock::new(|| {
     IMPLICIT_DATETIME_PATTERNS
         .iter()
-        .map(|p| p.parse().expect("the implicit date patterns are valid Java patterns"))
+        .map(|p| {
+            p.parse()
+                .expect("the implicit date patterns are valid Java patterns")
+        })
         .collect()
 });
 
@@ -74,41 +79,70 @@ pub fn parse_implicit_datetime(text: &str) -> Option<DateTime<FixedOffset>> {
     None
 }
 
-pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]) -> Result<Value, String> {
+pub(super) fn call(
+    function: Function,
+    ctx: &mut CallContext<'_>,
+    args: &[Value],
+) -> Result<Value, String> {
     match function {
         Function::Now => Ok(Value::DateTime(ctx.state.now().fixed_offset())),
         Function::Timestamp => Ok(Value::Int(ctx.state.now().timestamp_millis())),
         Function::Format => {
-            let Some(dt) = datetime_arg(args, 0, "date")? else { return Ok(Value::Null) };
-            let Some(pattern) = text_arg(args, 1, "format")? else { return Ok(Value::Null) };
+            let Some(dt) = datetime_arg(args, 0, "date")? else {
+                return Ok(Value::Null);
+            };
+            let Some(pattern) = text_arg(args, 1, "format")? else {
+                return Ok(Value::Null);
+            };
             Ok(Value::Str(compile(&pattern)?.format(&dt)))
         }
         Function::Dformat => {
-            let Some(ms) = int_arg(args, 0, "epoch milliseconds")? else { return Ok(Value::Null) };
-            let Some(pattern) = text_arg(args, 1, "format")? else { return Ok(Value::Null) };
-            let dt = DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("epoch milliseconds {ms} out of range"))?;
+            let Some(ms) = int_arg(args, 0, "epoch milliseconds")? else {
+                return Ok(Value::Null);
+            };
+            let Some(pattern) = text_arg(args, 1, "format")? else {
+                return Ok(Value::Null);
+            };
+            let dt = DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| format!("epoch milliseconds {ms} out of range"))?;
             Ok(Value::Str(compile(&pattern)?.format(&dt.fixed_offset())))
         }
         Function::Date => date(args),
         Function::DatePart => {
-            let Some(component) = text_arg(args, 0, "component")? else { return Ok(Value::Null) };
-            let Some(dt) = datetime_arg(args, 1, "date")? else { return Ok(Value::Null) };
+            let Some(component) = text_arg(args, 0, "component")? else {
+                return Ok(Value::Null);
+            };
+            let Some(dt) = datetime_arg(args, 1, "date")? else {
+                return Ok(Value::Null);
+            };
             date_part(&component, &dt).map(Value::Int)
         }
         Function::SetDatePart => {
-            let Some(component) = text_arg(args, 0, "component")? else { return Ok(Value::Null) };
-            let Some(value) = int_arg(args, 1, "value")? else { return Ok(Value::Null) };
-            let Some(dt) = datetime_arg(args, 2, "date")? else { return Ok(Value::Null) };
+            let Some(component) = text_arg(args, 0, "component")? else {
+                return Ok(Value::Null);
+            };
+            let Some(value) = int_arg(args, 1, "value")? else {
+                return Ok(Value::Null);
+            };
+            let Some(dt) = datetime_arg(args, 2, "date")? else {
+                return Ok(Value::Null);
+            };
             set_date_part(&component, value, &dt).map(Value::DateTime)
         }
         Function::MakeDateTime => make_date_time(args),
         Function::ZoneDateToUtc => {
-            let Some(dt) = datetime_arg(args, 0, "date")? else { return Ok(Value::Null) };
+            let Some(dt) = datetime_arg(args, 0, "date")? else {
+                return Ok(Value::Null);
+            };
             Ok(Value::DateTime(dt.with_timezone(&Utc).fixed_offset()))
         }
         Function::ZoneDateToZone => {
-            let Some(dt) = datetime_arg(args, 0, "date")? else { return Ok(Value::Null) };
-            let Some(zone) = text_arg(args, 1, "zone")? else { return Ok(Value::Null) };
+            let Some(dt) = datetime_arg(args, 0, "date")? else {
+                return Ok(Value::Null);
+            };
+            let Some(zone) = text_arg(args, 1, "zone")? else {
+                return Ok(Value::Null);
+            };
             let offset = datefmt::zone_offset_at(&zone, &dt)
                 .ok_or_else(|| format!("unknown time zone {zone:?}: expected an IANA id such as Europe/Paris, UTC or an offset"))?;
             Ok(Value::DateTime(dt.with_timezone(&offset)))
@@ -135,7 +169,12 @@ fn date(args: &[Value]) -> Result<Value, String> {
                 .ok_or_else(|| format!("epoch milliseconds {ms} out of range"));
         }
         Some(Value::Str(s)) => s.clone(),
-        Some(other) => return Err(format!("argument 1 (date) must be a string, got {}", other.type_name())),
+        Some(other) => {
+            return Err(format!(
+                "argument 1 (date) must be a string, got {}",
+                other.type_name()
+            ));
+        }
     };
     let parsed = match text_arg(args, 1, "format")? {
         Some(pattern) => compile(&pattern)?.parse(input.trim()),
@@ -205,8 +244,17 @@ fn date_part(name: &str, dt: &DateTime<FixedOffset>) -> Result<i64, String> {
     }))
 }
 
-fn set_date_part(name: &str, value: i64, dt: &DateTime<FixedOffset>) -> Result<DateTime<FixedOffset>, String> {
-    let bad = || format!("cannot set {name} to {value} in {}", crate::expr::datetime_to_text(dt));
+fn set_date_part(
+    name: &str,
+    value: i64,
+    dt: &DateTime<FixedOffset>,
+) -> Result<DateTime<FixedOffset>, String> {
+    let bad = || {
+        format!(
+            "cannot set {name} to {value} in {}",
+            crate::expr::datetime_to_text(dt)
+        )
+    };
     let v32 = u32::try_from(value).map_err(|_| bad())?;
     let res = match component(name)? {
         Component::Year => dt.with_year(i32::try_from(value).map_err(|_| bad())?),
@@ -217,11 +265,17 @@ fn set_date_part(name: &str, value: i64, dt: &DateTime<FixedOffset>) -> Result<D
         Component::Minute => dt.with_minute(v32),
         Component::Second => dt.with_second(v32),
         Component::Millisecond if v32 < 1000 => dt.with_nanosecond(v32 * 1_000_000),
-        Component::Quarter if (1..=4).contains(&v32) => dt.with_month((v32 - 1) * 3 + dt.month0() % 3 + 1),
+        Component::Quarter if (1..=4).contains(&v32) => {
+            dt.with_month((v32 - 1) * 3 + dt.month0() % 3 + 1)
+        }
         Component::Week | Component::Weekday => {
             let current = date_part(name, dt)?;
-            let days = if matches!(component(name)?, Component::Week) { (value - current) * 7 } else { value - current };
-            dt.checked_add_signed(Duration::days(days))
+            let days = if matches!(component(name)?, Component::Week) {
+                (value - current) * 7
+            } else {
+                value - current
+            };
+            Duration::try_days(days).and_then(|d| dt.checked_add_signed(d))
         }
         _ => None,
     };
@@ -230,7 +284,15 @@ fn set_date_part(name: &str, value: i64, dt: &DateTime<FixedOffset>) -> Result<D
 
 /// `make_date_time(year, month, day, hour, minute, second, nanosecond[, zone])`.
 fn make_date_time(args: &[Value]) -> Result<Value, String> {
-    let names = ["year", "month", "day", "hour", "minute", "second", "nanosecond"];
+    let names = [
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "nanosecond",
+    ];
     let mut parts = [0i64; 7];
     for (i, name) in names.iter().enumerate() {
         match int_arg(args, i, name)? {
@@ -241,11 +303,22 @@ fn make_date_time(args: &[Value]) -> Result<Value, String> {
     let zone = text_arg(args, 7, "zone")?.unwrap_or_else(|| "UTC".to_owned());
     let out_of_range = || format!("no such date-time: {parts:?}");
     let to_u32 = |v: i64| u32::try_from(v).map_err(|_| out_of_range());
-    let date = NaiveDate::from_ymd_opt(i32::try_from(parts[0]).map_err(|_| out_of_range())?, to_u32(parts[1])?, to_u32(parts[2])?)
-        .ok_or_else(out_of_range)?;
-    let time = NaiveTime::from_hms_nano_opt(to_u32(parts[3])?, to_u32(parts[4])?, to_u32(parts[5])?, to_u32(parts[6])?)
-        .ok_or_else(out_of_range)?;
+    let date = NaiveDate::from_ymd_opt(
+        i32::try_from(parts[0]).map_err(|_| out_of_range())?,
+        to_u32(parts[1])?,
+        to_u32(parts[2])?,
+    )
+    .ok_or_else(out_of_range)?;
+    let time = NaiveTime::from_hms_nano_opt(
+        to_u32(parts[3])?,
+        to_u32(parts[4])?,
+        to_u32(parts[5])?,
+        to_u32(parts[6])?,
+    )
+    .ok_or_else(out_of_range)?;
     datefmt::local_in_zone(&zone, &NaiveDateTime::new(date, time))
         .map(Value::DateTime)
-        .ok_or_else(|| format!("unknown time zone {zone:?} (or a local time that does not exist in it)"))
+        .ok_or_else(|| {
+            format!("unknown time zone {zone:?} (or a local time that does not exist in it)")
+        })
 }

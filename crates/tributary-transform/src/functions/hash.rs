@@ -11,7 +11,9 @@ use super::{Function, text_arg};
 use crate::expr::Value;
 
 pub(super) fn call(function: Function, args: &[Value]) -> Result<Value, String> {
-    let Some(input) = text_arg(args, 0, "input")? else { return Ok(Value::Null) };
+    let Some(input) = text_arg(args, 0, "input")? else {
+        return Ok(Value::Null);
+    };
     let charset = text_arg(args, 1, "charset")?.unwrap_or_else(|| "UTF-8".to_owned());
     let bytes = encode(&input, &charset)?;
     let hex = match function {
@@ -27,7 +29,12 @@ pub(super) fn call(function: Function, args: &[Value]) -> Result<Value, String> 
 
 /// Encodes text in a charset the way Java does.
 pub(crate) fn encode(text: &str, charset: &str) -> Result<Vec<u8>, String> {
-    match charset.trim().to_ascii_uppercase().replace('_', "-").as_str() {
+    match charset
+        .trim()
+        .to_ascii_uppercase()
+        .replace('_', "-")
+        .as_str()
+    {
         "UTF-8" | "UTF8" => Ok(text.as_bytes().to_vec()),
         "UTF-16" | "UTF16" => {
             let mut out = vec![0xFE, 0xFF];
@@ -36,10 +43,14 @@ pub(crate) fn encode(text: &str, charset: &str) -> Result<Vec<u8>, String> {
         }
         "UTF-16BE" => Ok(text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
         "UTF-16LE" => Ok(text.encode_utf16().flat_map(u16::to_le_bytes).collect()),
-        "ISO-8859-1" | "LATIN1" | "ISO8859-1" => {
-            Ok(text.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect())
-        }
-        "US-ASCII" | "ASCII" => Ok(text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).collect()),
+        "ISO-8859-1" | "LATIN1" | "ISO8859-1" => Ok(text
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+            .collect()),
+        "US-ASCII" | "ASCII" => Ok(text
+            .chars()
+            .map(|c| if c.is_ascii() { c as u8 } else { b'?' })
+            .collect()),
         _ => Err(format!(
             "unsupported charset {charset:?}: expected UTF-8, UTF-16, UTF-16BE, UTF-16LE, ISO-8859-1 or US-ASCII"
         )),

@@ -28,7 +28,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::expr::{BinaryOp, EvalState, Value};
 
 pub use datefmt::DateFormat;
-pub use datetime::{parse_implicit_datetime, IMPLICIT_DATETIME_PATTERNS};
+pub use datetime::{IMPLICIT_DATETIME_PATTERNS, parse_implicit_datetime};
 
 /// Everything a function may need besides its arguments.
 #[derive(Debug)]
@@ -241,7 +241,10 @@ impl Function {
 
     /// The canonical name.
     pub fn name(self) -> &'static str {
-        NAMES.iter().find(|(_, f)| *f == self).map_or("?", |(n, _)| n)
+        NAMES
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
     }
 
     /// Every canonical function name, for the function catalogue.
@@ -262,12 +265,13 @@ impl Function {
         use Function::*;
         match self {
             Now | Timestamp | Nullify | Uuid => (0, Some(0)),
-            Lower | Upper | Ltrim | Rtrim | Trim | GetUrlProtocol | GetUrlHost | GetUrlPort | GetUrlPath
-            | GetUrlEncoded | GetUrlDecoded | ZoneDateToUtc | GetKeys | ContainsKey | IsSet | IsEmpty | SizeOf
-            | ToBigint | ToDecimal | ToFloat | ToInteger | JsonToObject => (1, Some(1)),
+            Lower | Upper | Ltrim | Rtrim | Trim | GetUrlProtocol | GetUrlHost | GetUrlPort
+            | GetUrlPath | GetUrlEncoded | GetUrlDecoded | ZoneDateToUtc | GetKeys
+            | ContainsKey | IsSet | IsEmpty | SizeOf | ToBigint | ToDecimal | ToFloat
+            | ToInteger | JsonToObject => (1, Some(1)),
             Sha1 | Sha256 | Sha512 | Md5 | Crc32 | GetUrlQueryStr | Explode => (1, Some(2)),
-            Equals | EqualsIgnoreCase | ExtractRegex | MatchesRegex | Split | Left | Right | Dformat | DatePart
-            | ZoneDateToZone | Get | MapGetValues | ArrayToMap => (2, Some(2)),
+            Equals | EqualsIgnoreCase | ExtractRegex | MatchesRegex | Split | Left | Right
+            | Dformat | DatePart | ZoneDateToZone | Get | MapGetValues | ArrayToMap => (2, Some(2)),
             Format => (2, Some(3)),
             Substr => (2, Some(3)),
             Instr => (2, Some(4)),
@@ -281,7 +285,9 @@ impl Function {
             ToArray => (1, None),
             MapHasKeys => (2, None),
             ArraysToObject | ToObject | ToMap => (2, None),
-            Concat | Coalesce | First | Last | JoinArrays | Min | Max | AddToMap | ObjectToMap => (1, None),
+            Concat | Coalesce | First | Last | JoinArrays | Min | Max | AddToMap | ObjectToMap => {
+                (1, None)
+            }
         }
     }
 
@@ -289,16 +295,20 @@ impl Function {
     pub fn return_kind(self) -> ReturnKind {
         use Function::*;
         match self {
-            Instr | GetUrlPort | Timestamp | DatePart | SizeOf | ToBigint | ToInteger => ReturnKind::Int,
+            Instr | GetUrlPort | Timestamp | DatePart | SizeOf | ToBigint | ToInteger => {
+                ReturnKind::Int
+            }
             ToDecimal | ToFloat => ReturnKind::Float,
-            Equals | EqualsIgnoreCase | MatchesRegex | IsEmpty | ContainsKey | IsSet | MapHasKeys => ReturnKind::Bool,
-            Now | Date | SetDatePart | MakeDateTime | ZoneDateToUtc | ZoneDateToZone => ReturnKind::DateTime,
+            Equals | EqualsIgnoreCase | MatchesRegex | IsEmpty | ContainsKey | IsSet
+            | MapHasKeys => ReturnKind::Bool,
+            Now | Date | SetDatePart | MakeDateTime | ZoneDateToUtc | ZoneDateToZone => {
+                ReturnKind::DateTime
+            }
             Explode | Split | ExtractRegex | GetKeys => ReturnKind::StrArray,
             Coalesce | First | Last | Iif | Decode | Min | Max => ReturnKind::SameAsArgs,
-            Nullify | ArraysToObject | ToObject | StrToObject | Get | MapGetValues | AddToMap | ObjectToMap
-            | ArrayToMap | ToMap | AddToArray | JoinArrays | ToArray | JsonToObject | GetUrlQueryStr => {
-                ReturnKind::Dynamic
-            }
+            Nullify | ArraysToObject | ToObject | StrToObject | Get | MapGetValues | AddToMap
+            | ObjectToMap | ArrayToMap | ToMap | AddToArray | JoinArrays | ToArray
+            | JsonToObject | GetUrlQueryStr => ReturnKind::Dynamic,
             _ => ReturnKind::Str,
         }
     }
@@ -306,23 +316,25 @@ impl Function {
 
 /// Calls `function` with evaluated arguments. The arity was checked when the expression was
 /// compiled; it is checked again here because expressions can also be built by hand.
-pub fn call(function: Function, ctx: &mut CallContext<'_>, args: Vec<Value>) -> Result<Value, String> {
+pub fn call(
+    function: Function,
+    ctx: &mut CallContext<'_>,
+    args: Vec<Value>,
+) -> Result<Value, String> {
     let (min, max) = function.arity();
     if args.len() < min || max.is_some_and(|max| args.len() > max) {
         return Err(arity_message(function, args.len()));
     }
     use Function::*;
     match function {
-        Concat | Explode | Instr | ReplaceStr | Substr | Lower | Upper | Split | Join | Lpad | Rpad | Left
-        | Right | Ltrim | Rtrim | Trim | Equals | EqualsIgnoreCase | ExtractRegex | MatchesRegex => {
-            string::call(function, ctx, &args)
-        }
+        Concat | Explode | Instr | ReplaceStr | Substr | Lower | Upper | Split | Join | Lpad
+        | Rpad | Left | Right | Ltrim | Rtrim | Trim | Equals | EqualsIgnoreCase | ExtractRegex
+        | MatchesRegex => string::call(function, ctx, &args),
         Sha1 | Sha256 | Sha512 | Md5 | Crc32 => hash::call(function, &args),
-        GetUrlProtocol | GetUrlHost | GetUrlPort | GetUrlPath | GetUrlQueryStr | GetUrlEncoded | GetUrlDecoded => {
-            url::call(function, &args)
-        }
-        Now | Timestamp | Format | Dformat | Date | DatePart | SetDatePart | MakeDateTime | ZoneDateToUtc
-        | ZoneDateToZone => datetime::call(function, ctx, &args),
+        GetUrlProtocol | GetUrlHost | GetUrlPort | GetUrlPath | GetUrlQueryStr | GetUrlEncoded
+        | GetUrlDecoded => url::call(function, &args),
+        Now | Timestamp | Format | Dformat | Date | DatePart | SetDatePart | MakeDateTime
+        | ZoneDateToUtc | ZoneDateToZone => datetime::call(function, ctx, &args),
         _ => collections::call(function, ctx, args),
     }
 }
@@ -335,14 +347,21 @@ pub fn arity_message(function: Function, given: usize) -> String {
         Some(max) => format!("{min} to {max}"),
         None => format!("at least {min}"),
     };
-    format!("{} takes {expected} argument(s), got {given}", function.name())
+    format!(
+        "{} takes {expected} argument(s), got {given}",
+        function.name()
+    )
 }
 
 /// Implicit string → boolean conversion (the reference's word lists).
 pub fn string_to_bool(text: &str) -> Option<bool> {
     match text.trim() {
-        "y" | "yes" | "Y" | "YES" | "on" | "ON" | "true" | "TRUE" | "Yes" | "True" | "On" => Some(true),
-        "n" | "N" | "no" | "NO" | "off" | "OFF" | "false" | "FALSE" | "No" | "False" | "Off" => Some(false),
+        "y" | "yes" | "Y" | "YES" | "on" | "ON" | "true" | "TRUE" | "Yes" | "True" | "On" => {
+            Some(true)
+        }
+        "n" | "N" | "no" | "NO" | "off" | "OFF" | "false" | "FALSE" | "No" | "False" | "Off" => {
+            Some(false)
+        }
         _ => None,
     }
 }
@@ -371,7 +390,10 @@ pub fn parse_number(text: &str) -> Option<Value> {
     if !text.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float)
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Value::Float)
 }
 
 /// `==` of the language: null equals only null; numbers compare by value across integer and
@@ -382,14 +404,25 @@ pub fn values_equal(left: &Value, right: &Value) -> bool {
         (Value::Null, Value::Null) => true,
         (Value::Null, _) | (_, Value::Null) => false,
         (Value::Int(a), Value::Int(b)) => a == b,
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => as_f64(left) == as_f64(right),
-        (Value::Str(s), Value::Int(_) | Value::Float(_)) | (Value::Int(_) | Value::Float(_), Value::Str(s)) => {
-            let other = if matches!(left, Value::Str(_)) { right } else { left };
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            as_f64(left) == as_f64(right)
+        }
+        (Value::Str(s), Value::Int(_) | Value::Float(_))
+        | (Value::Int(_) | Value::Float(_), Value::Str(s)) => {
+            let other = if matches!(left, Value::Str(_)) {
+                right
+            } else {
+                left
+            };
             parse_number(s).is_some_and(|n| values_equal(&n, other))
         }
-        (Value::Str(s), Value::Bool(b)) | (Value::Bool(b), Value::Str(s)) => string_to_bool(s) == Some(*b),
+        (Value::Str(s), Value::Bool(b)) | (Value::Bool(b), Value::Str(s)) => {
+            string_to_bool(s) == Some(*b)
+        }
         (Value::DateTime(a), Value::DateTime(b)) => a == b,
-        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| values_equal(x, y)),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| values_equal(x, y))
+        }
         _ => left == right,
     }
 }
@@ -399,9 +432,9 @@ pub fn values_equal(left: &Value, right: &Value) -> bool {
 pub fn compare(left: &Value, right: &Value) -> Result<Ordering, String> {
     match (left, right) {
         (Value::Int(a), Value::Int(b)) => Ok(a.cmp(b)),
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
-            as_f64(left).partial_cmp(&as_f64(right)).ok_or_else(|| "cannot compare NaN".to_owned())
-        }
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => as_f64(left)
+            .partial_cmp(&as_f64(right))
+            .ok_or_else(|| "cannot compare NaN".to_owned()),
         (Value::Str(a), Value::Str(b)) => Ok(a.cmp(b)),
         (Value::Bool(a), Value::Bool(b)) => Ok(a.cmp(b)),
         (Value::DateTime(a), Value::DateTime(b)) => Ok(a.cmp(b)),
@@ -409,13 +442,19 @@ pub fn compare(left: &Value, right: &Value) -> Result<Ordering, String> {
             Some(n) => compare(&n, right),
             None => Err(format!("cannot compare the string {s:?} with a number")),
         },
-        (Value::Int(_) | Value::Float(_), Value::Str(_)) => compare(right, left).map(Ordering::reverse),
+        (Value::Int(_) | Value::Float(_), Value::Str(_)) => {
+            compare(right, left).map(Ordering::reverse)
+        }
         (Value::Str(s), Value::DateTime(_)) => match parse_implicit_datetime(s) {
             Some(dt) => compare(&Value::DateTime(dt), right),
             None => Err(format!("cannot compare the string {s:?} with a date-time")),
         },
         (Value::DateTime(_), Value::Str(_)) => compare(right, left).map(Ordering::reverse),
-        _ => Err(format!("cannot compare {} with {}", left.type_name(), right.type_name())),
+        _ => Err(format!(
+            "cannot compare {} with {}",
+            left.type_name(),
+            right.type_name()
+        )),
     }
 }
 
@@ -433,7 +472,9 @@ pub fn arithmetic(op: BinaryOp, left: &Value, right: &Value) -> Result<Value, St
             BinaryOp::Rem => a.checked_rem(b),
             _ => return Err("not an arithmetic operator".to_owned()),
         };
-        return res.map(Value::Int).ok_or_else(|| "integer overflow".to_owned());
+        return res
+            .map(Value::Int)
+            .ok_or_else(|| "integer overflow".to_owned());
     }
     let (a, b) = (as_f64(left), as_f64(right));
     let res = match op {
@@ -472,7 +513,13 @@ pub(crate) fn text_arg(args: &[Value], index: usize, what: &str) -> Result<Optio
 
 /// Argument `index` as an integer (whole floats and numeric strings accepted).
 pub(crate) fn int_arg(args: &[Value], index: usize, what: &str) -> Result<Option<i64>, String> {
-    let describe = |v: &Value| format!("argument {} ({what}) must be an integer, got {}", index + 1, describe_value(v));
+    let describe = |v: &Value| {
+        format!(
+            "argument {} ({what}) must be an integer, got {}",
+            index + 1,
+            describe_value(v)
+        )
+    };
     match args.get(index) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Int(i)) => Ok(Some(*i)),
@@ -497,13 +544,21 @@ pub(crate) fn bool_arg(args: &[Value], index: usize, what: &str) -> Result<Optio
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::Str(s)) if string_to_bool(s).is_some() => Ok(string_to_bool(s)),
-        Some(v) => Err(format!("argument {} ({what}) must be a boolean, got {}", index + 1, describe_value(v))),
+        Some(v) => Err(format!(
+            "argument {} ({what}) must be a boolean, got {}",
+            index + 1,
+            describe_value(v)
+        )),
     }
 }
 
 /// Argument `index` as a date-time: date-times as they are, strings through the implicit
 /// pattern list, integers as epoch milliseconds.
-pub(crate) fn datetime_arg(args: &[Value], index: usize, what: &str) -> Result<Option<DateTime<FixedOffset>>, String> {
+pub(crate) fn datetime_arg(
+    args: &[Value],
+    index: usize,
+    what: &str,
+) -> Result<Option<DateTime<FixedOffset>>, String> {
     match args.get(index) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::DateTime(dt)) => Ok(Some(*dt)),
@@ -522,7 +577,11 @@ pub(crate) fn describe_value(value: &Value) -> String {
     match value {
         Value::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
-            format!("{} {}", value.type_name(), value.to_text().unwrap_or_default())
+            format!(
+                "{} {}",
+                value.type_name(),
+                value.to_text().unwrap_or_default()
+            )
         }
         other => other.type_name().to_owned(),
     }

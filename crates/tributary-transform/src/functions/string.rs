@@ -7,7 +7,14 @@ use regex::Regex;
 use super::{CallContext, Function, int_arg, text_arg};
 use crate::expr::Value;
 
-pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]) -> Result<Value, String> {
+/// The longest string `lpad`/`rpad` build: a typo in a count must not exhaust memory.
+const MAX_PADDED_CHARS: usize = 1 << 20;
+
+pub(super) fn call(
+    function: Function,
+    ctx: &mut CallContext<'_>,
+    args: &[Value],
+) -> Result<Value, String> {
     use Function::*;
     match function {
         Concat => {
@@ -23,7 +30,9 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             Ok(if any { Value::Str(out) } else { Value::Null })
         }
         Explode => {
-            let Some(input) = text_arg(args, 0, "string")? else { return Ok(Value::Null) };
+            let Some(input) = text_arg(args, 0, "string")? else {
+                return Ok(Value::Null);
+            };
             let pattern = text_arg(args, 1, "regex")?.unwrap_or_else(|| ",".to_owned());
             let regex = ctx.state.regex(&pattern)?;
             Ok(strings(java_split(regex, &input)))
@@ -31,18 +40,30 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
         Instr => {
             // Positions are 0-based character indexes, -1 when absent (Java's `indexOf`, as
             // the reference's example `instr("adobe.com", "com")` = 6 shows).
-            let (Some(input), Some(needle)) = (text_arg(args, 0, "input")?, text_arg(args, 1, "substring")?) else {
+            let (Some(input), Some(needle)) =
+                (text_arg(args, 0, "input")?, text_arg(args, 1, "substring")?)
+            else {
                 return Ok(Value::Null);
             };
             let start = int_arg(args, 2, "start position")?.unwrap_or(0).max(0) as usize;
             let occurrence = int_arg(args, 3, "occurrence")?.unwrap_or(1);
             if occurrence < 1 {
-                return Err(format!("argument 4 (occurrence) must be at least 1, got {occurrence}"));
+                return Err(format!(
+                    "argument 4 (occurrence) must be at least 1, got {occurrence}"
+                ));
             }
-            Ok(Value::Int(instr(&input, &needle, start, occurrence as usize)))
+            Ok(Value::Int(instr(
+                &input,
+                &needle,
+                start,
+                occurrence as usize,
+            )))
         }
         ReplaceStr => {
-            let (Some(input), Some(find)) = (text_arg(args, 0, "input")?, text_arg(args, 1, "string to find")?) else {
+            let (Some(input), Some(find)) = (
+                text_arg(args, 0, "input")?,
+                text_arg(args, 1, "string to find")?,
+            ) else {
                 return Ok(Value::Null);
             };
             let replacement = text_arg(args, 2, "replacement")?.unwrap_or_default();
@@ -52,16 +73,24 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             Ok(Value::Str(input.replace(&find, &replacement)))
         }
         Substr => {
-            let Some(input) = text_arg(args, 0, "input")? else { return Ok(Value::Null) };
-            let Some(start) = int_arg(args, 1, "start index")? else { return Ok(Value::Null) };
+            let Some(input) = text_arg(args, 0, "input")? else {
+                return Ok(Value::Null);
+            };
+            let Some(start) = int_arg(args, 1, "start index")? else {
+                return Ok(Value::Null);
+            };
             let length = int_arg(args, 2, "length")?;
             if start < 0 {
-                return Err(format!("argument 2 (start index) must not be negative, got {start}"));
+                return Err(format!(
+                    "argument 2 (start index) must not be negative, got {start}"
+                ));
             }
             if let Some(length) = length
                 && length < 0
             {
-                return Err(format!("argument 3 (length) must not be negative, got {length}"));
+                return Err(format!(
+                    "argument 3 (length) must not be negative, got {length}"
+                ));
             }
             let chars = input.chars().skip(start as usize);
             Ok(Value::Str(match length {
@@ -75,8 +104,12 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
         Rtrim => Ok(map_text(args, |s| s.trim_end().to_owned())?),
         Trim => Ok(map_text(args, |s| s.trim().to_owned())?),
         Split => {
-            let Some(input) = text_arg(args, 0, "input")? else { return Ok(Value::Null) };
-            let Some(separator) = text_arg(args, 1, "separator")? else { return Ok(Value::Null) };
+            let Some(input) = text_arg(args, 0, "input")? else {
+                return Ok(Value::Null);
+            };
+            let Some(separator) = text_arg(args, 1, "separator")? else {
+                return Ok(Value::Null);
+            };
             if separator.is_empty() {
                 return Err("argument 2 (separator) must not be empty".to_owned());
             }
@@ -84,7 +117,9 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             Ok(strings(java_split(regex, &input)))
         }
         Join => {
-            let Some(separator) = text_arg(args, 0, "separator")? else { return Ok(Value::Null) };
+            let Some(separator) = text_arg(args, 0, "separator")? else {
+                return Ok(Value::Null);
+            };
             let items: Vec<&Value> = match &args[1..] {
                 [Value::Array(items)] => items.iter().collect(),
                 rest => rest.iter().collect(),
@@ -94,7 +129,10 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
                 match item {
                     Value::Null => {}
                     Value::Array(_) | Value::Object(_) => {
-                        return Err(format!("elements must be scalars, got {}", item.type_name()));
+                        return Err(format!(
+                            "elements must be scalars, got {}",
+                            item.type_name()
+                        ));
                     }
                     other => parts.extend(other.to_text()),
                 }
@@ -102,20 +140,39 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             Ok(Value::Str(parts.join(&separator)))
         }
         Lpad | Rpad => {
-            let Some(input) = text_arg(args, 0, "input")? else { return Ok(Value::Null) };
-            let Some(count) = int_arg(args, 1, "count")? else { return Ok(Value::Null) };
-            let padding = text_arg(args, 2, "padding")?.filter(|p| !p.is_empty()).unwrap_or_else(|| " ".to_owned());
+            let Some(input) = text_arg(args, 0, "input")? else {
+                return Ok(Value::Null);
+            };
+            let Some(count) = int_arg(args, 1, "count")? else {
+                return Ok(Value::Null);
+            };
+            let padding = text_arg(args, 2, "padding")?
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| " ".to_owned());
             let have = input.chars().count();
             let want = usize::try_from(count).unwrap_or(0);
+            if want > MAX_PADDED_CHARS {
+                return Err(format!(
+                    "argument 2 (count) must be at most {MAX_PADDED_CHARS}, got {count}"
+                ));
+            }
             if want <= have {
                 return Ok(Value::Str(input));
             }
             let fill: String = padding.chars().cycle().take(want - have).collect();
-            Ok(Value::Str(if function == Lpad { fill + &input } else { input + &fill }))
+            Ok(Value::Str(if function == Lpad {
+                fill + &input
+            } else {
+                input + &fill
+            }))
         }
         Left | Right => {
-            let Some(input) = text_arg(args, 0, "string")? else { return Ok(Value::Null) };
-            let Some(count) = int_arg(args, 1, "count")? else { return Ok(Value::Null) };
+            let Some(input) = text_arg(args, 0, "string")? else {
+                return Ok(Value::Null);
+            };
+            let Some(count) = int_arg(args, 1, "count")? else {
+                return Ok(Value::Null);
+            };
             let count = usize::try_from(count).unwrap_or(0);
             let n_chars = input.chars().count();
             Ok(Value::Str(if function == Left {
@@ -125,15 +182,24 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             }))
         }
         Equals | EqualsIgnoreCase => {
-            let (Some(a), Some(b)) = (text_arg(args, 0, "string")?, text_arg(args, 1, "other string")?) else {
+            let (Some(a), Some(b)) = (
+                text_arg(args, 0, "string")?,
+                text_arg(args, 1, "other string")?,
+            ) else {
                 // Java's `a.equals(null)` is false; a null receiver is treated the same way
                 // instead of failing the row.
                 return Ok(Value::Bool(false));
             };
-            Ok(Value::Bool(if function == Equals { a == b } else { a.to_lowercase() == b.to_lowercase() }))
+            Ok(Value::Bool(if function == Equals {
+                a == b
+            } else {
+                a.to_lowercase() == b.to_lowercase()
+            }))
         }
         ExtractRegex => {
-            let (Some(input), Some(pattern)) = (text_arg(args, 0, "string")?, text_arg(args, 1, "regex")?) else {
+            let (Some(input), Some(pattern)) =
+                (text_arg(args, 0, "string")?, text_arg(args, 1, "regex")?)
+            else {
                 return Ok(Value::Null);
             };
             let regex = ctx.state.regex(&pattern)?;
@@ -148,7 +214,9 @@ pub(super) fn call(function: Function, ctx: &mut CallContext<'_>, args: &[Value]
             }
         }
         MatchesRegex => {
-            let (Some(input), Some(pattern)) = (text_arg(args, 0, "string")?, text_arg(args, 1, "regex")?) else {
+            let (Some(input), Some(pattern)) =
+                (text_arg(args, 0, "string")?, text_arg(args, 1, "regex")?)
+            else {
                 return Ok(Value::Null);
             };
             // Java's `matches` needs the whole input to match.
@@ -190,7 +258,10 @@ fn instr(input: &str, needle: &str, start: usize, occurrence: usize) -> i64 {
     if start > n_chars {
         return -1;
     }
-    let byte_start = input.char_indices().nth(start).map_or(input.len(), |(b, _)| b);
+    let byte_start = input
+        .char_indices()
+        .nth(start)
+        .map_or(input.len(), |(b, _)| b);
     if needle.is_empty() {
         return start as i64;
     }

@@ -7,22 +7,30 @@ use super::{Function, text_arg};
 use crate::expr::Value;
 
 pub(super) fn call(function: Function, args: &[Value]) -> Result<Value, String> {
-    let Some(input) = text_arg(args, 0, "url")? else { return Ok(Value::Null) };
+    let Some(input) = text_arg(args, 0, "url")? else {
+        return Ok(Value::Null);
+    };
     match function {
         Function::GetUrlEncoded => Ok(Value::Str(form_encode(&input))),
         Function::GetUrlDecoded => form_decode(&input).map(Value::Str),
         _ => {
-            let url = split_url(&input).ok_or_else(|| format!("invalid url {input:?}: expected scheme://host/..."))?;
+            let url = split_url(&input)
+                .ok_or_else(|| format!("invalid url {input:?}: expected scheme://host/..."))?;
             match function {
                 Function::GetUrlProtocol => Ok(Value::Str(url.scheme.to_owned())),
-                Function::GetUrlHost => Ok(url.host.map_or(Value::Null, |h| Value::Str(h.to_owned()))),
+                Function::GetUrlHost => {
+                    Ok(url.host.map_or(Value::Null, |h| Value::Str(h.to_owned())))
+                }
                 Function::GetUrlPort => Ok(match url.port {
                     Some(port) => Value::Int(i64::from(port)),
-                    None => default_port(url.scheme).map_or(Value::Null, |p| Value::Int(i64::from(p))),
+                    None => {
+                        default_port(url.scheme).map_or(Value::Null, |p| Value::Int(i64::from(p)))
+                    }
                 }),
                 Function::GetUrlPath => Ok(Value::Str(url.path.to_owned())),
                 Function::GetUrlQueryStr => {
-                    let anchor = text_arg(args, 1, "anchor")?.unwrap_or_else(|| "retain".to_owned());
+                    let anchor =
+                        text_arg(args, 1, "anchor")?.unwrap_or_else(|| "retain".to_owned());
                     query_object(&url, &anchor)
                 }
                 _ => Err(format!("{} is not a url function", function.name())),
@@ -44,8 +52,13 @@ fn split_url(input: &str) -> Option<Url<'_>> {
     let input = input.trim();
     let colon = input.find(':')?;
     let scheme = &input[..colon];
-    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !scheme_ok {
         return None;
     }
@@ -67,15 +80,28 @@ fn split_url(input: &str) -> Option<Url<'_>> {
         path = &after[end..];
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
         let (h, p) = match host_port.rfind(':') {
-            Some(i) if !host_port[i + 1..].is_empty() && host_port[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-                (&host_port[..i], Some(host_port[i + 1..].parse::<u16>().ok()?))
+            Some(i)
+                if !host_port[i + 1..].is_empty()
+                    && host_port[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                (
+                    &host_port[..i],
+                    Some(host_port[i + 1..].parse::<u16>().ok()?),
+                )
             }
             _ => (host_port, None),
         };
         host = (!h.is_empty()).then_some(h);
         port = p;
     }
-    Some(Url { scheme, host, port, path, query, fragment })
+    Some(Url {
+        scheme,
+        host,
+        port,
+        path,
+        query,
+        fragment,
+    })
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -99,9 +125,13 @@ fn default_port(scheme: &str) -> Option<u16> {
 fn query_object(url: &Url<'_>, anchor: &str) -> Result<Value, String> {
     let mode = anchor.trim().to_ascii_lowercase();
     if !matches!(mode.as_str(), "retain" | "remove" | "append") {
-        return Err(format!("argument 2 (anchor) must be retain, remove or append, got {anchor:?}"));
+        return Err(format!(
+            "argument 2 (anchor) must be retain, remove or append, got {anchor:?}"
+        ));
     }
-    let Some(query) = url.query else { return Ok(Value::Null) };
+    let Some(query) = url.query else {
+        return Ok(Value::Null);
+    };
     let mut entries = Vec::new();
     let pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     for (i, pair) in pairs.iter().enumerate() {
@@ -130,7 +160,9 @@ fn form_encode(input: &str) -> String {
     let mut out = String::with_capacity(input.len() * 3 / 2);
     for b in input.bytes() {
         match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 out.push('%');
@@ -154,9 +186,14 @@ fn form_decode(input: &str) -> Result<String, String> {
                 i += 1;
             }
             b'%' => {
-                let hex = input.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = input
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 let Some(byte) = hex else {
-                    return Err(format!("invalid percent escape at character {} of {input:?}", i + 1));
+                    return Err(format!(
+                        "invalid percent escape at character {} of {input:?}",
+                        i + 1
+                    ));
                 };
                 out.push(byte);
                 i += 3;

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StructArray, make_array, new_null_array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StructArray, make_array,
+    new_null_array,
+};
 use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Field};
 use chrono::{DateTime, Utc};
@@ -13,10 +16,14 @@ use chrono::{DateTime, Utc};
 use super::compile::{CompiledMapping, Node, Source};
 use super::kernels;
 use super::{
-    ErrorCode, MAX_WARNING_SAMPLES, MappedBatch, MappingError, MappingPlan, RejectedRow, RowError, RowWarning,
+    ErrorCode, MAX_WARNING_SAMPLES, MappedBatch, MappingError, MappingPlan, RejectedRow, RowError,
+    RowWarning,
 };
 use crate::expr::{self, EvalState, FieldPath, Segment, Value};
-use crate::schema::{CoerceError, array_value, coerce_array, conform_array, nullable_type, row_to_json, values_to_array};
+use crate::schema::{
+    CoerceError, array_value, coerce_array, conform_array, nullable_type, row_to_json,
+    values_to_array,
+};
 
 /// A problem of one row, with the mapping it came from.
 #[derive(Debug, Clone)]
@@ -44,14 +51,22 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
     let mut errors_by_row: BTreeMap<usize, Vec<RowError>> = BTreeMap::new();
     for problem in outcome.problems {
         if problem.error.code == ErrorCode::TransformError {
-            warned_rows.entry(problem.error.code).or_insert_with(|| vec![false; n_rows])[problem.row] = true;
+            warned_rows
+                .entry(problem.error.code)
+                .or_insert_with(|| vec![false; n_rows])[problem.row] = true;
             if warning_samples.len() < MAX_WARNING_SAMPLES {
-                warning_samples.push(RowWarning { row_index: problem.row, error: problem.error.clone() });
+                warning_samples.push(RowWarning {
+                    row_index: problem.row,
+                    error: problem.error.clone(),
+                });
             }
         } else {
             rejected_flags[problem.row] = true;
         }
-        errors_by_row.entry(problem.row).or_default().push(problem.error);
+        errors_by_row
+            .entry(problem.row)
+            .or_default()
+            .push(problem.error);
     }
     let warnings = warned_rows
         .into_iter()
@@ -61,7 +76,11 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
     let mut rejected = Vec::new();
     for (row, errors) in errors_by_row {
         if rejected_flags[row] {
-            rejected.push(RejectedRow { row_index: row, original: row_to_json(batch, row), errors });
+            rejected.push(RejectedRow {
+                row_index: row,
+                original: row_to_json(batch, row),
+                errors,
+            });
         }
     }
 
@@ -81,13 +100,28 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
         conformed.push(conform_array(column, field.data_type())?);
     }
     let options = RecordBatchOptions::new().with_row_count(Some(n_kept));
-    let batch = RecordBatch::try_new_with_options(Arc::clone(&plan.output_schema), conformed, &options)?;
-    Ok(MappedBatch { batch, rejected, warnings, warning_samples })
+    let batch =
+        RecordBatch::try_new_with_options(Arc::clone(&plan.output_schema), conformed, &options)?;
+    Ok(MappedBatch {
+        batch,
+        rejected,
+        warnings,
+        warning_samples,
+    })
 }
 
 /// Builds every output column for every row and collects row problems (no filtering).
-pub(super) fn run(plan: &MappingPlan, batch: &RecordBatch, now: DateTime<Utc>) -> Result<Outcome, MappingError> {
-    let mut ctx = Ctx { plan, batch, state: EvalState::new(now), problems: Vec::new() };
+pub(super) fn run(
+    plan: &MappingPlan,
+    batch: &RecordBatch,
+    now: DateTime<Utc>,
+) -> Result<Outcome, MappingError> {
+    let mut ctx = Ctx {
+        plan,
+        batch,
+        state: EvalState::new(now),
+        problems: Vec::new(),
+    };
     let mut columns = Vec::with_capacity(plan.fields.len());
     for output in &plan.fields {
         let data_type = nullable_type(output.field.data_type());
@@ -97,7 +131,14 @@ pub(super) fn run(plan: &MappingPlan, batch: &RecordBatch, now: DateTime<Utc>) -
     for (output, column) in plan.fields.iter().zip(&columns) {
         let all_rows: Vec<usize> = (0..column.len()).collect();
         let mut violations = Vec::new();
-        required_violations(column.as_ref(), &output.field, output.field.name(), &all_rows, &|i| i, &mut violations);
+        required_violations(
+            column.as_ref(),
+            &output.field,
+            output.field.name(),
+            &all_rows,
+            &|i| i,
+            &mut violations,
+        );
         for (row, path) in violations {
             ctx.problems.push(Problem {
                 row,
@@ -160,9 +201,15 @@ impl Ctx<'_> {
                 let nulls = match (all_valid, any_valid) {
                     (true, _) => None,
                     (false, None) => Some(NullBuffer::new_null(n_rows)),
-                    (false, Some(valid)) => Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0),
+                    (false, Some(valid)) => {
+                        Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0)
+                    }
                 };
-                Ok(Arc::new(StructArray::try_new(fields.clone(), arrays, nulls)?))
+                Ok(Arc::new(StructArray::try_new(
+                    fields.clone(),
+                    arrays,
+                    nulls,
+                )?))
             }
             Node::Iterated(list) => {
                 let element_is_scalar = list.iter().any(|(_, path)| path.is_empty());
@@ -185,7 +232,10 @@ impl Ctx<'_> {
                                     mapping: Some(*index),
                                     error: RowError {
                                         code: ErrorCode::TransformError,
-                                        message: format!("`[*]` needs an array source, got {}", other.type_name()),
+                                        message: format!(
+                                            "`[*]` needs an array source, got {}",
+                                            other.type_name()
+                                        ),
                                         destination: mapping.destination.clone(),
                                     },
                                 });
@@ -194,7 +244,11 @@ impl Ctx<'_> {
                         };
                         any = true;
                         if elements.len() < items.len() {
-                            let filler = if element_is_scalar { Value::Null } else { Value::Object(Vec::new()) };
+                            let filler = if element_is_scalar {
+                                Value::Null
+                            } else {
+                                Value::Object(Vec::new())
+                            };
                             elements.resize(items.len(), filler);
                         }
                         for (element, item) in elements.iter_mut().zip(items) {
@@ -205,7 +259,11 @@ impl Ctx<'_> {
                             }
                         }
                     }
-                    rows.push(if any { Value::Array(elements) } else { Value::Null });
+                    rows.push(if any {
+                        Value::Array(elements)
+                    } else {
+                        Value::Null
+                    });
                 }
                 let (array, errors) = values_to_array(&rows, data_type);
                 // Errors inside elements are reported under the array's own path (`items[].qty`).
@@ -242,7 +300,10 @@ impl Ctx<'_> {
                 let values = vec![value.clone(); n_rows];
                 values_to_array(&values, data_type).0
             }
-            Source::Expression { kernel: Some(kernel), .. } => match kernels::run(kernel, self.batch) {
+            Source::Expression {
+                kernel: Some(kernel),
+                ..
+            } => match kernels::run(kernel, self.batch) {
                 Some(output) => {
                     for (row, message) in output.errors {
                         self.transform_problem(row, index, message);
@@ -274,13 +335,23 @@ impl Ctx<'_> {
         match &mapping.source {
             Source::Static(value) => vec![value.clone(); n_rows],
             Source::Attribute(path) => {
-                let Some(root) = path.root() else { return vec![Value::Null; n_rows] };
-                let Some(column) = batch.column_by_name(root) else { return vec![Value::Null; n_rows] };
-                let rest = FieldPath { segments: path.segments[1..].to_vec() };
+                let Some(root) = path.root() else {
+                    return vec![Value::Null; n_rows];
+                };
+                let Some(column) = batch.column_by_name(root) else {
+                    return vec![Value::Null; n_rows];
+                };
+                let rest = FieldPath {
+                    segments: path.segments[1..].to_vec(),
+                };
                 (0..n_rows)
                     .map(|row| {
                         let value = array_value(column.as_ref(), row);
-                        if rest.segments.is_empty() { value } else { lookup(&value, &rest) }
+                        if rest.segments.is_empty() {
+                            value
+                        } else {
+                            lookup(&value, &rest)
+                        }
                     })
                     .collect()
             }
@@ -288,7 +359,11 @@ impl Ctx<'_> {
                 let columns: Vec<(String, ArrayRef)> = match roots {
                     Some(roots) => roots
                         .iter()
-                        .filter_map(|root| batch.column_by_name(root).map(|c| (root.clone(), Arc::clone(c))))
+                        .filter_map(|root| {
+                            batch
+                                .column_by_name(root)
+                                .map(|c| (root.clone(), Arc::clone(c)))
+                        })
                         .collect(),
                     None => batch
                         .schema()
@@ -301,7 +376,10 @@ impl Ctx<'_> {
                 let mut values = Vec::with_capacity(n_rows);
                 for row in 0..n_rows {
                     let record = Value::Object(
-                        columns.iter().map(|(name, column)| (name.clone(), array_value(column.as_ref(), row))).collect(),
+                        columns
+                            .iter()
+                            .map(|(name, column)| (name.clone(), array_value(column.as_ref(), row)))
+                            .collect(),
                     );
                     match expr::eval(expr, &record, &mut self.state) {
                         Ok(value) => values.push(value),
@@ -321,11 +399,20 @@ impl Ctx<'_> {
         self.problems.push(Problem {
             row,
             mapping: Some(index),
-            error: RowError { code: ErrorCode::TransformError, message, destination },
+            error: RowError {
+                code: ErrorCode::TransformError,
+                message,
+                destination,
+            },
         });
     }
 
-    fn coerce_problems(&mut self, errors: Vec<CoerceError>, mapping: Option<usize>, destination: &str) {
+    fn coerce_problems(
+        &mut self,
+        errors: Vec<CoerceError>,
+        mapping: Option<usize>,
+        destination: &str,
+    ) {
         for error in errors {
             let destination = if error.path.is_empty() {
                 destination.to_owned()
@@ -337,7 +424,11 @@ impl Ctx<'_> {
             self.problems.push(Problem {
                 row: error.row,
                 mapping,
-                error: RowError { code: ErrorCode::Unparsable, message: error.message, destination },
+                error: RowError {
+                    code: ErrorCode::Unparsable,
+                    message: error.message,
+                    destination,
+                },
             });
         }
     }
@@ -347,11 +438,17 @@ impl Ctx<'_> {
 /// `None` when a step is missing.
 pub(super) fn resolve_plain(batch: &RecordBatch, path: &FieldPath) -> Option<ArrayRef> {
     let mut segments = path.segments.iter();
-    let Some(Segment::Name(root)) = segments.next() else { return None };
+    let Some(Segment::Name(root)) = segments.next() else {
+        return None;
+    };
     let mut current = Arc::clone(batch.column_by_name(root)?);
     for segment in segments {
-        let Segment::Name(name) = segment else { return None };
-        let DataType::Struct(_) = current.data_type() else { return None };
+        let Segment::Name(name) = segment else {
+            return None;
+        };
+        let DataType::Struct(_) = current.data_type() else {
+            return None;
+        };
         let structs = current.as_struct();
         let child = Arc::clone(structs.column_by_name(name)?);
         current = match NullBuffer::union(structs.nulls(), child.nulls()) {
@@ -375,11 +472,20 @@ fn set_path(target: &mut Value, path: &[String], value: Value) {
     if !matches!(target, Value::Object(_)) {
         *target = Value::Object(Vec::new());
     }
-    let Value::Object(entries) = target else { return };
+    let Value::Object(entries) = target else {
+        return;
+    };
     let position = match entries.iter().position(|(k, _)| k == first) {
         Some(p) => p,
         None => {
-            entries.push((first.clone(), if rest.is_empty() { Value::Null } else { Value::Object(Vec::new()) }));
+            entries.push((
+                first.clone(),
+                if rest.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(Vec::new())
+                },
+            ));
             entries.len() - 1
         }
     };
@@ -404,14 +510,25 @@ fn required_violations(
     }
     match field.data_type() {
         DataType::Struct(fields) => {
-            let present: Vec<usize> = indices.iter().copied().filter(|&i| array.is_valid(i)).collect();
+            let present: Vec<usize> = indices
+                .iter()
+                .copied()
+                .filter(|&i| array.is_valid(i))
+                .collect();
             if present.is_empty() {
                 return;
             }
             let structs = array.as_struct();
             for (child_field, child) in fields.iter().zip(structs.columns()) {
                 let child_path = format!("{path}.{}", child_field.name());
-                required_violations(child.as_ref(), child_field, &child_path, &present, row_of, out);
+                required_violations(
+                    child.as_ref(),
+                    child_field,
+                    &child_path,
+                    &present,
+                    row_of,
+                    out,
+                );
             }
         }
         DataType::List(item) => {
@@ -437,7 +554,14 @@ fn required_violations(
                 to_row[*child] = *row;
             }
             let child_path = format!("{path}[]");
-            required_violations(list.values().as_ref(), item, &child_path, &child_indices, &|i| to_row[i], out);
+            required_violations(
+                list.values().as_ref(),
+                item,
+                &child_path,
+                &child_indices,
+                &|i| to_row[i],
+                out,
+            );
         }
         _ => {}
     }

@@ -28,7 +28,11 @@ pub(super) enum Source {
     Attribute(FieldPath),
     /// A STATIC value, already coerced to the destination type.
     Static(Value),
-    Expression { expr: Expr, kernel: Option<Kernel>, roots: Option<Vec<String>> },
+    Expression {
+        expr: Expr,
+        kernel: Option<Kernel>,
+        roots: Option<Vec<String>>,
+    },
 }
 
 /// A top-level output column.
@@ -85,7 +89,10 @@ pub fn compile(
             Ok(path) => path,
             Err(err) => {
                 let position = err.span.column(mapping.destination.trim());
-                errors.push(error(Some(position), format!("invalid destination path: {}", err.message)));
+                errors.push(error(
+                    Some(position),
+                    format!("invalid destination path: {}", err.message),
+                ));
                 parsed.push(placeholder(index, mapping));
                 continue;
             }
@@ -98,9 +105,13 @@ pub fn compile(
                 match compile_expression(&mapping.source) {
                     Ok(source) => source,
                     Err(problems) => {
-                        errors.extend(problems.into_iter().map(|(position, message)| error(Some(position), message)));
+                        errors.extend(
+                            problems
+                                .into_iter()
+                                .map(|(position, message)| error(Some(position), message)),
+                        );
                         parsed.push(placeholder(index, mapping));
-                continue;
+                        continue;
                     }
                 }
             }
@@ -108,25 +119,32 @@ pub fn compile(
                 Ok(path) => Source::Attribute(path),
                 Err(err) => {
                     let position = err.span.column(mapping.source.trim());
-                    errors.push(error(Some(position), format!("invalid source path: {}", err.message)));
+                    errors.push(error(
+                        Some(position),
+                        format!("invalid source path: {}", err.message),
+                    ));
                     parsed.push(placeholder(index, mapping));
-                continue;
+                    continue;
                 }
             },
             MappingSourceType::Static => Source::Static(Value::Str(mapping.source.clone())),
             MappingSourceType::Expression => match compile_expression(&mapping.source) {
                 Ok(source) => source,
                 Err(problems) => {
-                    errors.extend(problems.into_iter().map(|(position, message)| error(Some(position), message)));
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|(position, message)| error(Some(position), message)),
+                    );
                     parsed.push(placeholder(index, mapping));
-                continue;
+                    continue;
                 }
             },
         };
         if let Err(message) = tree.insert(&destination, index) {
             errors.push(error(None, message));
             parsed.push(placeholder(index, mapping));
-                continue;
+            continue;
         }
         parsed.push(CompiledMapping {
             index,
@@ -152,8 +170,18 @@ pub fn compile(
             let mut fields = Vec::with_capacity(target.fields().len());
             for field in target.fields() {
                 let entry = tree.take(field.name());
-                let node = target_node(field, entry.as_ref(), field.name(), &mut types, &parsed, &mut errors);
-                fields.push(OutputField { field: Arc::clone(field), node });
+                let node = target_node(
+                    field,
+                    entry.as_ref(),
+                    field.name(),
+                    &mut types,
+                    &parsed,
+                    &mut errors,
+                );
+                fields.push(OutputField {
+                    field: Arc::clone(field),
+                    node,
+                });
             }
             for (name, entry) in &tree.children {
                 for index in entry.mappings() {
@@ -166,7 +194,10 @@ pub fn compile(
             let mut fields = Vec::with_capacity(tree.children.len());
             for (name, entry) in &tree.children {
                 let (data_type, node) = derived_node(entry, &mut types, &parsed, source_schema);
-                fields.push(OutputField { field: Arc::new(Field::new(name, data_type, true)), node });
+                fields.push(OutputField {
+                    field: Arc::new(Field::new(name, data_type, true)),
+                    node,
+                });
             }
             fields
         }
@@ -189,8 +220,17 @@ pub fn compile(
         errors.sort_by_key(|e| e.mapping_index);
         return Err(errors);
     }
-    let output_schema = Arc::new(Schema::new(fields.iter().map(|f| Arc::clone(&f.field)).collect::<Vec<_>>()));
-    Ok(MappingPlan { output_schema, mappings: parsed, fields })
+    let output_schema = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|f| Arc::clone(&f.field))
+            .collect::<Vec<_>>(),
+    ));
+    Ok(MappingPlan {
+        output_schema,
+        mappings: parsed,
+        fields,
+    })
 }
 
 /// Stands in for a mapping that failed to parse (never reached: compilation fails).
@@ -206,11 +246,15 @@ fn placeholder(index: usize, mapping: &super::Mapping) -> CompiledMapping {
 
 /// Parses and checks a calculated field; problems come with their 1-based column.
 fn compile_expression(text: &str) -> Result<Source, Vec<(usize, String)>> {
-    let parsed_expr = expr::parse(text).map_err(|err| vec![(err.span.column(text), err.message)])?;
+    let parsed_expr =
+        expr::parse(text).map_err(|err| vec![(err.span.column(text), err.message)])?;
     let mut arity_errors = Vec::new();
     check_arity(&parsed_expr, &mut arity_errors);
     if !arity_errors.is_empty() {
-        return Err(arity_errors.into_iter().map(|(span, message)| (span.column(text), message)).collect());
+        return Err(arity_errors
+            .into_iter()
+            .map(|(span, message)| (span.column(text), message))
+            .collect());
     }
     let roots = expr::referenced_roots(&parsed_expr).map(|set| {
         let mut roots: Vec<String> = set.into_iter().collect();
@@ -218,7 +262,11 @@ fn compile_expression(text: &str) -> Result<Source, Vec<(usize, String)>> {
         roots
     });
     let kernel = kernels::select(&parsed_expr);
-    Ok(Source::Expression { expr: parsed_expr, kernel, roots })
+    Ok(Source::Expression {
+        expr: parsed_expr,
+        kernel,
+        roots,
+    })
 }
 
 /// True when an ATTRIBUTE source cannot be a path: outside `${...}` names it has a call,
@@ -237,7 +285,26 @@ pub(super) fn looks_like_expression(text: &str) -> bool {
         }
     }
     outside.push_str(rest);
-    outside.chars().any(|c| matches!(c, '(' | ')' | '"' | '\'' | '+' | '*' | '/' | '<' | '>' | '=' | '!' | '&' | '|' | '?' | ',' | ' '))
+    outside.chars().any(|c| {
+        matches!(
+            c,
+            '(' | ')'
+                | '"'
+                | '\''
+                | '+'
+                | '*'
+                | '/'
+                | '<'
+                | '>'
+                | '='
+                | '!'
+                | '&'
+                | '|'
+                | '?'
+                | ','
+                | ' '
+        )
+    })
 }
 
 fn not_in_target(mapping: &CompiledMapping, prefix: &str) -> CompileError {
@@ -270,11 +337,17 @@ fn check_arity(expr: &Expr, errors: &mut Vec<(expr::Span, String)>) {
                         errors.push((span, format!("{}: {message}", function.name())));
                     }
                 }
-                Function::ExtractRegex | Function::MatchesRegex | Function::Explode | Function::Split => {
+                Function::ExtractRegex
+                | Function::MatchesRegex
+                | Function::Explode
+                | Function::Split => {
                     if let Some((pattern, span)) = literal_at(1)
                         && let Err(err) = regex::Regex::new(pattern)
                     {
-                        errors.push((span, format!("{}: invalid regex {pattern:?}: {err}", function.name())));
+                        errors.push((
+                            span,
+                            format!("{}: invalid regex {pattern:?}: {err}", function.name()),
+                        ));
                     }
                 }
                 _ => {}
@@ -288,7 +361,11 @@ fn check_arity(expr: &Expr, errors: &mut Vec<(expr::Span, String)>) {
             check_arity(lhs, errors);
             check_arity(rhs, errors);
         }
-        ExprKind::Conditional { condition, then, otherwise } => {
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => {
             check_arity(condition, errors);
             if let Some(then) = then {
                 check_arity(then, errors);
@@ -310,14 +387,19 @@ impl DestTree {
     fn insert(&mut self, destination: &FieldPath, index: usize) -> Result<(), String> {
         let each = destination.each_position();
         let (prefix, element) = match each {
-            Some(at) => (&destination.segments[..at], Some(&destination.segments[at + 1..])),
+            Some(at) => (
+                &destination.segments[..at],
+                Some(&destination.segments[at + 1..]),
+            ),
             None => (&destination.segments[..], None),
         };
         let mut names = Vec::with_capacity(prefix.len());
         for segment in prefix {
             match segment {
                 Segment::Name(name) => names.push(name.clone()),
-                Segment::Index(_) => return Err("destinations cannot index arrays; use `[*]` to iterate".to_owned()),
+                Segment::Index(_) => {
+                    return Err("destinations cannot index arrays; use `[*]` to iterate".to_owned());
+                }
                 Segment::Each => return Err("a destination may contain one `[*]`".to_owned()),
             }
         }
@@ -328,7 +410,11 @@ impl DestTree {
                 for segment in rest {
                     match segment {
                         Segment::Name(name) => path.push(name.clone()),
-                        _ => return Err("a destination may contain one `[*]` and no index".to_owned()),
+                        _ => {
+                            return Err(
+                                "a destination may contain one `[*]` and no index".to_owned()
+                            );
+                        }
                     }
                 }
                 Some(path)
@@ -342,7 +428,8 @@ impl DestTree {
             let position = match tree.children.iter().position(|(n, _)| n == name) {
                 Some(position) => position,
                 None => {
-                    tree.children.push((name.clone(), DestEntry::Branch(DestTree::default())));
+                    tree.children
+                        .push((name.clone(), DestEntry::Branch(DestTree::default())));
                     tree.children.len() - 1
                 }
             };
@@ -359,14 +446,25 @@ impl DestTree {
         let existing = tree.children.iter_mut().find(|(n, _)| n == last);
         match (existing, element_path) {
             (None, None) => tree.children.push((last.clone(), DestEntry::Leaf(index))),
-            (None, Some(path)) => tree.children.push((last.clone(), DestEntry::Iter(vec![(index, path)]))),
+            (None, Some(path)) => tree
+                .children
+                .push((last.clone(), DestEntry::Iter(vec![(index, path)]))),
             (Some((_, DestEntry::Iter(list))), Some(path)) => {
-                if list.iter().any(|(_, p)| *p == path || p.is_empty() || path.is_empty()) {
-                    return Err(format!("destination `{destination}` is written by another mapping too"));
+                if list
+                    .iter()
+                    .any(|(_, p)| *p == path || p.is_empty() || path.is_empty())
+                {
+                    return Err(format!(
+                        "destination `{destination}` is written by another mapping too"
+                    ));
                 }
                 list.push((index, path));
             }
-            (Some(_), _) => return Err(format!("destination `{destination}` overlaps another mapping's destination")),
+            (Some(_), _) => {
+                return Err(format!(
+                    "destination `{destination}` overlaps another mapping's destination"
+                ));
+            }
         }
         Ok(())
     }
@@ -381,7 +479,11 @@ impl DestEntry {
     fn mappings(&self) -> Vec<usize> {
         match self {
             DestEntry::Leaf(index) => vec![*index],
-            DestEntry::Branch(tree) => tree.children.iter().flat_map(|(_, e)| e.mappings()).collect(),
+            DestEntry::Branch(tree) => tree
+                .children
+                .iter()
+                .flat_map(|(_, e)| e.mappings())
+                .collect(),
             DestEntry::Iter(list) => list.iter().map(|(i, _)| *i).collect(),
         }
     }
@@ -413,13 +515,21 @@ fn target_node(
                 }
                 return Node::Empty;
             };
-            let mut remaining: Vec<(String, &DestEntry)> = tree.children.iter().map(|(n, e)| (n.clone(), e)).collect();
+            let mut remaining: Vec<(String, &DestEntry)> =
+                tree.children.iter().map(|(n, e)| (n.clone(), e)).collect();
             let mut nodes = Vec::with_capacity(children.len());
             for child in children {
                 let position = remaining.iter().position(|(n, _)| n == child.name());
                 let child_entry = position.map(|p| remaining.remove(p).1);
                 let child_path = format!("{path}.{}", child.name());
-                nodes.push(target_node(child, child_entry, &child_path, types, parsed, errors));
+                nodes.push(target_node(
+                    child,
+                    child_entry,
+                    &child_path,
+                    types,
+                    parsed,
+                    errors,
+                ));
             }
             for (name, entry) in remaining {
                 for index in entry.mappings() {
@@ -435,7 +545,9 @@ fn target_node(
                         mapping_index: Some(parsed[*index].index),
                         destination: parsed[*index].destination.clone(),
                         position: None,
-                        message: format!("target field `{path}` is not an array, so `[*]` cannot write it"),
+                        message: format!(
+                            "target field `{path}` is not an array, so `[*]` cannot write it"
+                        ),
                     });
                 }
                 return Node::Empty;
@@ -443,7 +555,10 @@ fn target_node(
             for (index, element_path) in list {
                 match type_at(item.data_type(), element_path) {
                     Some(data_type) => types[*index] = Some(data_type),
-                    None => errors.push(not_in_target(&parsed[*index], &format!("{path}[*].{}", element_path.join(".")))),
+                    None => errors.push(not_in_target(
+                        &parsed[*index],
+                        &format!("{path}[*].{}", element_path.join(".")),
+                    )),
                 }
             }
             Node::Iterated(list.clone())
@@ -452,15 +567,24 @@ fn target_node(
 }
 
 fn tree_mappings(tree: &DestTree) -> Vec<usize> {
-    tree.children.iter().flat_map(|(_, e)| e.mappings()).collect()
+    tree.children
+        .iter()
+        .flat_map(|(_, e)| e.mappings())
+        .collect()
 }
 
 /// The type at a path of names inside a type (the type itself for an empty path).
 fn type_at(data_type: &DataType, path: &[String]) -> Option<DataType> {
     let mut current = data_type.clone();
     for name in path {
-        let DataType::Struct(fields) = &current else { return None };
-        current = fields.iter().find(|f| f.name() == name)?.data_type().clone();
+        let DataType::Struct(fields) = &current else {
+            return None;
+        };
+        current = fields
+            .iter()
+            .find(|f| f.name() == name)?
+            .data_type()
+            .clone();
     }
     Some(current)
 }
@@ -507,19 +631,26 @@ fn derived_node(
                 Some(data_type) => data_type,
                 None => struct_of(&element, types),
             };
-            (DataType::List(Arc::new(Field::new("item", item_type, true))), Node::Iterated(list.clone()))
+            (
+                DataType::List(Arc::new(Field::new("item", item_type, true))),
+                Node::Iterated(list.clone()),
+            )
         }
     }
 }
 
 fn insert_typed(tree: &mut DestTree, path: &[String], index: usize) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut current = tree;
     for name in parents {
         let position = match current.children.iter().position(|(n, _)| n == name) {
             Some(p) => p,
             None => {
-                current.children.push((name.clone(), DestEntry::Branch(DestTree::default())));
+                current
+                    .children
+                    .push((name.clone(), DestEntry::Branch(DestTree::default())));
                 current.children.len() - 1
             }
         };
@@ -528,7 +659,9 @@ fn insert_typed(tree: &mut DestTree, path: &[String], index: usize) {
             _ => return,
         };
     }
-    current.children.push((last.clone(), DestEntry::Leaf(index)));
+    current
+        .children
+        .push((last.clone(), DestEntry::Leaf(index)));
 }
 
 fn struct_of(tree: &DestTree, types: &[Option<DataType>]) -> DataType {
@@ -552,7 +685,9 @@ fn infer_mapping_type(mapping: &CompiledMapping, source: &Schema) -> DataType {
     match &mapping.source {
         Source::Attribute(path) => source_path_type(source, path).unwrap_or(DataType::Utf8),
         Source::Static(_) => DataType::Utf8,
-        Source::Expression { expr, .. } => normalize(&infer_expr_type(expr, source).unwrap_or(DataType::Utf8)),
+        Source::Expression { expr, .. } => {
+            normalize(&infer_expr_type(expr, source).unwrap_or(DataType::Utf8))
+        }
     }
 }
 
@@ -564,12 +699,16 @@ pub(super) fn source_path_type(schema: &Schema, path: &FieldPath) -> Option<Data
 }
 
 fn path_type(data_type: &DataType, segments: &[Segment]) -> Option<DataType> {
-    let Some((first, rest)) = segments.split_first() else { return Some(data_type.clone()) };
+    let Some((first, rest)) = segments.split_first() else {
+        return Some(data_type.clone());
+    };
     match (first, data_type) {
         (Segment::Name(name), DataType::Struct(fields)) => {
             path_type(fields.iter().find(|f| f.name() == name)?.data_type(), rest)
         }
-        (Segment::Index(_), DataType::List(item) | DataType::LargeList(item)) => path_type(item.data_type(), rest),
+        (Segment::Index(_), DataType::List(item) | DataType::LargeList(item)) => {
+            path_type(item.data_type(), rest)
+        }
         (Segment::Each, DataType::List(item) | DataType::LargeList(item)) => {
             let inner = path_type(item.data_type(), rest)?;
             Some(DataType::List(Arc::new(Field::new("item", inner, true))))
@@ -597,7 +736,11 @@ fn infer_expr_type(expr: &Expr, source: &Schema) -> Option<DataType> {
             ReturnKind::Float => Some(DataType::Float64),
             ReturnKind::Str => Some(DataType::Utf8),
             ReturnKind::DateTime => Some(timestamp_type()),
-            ReturnKind::StrArray => Some(DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))),
+            ReturnKind::StrArray => Some(DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                true,
+            )))),
             ReturnKind::Dynamic => None,
             ReturnKind::SameAsArgs => {
                 let candidates: Vec<&Expr> = match function {
@@ -615,7 +758,9 @@ fn infer_expr_type(expr: &Expr, source: &Schema) -> Option<DataType> {
                 let single_array = candidates.len() == 1;
                 for candidate in candidates {
                     match infer_expr_type(candidate, source) {
-                        Some(DataType::List(item)) if single_array => return Some(item.data_type().clone()),
+                        Some(DataType::List(item)) if single_array => {
+                            return Some(item.data_type().clone());
+                        }
                         Some(data_type) => return Some(data_type),
                         None => {}
                     }
@@ -623,28 +768,49 @@ fn infer_expr_type(expr: &Expr, source: &Schema) -> Option<DataType> {
                 None
             }
         },
-        ExprKind::Unary { op: UnaryOp::Not, .. } => Some(DataType::Boolean),
-        ExprKind::Unary { op: UnaryOp::Neg, operand } => infer_expr_type(operand, source),
+        ExprKind::Unary {
+            op: UnaryOp::Not, ..
+        } => Some(DataType::Boolean),
+        ExprKind::Unary {
+            op: UnaryOp::Neg,
+            operand,
+        } => infer_expr_type(operand, source),
         ExprKind::Binary { op, lhs, rhs } => match op {
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => {
                 let (l, r) = (infer_expr_type(lhs, source), infer_expr_type(rhs, source));
                 match (l, r) {
-                    (Some(DataType::Utf8), _) | (_, Some(DataType::Utf8)) if *op == BinaryOp::Add => Some(DataType::Utf8),
-                    (Some(DataType::Int64), Some(DataType::Int64)) => Some(DataType::Int64),
-                    (Some(DataType::Int64 | DataType::Float64), Some(DataType::Int64 | DataType::Float64)) => {
-                        Some(DataType::Float64)
+                    (Some(DataType::Utf8), _) | (_, Some(DataType::Utf8))
+                        if *op == BinaryOp::Add =>
+                    {
+                        Some(DataType::Utf8)
                     }
+                    (Some(DataType::Int64), Some(DataType::Int64)) => Some(DataType::Int64),
+                    (
+                        Some(DataType::Int64 | DataType::Float64),
+                        Some(DataType::Int64 | DataType::Float64),
+                    ) => Some(DataType::Float64),
                     _ => None,
                 }
             }
             _ => Some(DataType::Boolean),
         },
-        ExprKind::Conditional { condition, then, otherwise } => match then {
-            Some(then) => infer_expr_type(then, source).or_else(|| infer_expr_type(otherwise, source)),
-            None => infer_expr_type(condition, source).or_else(|| infer_expr_type(otherwise, source)),
+        ExprKind::Conditional {
+            condition,
+            then,
+            otherwise,
+        } => match then {
+            Some(then) => {
+                infer_expr_type(then, source).or_else(|| infer_expr_type(otherwise, source))
+            }
+            None => {
+                infer_expr_type(condition, source).or_else(|| infer_expr_type(otherwise, source))
+            }
         },
         ExprKind::Array(items) => {
-            let item = items.iter().find_map(|i| infer_expr_type(i, source)).unwrap_or(DataType::Utf8);
+            let item = items
+                .iter()
+                .find_map(|i| infer_expr_type(i, source))
+                .unwrap_or(DataType::Utf8);
             Some(DataType::List(Arc::new(Field::new("item", item, true))))
         }
         ExprKind::Object(_) | ExprKind::Member { .. } | ExprKind::Index { .. } => None,
@@ -661,18 +827,25 @@ fn normalize(data_type: &DataType) -> DataType {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32 => DataType::Int64,
-        DataType::UInt64 | DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
-            DataType::Float64
-        }
+        DataType::UInt64
+        | DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal128(_, _) => DataType::Float64,
         DataType::Boolean => DataType::Boolean,
         DataType::Timestamp(_, _) | DataType::Date64 => timestamp_type(),
         DataType::Date32 => DataType::Date32,
         DataType::Struct(fields) => DataType::Struct(
-            fields.iter().map(|f| Field::new(f.name(), normalize(f.data_type()), true)).collect::<Fields>(),
+            fields
+                .iter()
+                .map(|f| Field::new(f.name(), normalize(f.data_type()), true))
+                .collect::<Fields>(),
         ),
-        DataType::List(item) | DataType::LargeList(item) => {
-            DataType::List(Arc::new(Field::new("item", normalize(item.data_type()), true)))
-        }
+        DataType::List(item) | DataType::LargeList(item) => DataType::List(Arc::new(Field::new(
+            "item",
+            normalize(item.data_type()),
+            true,
+        ))),
         _ => DataType::Utf8,
     }
 }

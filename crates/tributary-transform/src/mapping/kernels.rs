@@ -22,9 +22,15 @@ use crate::functions::{DateFormat, Function, parse_implicit_datetime};
 #[derive(Debug, Clone)]
 pub(super) enum Kernel {
     /// `lower`, `upper`, `trim`, `ltrim`, `rtrim` of one field.
-    Text { function: Function, path: FieldPath },
+    Text {
+        function: Function,
+        path: FieldPath,
+    },
     Concat(Vec<Part>),
-    Date { path: FieldPath, format: Option<(String, DateFormat)> },
+    Date {
+        path: FieldPath,
+        format: Option<(String, DateFormat)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -41,22 +47,32 @@ pub(super) struct KernelOutput {
 
 /// Picks a kernel for an expression, if one applies.
 pub(super) fn select(expr: &Expr) -> Option<Kernel> {
-    let ExprKind::Call { function, args } = &expr.kind else { return None };
+    let ExprKind::Call { function, args } = &expr.kind else {
+        return None;
+    };
     let plain_field = |e: &Expr| match &e.kind {
         ExprKind::Field(path) if path.is_plain() => Some(path.clone()),
         _ => None,
     };
     match (function, args.as_slice()) {
-        (Function::Lower | Function::Upper | Function::Trim | Function::Ltrim | Function::Rtrim, [arg]) => {
-            Some(Kernel::Text { function: *function, path: plain_field(arg)? })
-        }
+        (
+            Function::Lower | Function::Upper | Function::Trim | Function::Ltrim | Function::Rtrim,
+            [arg],
+        ) => Some(Kernel::Text {
+            function: *function,
+            path: plain_field(arg)?,
+        }),
         (Function::Concat, args) => {
             let mut parts = Vec::with_capacity(args.len());
             for arg in args {
                 match &arg.kind {
-                    ExprKind::Field(path) if path.is_plain() => parts.push(Part::Column(path.clone())),
+                    ExprKind::Field(path) if path.is_plain() => {
+                        parts.push(Part::Column(path.clone()))
+                    }
                     ExprKind::Literal(Value::Null) => {}
-                    ExprKind::Literal(value @ (Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
+                    ExprKind::Literal(
+                        value @ (Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_)),
+                    ) => {
                         parts.push(Part::Literal(value.to_text().unwrap_or_default()));
                     }
                     _ => return None,
@@ -64,10 +80,25 @@ pub(super) fn select(expr: &Expr) -> Option<Kernel> {
             }
             Some(Kernel::Concat(parts))
         }
-        (Function::Date, [arg]) => Some(Kernel::Date { path: plain_field(arg)?, format: None }),
-        (Function::Date, [arg, Expr { kind: ExprKind::Literal(Value::Str(pattern)), .. }]) => {
+        (Function::Date, [arg]) => Some(Kernel::Date {
+            path: plain_field(arg)?,
+            format: None,
+        }),
+        (
+            Function::Date,
+            [
+                arg,
+                Expr {
+                    kind: ExprKind::Literal(Value::Str(pattern)),
+                    ..
+                },
+            ],
+        ) => {
             let format = pattern.parse::<DateFormat>().ok()?;
-            Some(Kernel::Date { path: plain_field(arg)?, format: Some((pattern.clone(), format)) })
+            Some(Kernel::Date {
+                path: plain_field(arg)?,
+                format: Some((pattern.clone(), format)),
+            })
         }
         _ => None,
     }
@@ -79,10 +110,17 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
     match kernel {
         Kernel::Text { function, path } => {
             let column = string_column(batch, path)?;
-            let mut builder = StringBuilder::with_capacity(n_rows, column.as_ref().map_or(0, |c| c.value_data().len()));
+            let mut builder = StringBuilder::with_capacity(
+                n_rows,
+                column.as_ref().map_or(0, |c| c.value_data().len()),
+            );
             let mut buf = String::new();
             for row in 0..n_rows {
-                let Some(text) = column.as_ref().filter(|c| c.is_valid(row)).map(|c| c.value(row)) else {
+                let Some(text) = column
+                    .as_ref()
+                    .filter(|c| c.is_valid(row))
+                    .map(|c| c.value(row))
+                else {
                     builder.append_null();
                     continue;
                 };
@@ -108,7 +146,10 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
                     _ => builder.append_value(text.trim_end()),
                 }
             }
-            Some(KernelOutput { array: Arc::new(builder.finish()), errors: Vec::new() })
+            Some(KernelOutput {
+                array: Arc::new(builder.finish()),
+                errors: Vec::new(),
+            })
         }
         Kernel::Concat(parts) => {
             enum Resolved {
@@ -154,14 +195,22 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
                     builder.append_null();
                 }
             }
-            Some(KernelOutput { array: Arc::new(builder.finish()), errors: Vec::new() })
+            Some(KernelOutput {
+                array: Arc::new(builder.finish()),
+                errors: Vec::new(),
+            })
         }
         Kernel::Date { path, format } => {
             let column = string_column(batch, path)?;
-            let mut builder = TimestampMicrosecondBuilder::with_capacity(n_rows).with_timezone("UTC");
+            let mut builder =
+                TimestampMicrosecondBuilder::with_capacity(n_rows).with_timezone("UTC");
             let mut errors = Vec::new();
             for row in 0..n_rows {
-                let Some(text) = column.as_ref().filter(|c| c.is_valid(row)).map(|c| c.value(row)) else {
+                let Some(text) = column
+                    .as_ref()
+                    .filter(|c| c.is_valid(row))
+                    .map(|c| c.value(row))
+                else {
                     builder.append_null();
                     continue;
                 };
@@ -174,7 +223,9 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
                     None => {
                         // The same message as the row-by-row `date` function.
                         let message = match format {
-                            Some((pattern, _)) => format!("date: {text:?} does not match the date format {pattern:?}"),
+                            Some((pattern, _)) => {
+                                format!("date: {text:?} does not match the date format {pattern:?}")
+                            }
                             None => format!("date: {text:?} matches no date pattern"),
                         };
                         errors.push((row, message));
@@ -182,7 +233,10 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
                     }
                 }
             }
-            Some(KernelOutput { array: Arc::new(builder.finish()), errors })
+            Some(KernelOutput {
+                array: Arc::new(builder.finish()),
+                errors,
+            })
         }
     }
 }
@@ -192,7 +246,9 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
 fn string_column(batch: &RecordBatch, path: &FieldPath) -> Option<Option<StringArray>> {
     match resolve_plain(batch, path) {
         None => Some(None),
-        Some(array) if array.data_type() == &DataType::Utf8 => Some(Some(array.as_string::<i32>().clone())),
+        Some(array) if array.data_type() == &DataType::Utf8 => {
+            Some(Some(array.as_string::<i32>().clone()))
+        }
         Some(array) if array.data_type() == &DataType::Null => Some(None),
         Some(_) => None,
     }

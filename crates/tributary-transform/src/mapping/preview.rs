@@ -49,7 +49,10 @@ pub enum PreviewError {
 }
 
 /// Previews a mapping set on sample records, without a target schema.
-pub fn preview(mapping_set: &MappingSet, records: &[serde_json::Value]) -> Result<Vec<PreviewRow>, PreviewError> {
+pub fn preview(
+    mapping_set: &MappingSet,
+    records: &[serde_json::Value],
+) -> Result<Vec<PreviewRow>, PreviewError> {
     preview_with_schema(mapping_set, records, None)
 }
 
@@ -63,7 +66,8 @@ pub fn preview_with_schema(
         return Err(PreviewError::NotAnObject { index });
     }
     let batch = records_to_batch(records)?;
-    let plan = compile(mapping_set, batch.schema().as_ref(), target).map_err(PreviewError::Compile)?;
+    let plan =
+        compile(mapping_set, batch.schema().as_ref(), target).map_err(PreviewError::Compile)?;
     if records.is_empty() {
         return Ok(Vec::new());
     }
@@ -80,10 +84,17 @@ pub fn preview_with_schema(
         )),
         outcome.columns,
     )?;
-    let mut rows: Vec<PreviewRow> =
-        (0..mapped.num_rows()).map(|row| PreviewRow { data: row_to_json(&mapped, row), errors: Vec::new() }).collect();
+    let mut rows: Vec<PreviewRow> = (0..mapped.num_rows())
+        .map(|row| PreviewRow {
+            data: row_to_json(&mapped, row),
+            errors: Vec::new(),
+        })
+        .collect();
     for problem in outcome.problems {
-        let source = problem.mapping.map(|m| plan.mappings[m].source_text.clone()).unwrap_or_default();
+        let source = problem
+            .mapping
+            .map(|m| plan.mappings[m].source_text.clone())
+            .unwrap_or_default();
         rows[problem.row].errors.push(PreviewRowError {
             destination: problem.error.destination,
             source,
@@ -104,17 +115,30 @@ fn records_to_batch(records: &[serde_json::Value]) -> Result<RecordBatch, Previe
         ndjson.extend_from_slice(record.to_string().as_bytes());
         ndjson.push(b'\n');
     }
-    let options = DecoderOptions { batch_rows: records.len(), ..DecoderOptions::default() };
+    let options = DecoderOptions {
+        batch_rows: records.len(),
+        ..DecoderOptions::default()
+    };
     let mut decoder = RecordDecoder::new(options);
     let decode_error = |err: crate::decode::DecodeError| PreviewError::Decode(err.to_string());
-    let mut batches = decoder.decode_page(0, &ndjson).map_err(decode_error)?.batches;
+    let mut batches = decoder
+        .decode_page(0, &ndjson)
+        .map_err(decode_error)?
+        .batches;
     batches.extend(decoder.finish().map_err(decode_error)?);
     let Some(first) = batches.first() else {
         return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
     };
-    Ok(arrow_select::concat::concat_batches(&first.schema(), &batches)?)
+    Ok(arrow_select::concat::concat_batches(
+        &first.schema(),
+        &batches,
+    )?)
 }
 
 fn join(errors: &[CompileError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -19,14 +19,17 @@ use super::{MappingSet, apply, compile, preview, preview_with_schema, threshold_
 use crate::schema::json_schema_to_arrow;
 
 fn mapping_set(json: &Json) -> MappingSet {
-    tributary_spec::mapping_set_from_value("test.json", json).unwrap_or_else(|err| panic!("invalid test mapping set: {err:#?}"))
+    tributary_spec::mapping_set_from_value("test.json", json)
+        .unwrap_or_else(|err| panic!("invalid test mapping set: {err:#?}"))
 }
 
 /// Source records → one batch, types inferred from the records.
 fn batch_from(records: &Json) -> RecordBatch {
     let records = records.as_array().expect("records are an array");
     let schema = infer_json_schema_from_iterator(records.iter().map(|r| Ok(r.clone()))).unwrap();
-    let mut decoder = ReaderBuilder::new(Arc::new(schema)).build_decoder().unwrap();
+    let mut decoder = ReaderBuilder::new(Arc::new(schema))
+        .build_decoder()
+        .unwrap();
     decoder.serialize(records).unwrap();
     decoder.flush().unwrap().unwrap()
 }
@@ -43,7 +46,12 @@ fn render(mapping: &Json, records: &Json, target: Option<&Json>) -> String {
     let target = target_schema(target);
     let plan = match compile(&set, batch.schema().as_ref(), target.as_ref()) {
         Ok(plan) => plan,
-        Err(errors) => return errors.iter().map(|e| format!("compile error: {e}\n")).collect(),
+        Err(errors) => {
+            return errors
+                .iter()
+                .map(|e| format!("compile error: {e}\n"))
+                .collect();
+        }
     };
     let mapped = apply(&plan, &batch).expect("apply");
     render_mapped(&mapped)
@@ -56,22 +64,35 @@ fn render_mapped(mapped: &super::MappedBatch) -> String {
             "{}: {}{}\n",
             field.name(),
             field.data_type(),
-            if field.is_nullable() { "" } else { " (required)" }
+            if field.is_nullable() {
+                ""
+            } else {
+                " (required)"
+            }
         ));
     }
     out.push_str(&pretty_table(&mapped.batch));
     out.push('\n');
     for rejected in &mapped.rejected {
-        out.push_str(&format!("rejected row {}: {}\n", rejected.row_index, rejected.original));
+        out.push_str(&format!(
+            "rejected row {}: {}\n",
+            rejected.row_index, rejected.original
+        ));
         for error in &rejected.errors {
-            out.push_str(&format!("  {} {}: {}\n", error.code, error.destination, error.message));
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                error.code, error.destination, error.message
+            ));
         }
     }
     for (code, rows) in &mapped.warnings {
         out.push_str(&format!("warnings {code}: {rows} row(s)\n"));
     }
     for sample in &mapped.warning_samples {
-        out.push_str(&format!("  row {} {}: {}\n", sample.row_index, sample.error.destination, sample.error.message));
+        out.push_str(&format!(
+            "  row {} {}: {}\n",
+            sample.row_index, sample.error.destination, sample.error.message
+        ));
     }
     out
 }
@@ -83,11 +104,16 @@ fn pretty_table(batch: &RecordBatch) -> String {
         match data_type {
             DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("+00:00".into())),
             DataType::Struct(fields) => DataType::Struct(
-                fields.iter().map(|f| Field::new(f.name(), displayable(f.data_type()), f.is_nullable())).collect::<Fields>(),
+                fields
+                    .iter()
+                    .map(|f| Field::new(f.name(), displayable(f.data_type()), f.is_nullable()))
+                    .collect::<Fields>(),
             ),
-            DataType::List(item) => {
-                DataType::List(Arc::new(Field::new(item.name(), displayable(item.data_type()), item.is_nullable())))
-            }
+            DataType::List(item) => DataType::List(Arc::new(Field::new(
+                item.name(),
+                displayable(item.data_type()),
+                item.is_nullable(),
+            ))),
             other => other.clone(),
         }
     }
@@ -99,7 +125,9 @@ fn pretty_table(batch: &RecordBatch) -> String {
         fields.push(Field::new(field.name(), data_type, true));
     }
     let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    let display = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).unwrap();
+    let display =
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+            .unwrap();
     pretty_format_batches(&[display]).unwrap().to_string()
 }
 
@@ -130,15 +158,25 @@ fn members() -> Json {
 }
 
 fn mailchimp_files() -> (Json, Json) {
-    let mapping = serde_json::from_str(include_str!("../../../../configs/mappings/mailchimp-members.json")).unwrap();
-    let schema = serde_json::from_str(include_str!("../../../../configs/schemas/mailchimp-members.schema.json")).unwrap();
+    let mapping = serde_json::from_str(include_str!(
+        "../../../../configs/mappings/mailchimp-members.json"
+    ))
+    .unwrap();
+    let schema = serde_json::from_str(include_str!(
+        "../../../../configs/schemas/mailchimp-members.schema.json"
+    ))
+    .unwrap();
     (mapping, schema)
 }
 
 #[test]
 fn mailchimp_members_mapping_with_its_target_schema() {
     let (mapping, schema) = mailchimp_files();
-    check(mapping, members(), Some(schema), expect![[r#"
+    check(
+        mapping,
+        members(),
+        Some(schema),
+        expect![[r#"
         personID: Utf8 (required)
         personalEmail: Struct("address": Utf8)
         person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
@@ -159,13 +197,18 @@ fn mailchimp_members_mapping_with_its_target_schema() {
           INGEST-1555-400 personID: required field `personID` is missing or null
         warnings MAPPER-3700-400: 1 row(s)
           row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn mailchimp_members_mapping_without_a_target_schema_derives_types() {
     let (mapping, _) = mailchimp_files();
-    check(mapping, members(), None, expect![[r#"
+    check(
+        mapping,
+        members(),
+        None,
+        expect![[r#"
         personID: Utf8
         personalEmail: Struct("address": Utf8)
         person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
@@ -183,7 +226,8 @@ fn mailchimp_members_mapping_without_a_target_schema_derives_types() {
         +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
         warnings MAPPER-3700-400: 1 row(s)
           row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -294,7 +338,11 @@ fn object_to_object_copy_keeps_or_matches_the_subtree() {
         {"address": null}
     ]);
     let mapping = current(&[("ATTRIBUTE", "address", "homeAddress")]);
-    check(mapping.clone(), records.clone(), None, expect![[r#"
+    check(
+        mapping.clone(),
+        records.clone(),
+        None,
+        expect![[r#"
         homeAddress: Struct("city": Utf8, "zip": Utf8, "extra": Struct("floor": Int64))
         +----------------------------------------------+
         | homeAddress                                  |
@@ -302,10 +350,15 @@ fn object_to_object_copy_keeps_or_matches_the_subtree() {
         | {city: Paris, zip: 75001, extra: {floor: 3}} |
         |                                              |
         +----------------------------------------------+
-    "#]]);
+    "#]],
+    );
     let target = json!({"type": "object", "properties": {"homeAddress": {"type": "object", "properties": {
         "city": {"type": "string"}, "zip": {"type": "integer"}, "country": {"type": "string"}}}}});
-    check(mapping, records, Some(target), expect![[r#"
+    check(
+        mapping,
+        records,
+        Some(target),
+        expect![[r#"
         homeAddress: Struct("city": Utf8, "zip": Int64, "country": Utf8)
         +--------------------------------------+
         | homeAddress                          |
@@ -313,7 +366,8 @@ fn object_to_object_copy_keeps_or_matches_the_subtree() {
         | {city: Paris, zip: 75001, country: } |
         |                                      |
         +--------------------------------------+
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -484,12 +538,22 @@ fn compile_errors_name_the_mapping_and_the_position() {
             error: unclosed group
         "#]],
     );
-    check(current(&[("ATTRIBUTE", "x", "a"), ("ATTRIBUTE", "y", "a.b")]), json!([{"x": 1}]), None, expect![[r#"
+    check(
+        current(&[("ATTRIBUTE", "x", "a"), ("ATTRIBUTE", "y", "a.b")]),
+        json!([{"x": 1}]),
+        None,
+        expect![[r#"
         compile error: mapping 1 (destination "a.b"): `a` is written whole by another mapping, so nothing can be written inside it
-    "#]]);
-    check(json!({"mappings": []}), json!([{"x": 1}]), None, expect![[r#"
+    "#]],
+    );
+    check(
+        json!({"mappings": []}),
+        json!([{"x": 1}]),
+        None,
+        expect![[r#"
         compile error: mapping set: the mapping set has no mappings
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -529,11 +593,27 @@ fn kernels_and_row_by_row_evaluation_agree() {
     let uses_kernel: Vec<bool> = expressions
         .iter()
         .map(|e| {
-            let plan = compile(&mapping_set(&current(&[("EXPRESSION", e, "out")])), batch.schema().as_ref(), None).unwrap();
-            matches!(&plan.mappings[0].source, Source::Expression { kernel: Some(_), .. })
+            let plan = compile(
+                &mapping_set(&current(&[("EXPRESSION", e, "out")])),
+                batch.schema().as_ref(),
+                None,
+            )
+            .unwrap();
+            matches!(
+                &plan.mappings[0].source,
+                Source::Expression {
+                    kernel: Some(_),
+                    ..
+                }
+            )
         })
         .collect();
-    assert_eq!(uses_kernel, [true, true, true, true, true, true, true, true, true, true, true]);
+    assert_eq!(
+        uses_kernel,
+        [
+            true, true, true, true, true, true, true, true, true, true, true
+        ]
+    );
 }
 
 #[test]
@@ -580,7 +660,10 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
         ("EXPRESSION", "to_integer(age)", "person.age"),
     ]));
     // `age` is a number in one record and a string in the other: decoding keeps both as text.
-    let records = vec![json!({"first": "Ada", "age": 36}), json!({"first": "Alan", "age": "forty"})];
+    let records = vec![
+        json!({"first": "Ada", "age": 36}),
+        json!({"first": "Alan", "age": "forty"}),
+    ];
     let rows = preview(&set, &records).unwrap();
     expect![[r#"
         [
@@ -679,8 +762,13 @@ fn now_is_the_same_for_every_row_of_a_batch() {
     let set = mapping_set(&current(&[("EXPRESSION", "timestamp()", "t")]));
     let batch = batch_from(&json!([{"x": 1}, {"x": 2}, {"x": 3}]));
     let plan = compile(&set, batch.schema().as_ref(), None).unwrap();
-    let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().to_utc();
+    let now = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
     let outcome = run(&plan, &batch, now).unwrap();
-    let column = outcome.columns[0].as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+    let column = outcome.columns[0]
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap();
     assert_eq!(column.values().to_vec(), vec![1_704_067_200_000; 3]);
 }

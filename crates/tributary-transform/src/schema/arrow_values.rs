@@ -7,15 +7,18 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, ListArray, NullArray, RecordBatch, StructArray, new_null_array};
+use arrow_array::{
+    Array, ArrayRef, ListArray, NullArray, RecordBatch, StructArray, new_null_array,
+};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -53,17 +56,29 @@ pub fn array_value(array: &dyn Array, row: usize) -> Value {
             let v = array.as_primitive::<UInt64Type>().value(row);
             i64::try_from(v).map_or(Value::Float(v as f64), Value::Int)
         }
-        DataType::Float32 => Value::Float(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        DataType::Float32 => {
+            Value::Float(f64::from(array.as_primitive::<Float32Type>().value(row)))
+        }
         DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => Value::Str(array.as_string::<i32>().value(row).to_owned()),
         DataType::LargeUtf8 => Value::Str(array.as_string::<i64>().value(row).to_owned()),
         DataType::Utf8View => Value::Str(array.as_string_view().value(row).to_owned()),
         DataType::Timestamp(unit, _) => {
             let micros = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row).checked_mul(1_000_000),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row).checked_mul(1000),
-                TimeUnit::Microsecond => Some(array.as_primitive::<TimestampMicrosecondType>().value(row)),
-                TimeUnit::Nanosecond => Some(array.as_primitive::<TimestampNanosecondType>().value(row) / 1000),
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .checked_mul(1_000_000),
+                TimeUnit::Millisecond => array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .checked_mul(1000),
+                TimeUnit::Microsecond => {
+                    Some(array.as_primitive::<TimestampMicrosecondType>().value(row))
+                }
+                TimeUnit::Nanosecond => {
+                    Some(array.as_primitive::<TimestampNanosecondType>().value(row) / 1000)
+                }
             };
             micros
                 .and_then(DateTime::from_timestamp_micros)
@@ -73,29 +88,46 @@ pub fn array_value(array: &dyn Array, row: usize) -> Value {
             let days = array.as_primitive::<Date32Type>().value(row);
             days.checked_add(EPOCH_DAYS_FROM_CE)
                 .and_then(NaiveDate::from_num_days_from_ce_opt)
-                .map_or(Value::Null, |d| Value::DateTime(d.and_hms_opt(0, 0, 0).map_or_else(Default::default, |n| n.and_utc().fixed_offset())))
+                .map_or(Value::Null, |d| {
+                    Value::DateTime(
+                        d.and_hms_opt(0, 0, 0)
+                            .map_or_else(Default::default, |n| n.and_utc().fixed_offset()),
+                    )
+                })
         }
-        DataType::Date64 => DateTime::from_timestamp_millis(array.as_primitive::<Date64Type>().value(row))
-            .map_or(Value::Null, |dt| Value::DateTime(dt.fixed_offset())),
+        DataType::Date64 => {
+            DateTime::from_timestamp_millis(array.as_primitive::<Date64Type>().value(row))
+                .map_or(Value::Null, |dt| Value::DateTime(dt.fixed_offset()))
+        }
         DataType::Struct(fields) => {
             let structs = array.as_struct();
             Value::Object(
                 fields
                     .iter()
                     .zip(structs.columns())
-                    .map(|(field, column)| (field.name().clone(), array_value(column.as_ref(), row)))
+                    .map(|(field, column)| {
+                        (field.name().clone(), array_value(column.as_ref(), row))
+                    })
                     .collect(),
             )
         }
         DataType::List(_) => {
             let list = array.as_list::<i32>();
             let items = list.value(row);
-            Value::Array((0..items.len()).map(|i| array_value(items.as_ref(), i)).collect())
+            Value::Array(
+                (0..items.len())
+                    .map(|i| array_value(items.as_ref(), i))
+                    .collect(),
+            )
         }
         DataType::LargeList(_) => {
             let list = array.as_list::<i64>();
             let items = list.value(row);
-            Value::Array((0..items.len()).map(|i| array_value(items.as_ref(), i)).collect())
+            Value::Array(
+                (0..items.len())
+                    .map(|i| array_value(items.as_ref(), i))
+                    .collect(),
+            )
         }
         DataType::Map(_, _) => {
             let map = array.as_map();
@@ -103,7 +135,12 @@ pub fn array_value(array: &dyn Array, row: usize) -> Value {
             let (keys, values) = (entries.column(0), entries.column(1));
             Value::Object(
                 (0..entries.len())
-                    .map(|i| (array_value(keys.as_ref(), i).to_text().unwrap_or_default(), array_value(values.as_ref(), i)))
+                    .map(|i| {
+                        (
+                            array_value(keys.as_ref(), i).to_text().unwrap_or_default(),
+                            array_value(values.as_ref(), i),
+                        )
+                    })
                     .collect(),
             )
         }
@@ -126,7 +163,10 @@ pub fn row_to_json(batch: &RecordBatch, row: usize) -> serde_json::Value {
     let schema = batch.schema();
     let mut object = serde_json::Map::with_capacity(batch.num_columns());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        object.insert(field.name().clone(), array_value(column.as_ref(), row).to_json());
+        object.insert(
+            field.name().clone(),
+            array_value(column.as_ref(), row).to_json(),
+        );
     }
     serde_json::Value::Object(object)
 }
@@ -138,13 +178,18 @@ pub fn coerce_value(value: Value, data_type: &DataType) -> Result<Value, String>
         return Ok(Value::Null);
     }
     let mismatch = |value: &Value, expected: &str| {
-        Err(format!("cannot convert {} to {expected}", crate::functions::describe_value(value)))
+        Err(format!(
+            "cannot convert {} to {expected}",
+            crate::functions::describe_value(value)
+        ))
     };
     match data_type {
         DataType::Null => Ok(Value::Null),
         DataType::Boolean => match &value {
             Value::Bool(_) => Ok(value),
-            Value::Str(s) => string_to_bool(s).map(Value::Bool).map_or_else(|| mismatch(&value, "a boolean"), Ok),
+            Value::Str(s) => string_to_bool(s)
+                .map(Value::Bool)
+                .map_or_else(|| mismatch(&value, "a boolean"), Ok),
             _ => mismatch(&value, "a boolean"),
         },
         DataType::Int8
@@ -159,7 +204,9 @@ pub fn coerce_value(value: Value, data_type: &DataType) -> Result<Value, String>
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Value::Int(*f as i64)),
             Value::Str(s) => match parse_number(s) {
                 Some(Value::Int(i)) => Ok(Value::Int(i)),
-                Some(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Value::Int(f as i64)),
+                Some(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+                    Ok(Value::Int(f as i64))
+                }
                 _ => mismatch(&value, "an integer"),
             },
             _ => mismatch(&value, "an integer"),
@@ -180,7 +227,12 @@ pub fn coerce_value(value: Value, data_type: &DataType) -> Result<Value, String>
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => match &value {
             Value::DateTime(_) => Ok(value),
             Value::Str(s) => parse_implicit_datetime(s).map(Value::DateTime).map_or_else(
-                || Err(format!("cannot convert {} to a date-time: it matches no date pattern", crate::functions::describe_value(&value))),
+                || {
+                    Err(format!(
+                        "cannot convert {} to a date-time: it matches no date pattern",
+                        crate::functions::describe_value(&value)
+                    ))
+                },
                 Ok,
             ),
             Value::Int(ms) => DateTime::from_timestamp_millis(*ms)
@@ -192,23 +244,32 @@ pub fn coerce_value(value: Value, data_type: &DataType) -> Result<Value, String>
             Value::Object(entries) => {
                 let mut out = Vec::with_capacity(fields.len());
                 for field in fields {
-                    let child = entries.iter().find(|(k, _)| k == field.name()).map_or(Value::Null, |(_, v)| v.clone());
-                    let child = coerce_value(child, field.data_type()).map_err(|err| format!("{}: {err}", field.name()))?;
+                    let child = entries
+                        .iter()
+                        .find(|(k, _)| k == field.name())
+                        .map_or(Value::Null, |(_, v)| v.clone());
+                    let child = coerce_value(child, field.data_type())
+                        .map_err(|err| format!("{}: {err}", field.name()))?;
                     out.push((field.name().clone(), child));
                 }
                 Ok(Value::Object(out))
             }
-            Value::Str(ref s) if s.trim_start().starts_with('{') => match serde_json::from_str::<serde_json::Value>(s) {
-                Ok(json) => coerce_value(Value::from_json(&json), data_type),
-                Err(_) => mismatch(&value, "an object"),
-            },
+            Value::Str(ref s) if s.trim_start().starts_with('{') => {
+                match serde_json::from_str::<serde_json::Value>(s) {
+                    Ok(json) => coerce_value(Value::from_json(&json), data_type),
+                    Err(_) => mismatch(&value, "an object"),
+                }
+            }
             other => mismatch(&other, "an object"),
         },
         DataType::List(field) | DataType::LargeList(field) => match value {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.into_iter().enumerate() {
-                    out.push(coerce_value(item, field.data_type()).map_err(|err| format!("[{i}]: {err}"))?);
+                    out.push(
+                        coerce_value(item, field.data_type())
+                            .map_err(|err| format!("[{i}]: {err}"))?,
+                    );
                 }
                 Ok(Value::Array(out))
             }
@@ -254,23 +315,43 @@ pub fn coerce_array(array: &ArrayRef, target: &DataType) -> (ArrayRef, Vec<Coerc
                 Err(err) => fallback(array, target, Some(err.to_string())),
             }
         }
-        (DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32, DataType::Int64)
-        | (DataType::Float32 | DataType::Int64, DataType::Float64) => match arrow_cast::cast(array, target) {
-            Ok(out) => (out, Vec::new()),
-            Err(err) => fallback(array, target, Some(err.to_string())),
-        },
+        (
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32,
+            DataType::Int64,
+        )
+        | (DataType::Float32 | DataType::Int64, DataType::Float64) => {
+            match arrow_cast::cast(array, target) {
+                Ok(out) => (out, Vec::new()),
+                Err(err) => fallback(array, target, Some(err.to_string())),
+            }
+        }
         _ => fallback(array, target, None),
     }
 }
 
 /// Value-by-value coercion for conversions without a kernel.
-fn fallback(array: &ArrayRef, target: &DataType, _reason: Option<String>) -> (ArrayRef, Vec<CoerceError>) {
-    let values: Vec<Value> = (0..array.len()).map(|row| array_value(array.as_ref(), row)).collect();
+fn fallback(
+    array: &ArrayRef,
+    target: &DataType,
+    _reason: Option<String>,
+) -> (ArrayRef, Vec<CoerceError>) {
+    let values: Vec<Value> = (0..array.len())
+        .map(|row| array_value(array.as_ref(), row))
+        .collect();
     values_to_array(&values, target)
 }
 
 fn prefix(mut error: CoerceError, name: &str) -> CoerceError {
-    error.path = if error.path.is_empty() { name.to_owned() } else { format!("{name}.{}", error.path) };
+    error.path = if error.path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{}", error.path)
+    };
     error
 }
 
@@ -293,7 +374,10 @@ pub(crate) fn nullable_type(data_type: &DataType) -> DataType {
 
 /// Rebuilds an array built with nullable fields so that its type is exactly `target`
 /// (nullability included). Callers have already removed rows that break `required`.
-pub(crate) fn conform_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, arrow_schema::ArrowError> {
+pub(crate) fn conform_array(
+    array: &ArrayRef,
+    target: &DataType,
+) -> Result<ArrayRef, arrow_schema::ArrowError> {
     if array.data_type() == target {
         return Ok(Arc::clone(array));
     }
@@ -304,12 +388,21 @@ pub(crate) fn conform_array(array: &ArrayRef, target: &DataType) -> Result<Array
             for (field, child) in fields.iter().zip(structs.columns()) {
                 children.push(conform_array(child, field.data_type())?);
             }
-            Ok(Arc::new(StructArray::try_new(fields.clone(), children, structs.nulls().cloned())?))
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                children,
+                structs.nulls().cloned(),
+            )?))
         }
         DataType::List(field) => {
             let list = array.as_list::<i32>();
             let values = conform_array(list.values(), field.data_type())?;
-            Ok(Arc::new(ListArray::try_new(Arc::clone(field), list.offsets().clone(), values, list.nulls().cloned())?))
+            Ok(Arc::new(ListArray::try_new(
+                Arc::clone(field),
+                list.offsets().clone(),
+                values,
+                list.nulls().cloned(),
+            )?))
         }
         _ => arrow_cast::cast(array, target),
     }
@@ -335,12 +428,19 @@ fn build(
                         Ok(Value::Null) => None,
                         Ok(c) => Some(c),
                         Err(message) => {
-                            errors.push(CoerceError { row: row_of(i), path: path.to_owned(), message });
+                            errors.push(CoerceError {
+                                row: row_of(i),
+                                path: path.to_owned(),
+                                message,
+                            });
                             None
                         }
                     },
                 };
-                #[allow(clippy::redundant_closure_call, reason = "the macro takes the push as a closure")]
+                #[allow(
+                    clippy::redundant_closure_call,
+                    reason = "the macro takes the push as a closure"
+                )]
                 $push(&mut builder, coerced);
             }
             Arc::new(builder.finish()) as ArrayRef
@@ -348,26 +448,63 @@ fn build(
     }
     match data_type {
         DataType::Null => Arc::new(NullArray::new(len)),
-        DataType::Boolean => leaf!(BooleanBuilder::with_capacity(len), |b: &mut BooleanBuilder, v: Option<Value>| {
-            b.append_option(match v { Some(Value::Bool(x)) => Some(x), _ => None })
-        }),
-        DataType::Int64 => leaf!(Int64Builder::with_capacity(len), |b: &mut Int64Builder, v: Option<Value>| {
-            b.append_option(match v { Some(Value::Int(x)) => Some(x), _ => None })
-        }),
-        DataType::Float64 => leaf!(Float64Builder::with_capacity(len), |b: &mut Float64Builder, v: Option<Value>| {
-            b.append_option(match v { Some(Value::Float(x)) => Some(x), Some(Value::Int(x)) => Some(x as f64), _ => None })
-        }),
-        DataType::Utf8 => leaf!(StringBuilder::with_capacity(len, len * 16), |b: &mut StringBuilder, v: Option<Value>| {
-            b.append_option(match v { Some(Value::Str(x)) => Some(x), _ => None })
-        }),
+        DataType::Boolean => leaf!(
+            BooleanBuilder::with_capacity(len),
+            |b: &mut BooleanBuilder, v: Option<Value>| {
+                b.append_option(match v {
+                    Some(Value::Bool(x)) => Some(x),
+                    _ => None,
+                })
+            }
+        ),
+        DataType::Int64 => leaf!(
+            Int64Builder::with_capacity(len),
+            |b: &mut Int64Builder, v: Option<Value>| {
+                b.append_option(match v {
+                    Some(Value::Int(x)) => Some(x),
+                    _ => None,
+                })
+            }
+        ),
+        DataType::Float64 => leaf!(
+            Float64Builder::with_capacity(len),
+            |b: &mut Float64Builder, v: Option<Value>| {
+                b.append_option(match v {
+                    Some(Value::Float(x)) => Some(x),
+                    Some(Value::Int(x)) => Some(x as f64),
+                    _ => None,
+                })
+            }
+        ),
+        DataType::Utf8 => leaf!(
+            StringBuilder::with_capacity(len, len * 16),
+            |b: &mut StringBuilder, v: Option<Value>| {
+                b.append_option(match v {
+                    Some(Value::Str(x)) => Some(x),
+                    _ => None,
+                })
+            }
+        ),
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            leaf!(TimestampMicrosecondBuilder::with_capacity(len).with_timezone_opt(tz.clone()), |b: &mut TimestampMicrosecondBuilder, v: Option<Value>| {
-                b.append_option(match v { Some(Value::DateTime(dt)) => Some(dt.timestamp_micros()), _ => None })
-            })
+            leaf!(
+                TimestampMicrosecondBuilder::with_capacity(len).with_timezone_opt(tz.clone()),
+                |b: &mut TimestampMicrosecondBuilder, v: Option<Value>| {
+                    b.append_option(match v {
+                        Some(Value::DateTime(dt)) => Some(dt.timestamp_micros()),
+                        _ => None,
+                    })
+                }
+            )
         }
-        DataType::Date32 => leaf!(Date32Builder::with_capacity(len), |b: &mut Date32Builder, v: Option<Value>| {
-            b.append_option(match v { Some(Value::DateTime(dt)) => Some(date32(&dt)), _ => None })
-        }),
+        DataType::Date32 => leaf!(
+            Date32Builder::with_capacity(len),
+            |b: &mut Date32Builder, v: Option<Value>| {
+                b.append_option(match v {
+                    Some(Value::DateTime(dt)) => Some(date32(&dt)),
+                    _ => None,
+                })
+            }
+        ),
         DataType::Struct(fields) => {
             let rows = values;
             let mut validity = Vec::with_capacity(len);
@@ -379,7 +516,10 @@ fn build(
                         errors.push(CoerceError {
                             row: row_of(i),
                             path: path.to_owned(),
-                            message: format!("cannot convert {} to an object", crate::functions::describe_value(other)),
+                            message: format!(
+                                "cannot convert {} to an object",
+                                crate::functions::describe_value(other)
+                            ),
                         });
                         false
                     }
@@ -388,16 +528,28 @@ fn build(
             }
             let mut children = Vec::with_capacity(fields.len());
             for field in fields {
-                let child_path = if path.is_empty() { field.name().clone() } else { format!("{path}.{}", field.name()) };
+                let child_path = if path.is_empty() {
+                    field.name().clone()
+                } else {
+                    format!("{path}.{}", field.name())
+                };
                 let child_values: Vec<Option<&Value>> = rows
                     .iter()
                     .zip(&validity)
                     .map(|(value, valid)| match value {
-                        Some(object) if *valid => Some(object.get(field.name()).unwrap_or(&Value::Null)),
+                        Some(object) if *valid => {
+                            Some(object.get(field.name()).unwrap_or(&Value::Null))
+                        }
                         _ => None,
                     })
                     .collect();
-                children.push(build(&child_values, field.data_type(), errors, row_of, &child_path));
+                children.push(build(
+                    &child_values,
+                    field.data_type(),
+                    errors,
+                    row_of,
+                    &child_path,
+                ));
             }
             let nulls = NullBuffer::from(validity);
             let nulls = (nulls.null_count() > 0).then_some(nulls);
@@ -428,7 +580,10 @@ fn build(
                         errors.push(CoerceError {
                             row: row_of(i),
                             path: path.to_owned(),
-                            message: format!("cannot convert {} to an array", crate::functions::describe_value(other)),
+                            message: format!(
+                                "cannot convert {} to an array",
+                                crate::functions::describe_value(other)
+                            ),
                         });
                         lengths.push(0);
                         validity.push(false);
@@ -437,10 +592,21 @@ fn build(
             }
             let item_path = format!("{path}[]");
             let flat: Vec<Option<&Value>> = flat.into_iter().map(Some).collect();
-            let child = build(&flat, item.data_type(), errors, &|i| flat_rows[i], &item_path);
+            let child = build(
+                &flat,
+                item.data_type(),
+                errors,
+                &|i| flat_rows[i],
+                &item_path,
+            );
             let nulls = NullBuffer::from(validity);
             let nulls = (nulls.null_count() > 0).then_some(nulls);
-            match ListArray::try_new(Arc::new(nullable_field(item)), OffsetBuffer::from_lengths(lengths), child, nulls) {
+            match ListArray::try_new(
+                Arc::new(nullable_field(item)),
+                OffsetBuffer::from_lengths(lengths),
+                child,
+                nulls,
+            ) {
                 Ok(array) => Arc::new(array),
                 Err(_) => new_null_array(&nullable_type(data_type), len),
             }

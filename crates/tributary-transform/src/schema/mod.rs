@@ -22,7 +22,9 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::Value as Json;
 
-pub use arrow_values::{CoerceError, array_value, coerce_array, coerce_value, row_to_json, values_to_array};
+pub use arrow_values::{
+    CoerceError, array_value, coerce_array, coerce_value, row_to_json, values_to_array,
+};
 pub(crate) use arrow_values::{conform_array, nullable_field, nullable_type};
 
 /// A JSON schema that cannot be turned into Arrow types; `pointer` is the JSON pointer of the
@@ -44,7 +46,10 @@ pub fn json_schema_to_arrow(schema: &Json) -> Result<Schema, SchemaError> {
     let root = merged_object(schema, "")?;
     match root.properties {
         Some(properties) => Ok(Schema::new(object_fields(&properties, &root.required, "")?)),
-        None => Err(SchemaError::new("", "the root of a target schema must be an object with `properties`")),
+        None => Err(SchemaError::new(
+            "",
+            "the root of a target schema must be an object with `properties`",
+        )),
     }
 }
 
@@ -56,7 +61,10 @@ struct ObjectSchema {
 
 fn merged_object(schema: &Json, pointer: &str) -> Result<ObjectSchema, SchemaError> {
     let Json::Object(map) = schema else {
-        return Err(SchemaError::new(pointer, format!("expected a schema object, got {}", json_type(schema))));
+        return Err(SchemaError::new(
+            pointer,
+            format!("expected a schema object, got {}", json_type(schema)),
+        ));
     };
     if map.contains_key("$ref") {
         return Err(SchemaError::new(
@@ -68,18 +76,25 @@ fn merged_object(schema: &Json, pointer: &str) -> Result<ObjectSchema, SchemaErr
     let mut required = Vec::new();
     if let Some(all_of) = map.get("allOf") {
         let Json::Array(parts) = all_of else {
-            return Err(SchemaError::new(&format!("{pointer}/allOf"), "`allOf` must be an array"));
+            return Err(SchemaError::new(
+                &format!("{pointer}/allOf"),
+                "`allOf` must be an array",
+            ));
         };
         for (i, part) in parts.iter().enumerate() {
             let merged = merged_object(part, &format!("{pointer}/allOf/{i}"))?;
             if let Some(props) = merged.properties {
-                properties.get_or_insert_with(serde_json::Map::new).extend(props);
+                properties
+                    .get_or_insert_with(serde_json::Map::new)
+                    .extend(props);
             }
             required.extend(merged.required);
         }
     }
     match map.get("properties") {
-        Some(Json::Object(props)) => properties.get_or_insert_with(serde_json::Map::new).extend(props.clone()),
+        Some(Json::Object(props)) => properties
+            .get_or_insert_with(serde_json::Map::new)
+            .extend(props.clone()),
         Some(other) => {
             return Err(SchemaError::new(
                 &format!("{pointer}/properties"),
@@ -105,12 +120,18 @@ fn merged_object(schema: &Json, pointer: &str) -> Result<ObjectSchema, SchemaErr
         Some(other) => {
             return Err(SchemaError::new(
                 &format!("{pointer}/required"),
-                format!("`required` must be an array of names, got {}", json_type(other)),
+                format!(
+                    "`required` must be an array of names, got {}",
+                    json_type(other)
+                ),
             ));
         }
         None => {}
     }
-    Ok(ObjectSchema { properties, required })
+    Ok(ObjectSchema {
+        properties,
+        required,
+    })
 }
 
 fn object_fields(
@@ -130,7 +151,10 @@ fn object_fields(
 
 fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
     let Json::Object(map) = schema else {
-        return Err(SchemaError::new(pointer, format!("expected a schema object, got {}", json_type(schema))));
+        return Err(SchemaError::new(
+            pointer,
+            format!("expected a schema object, got {}", json_type(schema)),
+        ));
     };
     if map.contains_key("$ref") {
         return Err(SchemaError::new(
@@ -142,7 +166,11 @@ fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
         Some(Json::String(t)) => Some(t.as_str()),
         // `["string", "null"]`: nullability is decided by `required`, so take the non-null type.
         Some(Json::Array(types)) => {
-            let non_null: Vec<&str> = types.iter().filter_map(Json::as_str).filter(|t| *t != "null").collect();
+            let non_null: Vec<&str> = types
+                .iter()
+                .filter_map(Json::as_str)
+                .filter(|t| *t != "null")
+                .collect();
             match non_null.as_slice() {
                 [one] => Some(*one),
                 _ => {
@@ -163,7 +191,10 @@ fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
         None if map.contains_key("items") => Some("array"),
         None => None,
     };
-    let format = map.get("format").and_then(Json::as_str).or_else(|| map.get("meta:xdmType").and_then(Json::as_str));
+    let format = map
+        .get("format")
+        .and_then(Json::as_str)
+        .or_else(|| map.get("meta:xdmType").and_then(Json::as_str));
     Ok(match declared {
         Some("string") | None => match format {
             Some("date-time") => timestamp_type(),
@@ -176,9 +207,11 @@ fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
         Some("object") => {
             let object = merged_object(schema, pointer)?;
             match object.properties {
-                Some(props) if !props.is_empty() => {
-                    DataType::Struct(Fields::from(object_fields(&props, &object.required, pointer)?))
-                }
+                Some(props) if !props.is_empty() => DataType::Struct(Fields::from(object_fields(
+                    &props,
+                    &object.required,
+                    pointer,
+                )?)),
                 _ => DataType::Utf8,
             }
         }
@@ -192,7 +225,9 @@ fn schema_type(schema: &Json, pointer: &str) -> Result<DataType, SchemaError> {
         Some(other) => {
             return Err(SchemaError::new(
                 &format!("{pointer}/type"),
-                format!("unknown type {other:?}: expected string, integer, number, boolean, object or array"),
+                format!(
+                    "unknown type {other:?}: expected string, integer, number, boolean, object or array"
+                ),
             ));
         }
     })
@@ -215,13 +250,20 @@ fn json_type(value: &Json) -> &'static str {
 
 impl SchemaError {
     fn new(pointer: &str, message: impl Into<String>) -> SchemaError {
-        SchemaError { pointer: pointer.to_owned(), message: message.into() }
+        SchemaError {
+            pointer: pointer.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Display for SchemaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(f, "{pointer}: {}", self.message)
     }
 }

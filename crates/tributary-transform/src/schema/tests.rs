@@ -17,7 +17,18 @@ fn check_schema(schema: serde_json::Value, expect: Expect) {
         Ok(schema) => schema
             .fields()
             .iter()
-            .map(|f| format!("{}: {} {}", f.name(), f.data_type(), if f.is_nullable() { "nullable" } else { "required" }))
+            .map(|f| {
+                format!(
+                    "{}: {} {}",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() {
+                        "nullable"
+                    } else {
+                        "required"
+                    }
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         Err(err) => format!("error: {err}"),
@@ -26,8 +37,15 @@ fn check_schema(schema: serde_json::Value, expect: Expect) {
 }
 
 fn table(columns: Vec<(&str, ArrayRef)>) -> String {
-    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap();
     pretty_format_batches(&[batch]).unwrap().to_string()
 }
 
@@ -86,24 +104,42 @@ fn all_of_parts_are_merged() {
 
 #[test]
 fn schema_errors_name_the_json_pointer() {
-    check_schema(json!({"type": "string"}), expect![[r#"
+    check_schema(
+        json!({"type": "string"}),
+        expect![[r#"
         error: /: the root of a target schema must be an object with `properties`
-    "#]]);
-    check_schema(json!({"properties": {"a": {"$ref": "#/definitions/x"}}}), expect![[r#"
+    "#]],
+    );
+    check_schema(
+        json!({"properties": {"a": {"$ref": "#/definitions/x"}}}),
+        expect![[r#"
         error: /properties/a/$ref: `$ref` is not resolved here: give the expanded schema (xed-full)
-    "#]]);
-    check_schema(json!({"properties": {"a/b": {"type": "decimal"}}}), expect![[r#"
+    "#]],
+    );
+    check_schema(
+        json!({"properties": {"a/b": {"type": "decimal"}}}),
+        expect![[r#"
         error: /properties/a~1b/type: unknown type "decimal": expected string, integer, number, boolean, object or array
-    "#]]);
-    check_schema(json!({"properties": {"a": {"type": ["string", "integer"]}}}), expect![[r#"
+    "#]],
+    );
+    check_schema(
+        json!({"properties": {"a": {"type": ["string", "integer"]}}}),
+        expect![[r#"
         error: /properties/a/type: a union of several non-null types is not supported: use one type
-    "#]]);
-    check_schema(json!({"properties": {"a": {"type": "object", "required": [1], "properties": {"x": {}}}}}), expect![[r#"
+    "#]],
+    );
+    check_schema(
+        json!({"properties": {"a": {"type": "object", "required": [1], "properties": {"x": {}}}}}),
+        expect![[r#"
         error: /properties/a/required/0: expected a property name, got a number
-    "#]]);
-    check_schema(json!({"properties": {"a": 5}}), expect![[r#"
+    "#]],
+    );
+    check_schema(
+        json!({"properties": {"a": 5}}),
+        expect![[r#"
         error: /properties/a: expected a schema object, got a number
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -122,18 +158,36 @@ fn coerce_value_applies_implicit_conversions() {
         (Value::Int(2), DataType::Utf8),
         (Value::Float(2.5), DataType::Utf8),
         (Value::Bool(true), DataType::Utf8),
-        (Value::Object(vec![("k".into(), Value::Int(1))]), DataType::Utf8),
+        (
+            Value::Object(vec![("k".into(), Value::Int(1))]),
+            DataType::Utf8,
+        ),
         (Value::Str("2021-03-04".into()), timestamp_type()),
         (Value::Str("03/04/2021".into()), timestamp_type()),
         (Value::Str("not a date".into()), timestamp_type()),
         (Value::Int(1_571_829_875_000), timestamp_type()),
-        (Value::Str("2021-03-04T23:30:00-05:00".into()), DataType::Date32),
         (
-            Value::Object(vec![("a".into(), Value::Str("1".into())), ("extra".into(), Value::Null)]),
-            DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)])),
+            Value::Str("2021-03-04T23:30:00-05:00".into()),
+            DataType::Date32,
         ),
-        (Value::Str("{\"a\": 2}".into()), DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)]))),
-        (Value::Str("x".into()), DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)]))),
+        (
+            Value::Object(vec![
+                ("a".into(), Value::Str("1".into())),
+                ("extra".into(), Value::Null),
+            ]),
+            DataType::Struct(Fields::from(vec![
+                Field::new("a", DataType::Int64, true),
+                Field::new("b", DataType::Utf8, true),
+            ])),
+        ),
+        (
+            Value::Str("{\"a\": 2}".into()),
+            DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)])),
+        ),
+        (
+            Value::Str("x".into()),
+            DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)])),
+        ),
         (
             Value::Array(vec![Value::Str("1".into()), Value::Str("x".into())]),
             DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
@@ -146,7 +200,10 @@ fn coerce_value_applies_implicit_conversions() {
             Ok(v) => v.to_json().to_string(),
             Err(err) => format!("error: {err}"),
         };
-        out.push_str(&format!("{} as {data_type} => {rendered}\n", value.to_json()));
+        out.push_str(&format!(
+            "{} as {data_type} => {rendered}\n",
+            value.to_json()
+        ));
     }
     expect![[r#"
         "yes" as Boolean => true
@@ -180,18 +237,31 @@ fn coerce_value_applies_implicit_conversions() {
 #[test]
 fn values_to_array_reports_rows_that_do_not_fit() {
     let values = vec![
-        Value::Object(vec![("n".into(), Value::Str("1".into())), ("tags".into(), Value::Array(vec![Value::Int(1)]))]),
+        Value::Object(vec![
+            ("n".into(), Value::Str("1".into())),
+            ("tags".into(), Value::Array(vec![Value::Int(1)])),
+        ]),
         Value::Null,
         Value::Object(vec![("n".into(), Value::Str("x".into()))]),
-        Value::Object(vec![("tags".into(), Value::Array(vec![Value::Int(2), Value::Str("y".into())]))]),
+        Value::Object(vec![(
+            "tags".into(),
+            Value::Array(vec![Value::Int(2), Value::Str("y".into())]),
+        )]),
         Value::Int(5),
     ];
     let data_type = DataType::Struct(Fields::from(vec![
         Field::new("n", DataType::Int64, true),
-        Field::new("tags", DataType::List(Arc::new(Field::new("item", DataType::Int64, true))), true),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            true,
+        ),
     ]));
     let (array, errors) = values_to_array(&values, &data_type);
-    let errors: Vec<String> = errors.iter().map(|e| format!("row {} at {:?}: {}", e.row, e.path, e.message)).collect();
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| format!("row {} at {:?}: {}", e.row, e.path, e.message))
+        .collect();
     expect![[r#"
         +--------------------+
         | s                  |
@@ -206,14 +276,24 @@ fn values_to_array_reports_rows_that_do_not_fit() {
         row 2 at "n": cannot convert the string "x" to an integer
         row 3 at "tags[]": cannot convert the string "y" to an integer
     "#]]
-    .assert_eq(&format!("{}\n{}\n", table(vec![("s", array)]), errors.join("\n")));
+    .assert_eq(&format!(
+        "{}\n{}\n",
+        table(vec![("s", array)]),
+        errors.join("\n")
+    ));
 }
 
 #[test]
 fn coerce_array_matches_struct_fields_by_name() {
     let source: ArrayRef = Arc::new(StructArray::from(vec![
-        (Arc::new(Field::new("b", DataType::Utf8, true)), Arc::new(StringArray::from(vec![Some("7"), Some("x")])) as ArrayRef),
-        (Arc::new(Field::new("a", DataType::Int64, true)), Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        (
+            Arc::new(Field::new("b", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec![Some("7"), Some("x")])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("a", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        ),
     ]));
     let target = DataType::Struct(Fields::from(vec![
         Field::new("a", DataType::Float64, true),
@@ -221,7 +301,10 @@ fn coerce_array_matches_struct_fields_by_name() {
         Field::new("c", DataType::Utf8, true),
     ]));
     let (array, errors) = coerce_array(&source, &target);
-    let errors: Vec<String> = errors.iter().map(|e| format!("row {} at {:?}: {}", e.row, e.path, e.message)).collect();
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| format!("row {} at {:?}: {}", e.row, e.path, e.message))
+        .collect();
     expect![[r#"
         +---------------------+
         | s                   |
@@ -231,9 +314,16 @@ fn coerce_array_matches_struct_fields_by_name() {
         +---------------------+
         row 1 at "b": cannot convert the string "x" to an integer
     "#]]
-    .assert_eq(&format!("{}\n{}\n", table(vec![("s", array)]), errors.join("\n")));
+    .assert_eq(&format!(
+        "{}\n{}\n",
+        table(vec![("s", array)]),
+        errors.join("\n")
+    ));
     let same: ArrayRef = Arc::new(Int64Array::from(vec![1]));
     let (unchanged, none) = coerce_array(&same, &DataType::Int64);
-    assert!(Arc::ptr_eq(&same, &unchanged), "the same type is not copied");
+    assert!(
+        Arc::ptr_eq(&same, &unchanged),
+        "the same type is not copied"
+    );
     assert!(none.is_empty());
 }
