@@ -683,7 +683,11 @@ fn struct_of(tree: &DestTree, types: &[Option<DataType>]) -> DataType {
 /// The destination type of a mapping without a target schema.
 fn infer_mapping_type(mapping: &CompiledMapping, source: &Schema) -> DataType {
     match &mapping.source {
-        Source::Attribute(path) => source_path_type(source, path).unwrap_or(DataType::Utf8),
+        // A field seen only as null so far (a `Null` column) is text until a target says otherwise.
+        Source::Attribute(path) => match source_path_type(source, path) {
+            None | Some(DataType::Null) => DataType::Utf8,
+            Some(data_type) => data_type,
+        },
         Source::Static(_) => DataType::Utf8,
         Source::Expression { expr, .. } => {
             normalize(&infer_expr_type(expr, source).unwrap_or(DataType::Utf8))

@@ -736,6 +736,43 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
 }
 
 #[test]
+fn an_empty_batch_maps_to_an_empty_batch() {
+    let set = mapping_set(&current(&[("ATTRIBUTE", "a", "x.y"), ("EXPRESSION", "lower(b)", "z")]));
+    let batch = batch_from(&json!([{"a": 1, "b": "B"}])).slice(0, 0);
+    let plan = compile(&set, batch.schema().as_ref(), None).unwrap();
+    let mapped = apply(&plan, &batch).unwrap();
+    expect![[r#"
+        x: Struct("y": Int64)
+        z: Utf8
+        +---+---+
+        | x | z |
+        +---+---+
+        +---+---+
+    "#]]
+    .assert_eq(&render_mapped(&mapped));
+}
+
+#[test]
+fn null_only_source_columns_map_as_text_and_later_batches_may_differ() {
+    // Compiled against a batch where `a` was only ever null, applied to one where it is a number.
+    let set = mapping_set(&current(&[("ATTRIBUTE", "a", "out"), ("ATTRIBUTE", "gone", "missing")]));
+    let first = batch_from(&json!([{"a": null, "gone": "x"}]));
+    let plan = compile(&set, first.schema().as_ref(), None).unwrap();
+    let later = batch_from(&json!([{"a": 5}, {"a": null}]));
+    expect![[r#"
+        out: Utf8
+        missing: Utf8
+        +-----+---------+
+        | out | missing |
+        +-----+---------+
+        | 5   |         |
+        |     |         |
+        +-----+---------+
+    "#]]
+    .assert_eq(&render_mapped(&apply(&plan, &later).unwrap()));
+}
+
+#[test]
 fn partial_ingestion_threshold() {
     let cases = [
         (0, 100, None, false),
