@@ -217,10 +217,13 @@ impl RecordDecoder {
         let mut out = DecodedPage::default();
         self.last_page_idx = page_idx;
         if let Phase::Inferring { shape, held } = &mut self.phase {
-            let found = schema::infer_into(shape, page_idx, ndjson, self.options.max_depth)?;
+            // Inferred into a copy: a page that fails half way must not leave its fields behind.
+            let mut grown = shape.clone();
+            let found = schema::infer_into(&mut grown, page_idx, ndjson, self.options.max_depth)?;
             if found.records == 0 {
                 return Ok(out);
             }
+            *shape = grown;
             self.capped_paths.extend(found.capped_paths);
             held.push((page_idx, ndjson.to_vec()));
             if held.len() < self.options.infer_pages {
@@ -241,6 +244,13 @@ impl RecordDecoder {
 
     /// Like [`Self::finish`], with the warnings of pages that were held back for inference.
     pub fn finish_page(mut self) -> Result<DecodedPage, DecodeError> {
+        self.flush()
+    }
+
+    /// Emits every buffered row now (and fixes the schema from held-back pages), then goes on
+    /// decoding: the engine calls it at a checkpoint, where every row of the pages given so far
+    /// must be out of the decoder.
+    pub fn flush(&mut self) -> Result<DecodedPage, DecodeError> {
         let mut out = DecodedPage::default();
         if matches!(&self.phase, Phase::Inferring { held, .. } if !held.is_empty()) {
             self.start_decoding(&mut out)?;

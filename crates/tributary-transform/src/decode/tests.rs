@@ -781,3 +781,38 @@ fn json_text_escapes_strings_and_keeps_numbers_verbatim() {
         "#]],
     );
 }
+
+#[test]
+fn a_rejected_first_page_leaves_nothing_in_the_inferred_schema() {
+    check(
+        options(),
+        &["{\"stray\":1}\n[2]\n", "{\"a\":1}\n"],
+        expect![[r#"
+            == page 0
+            error: page 0, record 1: expected a JSON object, found an array; record starts with `[2]`
+            == page 1
+            == finish
+            batch of 1 rows: a
+            +---+
+            | a |
+            +---+
+            | 1 |
+            +---+
+            == schema
+            a: Int64
+        "#]],
+    );
+}
+
+#[test]
+fn known_schema_still_rejects_records_that_are_not_objects() {
+    let schema = Schema::new(vec![arrow_schema::Field::new("a", DataType::Int64, true)]);
+    check_error(
+        DecoderOptions {
+            known_schema: Some(Arc::new(schema)),
+            ..DecoderOptions::default()
+        },
+        "{\"a\":1}\nnull\n",
+        expect!["page 7, record 1: expected a JSON object, found null; record starts with `null`"],
+    );
+}
