@@ -7,3 +7,5 @@
 pub mod config;
 
 pub use config::DaemonConfig;
+pub mod schedule;
+pub mod run;

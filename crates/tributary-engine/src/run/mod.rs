@@ -1,0 +1,451 @@
+//! One run of one flow: fetch → decode (→ map) → write → commit.
+//!
+//! Threads: the fetcher is async (its pages arrive through a bounded channel); decoding and
+//! mapping run on one blocking thread, Parquet encoding on another, joined by a bounded channel
+//! of batches. Memory is bounded by the two channel capacities, the decoder's batch buffer and
+//! the writer's row group, whatever the size of the source.
+//!
+//! Commit (DESIGN.md, "The write/commit protocol"): parts are staged and fsynced, then recorded
+//! in state as pending together with the pagination position after them, in one flushed
+//! transaction. Parts close only at page boundaries, so a recorded position never points inside
+//! the data of a part. Publishing (the rename into `batch={id}/`) happens once the whole window is
+//! fetched and the run is known to succeed — a run that fails, for instance past its
+//! `partialIngestionPercent` threshold, publishes nothing. An interrupted run resumes from its
+//! last recorded position with its staged parts; a window that is run again after it completed
+//! gets a new batch that replaces the old one (the old folder is removed before anything new is
+//! published, so a reader never sees two copies).
+
+mod pipeline;
+pub mod recovery;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+use tributary_fetch::{FetchContext, FetchPlan, Position, RotatedTokens, TokenCallback};
+use tributary_spec::FlowBundle;
+use tributary_state::{
+    BatchId, CheckpointStatus, DatasetId, Db, FlowId, OAuthTokens, PartState, RunId, RunRecord,
+    WindowKey,
+};
+use tributary_write::{DatasetLayout, WriterOptions};
+
+pub use report::{RunIdentity, RunMetrics, RunOutcome, RunStatus, run_object};
+
+use crate::schedule::Window;
+
+/// What every run of a process shares.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub layout: DatasetLayout,
+    pub db: Db,
+    pub fetch: FetchContext,
+    pub options: EngineOptions,
+}
+
+/// Knobs of the pipeline that are not in the spec.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub writer: WriterOptions,
+    /// A part (and a checkpoint) is closed at the first page boundary after this many rows.
+    pub checkpoint_rows: u64,
+    /// ... or after this many bytes of records JSON.
+    pub checkpoint_json_bytes: u64,
+    /// Pages buffered between the decoder and the encoder (in batches).
+    pub batch_channel_capacity: usize,
+    /// Rows per decoded batch.
+    pub batch_rows: usize,
+}
+
+/// Live counters of a run, for progress bars and the daemon's logs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub pages: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Set by the caller to stop the run at the next page boundary (graceful shutdown).
+    pub cancel: AtomicBool,
+}
+
+/// One run to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub flow_id: FlowId,
+    pub bundle: Arc<FlowBundle>,
+    /// None: an unscheduled run (no schedule params are sent).
+    pub window: Option<Window>,
+    pub progress: Arc<Progress>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: RunId,
+    pub batch_id: BatchId,
+    pub status: RunStatus,
+    pub metrics: RunMetrics,
+    /// The Flow Service run object.
+    pub run_object: Value,
+    /// Where the batch's files are.
+    pub batch_dir: PathBuf,
+    /// Published files, relative to the data dir.
+    pub files: Vec<String>,
+    /// The cause when the run failed.
+    pub error: Option<String>,
+    /// Whether this run continued an interrupted one.
+    pub resumed: bool,
+}
+
+/// A run that could not start (bad input or state trouble); a run that starts and fails
+/// returns a [`RunReport`] with status failed instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("state: {0}")]
+    State(#[from] tributary_state::StateError),
+    #[error("dataset: {0}")]
+    Write(#[from] tributary_write::WriteError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The position kept in a checkpoint: the fetcher's position plus the counters the run's
+/// verdict depends on, so a resumed run judges the whole window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SavedPosition {
+    pub fetch: Option<Position>,
+    pub records_read: u64,
+    pub records_failed: u64,
+    pub records_warned: u64,
+    pub bytes_in: u64,
+    pub pages: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            // Parts are rolled by the engine at page boundaries, never inside the writer.
+            writer: WriterOptions {
+                max_rows_per_file: std::num::NonZeroU64::MAX,
+                max_bytes_per_file: std::num::NonZeroU64::MAX,
+                ..WriterOptions::default()
+            },
+            checkpoint_rows: 1_000_000,
+            checkpoint_json_bytes: 512 * 1024 * 1024,
+            batch_channel_capacity: 4,
+            batch_rows: 8192,
+        }
+    }
+}
+
+impl RunError {
+    /// Whether the user's input is at fault (exit code 2 on the command line).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, RunError::BadInput(_))
+    }
+}
+
+/// A stable flow id for a bundle: a UUID derived from its name, so the same bundle always maps
+/// to the same flow (and its state) whichever file it is loaded from.
+pub fn bundle_flow_id(bundle_name: &str) -> FlowId {
+    let namespace = uuid::Uuid::from_u128(0x7c1b_5a2e_8d3f_4e61_9a0b_6c2d_1e3f_4a5b);
+    FlowId::new(uuid::Uuid::new_v5(&namespace, bundle_name.as_bytes()).to_string())
+}
+
+/// The key of a window in state.
+pub fn window_key(flow_id: &FlowId, window: Option<&Window>) -> WindowKey {
+    match window {
+        None => WindowKey::unscheduled(flow_id.clone()),
+        Some(window) => WindowKey::new(
+            flow_id.clone(),
+            window.start.map(|t| t.timestamp_millis()),
+            Some(window.end.timestamp_millis()),
+        ),
+    }
+}
+
+/// Runs one window of one flow to the end: fetches every page, writes the batch, and publishes
+/// it when the run succeeds. Resumes the window from its checkpoint when an earlier run of it
+/// was interrupted.
+pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport, RunError> {
+    let bundle = request.bundle.clone();
+    let started_at = Utc::now();
+    let run_id = RunId::new(uuid::Uuid::new_v4().simple().to_string());
+    let dataset_id = DatasetId::new(bundle.target.dataset_id.clone());
+    let write_dataset = tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())
+        .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
+    let key = window_key(&request.flow_id, request.window.as_ref());
+
+    // Resume an interrupted window, or begin it (replacing a completed one).
+    let db = engine.db.clone();
+    let (checkpoint, resumed) = {
+        let key = key.clone();
+        let run_id = run_id.clone();
+        let dataset_id = dataset_id.clone();
+        let layout = engine.layout.clone();
+        blocking(move || begin_or_resume(&db, &layout, &key, &run_id, &dataset_id)).await??
+    };
+    let batch_id = checkpoint.batch_id.clone();
+    let saved: SavedPosition = serde_json::from_value(checkpoint.position.clone()).unwrap_or_default();
+    let identity = RunIdentity {
+        run_id: run_id.to_string(),
+        flow_id: request.flow_id.to_string(),
+        flow_name: bundle.name.clone(),
+        source_connection_id: format!("{}-source", request.flow_id),
+        target_connection_id: format!("{}-target", request.flow_id),
+        dataset_id: dataset_id.to_string(),
+        batch_id: batch_id.to_string(),
+        window: request.window,
+    };
+    record_run(engine, &identity, &RunMetrics::default(), &in_progress(started_at)).await?;
+    info!(
+        flow = %bundle.name, flow_id = %request.flow_id, run_id = %run_id, batch_id = %batch_id,
+        window_start = ?request.window.and_then(|w| w.start), window_end = ?request.window.map(|w| w.end),
+        resumed, "run started"
+    );
+
+    let result = execute(engine, &request, &key, &checkpoint, &saved, &write_dataset, &batch_id, &run_id).await;
+    let (mut metrics, verdict) = match result {
+        Ok((metrics, verdict)) => (metrics, verdict),
+        Err((metrics, message)) => (metrics, Verdict::Failed(message)),
+    };
+
+    let (status, error, files) = match verdict {
+        Verdict::Cancelled => (RunStatus::Cancelled, None, Vec::new()),
+        Verdict::Failed(message) => (RunStatus::Failed, Some(message), Vec::new()),
+        Verdict::Commit => {
+            let db = engine.db.clone();
+            let layout = engine.layout.clone();
+            let key = key.clone();
+            match blocking(move || recovery::publish_window(&db, &layout, &key)).await? {
+                Ok(published) => {
+                    metrics.files_out = published.files.len() as u64;
+                    metrics.bytes_out = published.bytes;
+                    // A resumed run's batch also holds the parts of the run it continued.
+                    metrics.records_written = published.rows;
+                    (RunStatus::Success, None, published.files)
+                }
+                Err(err) => (RunStatus::Failed, Some(format!("publishing the batch: {err:#}")), Vec::new()),
+            }
+        }
+    };
+    let outcome = RunOutcome {
+        status,
+        started_at,
+        completed_at: Some(Utc::now()),
+        errors: error.iter().map(|message| ("CONNECTOR-2001-500".to_owned(), message.clone())).collect(),
+        files: files.clone(),
+    };
+    let run_object = record_run(engine, &identity, &metrics, &outcome).await?;
+    match status {
+        RunStatus::Success => info!(
+            flow = %bundle.name, run_id = %run_id, batch_id = %batch_id, status = status.as_str(),
+            records_read = metrics.records_read, records_written = metrics.records_written,
+            records_failed = metrics.records_failed, files = metrics.files_out, "run finished"
+        ),
+        _ => warn!(
+            flow = %bundle.name, run_id = %run_id, batch_id = %batch_id, status = status.as_str(),
+            records_read = metrics.records_read, error = error.as_deref().unwrap_or(""), "run finished"
+        ),
+    }
+    Ok(RunReport {
+        run_id,
+        batch_id: batch_id.clone(),
+        status,
+        metrics,
+        run_object,
+        batch_dir: engine.layout.batch_dir(
+            &write_dataset,
+            &tributary_write::BatchId::try_new(batch_id.to_string())?,
+        ),
+        files,
+        error,
+        resumed,
+    })
+}
+
+/// How the pipeline ended.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Every page is in recorded parts and the rejected rows are within the threshold.
+    Commit,
+    /// Stopped at a page boundary on request; the window resumes later.
+    Cancelled,
+    Failed(String),
+}
+
+#[allow(clippy::too_many_arguments)] // The run's identity, spelled out; a struct would only rename them.
+async fn execute(
+    engine: &Engine,
+    request: &RunRequest,
+    key: &WindowKey,
+    checkpoint: &tributary_state::Checkpoint,
+    saved: &SavedPosition,
+    dataset: &tributary_write::DatasetId,
+    batch_id: &BatchId,
+    run_id: &RunId,
+) -> Result<(RunMetrics, Verdict), (RunMetrics, String)> {
+    let bundle = &request.bundle;
+    let fail = |message: String| (RunMetrics::default(), message);
+
+    // Stored (rotated) OAuth2 tokens win over the ones in the bundle.
+    let mut bundle_for_plan = (**bundle).clone();
+    let token_key = format!("{}-base", request.flow_id);
+    if let Ok(Some(tokens)) = engine.db.oauth_tokens(&token_key) {
+        apply_stored_tokens(&mut bundle_for_plan, &tokens);
+    }
+    let on_rotate: TokenCallback = {
+        let db = engine.db.clone();
+        Arc::new(move |rotated: &RotatedTokens| persist_tokens(&db, &token_key, rotated))
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))
+        .map_err(|err| fail(format!("{err}")))?;
+    let plan = match &saved.fetch {
+        Some(position) if checkpoint.status == CheckpointStatus::InProgress => plan.resume_from(position.clone()),
+        _ => plan,
+    };
+    let fetch_run = tributary_fetch::fetch_pages(&engine.fetch, plan);
+    let counters = fetch_run.counters.clone();
+
+    let job = pipeline::PipelineJob {
+        engine: engine.clone(),
+        bundle: bundle.clone(),
+        key: key.clone(),
+        dataset: dataset.clone(),
+        batch_id: tributary_write::BatchId::try_new(batch_id.to_string()).map_err(|err| fail(err.to_string()))?,
+        run_id: run_id.to_string(),
+        next_seq: checkpoint.next_seq,
+        saved: saved.clone(),
+        progress: request.progress.clone(),
+    };
+    let outcome = pipeline::run_pipeline(job, fetch_run).await;
+    let stats = counters.snapshot();
+    let mut metrics = outcome.metrics;
+    metrics.requests = stats.requests;
+    metrics.retries = stats.retries;
+    metrics.throttled = stats.throttled;
+    Ok((metrics, outcome.verdict))
+}
+
+fn begin_or_resume(
+    db: &Db,
+    layout: &DatasetLayout,
+    key: &WindowKey,
+    run_id: &RunId,
+    dataset_id: &DatasetId,
+) -> Result<(tributary_state::Checkpoint, bool), RunError> {
+    if let Some(checkpoint) = db.checkpoint(key)? {
+        if checkpoint.status == CheckpointStatus::InProgress {
+            // A run that published some parts was committing when it stopped: finish that first.
+            if checkpoint.parts.iter().any(|part| part.state == PartState::Published) {
+                recovery::publish_window(db, layout, key).map_err(|err| RunError::Internal(format!("{err:#}")))?;
+            } else {
+                let checkpoint = db.resume_window(key, run_id)?;
+                return Ok((checkpoint, true));
+            }
+        }
+    }
+    let batch_id = BatchId::new(new_batch_id());
+    let began = db.begin_window(key, run_id, &batch_id, dataset_id)?;
+    if let Some(replaced) = began.replaced {
+        recovery::remove_replaced(db, layout, &replaced.dataset_id, &replaced.batch_id, &replaced.parts)?;
+    }
+    Ok((began.checkpoint, false))
+}
+
+/// Batch ids sort by creation time: `YYYYMMDDTHHMMSS` then random hex.
+fn new_batch_id() -> String {
+    let now = Utc::now();
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn in_progress(started_at: DateTime<Utc>) -> RunOutcome {
+    RunOutcome { status: RunStatus::InProgress, started_at, completed_at: None, errors: Vec::new(), files: Vec::new() }
+}
+
+async fn record_run(
+    engine: &Engine,
+    identity: &RunIdentity,
+    metrics: &RunMetrics,
+    outcome: &RunOutcome,
+) -> Result<Value, RunError> {
+    let run_doc = run_object(identity, metrics, outcome);
+    let record = RunRecord {
+        id: RunId::new(identity.run_id.clone()),
+        flow_id: FlowId::new(identity.flow_id.clone()),
+        status: match outcome.status {
+            RunStatus::Scheduled => tributary_state::RunStatus::Scheduled,
+            RunStatus::InProgress => tributary_state::RunStatus::InProgress,
+            RunStatus::Success => tributary_state::RunStatus::Success,
+            RunStatus::Failed => tributary_state::RunStatus::Failed,
+            RunStatus::Cancelled => tributary_state::RunStatus::Cancelled,
+        },
+        window: identity.window.map(|w| tributary_state::Window {
+            // An open start (all history) is recorded as the epoch.
+            start_ms: w.start.map_or(0, |t| t.timestamp_millis()),
+            end_ms: w.end.timestamp_millis(),
+        }),
+        batch_id: Some(BatchId::new(identity.batch_id.clone())),
+        started_at_ms: outcome.started_at.timestamp_millis(),
+        completed_at_ms: outcome.completed_at.map(|t| t.timestamp_millis()),
+        run_doc: run_doc.clone(),
+    };
+    let db = engine.db.clone();
+    blocking(move || db.put_run(&record)).await??;
+    Ok(run_doc)
+}
+
+fn apply_stored_tokens(bundle: &mut FlowBundle, tokens: &OAuthTokens) {
+    let params = &mut bundle.base.params;
+    params.insert("accessToken".to_owned(), Value::String(tokens.access_token.clone()));
+    if let Some(refresh) = &tokens.refresh_token {
+        params.insert("refreshToken".to_owned(), Value::String(refresh.clone()));
+    }
+    if let Some(expires_ms) = tokens.expires_at_ms {
+        if let Some(expires) = DateTime::from_timestamp_millis(expires_ms) {
+            params.insert("expirationDate".to_owned(), Value::String(expires.to_rfc3339()));
+        }
+    }
+}
+
+fn persist_tokens(db: &Db, key: &str, rotated: &RotatedTokens) {
+    let previous = db.oauth_tokens(key).ok().flatten();
+    let tokens = OAuthTokens {
+        access_token: rotated.access_token.expose().to_owned(),
+        refresh_token: rotated
+            .refresh_token
+            .as_ref()
+            .map(|token| token.expose().to_owned())
+            .or_else(|| previous.and_then(|p| p.refresh_token)),
+        expires_at_ms: rotated.expires_at.map(|t| t.timestamp_millis()),
+    };
+    if let Err(err) = db.put_oauth_tokens(key, &tokens) {
+        warn!(error = %err, "could not persist rotated oauth2 tokens");
+    }
+}
+
+/// Runs blocking work (sled, the filesystem) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| RunError::Internal(format!("a worker thread panicked: {err}")))
+}
+
+impl Progress {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
