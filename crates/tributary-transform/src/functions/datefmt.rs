@@ -18,6 +18,8 @@ use chrono::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DateFormat {
     items: Vec<Item>,
+    /// Per item: whether the next item is numeric too (adjacent-value parsing), computed once.
+    next_is_number: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +151,25 @@ impl FromStr for DateFormat {
             };
             items.push(item);
         }
-        Ok(DateFormat { items })
+        let next_is_number = (0..items.len())
+            .map(|idx| {
+                matches!(
+                    items.get(idx + 1),
+                    Some(
+                        Item::Year(_)
+                            | Item::Month(1..=2)
+                            | Item::Day(_)
+                            | Item::DayOfYear(_)
+                            | Item::Hour { .. }
+                            | Item::Minute(_)
+                            | Item::Second(_)
+                            | Item::Fraction(_)
+                            | Item::Nano(_)
+                    )
+                )
+            })
+            .collect();
+        Ok(DateFormat { items, next_is_number })
     }
 }
 
@@ -218,22 +238,8 @@ impl DateFormat {
     pub fn parse(&self, text: &str) -> Option<DateTime<FixedOffset>> {
         let mut fields = Fields::default();
         let mut rest = text;
-        for (idx, item) in self.items.iter().enumerate() {
-            let next_is_number = matches!(
-                self.items.get(idx + 1),
-                Some(
-                    Item::Year(_)
-                        | Item::Month(1..=2)
-                        | Item::Day(_)
-                        | Item::DayOfYear(_)
-                        | Item::Hour { .. }
-                        | Item::Minute(_)
-                        | Item::Second(_)
-                        | Item::Fraction(_)
-                        | Item::Nano(_)
-                )
-            );
-            rest = parse_item(item, rest, next_is_number, &mut fields)?;
+        for (item, next_is_number) in self.items.iter().zip(&self.next_is_number) {
+            rest = parse_item(item, rest, *next_is_number, &mut fields)?;
         }
         if !rest.is_empty() {
             return None;

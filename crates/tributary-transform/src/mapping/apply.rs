@@ -129,6 +129,9 @@ pub(super) fn run(
         columns.push(column);
     }
     for (output, column) in plan.fields.iter().zip(&columns) {
+        if !has_required(&output.field) {
+            continue;
+        }
         let all_rows: Vec<usize> = (0..column.len()).collect();
         let mut violations = Vec::new();
         required_violations(
@@ -490,6 +493,16 @@ fn set_path(target: &mut Value, path: &[String], value: Value) {
         }
     };
     set_path(&mut entries[position].1, rest, value);
+}
+
+/// Whether a field or anything inside it is required (non-nullable).
+fn has_required(field: &Field) -> bool {
+    !field.is_nullable()
+        || match field.data_type() {
+            DataType::Struct(fields) => fields.iter().any(|f| has_required(f)),
+            DataType::List(item) => has_required(item),
+            _ => false,
+        }
 }
 
 /// Rows where a non-nullable field is null (inside present parents only).

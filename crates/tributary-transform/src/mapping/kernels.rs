@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::Buffer;
 use arrow_schema::DataType;
 
 use super::apply::resolve_plain;
@@ -110,6 +111,28 @@ pub(super) fn run(kernel: &Kernel, batch: &RecordBatch) -> Option<KernelOutput> 
     match kernel {
         Kernel::Text { function, path } => {
             let column = string_column(batch, path)?;
+            if let (Function::Lower | Function::Upper, Some(strings)) = (function, &column)
+                && strings.value_data().is_ascii()
+            {
+                // All-ASCII text: case-map the whole value buffer at once and keep the offsets
+                // and nulls, which is as fast as a copy.
+                let mut bytes = strings.value_data().to_vec();
+                if *function == Function::Lower {
+                    bytes.make_ascii_lowercase();
+                } else {
+                    bytes.make_ascii_uppercase();
+                }
+                let array = StringArray::try_new(
+                    strings.offsets().clone(),
+                    Buffer::from_vec(bytes),
+                    strings.nulls().cloned(),
+                )
+                .ok()?;
+                return Some(KernelOutput {
+                    array: Arc::new(array),
+                    errors: Vec::new(),
+                });
+            }
             let mut builder = StringBuilder::with_capacity(
                 n_rows,
                 column.as_ref().map_or(0, |c| c.value_data().len()),

@@ -576,8 +576,17 @@ fn kernels_and_row_by_row_evaluation_agree() {
         {"name": "ÉCOLE", "city": null, "when": "2024-01-02T03:04:05Z", "n": 2},
         {"name": null, "city": null, "when": "garbage", "n": null}
     ]);
+    // The second set is all ASCII, which takes the whole-buffer path of `lower`/`upper`.
+    let ascii_records = json!([
+        {"name": "Ada LOVELACE", "city": "London", "when": "2024-01-02 03:04", "n": 1},
+        {"name": null, "city": "Paris", "when": null, "n": 2},
+        {"name": "  x ", "city": null, "when": "2024-13-01 00:00", "n": 3}
+    ]);
     let batch = batch_from(&records);
-    for expression in expressions {
+    for (expression, batch) in expressions
+        .iter()
+        .flat_map(|e| [(*e, batch.clone()), (*e, batch_from(&ascii_records))])
+    {
         let set = mapping_set(&current(&[("EXPRESSION", expression, "out")]));
         let with_kernel = compile(&set, batch.schema().as_ref(), None).unwrap();
         let mut row_by_row = with_kernel.clone();
@@ -737,7 +746,10 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
 
 #[test]
 fn an_empty_batch_maps_to_an_empty_batch() {
-    let set = mapping_set(&current(&[("ATTRIBUTE", "a", "x.y"), ("EXPRESSION", "lower(b)", "z")]));
+    let set = mapping_set(&current(&[
+        ("ATTRIBUTE", "a", "x.y"),
+        ("EXPRESSION", "lower(b)", "z"),
+    ]));
     let batch = batch_from(&json!([{"a": 1, "b": "B"}])).slice(0, 0);
     let plan = compile(&set, batch.schema().as_ref(), None).unwrap();
     let mapped = apply(&plan, &batch).unwrap();
@@ -755,7 +767,10 @@ fn an_empty_batch_maps_to_an_empty_batch() {
 #[test]
 fn null_only_source_columns_map_as_text_and_later_batches_may_differ() {
     // Compiled against a batch where `a` was only ever null, applied to one where it is a number.
-    let set = mapping_set(&current(&[("ATTRIBUTE", "a", "out"), ("ATTRIBUTE", "gone", "missing")]));
+    let set = mapping_set(&current(&[
+        ("ATTRIBUTE", "a", "out"),
+        ("ATTRIBUTE", "gone", "missing"),
+    ]));
     let first = batch_from(&json!([{"a": null, "gone": "x"}]));
     let plan = compile(&set, first.schema().as_ref(), None).unwrap();
     let later = batch_from(&json!([{"a": 5}, {"a": null}]));
