@@ -22,7 +22,7 @@ mod reject;
 pub use error::{ErrorCause, WriteError};
 pub use layout::{BatchId, DatasetId, DatasetLayout, MAX_ID_LEN};
 pub use options::{
-    Compression, ErrorWriterOptions, KV_BATCH_ID, KV_DATASET_ID, KV_FLOW_ID, KV_RUN_ID,
+    Compression, ErrorWriterOptions, KV_BATCH_ID, KV_DATASET_ID, KV_FLOW_ID, KV_RUN_ID, Statistics,
     WriterOptions,
 };
 pub use part::{PartKind, PartWriter, StagedPart};

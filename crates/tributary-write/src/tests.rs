@@ -1204,3 +1204,33 @@ fn a_failed_write_deletes_the_open_part_and_stops_the_writer() {
     assert!(matches!(err, WriteError::WriterFailed { .. }), "{err}");
     assert_eq!(err.cause(), ErrorCause::Protocol);
 }
+
+#[test]
+fn dictionary_and_statistics_are_configurable() {
+    let column_facts = |options: WriterOptions| {
+        let fx = fixture();
+        let mut writer = fx.writer(0, options);
+        writer.write(&members(0, 200)).unwrap();
+        let part = writer.finish().unwrap().unwrap();
+        let read = read_parquet(&part.staged_path);
+        assert_eq!(ids(&read.batches), ids(&[members(0, 200)]));
+        // Column 2 is `status`: four distinct values, the textbook dictionary column.
+        let status = read.metadata.row_group(0).column(2);
+        let has_dictionary = status.dictionary_page_offset().is_some();
+        let has_chunk_statistics = status.statistics().is_some();
+        let has_page_index = status.column_index_offset().is_some();
+        (has_dictionary, has_chunk_statistics, has_page_index)
+    };
+    assert_eq!(column_facts(WriterOptions::default()), (true, true, true));
+    assert_eq!(
+        column_facts(options_with(|o| {
+            o.dictionary = false;
+            o.statistics = Statistics::Chunk;
+        })),
+        (false, true, false)
+    );
+    assert_eq!(
+        column_facts(options_with(|o| o.statistics = Statistics::None)),
+        (true, false, false)
+    );
+}
