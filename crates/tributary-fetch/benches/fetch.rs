@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use tributary_fetch::{
-    AttrFilter, Auth, FetchContext, FetchPlan, FetchSettings, Limiters, RecordPath, RecordSelector, RenderInputs,
-    Redactor, fetch_pages, render_base_request,
+    AttrFilter, Auth, FetchContext, FetchPlan, FetchSettings, Limiters, RecordPath, RecordSelector,
+    Redactor, RenderInputs, fetch_pages, render_base_request,
 };
 
 const SEED: u64 = 7;
@@ -24,7 +24,9 @@ fn mailchimp_page(records: u64) -> Vec<u8> {
         }
         tributary_mockapi::write_record_json(SEED, index, &mut page);
     }
-    page.extend_from_slice(b"],\"list_id\":\"bench\",\"total_items\":1000,\"_links\":[{\"rel\":\"self\"}]}");
+    page.extend_from_slice(
+        b"],\"list_id\":\"bench\",\"total_items\":1000,\"_links\":[{\"rel\":\"self\"}]}",
+    );
     page
 }
 
@@ -48,19 +50,42 @@ fn spec_json(path: &str, pagination: Value) -> Value {
 
 fn locate(c: &mut Criterion) {
     let page = mailchimp_page(1_000);
-    eprintln!("page: {} bytes, {:.0} bytes per record", page.len(), page.len() as f64 / 1_000.0);
+    eprintln!(
+        "page: {} bytes, {:.0} bytes per record",
+        page.len(),
+        page.len() as f64 / 1_000.0
+    );
     let path = RecordPath::parse("$.members").unwrap();
     let plain = RecordSelector::new(path.clone());
-    let skip = RecordSelector::new(path.clone())
-        .with_filter(AttrFilter::new(None, vec!["_links".into(), "tags".into(), "location".into()]));
+    let skip = RecordSelector::new(path.clone()).with_filter(AttrFilter::new(
+        None,
+        vec!["_links".into(), "tags".into(), "location".into()],
+    ));
     let keep = RecordSelector::new(path).with_filter(AttrFilter::new(
-        Some(vec!["id".into(), "email_address".into(), "status".into(), "merge_fields".into(), "last_changed".into()]),
+        Some(vec![
+            "id".into(),
+            "email_address".into(),
+            "status".into(),
+            "merge_fields".into(),
+            "last_changed".into(),
+        ]),
         Vec::new(),
     ));
     let mut group = c.benchmark_group("locate_1000_records");
     group.throughput(Throughput::Bytes(page.len() as u64));
-    for (name, selector) in [("plain", &plain), ("skip_attributes", &skip), ("keep_attributes", &keep)] {
-        group.bench_function(name, |b| b.iter(|| selector.locate(black_box(&page), 0, "u").unwrap().record_count));
+    for (name, selector) in [
+        ("plain", &plain),
+        ("skip_attributes", &skip),
+        ("keep_attributes", &keep),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                selector
+                    .locate(black_box(&page), 0, "u")
+                    .unwrap()
+                    .record_count
+            })
+        });
     }
     group.finish();
 }
@@ -71,36 +96,77 @@ fn request_building(c: &mut Criterion) {
         &spec_json("/3.0/lists/${listId}/members", json!({"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"})),
     )
     .unwrap();
-    let source_params: Map<String, Value> = json!({"listId": "abc123", "fields": "members.id,members.email"}).as_object().unwrap().clone();
-    let auth_params: Map<String, Value> = json!({"host": "https://us6.api.example.test", "username": "u", "password": "p4ssw0rd"}).as_object().unwrap().clone();
+    let source_params: Map<String, Value> =
+        json!({"listId": "abc123", "fields": "members.id,members.email"})
+            .as_object()
+            .unwrap()
+            .clone();
+    let auth_params: Map<String, Value> =
+        json!({"host": "https://us6.api.example.test", "username": "u", "password": "p4ssw0rd"})
+            .as_object()
+            .unwrap()
+            .clone();
     let env = |_: &str| None;
-    let inputs = RenderInputs { source_params: &source_params, auth_params: &auth_params, env: &env, window: None };
+    let inputs = RenderInputs {
+        source_params: &source_params,
+        auth_params: &auth_params,
+        env: &env,
+        window: None,
+    };
     c.bench_function("render_base_request", |b| {
         b.iter(|| {
             let mut redactor = Redactor::default();
-            render_base_request(black_box(&spec.source), &inputs, &mut redactor).unwrap().url.as_str().len()
+            render_base_request(black_box(&spec.source), &inputs, &mut redactor)
+                .unwrap()
+                .url
+                .as_str()
+                .len()
         })
     });
 }
 
 fn loopback(c: &mut Criterion) {
     let records: u64 = 50_000;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let server = runtime.block_on(async {
-        let config = tributary_mockapi::MockConfig { records, seed: SEED, compression: false, ..Default::default() };
-        tributary_mockapi::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap()
+        let config = tributary_mockapi::MockConfig {
+            records,
+            seed: SEED,
+            compression: false,
+            ..Default::default()
+        };
+        tributary_mockapi::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap()
     });
     let spec = tributary_spec::connection_spec_from_value(
         "bench",
         &spec_json("/3.0/lists/${listId}/members", json!({"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"})),
     )
     .unwrap();
-    let source_params: Map<String, Value> = json!({"listId": "bench", "fields": "all"}).as_object().unwrap().clone();
-    let auth_params: Map<String, Value> = json!({"host": server.base_url()}).as_object().unwrap().clone();
+    let source_params: Map<String, Value> = json!({"listId": "bench", "fields": "all"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let auth_params: Map<String, Value> = json!({"host": server.base_url()})
+        .as_object()
+        .unwrap()
+        .clone();
     let env = |_: &str| None;
-    let ctx = runtime.block_on(async { FetchContext::try_new(Limiters::new(), FetchSettings::default()).unwrap() });
+    let ctx = runtime.block_on(async {
+        FetchContext::try_new(Limiters::new(), FetchSettings::default()).unwrap()
+    });
     let run_once = |concurrency: u32| {
-        let inputs = RenderInputs { source_params: &source_params, auth_params: &auth_params, env: &env, window: None };
+        let inputs = RenderInputs {
+            source_params: &source_params,
+            auth_params: &auth_params,
+            env: &env,
+            window: None,
+        };
         let plan = FetchPlan::try_new(&spec.source, Auth::none(), &inputs)
             .unwrap()
             .with_max_concurrent_requests(std::num::NonZeroU32::new(concurrency).unwrap());
@@ -132,9 +198,13 @@ fn loopback(c: &mut Criterion) {
     let (_, bytes) = run_once(1);
     let mut group = c.benchmark_group("loopback_offset_50k_records");
     group.throughput(Throughput::Bytes(bytes));
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     for concurrency in [1, 4] {
-        group.bench_function(format!("concurrency_{concurrency}"), |b| b.iter(|| run_once(concurrency)));
+        group.bench_function(format!("concurrency_{concurrency}"), |b| {
+            b.iter(|| run_once(concurrency))
+        });
     }
     group.finish();
 }

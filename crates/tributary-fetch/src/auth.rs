@@ -266,7 +266,10 @@ impl Auth {
 
     /// `authorizationTestUrl`, rendered; `Err` says why it could not be rendered.
     pub fn test_url(&self) -> Option<Result<&str, &str>> {
-        self.inner.test_url.as_ref().map(|url| url.as_deref().map_err(String::as_str))
+        self.inner
+            .test_url
+            .as_ref()
+            .map(|url| url.as_deref().map_err(String::as_str))
     }
 
     /// Whether a rejected token can be replaced by a refresh.
@@ -627,19 +630,28 @@ pub async fn test_connection(
 
 /// `authorizationTestUrl` from the params, else the default of its property in the auth
 /// schema (the Mailchimp spec defaults it to `${host}/3.0/ping`), rendered from the auth params.
-fn test_url_of(auth_spec: &AuthSpec, params: &Map<String, Value>) -> Option<Result<String, String>> {
-    let written = param_text(params, "authorizationTestUrl").filter(|v| !v.is_empty()).or_else(|| {
-        auth_spec
-            .params_schema
-            .pointer("/properties/authorizationTestUrl/default")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    })?;
+fn test_url_of(
+    auth_spec: &AuthSpec,
+    params: &Map<String, Value>,
+) -> Option<Result<String, String>> {
+    let written = param_text(params, "authorizationTestUrl")
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            auth_spec
+                .params_schema
+                .pointer("/properties/authorizationTestUrl/default")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })?;
     let template = tributary_spec::Template::parse(&written);
     let no_source_params = Map::new();
     let no_env = |_: &str| None;
     let ctx = tributary_spec::RenderContext::new(&no_source_params, params, &no_env);
-    Some(template.render(&ctx, tributary_spec::RenderMode::Raw).map_err(|err| err.to_string()))
+    Some(
+        template
+            .render(&ctx, tributary_spec::RenderMode::Raw)
+            .map_err(|err| err.to_string()),
+    )
 }
 
 fn param_text(params: &Map<String, Value>, name: &str) -> Option<String> {

@@ -902,6 +902,7 @@ async fn send(
                         response,
                         settings.max_response_bytes,
                         &shown_url,
+                        settings.request_timeout,
                         &plan.redactor,
                     )
                     .await
@@ -915,9 +916,15 @@ async fn send(
                         Err(err) => err,
                     }
                 } else {
-                    let body = read_body(response, 64 * 1024, &shown_url, &plan.redactor)
-                        .await
-                        .unwrap_or_default();
+                    let body = read_body(
+                        response,
+                        64 * 1024,
+                        &shown_url,
+                        settings.request_timeout,
+                        &plan.redactor,
+                    )
+                    .await
+                    .unwrap_or_default();
                     run.counters
                         .bytes_in
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -1039,6 +1046,7 @@ async fn read_body(
     mut response: reqwest::Response,
     cap: u64,
     shown_url: &str,
+    timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Bytes, FetchError> {
     if response.content_length().is_some_and(|length| length > cap) {
@@ -1062,12 +1070,10 @@ async fn read_body(
             }
             Ok(None) => return Ok(body.freeze()),
             Err(err) => {
-                return Err(
-                    match network_error(&err, shown_url, Duration::ZERO, redactor) {
-                        FetchError::Connect { url, detail } => FetchError::Body { url, detail },
-                        other => other,
-                    },
-                );
+                return Err(match network_error(&err, shown_url, timeout, redactor) {
+                    FetchError::Connect { url, detail } => FetchError::Body { url, detail },
+                    other => other,
+                });
             }
         }
     }

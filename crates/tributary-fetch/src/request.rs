@@ -220,3 +220,6 @@ fn is_sensitive(template: &Template, inputs: &RenderInputs<'_>) -> bool {
 fn spec_error(err: SpecError) -> FetchError {
     FetchError::Spec(err.to_string())
 }
+
+#[cfg(test)]
+mod tests;

@@ -48,6 +48,10 @@ impl<'a> Scanner<'a> {
 
     #[inline]
     pub fn skip_ws(&mut self) {
+        // Compact JSON has no whitespace between tokens: one comparison in the common case.
+        if self.buf.get(self.pos).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(&b) = self.buf.get(self.pos) {
             if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 self.pos += 1;
@@ -171,18 +175,18 @@ impl<'a> Scanner<'a> {
         self.pos += 1;
         loop {
             let rest = &self.buf[self.pos..];
-            let Some(hit) = memchr::memchr2(b'"', b'\\', rest) else {
+            let Some(hit) = find_string_special(rest) else {
                 self.pos = self.buf.len();
                 return Err(self.eof_error("the end of a string"));
             };
-            if let Some(bad) = rest[..hit].iter().position(|&b| b < 0x20) {
-                self.pos += bad;
-                return Err(self.error("control character inside a string"));
-            }
             self.pos += hit;
-            if self.buf[self.pos] == b'"' {
-                self.pos += 1;
-                return Ok(());
+            match self.buf[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {}
+                _ => return Err(self.error("control character inside a string")),
             }
             // A backslash: validate the escape.
             match self.buf.get(self.pos + 1) {
@@ -275,6 +279,37 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The index of the first byte that ends a plain run inside a string: `"`, `\\` or a control
+/// character. Eight bytes at a time (SWAR): a byte-wise "has zero" / "less than" test on a u64;
+/// the lowest flagged byte is always a true hit (borrows only spill into higher bytes).
+#[inline]
+fn find_string_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let flagged = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word);
+        let flagged = flagged & HIGHS;
+        if flagged != 0 {
+            return Some(offset + (flagged.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|idx| offset + idx)
+}
+
 /// A short description of a byte for error messages.
 fn describe_byte(b: u8) -> String {
     if b.is_ascii_graphic() {
@@ -295,3 +330,6 @@ pub(crate) fn kind_of(first: u8) -> &'static str {
         _ => "a number",
     }
 }
+
+#[cfg(test)]
+mod tests;

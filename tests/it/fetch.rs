@@ -1,0 +1,1086 @@
+//! The fetcher against the mock API on 127.0.0.1:0: every pagination type over 10,000+
+//! records (exact count, every id once), every auth type (OAuth2 refresh under concurrency,
+//! rotated tokens handed back), a 429 storm under the quota, retried 5xx and timeouts, loop
+//! errors, truncated and malformed pages, schedule windows, resume, and secrets kept out of
+//! Debug output and error messages.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value, json};
+use tributary_fetch::{
+    Auth, ConnectionCheck, ErrorCause, FetchContext, FetchError, FetchPlan, FetchSettings,
+    FetchStats, Limiters, NextPage, Page, RateQuota, RenderInputs, RetryPolicy, RotatedTokens,
+    fetch_pages, test_connection,
+};
+use tributary_mockapi::{
+    ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, MockServer, OAuth2, RateLimit,
+    ServerErrors, Target, TokenFieldNames,
+};
+use tributary_spec::{ConnectionSpec, ScheduleWindow};
+
+const SEED: u64 = 11;
+
+/// What a run produced.
+struct Outcome {
+    pages: Vec<Page>,
+    error: Option<FetchError>,
+    stats: FetchStats,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn mock(config: MockConfig) -> MockServer {
+    tributary_mockapi::start(
+        MockConfig {
+            seed: SEED,
+            ..config
+        },
+        loopback(),
+    )
+    .await
+    .unwrap()
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn basic_auth_spec() -> Value {
+    json!({"name": "Basic Authentication", "type": "BasicAuthentication",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"}, "username": {"type": "string"},
+               "password": {"type": "string", "format": "password"}}}})
+}
+
+fn key_auth_spec() -> Value {
+    json!({"name": "API Key Authentication", "type": "KeyBased",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"},
+               "authKey1": {"type": "string", "format": "password", "restAttributes": {"headerParamName": "X-Auth-Key1"}},
+               "authKey2": {"type": "string", "format": "password"}}}})
+}
+
+fn oauth_spec() -> Value {
+    json!({"name": "OAuth2 Refresh Code", "type": "OAuth2RefreshCode",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"}, "accessToken": {"type": "string", "format": "password"},
+               "refreshToken": {"type": "string", "format": "password"},
+               "clientId": {"type": "string"}, "clientSecret": {"type": "string", "format": "password"},
+               "expirationDate": {"type": "string", "format": "date"},
+               "accessTokenUrl": {"type": "string"}, "authorizationTestUrl": {"type": "string"}}}})
+}
+
+/// A connection spec with one authSpec and the given `sourceSpec.attributes`.
+fn spec(auth_spec: Value, attributes: Value) -> ConnectionSpec {
+    let document = json!({
+        "name": "fetch-it",
+        "authSpec": [auth_spec],
+        "sourceSpec": {"attributes": attributes,
+                       "spec": {"type": "object", "properties": {"listId": {"type": "string"}}}}
+    });
+    tributary_spec::connection_spec_from_value("fetch-it", &document).unwrap()
+}
+
+fn settings() -> FetchSettings {
+    FetchSettings {
+        request_timeout: Duration::from_secs(10),
+        retry: RetryPolicy {
+            max_attempts: NonZeroU32::new(5).unwrap(),
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(200),
+            max_total: Duration::from_secs(30),
+        },
+        ..FetchSettings::default()
+    }
+}
+
+fn context(settings: FetchSettings) -> FetchContext {
+    FetchContext::try_new(Limiters::new(), settings).unwrap()
+}
+
+fn plan_with(
+    spec: &ConnectionSpec,
+    auth: Auth,
+    auth_params: &Map<String, Value>,
+    window: Option<ScheduleWindow>,
+) -> FetchPlan {
+    let source_params = object(json!({"listId": "it"}));
+    let env = |_: &str| None;
+    let inputs = RenderInputs {
+        source_params: &source_params,
+        auth_params,
+        env: &env,
+        window: window.as_ref(),
+    };
+    FetchPlan::try_new(&spec.source, auth, &inputs).unwrap()
+}
+
+/// A plan without credentials against `server`.
+fn plan(server: &MockServer, attributes: Value) -> FetchPlan {
+    let spec = spec(basic_auth_spec(), attributes);
+    plan_with(
+        &spec,
+        Auth::none(),
+        &object(json!({"host": server.base_url()})),
+        None,
+    )
+}
+
+async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
+    let mut fetch = fetch_pages(ctx, plan);
+    let mut pages = Vec::new();
+    let mut error = None;
+    while let Some(item) = fetch.pages.recv().await {
+        match item {
+            Ok(page) => pages.push(page),
+            Err(err) => error = Some(err),
+        }
+    }
+    fetch.task.await.unwrap();
+    Outcome {
+        pages,
+        error,
+        stats: fetch.counters.snapshot(),
+    }
+}
+
+fn ids(pages: &[Page]) -> Vec<String> {
+    let mut out = Vec::new();
+    for page in pages {
+        let text = std::str::from_utf8(&page.records).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            page.record_count,
+            "page {} count",
+            page.page_idx
+        );
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            out.push(record["id"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+/// Every id of records `range` exactly once, nothing else.
+fn assert_exactly(pages: &[Page], range: std::ops::Range<u64>) {
+    let got = ids(pages);
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "no id twice");
+    let expected: HashSet<String> = range
+        .clone()
+        .map(|i| {
+            tributary_mockapi::record(SEED, i)["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(got.len() as u64, range.end - range.start, "exact count");
+    assert!(
+        got.iter().all(|id| expected.contains(id)),
+        "only ids of records {range:?}"
+    );
+    for (idx, page) in pages.iter().enumerate() {
+        assert_eq!(page.page_idx, idx as u64, "pages in order");
+    }
+}
+
+fn complete(outcome: &Outcome) {
+    if let Some(err) = &outcome.error {
+        panic!("run failed: {err}");
+    }
+    assert_eq!(outcome.pages.last().unwrap().position.next, NextPage::Done);
+}
+
+#[tokio::test]
+async fn offset_walks_every_record_and_stops_on_a_short_page() {
+    let server = mock(MockConfig {
+        records: 10_500,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": {"path": "$.members", "skipAttributes": ["_links", "tags"]},
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": "1000", "offSetName": "offset"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_500);
+    assert_eq!(
+        outcome.pages.len(),
+        11,
+        "ten full pages and a short one, no request after it"
+    );
+    assert_eq!(server.stats().data_requests, 11);
+    let first: Value = serde_json::from_str(
+        std::str::from_utf8(&outcome.pages[0].records)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first.get("tags").is_none() && first.get("email_address").is_some(),
+        "skipAttributes applied: {first}"
+    );
+    assert_eq!(outcome.stats.pages, 11);
+    assert_eq!(outcome.stats.records, 10_500);
+    assert!(outcome.stats.bytes_in > 10_500 * 200);
+}
+
+#[tokio::test]
+async fn offset_end_condition_with_concurrent_requests_emits_pages_in_order() {
+    let server = mock(MockConfig {
+        records: 12_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offsetName": "offset",
+                             "endConditionName": "$.has_more", "endConditionValue": "Const:false"}
+    });
+    let plan = plan(&server, attributes).with_max_concurrent_requests(NonZeroU32::new(4).unwrap());
+    let outcome = run(&context(settings()), plan).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..12_000);
+    assert_eq!(
+        outcome.pages.len(),
+        12,
+        "the last full page says has_more=false"
+    );
+}
+
+#[tokio::test]
+async fn page_numbers_from_one_up_to_the_end_index_in_a_response_header() {
+    let server = mock(MockConfig {
+        records: 10_001,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/page/members", "method": "GET", "queryParams": {"base": "1"}},
+        "contentPath": {"path": "$.items"},
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 700, "pageParamName": "page",
+                             "initialPageIndex": 1, "endPageIndex": "headers.x-pagecount"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_001);
+    assert_eq!(
+        outcome.pages.len(),
+        15,
+        "pages 1..=15 and no request past the end index"
+    );
+    assert_eq!(server.stats().data_requests, 15);
+}
+
+#[tokio::test]
+async fn page_numbers_from_zero_concurrently_stop_on_an_empty_page() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/page/members", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 1000, "pageParamName": "page"}
+    });
+    let plan = plan(&server, attributes).with_max_concurrent_requests(NonZeroU32::new(3).unwrap());
+    let outcome = run(&context(settings()), plan).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(
+        outcome.pages.last().unwrap().record_count,
+        0,
+        "the empty page ends the run"
+    );
+}
+
+#[tokio::test]
+async fn continuation_token_as_query_param_and_as_header() {
+    let server = mock(MockConfig {
+        records: 10_200,
+        ..Default::default()
+    })
+    .await;
+    for (placement, name) in [("QUERYPARAM", "cursor"), ("HEADERPARAM", "X-Cursor")] {
+        let attributes = json!({
+            "urlParams": {"path": "/cursor/members", "method": "GET"},
+            "contentPath": "$.data",
+            "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 1000,
+                                 "continuationTokenPath": "$.meta.after_cursor", "parameterType": placement, "parameterName": name}
+        });
+        let outcome = run(&context(settings()), plan(&server, attributes)).await;
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..10_200);
+        assert_eq!(outcome.pages.len(), 11, "{placement}");
+    }
+}
+
+#[tokio::test]
+async fn pointer_absolute_and_relative_urls() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    for relative in ["0", "1"] {
+        let attributes = json!({
+            "urlParams": {"path": "/pointer/members", "method": "GET", "queryParams": {"relative": relative}},
+            "contentPath": "$.results",
+            "paginationParams": {"type": "POINTER", "limitName": "limit", "limitValue": 2500, "pointerPath": "paging.next"}
+        });
+        let outcome = run(&context(settings()), plan(&server, attributes)).await;
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..10_000);
+        let NextPage::Url { url } = &outcome.pages[0].position.next else {
+            panic!("pointer position")
+        };
+        assert!(
+            url.starts_with(&server.base_url()),
+            "relative={relative}: resolved against the request URL: {url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn link_header_over_a_root_array() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/link/members", "method": "GET", "queryParams": {"page": "1"}},
+        "contentPath": "$",
+        "paginationParams": {"type": "LINK", "limitName": "per_page", "limitValue": 1000}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(outcome.pages.len(), 10);
+}
+
+#[tokio::test]
+async fn none_is_a_single_request_and_delay_spaces_requests() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/all/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "NONE"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(server.stats().data_requests, 1);
+
+    let delayed = mock(MockConfig {
+        records: 400,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/x/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 100, "offSetName": "offset", "delayRequestMillis": 120}
+    });
+    let outcome = run(&context(settings()), plan(&delayed, attributes)).await;
+    complete(&outcome);
+    let arrivals = delayed.stats().arrivals("/3.0");
+    assert_eq!(arrivals.len(), 5);
+    for pair in arrivals.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(115),
+            "{arrivals:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/cursor/members", "method": "GET"},
+        "contentPath": "$.data",
+        "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 1000,
+                             "continuationTokenPath": "$.meta.after_cursor", "parameterName": "cursor", "maximumRequest": 3}
+    });
+    let ctx = context(settings());
+    let first = run(&ctx, plan(&server, attributes.clone())).await;
+    assert!(first.error.is_none());
+    assert_eq!(first.pages.len(), 3, "maximumRequest stops the run");
+    let position = first.pages.last().unwrap().position.clone();
+    assert!(
+        matches!(position.next, NextPage::Token { .. }),
+        "{position:?}"
+    );
+    // A checkpoint survives a round trip through JSON.
+    let position = serde_json::from_str(&serde_json::to_string(&position).unwrap()).unwrap();
+
+    let mut attributes = attributes;
+    attributes["paginationParams"]["maximumRequest"] = json!(100);
+    let rest = run(&ctx, plan(&server, attributes).resume_from(position)).await;
+    complete(&rest);
+    assert_eq!(rest.pages[0].page_idx, 3, "page numbering continues");
+    let mut all = first.pages;
+    all.extend(rest.pages);
+    assert_exactly(&all, 0..10_000);
+}
+
+#[tokio::test]
+async fn basic_and_key_auth_and_rejected_credentials_without_leaking_them() {
+    let password = "s3cret-basic-password";
+    let server = mock(MockConfig {
+        records: 10_000,
+        auth: MockAuth::Basic {
+            username: "ann".into(),
+            password: tributary_mockapi::Secret::new(password),
+        },
+        ..Default::default()
+    })
+    .await;
+    let spec = spec(
+        basic_auth_spec(),
+        json!({
+            "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+            "contentPath": "$.members",
+            "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 2000, "offSetName": "offset"}
+        }),
+    );
+    let ctx = context(settings());
+    let good = object(json!({"host": server.base_url(), "username": "ann", "password": password}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &good, &[], None).unwrap();
+    let plan = plan_with(&spec, auth, &good, None);
+    let debug = format!("{plan:?}");
+    assert!(!debug.contains(password), "{debug}");
+    let outcome = run(&ctx, plan).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+
+    let wrong_password = "wrong-password-value";
+    let bad =
+        object(json!({"host": server.base_url(), "username": "ann", "password": wrong_password}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &bad, &[], None).unwrap();
+    let outcome = run(&ctx, plan_with(&spec, auth, &bad, None)).await;
+    let err = outcome.error.expect("401 fails the run");
+    assert_eq!(err.cause(), ErrorCause::Auth);
+    assert!(!err.is_retryable());
+    let message = err.to_string();
+    assert!(
+        message.contains("401") && message.contains("/3.0/lists/it/members"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(wrong_password) && !format!("{err:?}").contains(wrong_password),
+        "{message}"
+    );
+    assert!(outcome.pages.is_empty());
+
+    let keys = mock(MockConfig {
+        records: 10_000,
+        auth: MockAuth::ApiKey {
+            keys: vec![
+                (
+                    "X-Auth-Key1".into(),
+                    tributary_mockapi::Secret::new("key-one-value"),
+                ),
+                (
+                    "authKey2".into(),
+                    tributary_mockapi::Secret::new("key-two-value"),
+                ),
+            ],
+        },
+        ..Default::default()
+    })
+    .await;
+    let spec = self::spec(
+        key_auth_spec(),
+        json!({
+            "urlParams": {"path": "/page/members", "method": "GET"},
+            "contentPath": "$.items",
+            "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 2500, "pageParamName": "page"}
+        }),
+    );
+    let params = object(
+        json!({"host": keys.base_url(), "authKey1": "key-one-value", "authKey2": "key-two-value"}),
+    );
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&ctx, plan_with(&spec, auth, &params, None)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(keys.stats().unauthorized, 0);
+}
+
+fn oauth_mock(rotate: bool, ttl: Duration) -> MockConfig {
+    MockConfig {
+        records: 10_000,
+        auth: MockAuth::OAuth2(OAuth2 {
+            client_id: "client-1".into(),
+            client_secret: tributary_mockapi::Secret::new("client-secret-value"),
+            access_token: tributary_mockapi::Secret::new("initial-access-token"),
+            refresh_token: tributary_mockapi::Secret::new("initial-refresh-token"),
+            access_ttl: ttl,
+            rotate_refresh_token: rotate,
+            fields: TokenFieldNames {
+                access_token: "access_token".into(),
+                refresh_token: "refresh_token".into(),
+                expires_in: "expires_in".into(),
+                client_id: "client_id".into(),
+                client_secret: "client_secret".into(),
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+fn oauth_params(
+    server: &MockServer,
+    access_token: &str,
+    expiration: DateTime<Utc>,
+) -> Map<String, Value> {
+    object(json!({
+        "host": server.base_url(),
+        "accessToken": access_token,
+        "refreshToken": "initial-refresh-token",
+        "clientId": "client-1",
+        "clientSecret": "client-secret-value",
+        "expirationDate": expiration.to_rfc3339(),
+        "accessTokenUrl": format!("{}/oauth/token", server.base_url()),
+        "authorizationTestUrl": "${host}/oauth/test"
+    }))
+}
+
+#[tokio::test]
+async fn oauth_refresh_after_401_under_concurrency_is_single_flight_and_hands_back_rotated_tokens()
+{
+    let server = mock(oauth_mock(true, Duration::from_secs(600))).await;
+    let spec = spec(
+        oauth_spec(),
+        json!({
+            "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+            "contentPath": "$.members",
+            "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 500, "offSetName": "offset"}
+        }),
+    );
+    // The server does not know this token although it is not expired by date: every request of
+    // the first concurrent wave gets a 401.
+    let params = oauth_params(
+        &server,
+        "revoked-access-token",
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    let rotated: Arc<Mutex<Vec<RotatedTokens>>> = Arc::default();
+    let sink = rotated.clone();
+    let callback: tributary_fetch::TokenCallback =
+        Arc::new(move |tokens: &RotatedTokens| sink.lock().unwrap().push(tokens.clone()));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
+    let plan = plan_with(&spec, auth.clone(), &params, None)
+        .with_max_concurrent_requests(NonZeroU32::new(8).unwrap());
+    let outcome = run(&context(settings()), plan).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    let stats = server.stats();
+    assert_eq!(stats.refreshes, 1, "one refresh for the whole wave of 401s");
+    assert_eq!(stats.token_requests, 1);
+    assert!(
+        stats.unauthorized >= 2,
+        "several requests were rejected concurrently: {}",
+        stats.unauthorized
+    );
+    let rotated = rotated.lock().unwrap().clone();
+    assert_eq!(rotated.len(), 1);
+    let new_refresh = rotated[0]
+        .refresh_token
+        .as_ref()
+        .expect("the server rotated the refresh token");
+    assert_ne!(new_refresh.expose(), "initial-refresh-token");
+    assert!(rotated[0].expires_at.is_some_and(|at| at > Utc::now()));
+    let debug = format!("{auth:?} {rotated:?}");
+    for secret in [
+        "initial-refresh-token",
+        "client-secret-value",
+        rotated[0].access_token.expose(),
+        new_refresh.expose(),
+    ] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}
+
+#[tokio::test]
+async fn oauth_proactive_refresh_before_expiry_and_test_connection() {
+    let server = mock(oauth_mock(false, Duration::from_secs(600))).await;
+    let spec = spec(
+        oauth_spec(),
+        json!({
+            "urlParams": {"path": "/cursor/members", "method": "GET"},
+            "contentPath": "$.data",
+            "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 5000,
+                                 "continuationTokenPath": "$.meta.after_cursor", "parameterName": "cursor"}
+        }),
+    );
+    let ctx = context(settings());
+    // The initial token is valid at the server, but its expirationDate has passed: refresh first.
+    let params = oauth_params(
+        &server,
+        "initial-access-token",
+        Utc::now() - chrono::Duration::minutes(1),
+    );
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&ctx, plan_with(&spec, auth.clone(), &params, None)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(server.stats().refreshes, 1);
+    assert_eq!(
+        server.stats().unauthorized,
+        0,
+        "refreshed before the API had to refuse"
+    );
+
+    let check = test_connection(&ctx.client, &auth, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(check, ConnectionCheck::Passed { status: 200 });
+    server.expire_access_tokens();
+    let check = test_connection(&ctx.client, &auth, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        check,
+        ConnectionCheck::Passed { status: 200 },
+        "401, refresh, retry"
+    );
+    assert_eq!(server.stats().refreshes, 2);
+
+    let bad = oauth_params(
+        &server,
+        "unknown-token-value",
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    let mut bad = bad;
+    bad.insert("refreshToken".into(), json!("unknown-refresh-value"));
+    let auth = Auth::try_new(&spec.auth_specs[0], &bad, &[], None).unwrap();
+    let err = test_connection(&ctx.client, &auth, None, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let message = format!("{err} {err:?}");
+    assert!(
+        message.contains("token refresh") && message.contains("400"),
+        "{message}"
+    );
+    for secret in [
+        "unknown-token-value",
+        "unknown-refresh-value",
+        "client-secret-value",
+    ] {
+        assert!(!message.contains(secret), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_pointer_to_another_host_is_followed_without_credentials() {
+    let foreign = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    })
+    .await;
+    let password = "home-host-password";
+    let home = mock(MockConfig {
+        records: 10_000,
+        auth: MockAuth::Basic {
+            username: "ann".into(),
+            password: tributary_mockapi::Secret::new(password),
+        },
+        faults: Faults {
+            foreign_pointer: Some(ForeignPointer {
+                base_url: foreign.base_url(),
+                at: Target::Request(2),
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let spec = spec(
+        basic_auth_spec(),
+        json!({
+            "urlParams": {"path": "/pointer/members", "method": "GET"},
+            "headerParams": {"X-Api-Password": "${password}", "Accept": "application/json"},
+            "contentPath": "$.results",
+            "paginationParams": {"type": "POINTER", "limitName": "limit", "limitValue": 1000, "pointerPath": "$.paging.next"}
+        }),
+    );
+    let params = object(json!({"host": home.base_url(), "username": "ann", "password": password}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    assert_eq!(home.stats().data_requests, 2);
+    assert_eq!(home.stats().requests_with_credentials, 2);
+    assert!(foreign.stats().data_requests >= 8);
+    assert_eq!(
+        foreign.stats().requests_with_credentials,
+        0,
+        "auth and credential headers dropped off-origin"
+    );
+}
+
+#[tokio::test]
+async fn a_429_storm_pauses_the_shared_limiter_and_every_record_arrives() {
+    let per_second = 40;
+    let burst = 10;
+    let server = mock(MockConfig {
+        records: 10_000,
+        rate_limit: Some(RateLimit {
+            per_second: NonZeroU32::new(per_second).unwrap(),
+            burst: NonZeroU32::new(burst).unwrap(),
+        }),
+        // On top of the token bucket (whose rate-limit headers our limiter paces itself by), a
+        // storm of 429s with Retry-After on every 16th data request.
+        faults: Faults {
+            server_errors: Some(ServerErrors {
+                rate: ErrorRate::EveryNth(NonZeroU64::new(16).unwrap()),
+                status: 429,
+                retry_after: Some(Duration::from_secs(1)),
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // Our own quota is higher than the API's: the API's headers and answers must hold us back.
+    let settings = FetchSettings {
+        quota: Some(
+            RateQuota::per_second(NonZeroU32::new(200).unwrap())
+                .with_burst(NonZeroU32::new(20).unwrap()),
+        ),
+        ..settings()
+    };
+    let ctx = context(settings);
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 500, "offSetName": "offset"}
+    });
+    // Four runs on the same origin and credentials share one limiter; their first wave of 16
+    // requests is larger than the API's burst, so the API refuses some with Retry-After.
+    let plans: Vec<FetchPlan> = (0..4)
+        .map(|_| {
+            plan(&server, attributes.clone())
+                .with_max_concurrent_requests(NonZeroU32::new(4).unwrap())
+        })
+        .collect();
+    let tasks: Vec<_> = plans
+        .into_iter()
+        .map(|plan| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(ctx.limiters.len(), 1);
+    for outcome in &outcomes {
+        complete(outcome);
+        assert_exactly(&outcome.pages, 0..10_000);
+    }
+    let stats = server.stats();
+    let refusals = stats.rate_limited + stats.injected_errors;
+    assert!(stats.injected_errors >= 4, "the storm happened: {stats:?}");
+    let busiest_second = stats.max_in_window("/3.0", Duration::from_secs(1));
+    assert!(
+        busiest_second <= (per_second + burst) as usize,
+        "{busiest_second} requests within one second, quota {per_second}/s + burst {burst}"
+    );
+    // Every run waited through every pause, not only the run whose request got the 429.
+    for outcome in &outcomes {
+        assert!(
+            outcome.stats.throttled >= Duration::from_secs(2),
+            "{:?}",
+            outcome.stats
+        );
+    }
+    let retries: u64 = outcomes.iter().map(|o| o.stats.retries).sum();
+    assert_eq!(retries, refusals, "every 429 was waited out and retried");
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_retried_then_succeed() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        faults: Faults {
+            server_errors: Some(ServerErrors {
+                rate: ErrorRate::EveryNth(NonZeroU64::new(3).unwrap()),
+                status: 503,
+                retry_after: None,
+            }),
+            hang: Some(Target::Request(5)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/page/members", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 1000, "pageParamName": "page"}
+    });
+    let settings = FetchSettings {
+        request_timeout: Duration::from_millis(700),
+        ..settings()
+    };
+    let outcome = run(&context(settings), plan(&server, attributes)).await;
+    complete(&outcome);
+    assert_exactly(&outcome.pages, 0..10_000);
+    let stats = server.stats();
+    assert!(stats.injected_errors >= 3, "{stats:?}");
+    assert!(
+        outcome.stats.retries > stats.injected_errors,
+        "5xx and the timeout were retried: {:?}",
+        outcome.stats
+    );
+    assert_eq!(
+        outcome.stats.requests,
+        outcome.stats.pages + outcome.stats.retries
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_fails_at_once_and_exhausted_retries_say_so() {
+    let server = mock(MockConfig {
+        records: 1_000,
+        faults: Faults {
+            server_errors: Some(ServerErrors {
+                rate: ErrorRate::EveryNth(NonZeroU64::new(1).unwrap()),
+                status: 400,
+                retry_after: None,
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/all/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "NONE"}
+    });
+    let ctx = context(settings());
+    let outcome = run(&ctx, plan(&server, attributes.clone())).await;
+    let err = outcome.error.unwrap();
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.cause(), ErrorCause::RemoteApi);
+    assert_eq!(server.stats().data_requests, 1, "no retry of a 400: {err}");
+
+    server
+        .set_faults(Faults {
+            server_errors: Some(ServerErrors {
+                rate: ErrorRate::EveryNth(NonZeroU64::new(1).unwrap()),
+                status: 502,
+                retry_after: None,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    let outcome = run(&ctx, plan(&server, attributes)).await;
+    let err = outcome.error.unwrap();
+    assert!(
+        matches!(err, FetchError::RetriesExhausted { attempts: 5, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("gave up after 5 attempts"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("http status 502"), "{err}");
+}
+
+#[tokio::test]
+async fn a_repeating_cursor_is_a_loop_error_naming_the_token() {
+    let server = mock(MockConfig {
+        records: 10_000,
+        faults: Faults {
+            repeating_cursor: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/cursor/members", "method": "GET"},
+        "contentPath": "$.data",
+        "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 1000,
+                             "continuationTokenPath": "$.meta.after_cursor", "parameterName": "cursor"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes)).await;
+    let err = outcome.error.expect("loop detected");
+    let FetchError::Loop { kind, value, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*kind, "continuation token");
+    assert!(err.to_string().contains(value.as_str()), "{err}");
+    assert!(
+        outcome.pages.len() <= 3,
+        "stopped right away, not after maximumRequest: {}",
+        outcome.pages.len()
+    );
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_pages_fail_clearly_without_their_records() {
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"}
+    });
+    let settings = FetchSettings {
+        retry: RetryPolicy {
+            max_attempts: NonZeroU32::new(2).unwrap(),
+            ..settings().retry
+        },
+        ..settings()
+    };
+    let cases = [
+        (
+            Faults {
+                truncate: Some(Target::Offset(2000)),
+                ..Default::default()
+            },
+            "reading the response body failed",
+        ),
+        (
+            Faults {
+                malformed: Some(Target::Offset(2000)),
+                ..Default::default()
+            },
+            "malformed json",
+        ),
+        (
+            Faults {
+                missing_content: Some(Target::Offset(2000)),
+                ..Default::default()
+            },
+            "contentPath $.members was not found; keys at $: [members_moved",
+        ),
+        (
+            Faults {
+                not_an_object: Some(Target::Offset(2000)),
+                ..Default::default()
+            },
+            "contentPath $.members expects an object here, found an array",
+        ),
+    ];
+    for (faults, expected) in cases {
+        let server = mock(MockConfig {
+            records: 5_000,
+            faults,
+            ..Default::default()
+        })
+        .await;
+        let outcome = run(
+            &context(settings.clone()),
+            plan(&server, attributes.clone()),
+        )
+        .await;
+        let err = outcome
+            .error
+            .unwrap_or_else(|| panic!("{expected}: the run must fail"));
+        assert!(
+            err.to_string().contains(expected),
+            "expected {expected:?} in: {err}"
+        );
+        assert!(
+            err.to_string().contains("offset=2000") || !err.to_string().contains("http://"),
+            "names the page URL: {err}"
+        );
+        assert_eq!(
+            outcome.pages.len(),
+            2,
+            "{expected}: pages before the bad one only"
+        );
+        assert_exactly(&outcome.pages, 0..2000);
+    }
+}
+
+#[tokio::test]
+async fn schedule_windows_fill_start_and_end_params_or_the_advance_query() {
+    let start_time = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let server = mock(MockConfig {
+        records: 10_000,
+        start_time,
+        step: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let at = |index: i64| start_time + chrono::Duration::minutes(index);
+    let ctx = context(settings());
+    let simple = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"},
+        "scheduleParams": {"scheduleStartParamName": "since_last_changed", "scheduleEndParamName": "before_last_changed",
+                           "scheduleStartParamFormat": "yyyy-MM-ddTHH:mm:ssXXX", "scheduleEndParamFormat": "yyyy-MM-ddTHH:mm:ss.fffK"}
+    });
+    let advance = json!({
+        "urlParams": {"path": "/cursor/members", "method": "GET", "queryParams": {"query": "{SCHEDULE_QUERY}"}},
+        "contentPath": "$.data",
+        "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 1000,
+                             "continuationTokenPath": "$.meta.after_cursor", "parameterName": "cursor"},
+        "scheduleParams": {"type": "ADVANCE", "paramFormat": "yyyy-MM-ddTHH:mm:ssXXX",
+                           "incremental": "type:user updated >= {START_TIME} updated < {END_TIME}",
+                           "backfill": "type:user updated < {END_TIME}"}
+    });
+    for attributes in [simple, advance] {
+        let spec = spec(basic_auth_spec(), attributes);
+        let params = object(json!({"host": server.base_url()}));
+        // Two consecutive windows cover [1500, 4200) with no overlap and no gap.
+        let first = ScheduleWindow {
+            start: Some(at(1_500)),
+            end: at(3_000),
+        };
+        let second = ScheduleWindow {
+            start: Some(at(3_000)),
+            end: at(4_200),
+        };
+        let a = run(&ctx, plan_with(&spec, Auth::none(), &params, Some(first))).await;
+        let b = run(&ctx, plan_with(&spec, Auth::none(), &params, Some(second))).await;
+        complete(&a);
+        complete(&b);
+        assert_exactly(&a.pages, 1_500..3_000);
+        assert_exactly(&b.pages, 3_000..4_200);
+        // The first backfill run has no start: everything before the end.
+        let backfill = ScheduleWindow {
+            start: None,
+            end: at(2_345),
+        };
+        let c = run(
+            &ctx,
+            plan_with(&spec, Auth::none(), &params, Some(backfill)),
+        )
+        .await;
+        complete(&c);
+        assert_exactly(&c.pages, 0..2_345);
+    }
+}
