@@ -40,10 +40,12 @@ pub enum Compression {
 pub struct WriterOptions {
     /// Page codec; default zstd level 1.
     pub compression: Compression,
-    /// A file is closed once it holds this many rows; default 1,000,000.
+    /// A part takes no batch that would bring it past this many rows; default 1,000,000.
+    /// Parts end on batch boundaries, so only a batch larger than this makes a larger part.
     pub max_rows_per_file: NonZeroU64,
-    /// A file is closed once it is estimated to reach this size; default 256 MiB. The estimate
-    /// counts buffered pages before compression, so files end up at or below the limit.
+    /// A part takes no batch that would bring it past this size, estimated from its bytes per
+    /// row so far; default 256 MiB. The estimate counts the page being filled before compression
+    /// and a generous footer, so files end up at or below the limit.
     pub max_bytes_per_file: NonZeroU64,
     /// A row group is flushed once it holds this many rows; default 128 Ki rows.
     pub row_group_rows: NonZeroUsize,

@@ -48,10 +48,17 @@ pub enum PartKind {
 
 /// Writes the data of ONE batch as staged Parquet parts `first_seq`, `first_seq + 1`, ...
 ///
-/// A part is closed (and returned) when it reaches `max_rows_per_file` rows, when its estimated
-/// size reaches `max_bytes_per_file`, or when a batch arrives with a different schema (a Parquet
-/// file has one schema). Dropping the writer without [`PartWriter::finish`] deletes the open
-/// part, like [`PartWriter::abort`]: a part without its footer is never useful.
+/// Parts end on batch boundaries, which is what makes checkpoints possible: a part is closed
+/// (and returned by [`PartWriter::write`]) when the incoming batch would take it past
+/// `max_rows_per_file` rows or past `max_bytes_per_file` (estimated from the part's bytes per
+/// row so far), or when the batch has a different schema (a Parquet file has one schema). So
+/// the parts that `write(batch)` returns hold whole earlier batches and never a row of `batch`
+/// itself, which goes entirely into the open part: with one batch per page, a checkpoint can
+/// record those parts with the position after the previous page. A batch is never split; one
+/// that alone exceeds a limit makes a part of its own, larger than the limit.
+///
+/// Dropping the writer without [`PartWriter::finish`] deletes the open part, like
+/// [`PartWriter::abort`]: a part without its footer is never useful.
 #[derive(Debug)]
 pub struct PartWriter {
     layout: DatasetLayout,
@@ -64,10 +71,6 @@ pub struct PartWriter {
     /// A write failed: the open part was deleted, so the batch is incomplete.
     has_failed: bool,
 }
-
-/// Rows written into a fresh file before its size can be estimated: the first write into a file
-/// is capped at this, so one huge batch cannot overshoot `max_bytes_per_file` blindly.
-const PROBE_ROWS: usize = 4096;
 
 /// Footer bytes per column chunk, for the size estimate: chunk metadata, min/max statistics
 /// (truncated to 64 bytes each), and the column and offset index entries. Measured at 150-250
@@ -134,15 +137,16 @@ impl PartWriter {
         self.open.as_ref().map_or(0, |open| open.rows)
     }
 
-    /// Encodes `batch`, splitting it across files as the limits require. Returns the parts this
-    /// call closed (usually none). Empty batches are ignored.
+    /// Encodes `batch` into the open part, first closing that part if `batch` would take it past
+    /// a limit or changes the schema. Returns the parts this call closed (usually none; never
+    /// one holding rows of `batch`). Empty batches are ignored.
     ///
     /// After an error the open part is deleted and the writer refuses further work
     /// ([`WriteError::WriterFailed`]): the rows of that part are gone, and carrying on would
     /// publish a batch with a hole in it.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
         self.check_usable()?;
-        let res = self.write_slices(batch);
+        let res = self.write_whole(batch);
         if res.is_err() {
             self.has_failed = true;
             self.discard_open();
@@ -172,67 +176,47 @@ impl PartWriter {
         Ok(())
     }
 
-    fn write_slices(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
+    fn write_whole(&mut self, batch: &RecordBatch) -> Result<Vec<StagedPart>, WriteError> {
         let mut closed = Vec::new();
         let n_rows = batch.num_rows();
         if n_rows == 0 {
             return Ok(closed);
         }
         let schema = batch.schema();
-        let is_schema_change = self
-            .open
-            .as_ref()
-            .is_some_and(|open| *open.schema != *schema);
-        if is_schema_change {
-            closed.extend(self.close_open()?);
-        }
-
-        let max_rows = self.options.max_rows_per_file.get();
-        let max_bytes = self.options.max_bytes_per_file.get();
-        let mut offset = 0;
-        while offset < n_rows {
-            if self.open.is_none() {
-                self.open = Some(self.open_part(&schema)?);
-            }
-            let open = self.open.as_mut().expect("a part was opened just above");
-            let remaining = n_rows - offset;
-            // `open.rows < max_rows` holds: a part is closed as soon as it reaches the limit.
-            let room_rows = usize::try_from(max_rows - open.rows).unwrap_or(usize::MAX);
-            let mut take = remaining.min(room_rows);
-            let estimated_bytes = open.estimated_bytes();
-            match estimated_bytes.checked_div(open.rows) {
-                // Nothing in the file yet, so no size per row to go by: write a probe first.
-                None => take = take.min(PROBE_ROWS),
-                Some(avg_row_bytes) => {
-                    if estimated_bytes >= max_bytes {
-                        closed.extend(self.close_open()?);
-                        continue;
-                    }
-                    let rows_that_fit = (max_bytes - estimated_bytes) / avg_row_bytes.max(1);
-                    if rows_that_fit == 0 {
-                        closed.extend(self.close_open()?);
-                        continue;
-                    }
-                    take = take.min(usize::try_from(rows_that_fit).unwrap_or(usize::MAX));
-                }
-            }
-
-            let slice = batch.slice(offset, take);
-            open.writer
-                .write(&slice)
-                .map_err(|source| WriteError::Parquet {
-                    path: open.staged_path.clone(),
-                    source,
-                })?;
-            open.rows += take as u64;
-            offset += take;
-
-            let is_full = open.rows >= max_rows || open.estimated_bytes() >= max_bytes;
-            if is_full {
+        if let Some(open) = &self.open {
+            let is_schema_change = *open.schema != *schema;
+            if is_schema_change || self.would_overflow(open, n_rows as u64) {
                 closed.extend(self.close_open()?);
             }
         }
+        if self.open.is_none() {
+            self.open = Some(self.open_part(&schema)?);
+        }
+        let open = self.open.as_mut().expect("a part was opened just above");
+        open.writer
+            .write(batch)
+            .map_err(|source| WriteError::Parquet {
+                path: open.staged_path.clone(),
+                source,
+            })?;
+        open.rows += n_rows as u64;
         Ok(closed)
+    }
+
+    /// Whether `n_rows` more rows would take `open` past a file limit. An empty part never
+    /// overflows: the batch has to go somewhere.
+    fn would_overflow(&self, open: &OpenPart, n_rows: u64) -> bool {
+        if open.rows == 0 {
+            return false;
+        }
+        let rows_after = open.rows.saturating_add(n_rows);
+        if rows_after > self.options.max_rows_per_file.get() {
+            return true;
+        }
+        let estimated_bytes = open.estimated_bytes();
+        let bytes_per_row = estimated_bytes / open.rows;
+        let bytes_after = estimated_bytes.saturating_add(bytes_per_row.saturating_mul(n_rows));
+        bytes_after > self.options.max_bytes_per_file.get()
     }
 
     fn open_part(&mut self, schema: &SchemaRef) -> Result<OpenPart, WriteError> {

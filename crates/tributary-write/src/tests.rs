@@ -397,21 +397,31 @@ fn files_roll_by_rows() {
     let mut writer = fx.writer(7, options_with(|o| o.max_rows_per_file = nz64(250)));
     let mut parts = Vec::new();
     let mut closed_per_call = Vec::new();
-    for start in (0..1000).step_by(300) {
-        let n = 300.min(1000 - start);
-        let closed = writer.write(&members(start, n)).unwrap();
+    for start in (0..1000).step_by(100) {
+        let closed = writer.write(&members(start, 100)).unwrap();
+        // The checkpoint property: parts returned by write(batch) end right before `batch`.
+        let rows_so_far: u64 = parts
+            .iter()
+            .chain(closed.iter())
+            .map(|p: &StagedPart| p.rows)
+            .sum();
+        if !closed.is_empty() {
+            assert_eq!(
+                rows_so_far, start as u64,
+                "closed parts end at the batch boundary"
+            );
+        }
         closed_per_call.push(closed.len());
         parts.extend(closed);
     }
-    assert_eq!(writer.next_seq(), 11);
-    assert_eq!(
-        writer.finish().unwrap(),
-        None,
-        "the last part closed when it reached 250 rows"
-    );
-    assert_eq!(closed_per_call, vec![1, 1, 1, 1]);
+    parts.extend(writer.finish().unwrap());
+    assert_eq!(closed_per_call, vec![0, 0, 1, 0, 1, 0, 1, 0, 1, 0]);
     let seqs_rows: Vec<(u32, u64)> = parts.iter().map(|p| (p.seq, p.rows)).collect();
-    assert_eq!(seqs_rows, vec![(7, 250), (8, 250), (9, 250), (10, 250)]);
+    assert_eq!(
+        seqs_rows,
+        vec![(7, 200), (8, 200), (9, 200), (10, 200), (11, 200)]
+    );
+    assert_eq!(parts.last().unwrap().seq, 11);
 
     let mut read_ids = Vec::new();
     for part in &parts {
@@ -433,6 +443,24 @@ fn files_roll_by_rows() {
 }
 
 #[test]
+fn a_batch_larger_than_a_file_is_not_split() {
+    let fx = fixture();
+    let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(250)));
+    assert_eq!(writer.write(&members(0, 100)).unwrap(), vec![]);
+    let closed = writer.write(&members(100, 600)).unwrap();
+    assert_eq!(closed.iter().map(|p| p.rows).collect::<Vec<_>>(), vec![100]);
+    assert_eq!(
+        writer.open_rows(),
+        600,
+        "the big batch went whole into the next part"
+    );
+    let closed = writer.write(&members(700, 10)).unwrap();
+    assert_eq!(closed.iter().map(|p| p.rows).collect::<Vec<_>>(), vec![600]);
+    let last = writer.finish().unwrap().unwrap();
+    assert_eq!((last.seq, last.rows), (2, 10));
+}
+
+#[test]
 fn files_roll_by_bytes() {
     let fx = fixture();
     let max_bytes = 64 * 1024;
@@ -440,12 +468,12 @@ fn files_roll_by_bytes() {
         0,
         options_with(|o| {
             o.max_bytes_per_file = nz64(max_bytes);
-            o.row_group_rows = NonZeroUsize::new(1000).unwrap();
+            o.row_group_rows = NonZeroUsize::new(500).unwrap();
         }),
     );
     let mut parts = Vec::new();
-    for start in (0..20_000).step_by(2000) {
-        parts.extend(writer.write(&members(start, 2000)).unwrap());
+    for start in (0..20_000).step_by(500) {
+        parts.extend(writer.write(&members(start, 500)).unwrap());
     }
     parts.extend(writer.finish().unwrap());
     assert!(
@@ -462,11 +490,11 @@ fn files_roll_by_bytes() {
         // The estimate counts buffered pages before compression and a generous footer, so
         // files land at or under the limit.
         assert!(size <= max_bytes, "part {idx} is {size} bytes");
-        // Conservative, not absurdly so: the estimate counts the page being filled before
-        // compression, which for files this small is a good share of the file.
+        // Conservative, not absurdly so: with row groups flushed per batch the estimate is the
+        // compressed bytes plus the footer allowance.
         let is_last = idx + 1 == parts.len();
         assert!(
-            is_last || size >= max_bytes / 5,
+            is_last || size >= max_bytes / 2,
             "part {idx} is only {size} bytes"
         );
         read_ids.extend(ids(&read_parquet(&part.staged_path).batches));
@@ -539,7 +567,8 @@ fn empty_batches_create_no_file() {
 fn nothing_is_under_datasets_before_publish() {
     let fx = fixture();
     let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(100)));
-    let mut parts = writer.write(&members(0, 150)).unwrap();
+    assert_eq!(writer.write(&members(0, 100)).unwrap(), vec![]);
+    let mut parts = writer.write(&members(100, 50)).unwrap();
     // One part closed, one still open: neither is visible to a reader.
     assert_eq!(files_under(&fx.layout.datasets_dir()), Vec::<String>::new());
     assert_eq!(
@@ -667,7 +696,8 @@ fn writing_over_a_published_part_is_refused() {
 fn abort_and_drop_delete_the_open_part() {
     let fx = fixture();
     let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(10)));
-    let closed = writer.write(&members(0, 15)).unwrap();
+    writer.write(&members(0, 10)).unwrap();
+    let closed = writer.write(&members(10, 5)).unwrap();
     assert_eq!(closed.len(), 1);
     assert!(
         fx.layout
@@ -734,7 +764,8 @@ fn remove_batch_takes_data_and_errors_away_atomically() {
             options_with(|o| o.max_rows_per_file = nz64(5)),
         )
         .unwrap();
-        let mut parts = writer.write(&members(0, 8)).unwrap();
+        writer.write(&members(0, 5)).unwrap();
+        let mut parts = writer.write(&members(5, 3)).unwrap();
         parts.extend(writer.finish().unwrap());
         let mut errors = ErrorWriter::try_new(
             &fx.layout,
@@ -799,8 +830,9 @@ fn clean_staging_keeps_what_the_caller_says_is_pending() {
     let fx = fixture();
     // Two staged, unpublished parts: the engine says the first is pending in its state.
     let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(10)));
-    let parts = writer.write(&members(0, 20)).unwrap();
-    assert_eq!(writer.finish().unwrap(), None);
+    writer.write(&members(0, 10)).unwrap();
+    let mut parts = writer.write(&members(10, 10)).unwrap();
+    parts.extend(writer.finish().unwrap());
     assert_eq!(parts.len(), 2);
     let pending = parts[0].clone();
     // What a killed process leaves: an unfinished part of another batch, an error part, and a
