@@ -77,9 +77,9 @@ pub enum Statistics {
 /// When rejected-row files roll over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorWriterOptions {
-    /// A file is closed once it holds this many rows; default 1,000,000.
+    /// A part takes no rows that would bring it past this many; default 1,000,000.
     pub max_rows_per_file: NonZeroU64,
-    /// A file is closed once it reaches this size; default 256 MiB.
+    /// A part takes no rows that would bring it past this size; default 256 MiB.
     pub max_bytes_per_file: NonZeroU64,
 }
 

@@ -16,7 +16,7 @@ use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_di
 use crate::{BatchId, DatasetId, DatasetLayout, ErrorWriterOptions, WriteError};
 
 /// Writes the rejected rows of ONE batch as staged JSON-lines parts `first_seq`, `first_seq + 1`,
-/// ..., rolling by rows and bytes. Dropping it without [`ErrorWriter::finish`] deletes the open
+/// ..., rolling by rows and bytes between calls (never inside one call's rows). Dropping it without [`ErrorWriter::finish`] deletes the open
 /// part, like [`ErrorWriter::abort`].
 #[derive(Debug)]
 pub struct ErrorWriter {
@@ -25,8 +25,11 @@ pub struct ErrorWriter {
     batch: BatchId,
     options: ErrorWriterOptions,
     next_seq: u32,
-    line: Vec<u8>,
+    /// Reused serialisation buffer.
+    lines: Vec<u8>,
     open: Option<OpenErrorPart>,
+    /// A write failed: the open part was deleted, so the batch's rejected rows are incomplete.
+    has_failed: bool,
 }
 
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
@@ -57,8 +60,9 @@ impl ErrorWriter {
             batch: batch.clone(),
             options,
             next_seq: first_seq,
-            line: Vec::new(),
+            lines: Vec::new(),
             open: None,
+            has_failed: false,
         })
     }
 
@@ -67,52 +71,101 @@ impl ErrorWriter {
         self.next_seq
     }
 
-    /// Appends one rejected row as one line of compact JSON. Returns the part this call closed,
-    /// if the row filled it.
+    /// Appends one rejected row: [`ErrorWriter::write_rows`] with one row.
     pub fn write<T: Serialize + ?Sized>(
         &mut self,
         row: &T,
     ) -> Result<Option<StagedPart>, WriteError> {
-        self.line.clear();
-        // Serialise before opening a file, so a row that cannot be serialised leaves no empty
-        // part behind. Compact JSON escapes control characters: a row is exactly one line.
-        if let Err(source) = serde_json::to_writer(&mut self.line, row) {
-            let path = match &self.open {
-                Some(open) => open.staged_path.clone(),
-                None => {
-                    self.layout
-                        .staged_error_part_path(&self.dataset, &self.batch, self.next_seq)
-                }
-            };
-            return Err(WriteError::Json { path, source });
-        }
-        self.line.push(b'\n');
-        if self.open.is_none() {
-            self.open = Some(self.open_part()?);
-        }
-        let open = self.open.as_mut().expect("a part was opened just above");
-        open.writer
-            .write_all(&self.line)
-            .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
-        open.rows += 1;
-        open.bytes += self.line.len() as u64;
+        self.write_rows(std::iter::once(row))
+    }
 
-        let is_full = open.rows >= self.options.max_rows_per_file.get()
-            || open.bytes >= self.options.max_bytes_per_file.get();
-        if is_full {
-            return self.close_open();
+    /// Appends rejected rows (typically all of one page's) as lines of compact JSON, all into
+    /// the same part. As with [`crate::PartWriter`], the open part is closed first when these
+    /// rows would take it past a limit, so the part returned never holds any of `rows` and a
+    /// checkpoint can pair it with the position before them.
+    ///
+    /// A row that cannot be serialised is an error that writes nothing. After a failed write to
+    /// disk the open part is deleted and the writer refuses further work.
+    pub fn write_rows<'a, T: Serialize + ?Sized + 'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'a T>,
+    ) -> Result<Option<StagedPart>, WriteError> {
+        self.check_usable()?;
+        self.lines.clear();
+        let mut n_rows = 0u64;
+        // Serialise before touching a file, so a row that cannot be serialised leaves neither
+        // an empty part nor half a page behind. Compact JSON escapes control characters: a row
+        // is exactly one line.
+        for row in rows {
+            if let Err(source) = serde_json::to_writer(&mut self.lines, row) {
+                let path = match &self.open {
+                    Some(open) => open.staged_path.clone(),
+                    None => self.layout.staged_error_part_path(
+                        &self.dataset,
+                        &self.batch,
+                        self.next_seq,
+                    ),
+                };
+                return Err(WriteError::Json { path, source });
+            }
+            self.lines.push(b'\n');
+            n_rows += 1;
         }
-        Ok(None)
+        if n_rows == 0 {
+            return Ok(None);
+        }
+        let res = self.append_lines(n_rows);
+        if res.is_err() {
+            self.has_failed = true;
+            self.discard_open();
+        }
+        res
     }
 
     /// Closes the open part, if any, and fsyncs it and its folder.
     pub fn finish(mut self) -> Result<Option<StagedPart>, WriteError> {
+        self.check_usable()?;
         self.close_open()
     }
 
     /// Deletes the open part's staged file.
     pub fn abort(mut self) {
         self.discard_open();
+    }
+
+    fn check_usable(&self) -> Result<(), WriteError> {
+        if self.has_failed {
+            return Err(WriteError::WriterFailed {
+                dataset: self.dataset.to_string(),
+                batch: self.batch.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the serialised `lines` (`n_rows` of them) into the open part, closing it first if
+    /// they would take it past a limit.
+    fn append_lines(&mut self, n_rows: u64) -> Result<Option<StagedPart>, WriteError> {
+        let n_bytes = self.lines.len() as u64;
+        let mut closed = None;
+        if let Some(open) = &self.open {
+            let would_overflow = open.rows > 0
+                && (open.rows + n_rows > self.options.max_rows_per_file.get()
+                    || open.bytes + n_bytes > self.options.max_bytes_per_file.get());
+            if would_overflow {
+                closed = self.close_open()?;
+            }
+        }
+        if self.open.is_none() {
+            self.open = Some(self.open_part()?);
+        }
+        let open = self.open.as_mut().expect("a part was opened just above");
+        open.writer
+            .write_all(&self.lines)
+            .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
+        open.rows += n_rows;
+        open.bytes += n_bytes;
+        Ok(closed)
     }
 
     fn open_part(&mut self) -> Result<OpenErrorPart, WriteError> {

@@ -958,15 +958,36 @@ fn error_writer_rolls_by_bytes_and_rejects_unserialisable_rows() {
     let closed = writer
         .write(&row)
         .unwrap()
-        .expect("126 bytes reach the 100-byte limit");
-    assert_eq!((closed.rows, closed.bytes), (2, 126));
+        .expect("126 bytes would pass the 100-byte limit");
+    assert_eq!((closed.seq, closed.rows, closed.bytes), (0, 1, 63));
+    // The rows of one call stay together, even past the limit.
+    assert_eq!(
+        writer
+            .write_rows([&row, &row])
+            .unwrap()
+            .map(|p| (p.seq, p.rows)),
+        Some((1, 1))
+    );
+    assert_eq!(
+        writer.write_rows(Vec::<&String>::new()).unwrap(),
+        None,
+        "no rows, no change"
+    );
 
     // A map with non-string keys cannot be JSON: an error, and no empty part is left behind.
     let bad: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
     let err = writer.write(&bad).unwrap_err();
     assert!(matches!(err, WriteError::Json { .. }), "{err}");
     assert_eq!(err.cause(), ErrorCause::Data);
-    assert_eq!(writer.finish().unwrap(), None);
+    let last = writer.finish().unwrap().unwrap();
+    assert_eq!((last.seq, last.rows, last.bytes), (2, 2, 126));
+    assert_eq!(
+        fs::read_to_string(&last.staged_path)
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
