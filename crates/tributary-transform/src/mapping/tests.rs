@@ -788,6 +788,43 @@ fn null_only_source_columns_map_as_text_and_later_batches_may_differ() {
 }
 
 #[test]
+fn batches_from_the_run_decoder_map_like_any_batch() {
+    // The pipeline's path: NDJSON page → `decode::RecordDecoder` → `apply`, with the target schema.
+    let (mapping, schema) = mailchimp_files();
+    let mut ndjson = Vec::new();
+    for record in members().as_array().unwrap() {
+        ndjson.extend_from_slice(record.to_string().as_bytes());
+        ndjson.push(b'\n');
+    }
+    let mut decoder = crate::decode::RecordDecoder::new(crate::decode::DecoderOptions::default());
+    let mut batches = decoder.decode_page(0, &ndjson).unwrap().batches;
+    batches.extend(decoder.finish().unwrap());
+    let target = target_schema(Some(&schema)).unwrap();
+    let plan = compile(
+        &mapping_set(&mapping),
+        batches[0].schema().as_ref(),
+        Some(&target),
+    )
+    .unwrap();
+    let mut out = String::new();
+    for batch in &batches {
+        out.push_str(&render_mapped(&apply(&plan, batch).unwrap()));
+    }
+    assert_eq!(
+        out,
+        render(&mapping, &members(), Some(&schema)),
+        "decoder batches and test batches map alike"
+    );
+}
+
+#[test]
+fn plans_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<super::MappingPlan>();
+    assert_send_sync::<super::MappedBatch>();
+}
+
+#[test]
 fn partial_ingestion_threshold() {
     let cases = [
         (0, 100, None, false),
