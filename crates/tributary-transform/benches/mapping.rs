@@ -122,7 +122,7 @@ fn mapping_set(mappings: &[serde_json::Value]) -> tributary_spec::MappingSet {
 fn bench_mapping(c: &mut Criterion) {
     let batch = members(N_RECORDS);
     let all = mappings();
-    let cases: [(&str, Vec<serde_json::Value>); 5] = [
+    let cases: [(&str, Vec<serde_json::Value>); 6] = [
         (
             "10 mappings (7 renames, lower, concat, date) x 1M records",
             all.clone(),
@@ -131,6 +131,13 @@ fn bench_mapping(c: &mut Criterion) {
         ("lower only", all[7..8].to_vec()),
         ("concat only", all[8..9].to_vec()),
         ("date parse only", all[9..10].to_vec()),
+        (
+            "row-by-row iif (no kernel)",
+            vec![
+                json!({"sourceType": "EXPRESSION", "source": "iif(member_rating > 3, \"high\", \"low\")",
+                        "destination": "tier"}),
+            ],
+        ),
     ];
     let mut group = c.benchmark_group("mapping");
     group.sample_size(10);

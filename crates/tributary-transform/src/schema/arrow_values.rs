@@ -324,7 +324,12 @@ pub fn coerce_array(array: &ArrayRef, target: &DataType) -> (ArrayRef, Vec<Coerc
             | DataType::UInt32,
             DataType::Int64,
         )
-        | (DataType::Float32 | DataType::Int64, DataType::Float64) => {
+        | (DataType::Float32 | DataType::Int64, DataType::Float64)
+        // Integers and booleans print the same through arrow-cast as through `to_text`.
+        | (
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Boolean,
+            DataType::Utf8,
+        ) => {
             match arrow_cast::cast(array, target) {
                 Ok(out) => (out, Vec::new()),
                 Err(err) => fallback(array, target, Some(err.to_string())),

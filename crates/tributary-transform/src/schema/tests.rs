@@ -319,6 +319,22 @@ fn coerce_array_matches_struct_fields_by_name() {
         table(vec![("s", array)]),
         errors.join("\n")
     ));
+    // The arrow-cast fast path for integers and booleans → text matches the value path.
+    let numbers: ArrayRef = Arc::new(Int64Array::from(vec![Some(-12), None, Some(i64::MAX)]));
+    let flags: ArrayRef = Arc::new(arrow_array::BooleanArray::from(vec![
+        Some(true),
+        None,
+        Some(false),
+    ]));
+    for array in [numbers, flags] {
+        let (fast, errors) = coerce_array(&array, &DataType::Utf8);
+        let values: Vec<Value> = (0..array.len())
+            .map(|i| super::array_value(array.as_ref(), i))
+            .collect();
+        let (slow, _) = values_to_array(&values, &DataType::Utf8);
+        assert_eq!(fast.as_ref(), slow.as_ref());
+        assert!(errors.is_empty());
+    }
     let same: ArrayRef = Arc::new(Int64Array::from(vec![1]));
     let (unchanged, none) = coerce_array(&same, &DataType::Int64);
     assert!(
