@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow_json::ReaderBuilder;
 use arrow_schema::SchemaRef;
@@ -36,6 +37,7 @@ fn bench_decode(c: &mut Criterion) {
         "decode bench input: {n_records} records, {n_bytes} bytes ({} bytes a record)",
         n_bytes / n_records
     );
+    report_cpu_throughput(&pages, n_records, n_bytes);
     let known_schema = Arc::new(
         tributary_transform::decode::infer_schema(&pages[0], RECORDS_PER_PAGE)
             .expect("the generated page is valid"),
@@ -69,6 +71,44 @@ fn bench_decode(c: &mut Criterion) {
         b.iter(|| decode_all(&pages, DecoderOptions::default()));
     });
     group.finish();
+}
+
+/// Wall-clock figures suffer when other work shares the machine; records per CPU-second of this
+/// thread say what one core does. Linux only (reads `/proc/thread-self/stat`); silent elsewhere.
+fn report_cpu_throughput(pages: &[Vec<u8>], n_records: u64, n_bytes: u64) {
+    let Some(start) = thread_cpu_ticks() else {
+        return;
+    };
+    let started = Instant::now();
+    let mut rounds = 0_u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        decode_all(pages, DecoderOptions::default());
+        rounds += 1;
+    }
+    let Some(end) = thread_cpu_ticks() else {
+        return;
+    };
+    // The kernel counts in clock ticks of 1/100 s on Linux.
+    let cpu_seconds = (end - start) as f64 / 100.0;
+    if cpu_seconds > 0.0 {
+        eprintln!(
+            "decode per CPU-second (inferred schema): {:.0} records/s, {:.1} MB/s ({cpu_seconds:.2} CPU s, {:.2} wall s)",
+            (rounds * n_records) as f64 / cpu_seconds,
+            (rounds * n_bytes) as f64 / cpu_seconds / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// User plus system time of this thread, in clock ticks.
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn decode_all(pages: &[Vec<u8>], options: DecoderOptions) -> usize {
