@@ -264,7 +264,10 @@ impl RecordDecoder {
     /// The current schema: the known one, or what was inferred so far (empty before the first
     /// non-empty page).
     pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        match &self.phase {
+            Phase::Inferring { shape, .. } => Arc::new(shape.to_schema()),
+            Phase::Decoding => self.schema.clone(),
+        }
     }
 
     /// Fixes the schema from the held-back pages and decodes them.

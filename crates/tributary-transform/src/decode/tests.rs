@@ -816,3 +816,40 @@ fn known_schema_still_rejects_records_that_are_not_objects() {
         expect!["page 7, record 1: expected a JSON object, found null; record starts with `null`"],
     );
 }
+
+#[test]
+fn flush_at_a_checkpoint_emits_buffered_rows_and_decoding_goes_on() {
+    let mut decoder = RecordDecoder::new(DecoderOptions {
+        infer_pages: 3,
+        ..DecoderOptions::default()
+    });
+    let mut out = String::new();
+    decoder.decode_page(0, b"{\"a\":1}\n").unwrap();
+    // Held back for inference, yet the schema so far is visible.
+    render_schema(&mut out, &decoder.schema());
+    let flushed = decoder.flush().unwrap();
+    writeln!(out, "--").unwrap();
+    render_page(&mut out, &flushed);
+    decoder.decode_page(1, b"{\"a\":2,\"b\":true}\n").unwrap();
+    let rest = decoder.finish_page().unwrap();
+    writeln!(out, "--").unwrap();
+    render_page(&mut out, &rest);
+    expect![[r#"
+        a: Int64
+        --
+        batch of 1 rows: a
+        +---+
+        | a |
+        +---+
+        | 1 |
+        +---+
+        --
+        batch of 1 rows: a, b
+        +---+------+
+        | a | b    |
+        +---+------+
+        | 2 | true |
+        +---+------+
+    "#]]
+    .assert_eq(&out);
+}
