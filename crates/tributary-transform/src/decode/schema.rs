@@ -40,6 +40,9 @@ pub fn infer_schema(ndjson: &[u8], max_records: usize) -> Result<Schema, DecodeE
     Ok(shape.to_schema())
 }
 
+/// The most fields a nested object may have before it is kept as JSON text.
+const MAX_NESTED_FIELDS: usize = 1000;
+
 /// The fields of an object as inferred so far, in first-seen order.
 #[derive(Debug, Default, Clone)]
 pub(super) struct ObjectShape {
@@ -317,6 +320,11 @@ impl InferVisitor {
                 }
                 if let Shape::Object(object) = shape {
                     self.absorb_object(object, tape, idx, end, depth + 1, Some(path))?;
+                    // Objects keyed by data (ids, dates) would add columns on every page; past
+                    // this many fields the column keeps JSON text instead.
+                    if object.names.len() > MAX_NESTED_FIELDS {
+                        *shape = Shape::Text;
+                    }
                 }
             }
             TapeElement::StartList(end) => {

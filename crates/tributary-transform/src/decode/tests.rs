@@ -853,3 +853,40 @@ fn flush_at_a_checkpoint_emits_buffered_rows_and_decoding_goes_on() {
     "#]]
     .assert_eq(&out);
 }
+
+#[test]
+fn object_keyed_by_data_with_too_many_fields_is_kept_as_json_text() {
+    let wide: Vec<String> = (0..1001).map(|i| format!("\"k{i}\":{i}")).collect();
+    let page = format!(
+        "{{\"id\":1,\"by_day\":{{{}}}}}\n{{\"id\":2,\"by_day\":{{\"k0\":0}}}}\n",
+        wide.join(",")
+    );
+    let mut decoder = RecordDecoder::new(options());
+    let decoded = decoder.decode_page(0, page.as_bytes()).unwrap();
+    let batches = decoder.finish().unwrap();
+    let by_day = batches[0].column(1).as_string::<i32>();
+    let summary = format!(
+        "schema: {:?}\nwarnings: {}\nrow 0 starts: {}\nrow 1: {}\n",
+        batches[0]
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>(),
+        decoded
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        &by_day.value(0)[..20],
+        by_day.value(1),
+    );
+    expect![[r#"
+        schema: ["id: Int64", "by_day: Utf8"]
+        warnings: page 0, field `by_day`: 2 value(s) of another type written as JSON text
+        row 0 starts: {"k0":0,"k1":1,"k2":
+        row 1: {"k0":0}
+    "#]]
+    .assert_eq(&summary);
+}
