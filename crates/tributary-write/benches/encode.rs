@@ -82,6 +82,7 @@ fn encode(c: &mut Criterion) {
         let mut file_bytes = 0;
         let mut cpu = Duration::ZERO;
         let mut n_runs = 0u32;
+        let mut peak_buffered = 0u64;
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             // `iter_custom`: time encoding, finishing and publishing, not the cleanup.
             b.iter_custom(|iterations| {
@@ -97,6 +98,7 @@ fn encode(c: &mut Criterion) {
                     let mut parts = Vec::new();
                     for page in &batches {
                         parts.extend(writer.write(page).expect("encoding succeeds"));
+                        peak_buffered = peak_buffered.max(writer.buffered_bytes());
                     }
                     parts.extend(writer.finish().expect("finishing succeeds"));
                     for part in &parts {
@@ -119,13 +121,14 @@ fn encode(c: &mut Criterion) {
         eprintln!(
             "write_members/{name}: {RECORDS} records, {:.0} B of JSON per record, {:.1} MB of \
              Parquet ({:.1}x smaller than the JSON); on-CPU time {:.0} ms per run = {:.0} records/s \
-             and {:.0} MB/s of JSON per core",
+             and {:.0} MB/s of JSON per core; encoder buffer peak {:.1} MB",
             json_bytes as f64 / RECORDS as f64,
             file_bytes as f64 / 1e6,
             json_bytes as f64 / file_bytes.max(1) as f64,
             cpu_per_run * 1e3,
             RECORDS as f64 / cpu_per_run,
             json_bytes as f64 / 1e6 / cpu_per_run,
+            peak_buffered as f64 / 1e6,
         );
     }
     group.finish();

@@ -137,6 +137,14 @@ impl PartWriter {
         self.open.as_ref().map_or(0, |open| open.rows)
     }
 
+    /// Memory held by the open part's encoder (buffered row group, dictionaries), for memory
+    /// budgets and metrics. Bounded by `row_group_rows`/`row_group_bytes`.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.open
+            .as_ref()
+            .map_or(0, |open| open.writer.memory_size() as u64)
+    }
+
     /// Encodes `batch` into the open part, first closing that part if `batch` would take it past
     /// a limit or changes the schema. Returns the parts this call closed (usually none; never
     /// one holding rows of `batch`). Empty batches are ignored.

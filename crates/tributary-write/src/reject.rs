@@ -16,8 +16,9 @@ use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_di
 use crate::{BatchId, DatasetId, DatasetLayout, ErrorWriterOptions, WriteError};
 
 /// Writes the rejected rows of ONE batch as staged JSON-lines parts `first_seq`, `first_seq + 1`,
-/// ..., rolling by rows and bytes between calls (never inside one call's rows). Dropping it without [`ErrorWriter::finish`] deletes the open
-/// part, like [`ErrorWriter::abort`].
+/// ..., rolling by rows and bytes between calls (never inside one call's rows). Error parts are
+/// numbered apart from data parts: they live in another folder. Dropping the writer without
+/// [`ErrorWriter::finish`] deletes the open part, like [`ErrorWriter::abort`].
 #[derive(Debug)]
 pub struct ErrorWriter {
     layout: DatasetLayout,

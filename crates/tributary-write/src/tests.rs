@@ -226,6 +226,7 @@ fn round_trip_keeps_rows_schema_logical_types_and_metadata() {
     let fx = fixture();
     let options = WriterOptions::default().with_lineage("flow-1", "run-7");
     let mut writer = fx.writer(0, options);
+    assert_eq!(writer.buffered_bytes(), 0, "nothing open yet");
     let input = [members(0, 300), members(300, 500), members(800, 200)];
     for batch in &input {
         assert_eq!(
@@ -234,6 +235,10 @@ fn round_trip_keeps_rows_schema_logical_types_and_metadata() {
             "no part rolls under the defaults"
         );
     }
+    assert!(
+        writer.buffered_bytes() > 0,
+        "the row group is still in memory"
+    );
     let part = writer.finish().unwrap().expect("1000 rows were written");
     assert_eq!(part.seq, 0);
     assert_eq!(part.rows, 1000);
