@@ -18,8 +18,10 @@
 //! says timestamp). A column whose values disagree widens `Int64` to `Float64`; any other
 //! disagreement turns the column into `Utf8` holding each non-string value as its JSON text, counted
 //! as a [`DecodeWarning`]. Containers nested deeper than [`DecoderOptions::max_depth`] are kept as
-//! JSON text too, so hostile nesting cannot exhaust the stack. A field seen only as `null` or `{}` so
-//! far is a `Null` column (Parquet cannot store a struct without fields).
+//! JSON text too, so hostile nesting cannot exhaust the stack, and so are nested objects with more
+//! than 1000 fields (objects keyed by data, such as dates or ids, would add columns on every
+//! page). A field seen only as `null` or `{}` so far is a `Null` column (Parquet cannot store a
+//! struct without fields).
 //!
 //! With a known schema nothing is inferred: fields the schema lacks are ignored, and a value that
 //! does not fit its column is written as null and counted as a warning (a `Utf8` column takes any
