@@ -894,6 +894,24 @@ async fn a_4xx_fails_at_once_and_exhausted_retries_say_so() {
     assert_eq!(err.cause(), ErrorCause::RemoteApi);
     assert_eq!(server.stats().data_requests, 1, "no retry of a 400: {err}");
 
+    server.set_faults(Faults::default()).unwrap();
+    let small = context(FetchSettings {
+        max_response_bytes: 10_000,
+        ..settings()
+    });
+    let outcome = run(&small, plan(&server, attributes.clone())).await;
+    let err = outcome.error.unwrap();
+    assert!(
+        matches!(err, FetchError::TooLarge { limit: 10_000, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("/all/members: response body larger than the cap of 10000 bytes"),
+        "{err}"
+    );
+    assert!(!err.is_retryable() && outcome.pages.is_empty());
+
     server
         .set_faults(Faults {
             server_errors: Some(ServerErrors {

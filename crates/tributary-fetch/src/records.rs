@@ -570,6 +570,9 @@ impl Emitter<'_, '_> {
             scanner.bump(); // the '{' the caller peeked
             self.out.push(b'{');
             let mut first = true;
+            // Consecutive kept pairs are copied as one span (their separating commas included),
+            // so a record costs a few copies rather than two per attribute.
+            let mut run: Option<Range<usize>> = None;
             if scanner.peek() == Some(b'}') {
                 scanner.bump();
             } else {
@@ -579,18 +582,17 @@ impl Emitter<'_, '_> {
                     }
                     let key_start = scanner.pos();
                     scanner.skip_string()?;
-                    let key_span = key_start..scanner.pos();
+                    let key_end = scanner.pos();
                     scanner.expect(b':', "':' after an object key")?;
                     let value_span = scanner.skip_value()?;
-                    let raw_key = &self.page[key_span.start + 1..key_span.end - 1];
+                    let raw_key = &self.page[key_start + 1..key_end - 1];
                     if self.filter.admits_raw(raw_key) {
-                        if !first {
-                            self.out.push(b',');
-                        }
-                        first = false;
-                        self.out.extend_from_slice(&self.page[key_span]);
-                        self.out.push(b':');
-                        self.out.extend_from_slice(&self.page[value_span]);
+                        run = Some(match run {
+                            Some(open) => open.start..value_span.end,
+                            None => key_start..value_span.end,
+                        });
+                    } else if let Some(done) = run.take() {
+                        self.flush_run(done, &mut first);
                     }
                     match scanner.peek() {
                         Some(b',') => scanner.bump(),
@@ -601,6 +603,9 @@ impl Emitter<'_, '_> {
                         _ => return Err(scanner.unexpected("',' or '}' in an object").into()),
                     }
                 }
+            }
+            if let Some(done) = run.take() {
+                self.flush_run(done, &mut first);
             }
             self.out.push(b'}');
         }
@@ -614,6 +619,16 @@ impl Emitter<'_, '_> {
         self.out.push(b'\n');
         self.count += 1;
         Ok(())
+    }
+
+    /// Copies a run of kept `"key": value` pairs, comma-separated from the previous run.
+    #[inline]
+    fn flush_run(&mut self, run: Range<usize>, first: &mut bool) {
+        if !*first {
+            self.out.push(b',');
+        }
+        *first = false;
+        self.out.extend_from_slice(&self.page[run]);
     }
 
     /// Emits every element of the array at the cursor; returns the array's span.

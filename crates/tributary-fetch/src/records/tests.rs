@@ -102,7 +102,7 @@ fn keep_and_skip_attributes_copy_only_kept_pairs() {
         page,
         expect![[r#"
             2 records
-            {"id":1,"email":"x@y"}
+            {"id": 1,"email": "x@y"}
             {}
         "#]],
     );
@@ -111,7 +111,7 @@ fn keep_and_skip_attributes_copy_only_kept_pairs() {
         page,
         expect![[r#"
             2 records
-            {"id":1,"email":"x@y"}
+            {"id": 1,"email": "x@y"}
             {}
         "#]],
     );
@@ -120,7 +120,7 @@ fn keep_and_skip_attributes_copy_only_kept_pairs() {
         r#"{"members": [{"\u0069d": 7, "x": 1}]}"#,
         expect![[r#"
             1 records
-            {"\u0069d":7}
+            {"\u0069d": 7}
         "#]],
     );
 }
