@@ -377,13 +377,19 @@ impl Ctx<'_> {
                         .collect(),
                 };
                 let mut values = Vec::with_capacity(n_rows);
+                // One record object reused for every row: only its values change.
+                let mut record = Value::Object(
+                    columns
+                        .iter()
+                        .map(|(name, _)| (name.clone(), Value::Null))
+                        .collect(),
+                );
                 for row in 0..n_rows {
-                    let record = Value::Object(
-                        columns
-                            .iter()
-                            .map(|(name, column)| (name.clone(), array_value(column.as_ref(), row)))
-                            .collect(),
-                    );
+                    if let Value::Object(entries) = &mut record {
+                        for ((_, slot), (_, column)) in entries.iter_mut().zip(&columns) {
+                            *slot = array_value(column.as_ref(), row);
+                        }
+                    }
                     match expr::eval(expr, &record, &mut self.state) {
                         Ok(value) => values.push(value),
                         Err(err) => {

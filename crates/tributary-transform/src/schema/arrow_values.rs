@@ -423,30 +423,32 @@ fn build(
     path: &str,
 ) -> ArrayRef {
     let len = values.len();
+    // Values that already have the column's type are appended as they are (borrowed); only the
+    // others go through `coerce_value`.
     macro_rules! leaf {
-        ($builder:expr, $push:expr) => {{
+        ($builder:expr, $fits:expr, $push:expr) => {{
             let mut builder = $builder;
             for (i, value) in values.iter().copied().enumerate() {
-                let coerced = match value {
-                    None | Some(Value::Null) => None,
+                #[allow(
+                    clippy::redundant_closure_call,
+                    reason = "the macro takes the type test and the push as closures"
+                )]
+                match value {
+                    None | Some(Value::Null) => $push(&mut builder, None),
+                    Some(v) if $fits(v) => $push(&mut builder, Some(v)),
                     Some(v) => match coerce_value(v.clone(), data_type) {
-                        Ok(Value::Null) => None,
-                        Ok(c) => Some(c),
+                        Ok(Value::Null) => $push(&mut builder, None),
+                        Ok(coerced) => $push(&mut builder, Some(&coerced)),
                         Err(message) => {
                             errors.push(CoerceError {
                                 row: row_of(i),
                                 path: path.to_owned(),
                                 message,
                             });
-                            None
+                            $push(&mut builder, None)
                         }
                     },
-                };
-                #[allow(
-                    clippy::redundant_closure_call,
-                    reason = "the macro takes the push as a closure"
-                )]
-                $push(&mut builder, coerced);
+                }
             }
             Arc::new(builder.finish()) as ArrayRef
         }};
@@ -455,37 +457,41 @@ fn build(
         DataType::Null => Arc::new(NullArray::new(len)),
         DataType::Boolean => leaf!(
             BooleanBuilder::with_capacity(len),
-            |b: &mut BooleanBuilder, v: Option<Value>| {
+            |v: &Value| matches!(v, Value::Bool(_)),
+            |b: &mut BooleanBuilder, v: Option<&Value>| {
                 b.append_option(match v {
-                    Some(Value::Bool(x)) => Some(x),
+                    Some(Value::Bool(x)) => Some(*x),
                     _ => None,
                 })
             }
         ),
         DataType::Int64 => leaf!(
             Int64Builder::with_capacity(len),
-            |b: &mut Int64Builder, v: Option<Value>| {
+            |v: &Value| matches!(v, Value::Int(_)),
+            |b: &mut Int64Builder, v: Option<&Value>| {
                 b.append_option(match v {
-                    Some(Value::Int(x)) => Some(x),
+                    Some(Value::Int(x)) => Some(*x),
                     _ => None,
                 })
             }
         ),
         DataType::Float64 => leaf!(
             Float64Builder::with_capacity(len),
-            |b: &mut Float64Builder, v: Option<Value>| {
+            |v: &Value| matches!(v, Value::Float(_) | Value::Int(_)),
+            |b: &mut Float64Builder, v: Option<&Value>| {
                 b.append_option(match v {
-                    Some(Value::Float(x)) => Some(x),
-                    Some(Value::Int(x)) => Some(x as f64),
+                    Some(Value::Float(x)) => Some(*x),
+                    Some(Value::Int(x)) => Some(*x as f64),
                     _ => None,
                 })
             }
         ),
         DataType::Utf8 => leaf!(
             StringBuilder::with_capacity(len, len * 16),
-            |b: &mut StringBuilder, v: Option<Value>| {
+            |v: &Value| matches!(v, Value::Str(_)),
+            |b: &mut StringBuilder, v: Option<&Value>| {
                 b.append_option(match v {
-                    Some(Value::Str(x)) => Some(x),
+                    Some(Value::Str(x)) => Some(x.as_str()),
                     _ => None,
                 })
             }
@@ -493,7 +499,8 @@ fn build(
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             leaf!(
                 TimestampMicrosecondBuilder::with_capacity(len).with_timezone_opt(tz.clone()),
-                |b: &mut TimestampMicrosecondBuilder, v: Option<Value>| {
+                |v: &Value| matches!(v, Value::DateTime(_)),
+                |b: &mut TimestampMicrosecondBuilder, v: Option<&Value>| {
                     b.append_option(match v {
                         Some(Value::DateTime(dt)) => Some(dt.timestamp_micros()),
                         _ => None,
@@ -503,9 +510,10 @@ fn build(
         }
         DataType::Date32 => leaf!(
             Date32Builder::with_capacity(len),
-            |b: &mut Date32Builder, v: Option<Value>| {
+            |v: &Value| matches!(v, Value::DateTime(_)),
+            |b: &mut Date32Builder, v: Option<&Value>| {
                 b.append_option(match v {
-                    Some(Value::DateTime(dt)) => Some(date32(&dt)),
+                    Some(Value::DateTime(dt)) => Some(date32(dt)),
                     _ => None,
                 })
             }
