@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use tributary_fetch::{
-    AttrFilter, Auth, FetchContext, FetchPlan, FetchSettings, Limiters, RecordPath, RecordSelector,
-    Redactor, RenderInputs, fetch_pages, render_base_request,
+    AttrFilter, Auth, Envelope, FetchContext, FetchPlan, FetchSettings, Limiters, RecordPath,
+    RecordSelector, Redactor, RenderInputs, fetch_pages, render_base_request,
 };
 
 const SEED: u64 = 7;
@@ -88,6 +88,24 @@ fn locate(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Reading the small values (next pointer, token, end condition) from the envelope: the page
+    // with its records array replaced by `[]` is parsed, not the records.
+    let located = plain.locate(&page, 0, "u").unwrap();
+    let has_more = RecordPath::parse("$.total_items").unwrap();
+    c.bench_function("envelope_values_of_a_1000_record_page", |b| {
+        b.iter(|| {
+            let envelope = Envelope::parse(
+                black_box(&page),
+                &located,
+                plain.content_path(),
+                &[&has_more],
+                0,
+            )
+            .unwrap();
+            envelope.get(&has_more).is_some()
+        })
+    });
 }
 
 fn request_building(c: &mut Criterion) {

@@ -43,6 +43,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tributary_spec::{
     EndPageIndex, FlowBundle, Pagination, ScheduleWindow, SourceSpec, TokenPlacement,
 };
@@ -408,13 +409,21 @@ pub fn fetch_pages(ctx: &FetchContext, plan: FetchPlan) -> FetchRun {
         plan,
         counters: counters.clone(),
     });
-    let task = tokio::spawn(async move {
-        if let Err(err) = drive(&run, &sender).await {
-            tracing::warn!(error = %err, "fetch failed");
-            // The consumer may be gone; then nobody needs the error.
-            let _ = sender.send(Err(err)).await;
+    let span = tracing::info_span!(
+        "fetch",
+        pagination = run.plan.pagination.type_name(),
+        origin = %run.plan.request.origin,
+    );
+    let task = tokio::spawn(
+        async move {
+            if let Err(err) = drive(&run, &sender).await {
+                tracing::warn!(error = %err, "fetch failed");
+                // The consumer may be gone; then nobody needs the error.
+                let _ = sender.send(Err(err)).await;
+            }
         }
-    });
+        .instrument(span),
+    );
     FetchRun {
         pages: receiver,
         task,
