@@ -10,6 +10,15 @@
 //! allow it (numbers ↔ strings, string → boolean word lists, string → date-time pattern list)
 //! and is an error otherwise; errors name the argument and what was expected. A function error
 //! nullifies the destination column of that row and counts a warning.
+//!
+//! Choices where the reference is silent (each pinned by a test): `concat` skips null
+//! arguments and is null only when all are; `instr` returns a 0-based index or -1 (its example
+//! `instr("adobe.com", "com")` is 6); separators of `explode`/`split`/`str_to_object` are
+//! regexes (Java's `String.split`); `date(text)` falls back to ISO-8601 forms after the
+//! reference's pattern list; `date(text, fmt)` that does not match is an error unless a
+//! default is given; `a.equals(b)` with a null side is false; `to_integer` checks the 32-bit
+//! range, `to_bigint` the 64-bit one; `to_decimal` returns a float (Arrow `Float64`); regexes
+//! use Rust's `regex` syntax (no look-around).
 
 mod collections;
 pub mod datefmt;

@@ -18,6 +18,11 @@
 //! warning (`MAPPER-3700-400`); a value that cannot be coerced to its destination type
 //! (`INGEST-1401-400`) or a required field that ends up null (`INGEST-1555-400`) rejects the
 //! row. Rejected rows come back with the source row rebuilt as JSON.
+//!
+//! Without a target schema the output types are fixed at compile time from the source schema
+//! (and the functions' result types); when the decoder reports a schema change, compile again.
+//! With a target schema, the output schema is the target schema, every field of it present
+//! (unmapped ones null) and `required` fields non-nullable.
 
 mod apply;
 mod compile;
