@@ -307,6 +307,28 @@ pub(super) fn looks_like_expression(text: &str) -> bool {
     })
 }
 
+/// [`compile`] with the target given as a JSON schema (`targetConnection.data.schema.jsonSchema`
+/// or a schema file); a schema that cannot be converted is reported as a set-level error naming
+/// its JSON pointer.
+pub fn compile_with_json_schema(
+    mapping_set: &MappingSet,
+    source_schema: &Schema,
+    target: Option<&serde_json::Value>,
+) -> Result<MappingPlan, Vec<CompileError>> {
+    let target = match target.map(crate::schema::json_schema_to_arrow).transpose() {
+        Ok(target) => target,
+        Err(err) => {
+            return Err(vec![CompileError {
+                mapping_index: None,
+                destination: String::new(),
+                position: None,
+                message: format!("target schema: {err}"),
+            }]);
+        }
+    };
+    compile(mapping_set, source_schema, target.as_ref())
+}
+
 fn not_in_target(mapping: &CompiledMapping, prefix: &str) -> CompileError {
     CompileError {
         mapping_index: Some(mapping.index),

@@ -40,7 +40,7 @@ use arrow_schema::SchemaRef;
 use serde::Serialize;
 
 pub use apply::apply;
-pub use compile::compile;
+pub use compile::{compile, compile_with_json_schema};
 pub use preview::{PreviewError, PreviewRow, PreviewRowError, preview, preview_with_schema};
 
 #[doc(no_inline)]
@@ -179,6 +179,25 @@ impl fmt::Display for CompileError {
 }
 
 impl std::error::Error for CompileError {}
+
+impl MappedBatch {
+    /// Rows per error code over rejected rows and warnings (a row counts once per code), the
+    /// `recordCount` of each code in run metrics.
+    pub fn error_counts(&self) -> BTreeMap<ErrorCode, usize> {
+        let mut counts = self.warnings.clone();
+        for rejected in &self.rejected {
+            let mut codes: Vec<ErrorCode> = rejected.errors.iter().map(|e| e.code).collect();
+            codes.sort();
+            codes.dedup();
+            for code in codes {
+                if code != ErrorCode::TransformError {
+                    *counts.entry(code).or_default() += 1;
+                }
+            }
+        }
+        counts
+    }
+}
 
 impl MappingPlan {
     /// The number of mappings in the plan.

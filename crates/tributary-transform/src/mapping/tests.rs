@@ -15,7 +15,10 @@ use serde_json::{Value as Json, json};
 
 use super::apply::run;
 use super::compile::Source;
-use super::{MappingSet, apply, compile, preview, preview_with_schema, threshold_exceeded};
+use super::{
+    MappingSet, apply, compile, compile_with_json_schema, preview, preview_with_schema,
+    threshold_exceeded,
+};
 use crate::schema::json_schema_to_arrow;
 
 fn mapping_set(json: &Json) -> MappingSet {
@@ -814,6 +817,28 @@ fn batches_from_the_run_decoder_map_like_any_batch() {
         out,
         render(&mapping, &members(), Some(&schema)),
         "decoder batches and test batches map alike"
+    );
+}
+
+#[test]
+fn json_target_schemas_compile_directly_and_error_counts_cover_every_code() {
+    let (mapping, schema) = mailchimp_files();
+    let batch = batch_from(&members());
+    let set = mapping_set(&mapping);
+    let plan = compile_with_json_schema(&set, batch.schema().as_ref(), Some(&schema)).unwrap();
+    let counts: Vec<String> = apply(&plan, &batch)
+        .unwrap()
+        .error_counts()
+        .iter()
+        .map(|(code, rows)| format!("{code}: {rows}"))
+        .collect();
+    assert_eq!(counts, ["MAPPER-3700-400: 1", "INGEST-1555-400: 2"]);
+    let broken = json!({"type": "object", "properties": {"a": {"$ref": "#/x"}}});
+    let errors =
+        compile_with_json_schema(&set, batch.schema().as_ref(), Some(&broken)).unwrap_err();
+    assert_eq!(
+        errors[0].to_string(),
+        "mapping set: target schema: /properties/a/$ref: `$ref` is not resolved here: give the expanded schema (xed-full)"
     );
 }
 
