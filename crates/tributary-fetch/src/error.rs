@@ -310,3 +310,6 @@ impl Redactor {
             || SENSITIVE_PARAM_WORDS.iter().any(|w| lower.contains(w))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -303,3 +303,38 @@ fn invalid_utf8_is_malformed() {
         "page 0 from u: malformed json at byte 8: invalid UTF-8"
     );
 }
+
+#[test]
+fn fast_path_records_equal_a_full_parse_of_a_realistic_page() {
+    let mut page = b"{\"members\": [".to_vec();
+    for index in 0..300 {
+        if index > 0 {
+            page.extend_from_slice(b",\n ");
+        }
+        tributary_mockapi::write_record_json(5, index, &mut page);
+    }
+    page.extend_from_slice(b"], \"total_items\": 300}");
+    let parsed: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    let skip = ["tags", "location", "merge_fields"];
+    let selector = filtered("$.members", &[], &skip);
+    let located = selector.locate(&page, 0, "u").unwrap();
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(&located.ndjson)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let expected: Vec<serde_json::Value> = parsed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            let mut record = record.as_object().unwrap().clone();
+            for key in skip {
+                record.shift_remove(key);
+            }
+            serde_json::Value::Object(record)
+        })
+        .collect();
+    assert_eq!(lines.len(), 300);
+    assert_eq!(lines, expected);
+}
