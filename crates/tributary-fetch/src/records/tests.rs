@@ -314,16 +314,16 @@ fn fast_path_records_equal_a_full_parse_of_a_realistic_page() {
         tributary_mockapi::write_record_json(5, index, &mut page);
     }
     page.extend_from_slice(b"], \"total_items\": 300}");
-    let parsed: serde_json::Value = serde_json::from_slice(&page).unwrap();
+    let parsed: Value = serde_json::from_slice(&page).unwrap();
     let skip = ["tags", "location", "merge_fields"];
     let selector = filtered("$.members", &[], &skip);
     let located = selector.locate(&page, 0, "u").unwrap();
-    let lines: Vec<serde_json::Value> = std::str::from_utf8(&located.ndjson)
+    let lines: Vec<Value> = std::str::from_utf8(&located.ndjson)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    let expected: Vec<serde_json::Value> = parsed["members"]
+    let expected: Vec<Value> = parsed["members"]
         .as_array()
         .unwrap()
         .iter()
@@ -332,7 +332,7 @@ fn fast_path_records_equal_a_full_parse_of_a_realistic_page() {
             for key in skip {
                 record.shift_remove(key);
             }
-            serde_json::Value::Object(record)
+            Value::Object(record)
         })
         .collect();
     assert_eq!(lines.len(), 300);
