@@ -186,4 +186,26 @@ pub struct MockApiArgs {
     /// Seed of the generated dataset.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// `last_changed` of record 0 (RFC 3339 or epoch seconds); default 2024-01-01T00:00:00Z.
+    #[arg(long, value_name = "T")]
+    pub start_time: Option<String>,
+    /// `last_changed` step between records (humantime); default 1s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub step: Option<std::time::Duration>,
+    /// `none`, `basic:USER:PASS`, `apikey:HEADER:VALUE`, `bearer:TOKEN` or
+    /// `oauth2:CLIENT_ID:CLIENT_SECRET:REFRESH_TOKEN:TTL_SECONDS`.
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// `PER_SECOND` or `PER_SECOND/BURST`.
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit: Option<String>,
+    /// Serve uncompressed even when clients accept gzip.
+    #[arg(long)]
+    pub no_compression: bool,
+    /// Answer every k-th data request with a 503.
+    #[arg(long, value_name = "K")]
+    pub error_every: Option<std::num::NonZeroU64>,
+    /// Latency added to every data request (humantime).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub latency: Option<std::time::Duration>,
 }

@@ -5,8 +5,17 @@
 //! a flag). Commands return `anyhow::Result`; an error carrying [`BadInput`] anywhere in its chain
 //! exits 2.
 
+mod backfill;
+mod bench;
 mod cli;
+mod context;
+mod demo;
+mod explore;
 mod logging;
+mod mapping;
+mod run;
+mod runs;
+mod serve;
 mod time;
 mod validate;
 
@@ -14,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, SpecCommand};
+use crate::cli::{Cli, Command, MappingCommand, SpecCommand};
 
 /// Marks an error as the user's input being wrong: exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -50,27 +59,35 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Spec(SpecCommand::Validate { files }) => validate::run(&files),
-        other => Err(BadInput(format!(
-            "`{}` is not available in this build yet",
-            command_name(&other)
-        ))
-        .into()),
+    let common = &cli.common;
+    match &cli.command {
+        Command::Serve => serve::run(common),
+        Command::Run(args) => run::run(common, args),
+        Command::Backfill(args) => backfill::run(common, args),
+        Command::Bench(args) => bench::run(common, args),
+        Command::Spec(SpecCommand::Validate { files }) => validate::run(files),
+        Command::Explore(args) => explore::run(common, args),
+        Command::Demo => demo::run(common),
+        Command::Runs(args) => runs::run(common, args),
+        Command::Mapping(MappingCommand::Preview { mapping, input }) => mapping::preview(mapping, input),
+        Command::MockApi(args) => mock_api(args),
     }
 }
 
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Serve => "serve",
-        Command::Run(_) => "run",
-        Command::Backfill(_) => "backfill",
-        Command::Bench(_) => "bench",
-        Command::Spec(_) => "spec",
-        Command::Explore(_) => "explore",
-        Command::Demo => "demo",
-        Command::Runs(_) => "runs",
-        Command::Mapping(_) => "mapping",
-        Command::MockApi(_) => "mock-api",
-    }
+/// `tributary mock-api`: serves the mock third-party API until ctrl-c or SIGTERM.
+fn mock_api(args: &cli::MockApiArgs) -> anyhow::Result<ExitCode> {
+    let mock_args = tributary_mockapi::MockCliArgs {
+        port: args.port,
+        records: args.records,
+        seed: args.seed,
+        start_time: args.start_time.clone(),
+        step: args.step,
+        auth: args.auth.clone(),
+        rate_limit: args.rate_limit.clone(),
+        no_compression: args.no_compression,
+        error_every: args.error_every,
+        latency: args.latency,
+    };
+    run::runtime()?.block_on(tributary_mockapi::run_cli(mock_args)).map_err(|err| BadInput(err.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }

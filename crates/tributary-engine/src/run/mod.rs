@@ -449,3 +449,20 @@ impl Progress {
         self.cancel.load(Ordering::Relaxed)
     }
 }
+
+/// Records that a flow's window `[.., window.end)` ran, so its next scheduled window starts
+/// there. Never moves the schedule back (a backfill of an older window leaves it alone).
+pub fn advance_schedule(db: &Db, flow_id: &FlowId, window: &Window) -> Result<(), RunError> {
+    let mut state = db.schedule_state(flow_id)?.unwrap_or(tributary_state::FlowScheduleState {
+        last_window_end_ms: None,
+        next_due_ms: None,
+        enabled: true,
+    });
+    let end_ms = window.end.timestamp_millis();
+    if state.last_window_end_ms.is_none_or(|last| last < end_ms) {
+        state.last_window_end_ms = Some(end_ms);
+        db.put_schedule_state(flow_id, &state)?;
+        db.flush()?;
+    }
+    Ok(())
+}

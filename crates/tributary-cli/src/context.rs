@@ -1,0 +1,78 @@
+//! What every command that runs flows needs: the config (file, then flags), the engine (state,
+//! dataset layout, HTTP client and limiters), and flow bundles loaded from files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tributary_engine::run::{Engine, EngineOptions};
+use tributary_engine::{DaemonConfig, run::recovery};
+use tributary_spec::{DocumentKind, FlowBundle, SpecRef};
+
+use crate::BadInput;
+use crate::cli::CommonArgs;
+
+/// The config file named by `--config` (or defaults), with `--data-dir` / `--state-dir` applied.
+pub fn load_config(common: &CommonArgs) -> anyhow::Result<DaemonConfig> {
+    let mut config = match &common.config {
+        Some(path) => DaemonConfig::load(path).map_err(|err| BadInput(err.to_string()))?,
+        None => DaemonConfig::default(),
+    };
+    if let Some(dir) = &common.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(dir) = &common.state_dir {
+        config.state_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// Opens state (taking its lock), repairs what a crash left, and builds the engine.
+pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
+    let secret_key = match config.state.secret_key.trim() {
+        "" => None,
+        key => Some(
+            tributary_state::SecretKey::from_base64(key)
+                .map_err(|err| BadInput(format!("config state.secret_key: {err}")))?,
+        ),
+    };
+    let options = tributary_state::StateOptions { secret_key, ..Default::default() };
+    let db = tributary_state::Db::open(&config.state_dir, options)
+        .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
+    let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
+    let report = recovery::recover(&db, &layout).context("recovering from the previous run")?;
+    if report != recovery::RecoveryReport::default() {
+        tracing::info!(
+            completed_windows = report.completed_windows,
+            removed_batches = report.removed_batches,
+            removed_staged_files = report.removed_staged_files,
+            kept_staged_files = report.kept_staged_files,
+            "recovered state left by an earlier process"
+        );
+    }
+    let fetch = tributary_fetch::FetchContext::try_new(
+        tributary_fetch::Limiters::new(),
+        tributary_fetch::FetchSettings::default(),
+    )?;
+    Ok(Engine { layout, db, fetch, options: EngineOptions::default() })
+}
+
+/// Reads and validates a flow bundle; referenced files are read relative to it. Problems are
+/// bad input (exit code 2), each line naming the file and the JSON pointer.
+pub fn load_bundle(path: &Path) -> anyhow::Result<Arc<FlowBundle>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| BadInput(format!("cannot read flow bundle {}: {err}", path.display())))?;
+    let label = path.display().to_string();
+    let base_dir: PathBuf = path.parent().unwrap_or(Path::new(".")).to_owned();
+    let bundle = tributary_spec::load_bundle(&label, &text, |kind: DocumentKind, spec_ref: &SpecRef| {
+        match spec_ref {
+            SpecRef::Path(relative) => crate::validate::read_relative(&base_dir, relative),
+            SpecRef::Id(id) => Err(format!(
+                "{kind:?} {id:?} is referenced by id; a bundle run from the command line needs it inline or as {{\"path\": ...}}"
+            )),
+            SpecRef::Inline(_) => Err("inline documents need no resolving".to_owned()),
+        }
+    })
+    .map_err(|err| BadInput(format!("{err}")))?;
+    Ok(Arc::new(bundle))
+}
