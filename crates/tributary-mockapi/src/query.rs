@@ -161,6 +161,12 @@ pub fn parse_time_ns(param: &str, value: &str) -> Result<i128, BadRequest> {
             return Ok(to_ns(time.with_timezone(&Utc)));
         }
     }
+    // ISO 8601 with a basic offset, as Java's `Z` pattern letter writes it: "...T00:00:00+0000".
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(time) = DateTime::parse_from_str(&plus_restored, format) {
+            return Ok(to_ns(time.with_timezone(&Utc)));
+        }
+    }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
             return Ok(to_ns(time.and_utc()));
