@@ -436,7 +436,27 @@ async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
         "{position:?}"
     );
     // A checkpoint survives a round trip through JSON.
-    let position = serde_json::from_str(&serde_json::to_string(&position).unwrap()).unwrap();
+    let position: tributary_fetch::Position =
+        serde_json::from_str(&serde_json::to_string(&position).unwrap()).unwrap();
+
+    // A checkpoint of one window does not resume another.
+    let other_window = ScheduleWindow {
+        start: None,
+        end: Utc::now(),
+    };
+    let wrong = plan_with(
+        &spec(basic_auth_spec(), attributes.clone()),
+        Auth::none(),
+        &object(json!({"host": server.base_url()})),
+        Some(other_window),
+    )
+    .resume_from(position.clone());
+    let err = run(&ctx, wrong).await.error.unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("resume position belongs to window None"),
+        "{err}"
+    );
 
     let mut attributes = attributes;
     attributes["paginationParams"]["maximumRequest"] = json!(100);

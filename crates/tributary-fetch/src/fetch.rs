@@ -438,6 +438,13 @@ async fn drive(
 ) -> Result<(), FetchError> {
     let plan = &run.plan;
     let start = plan.start.clone().unwrap_or_else(|| plan.start_position());
+    let window = plan.window.map(WindowPosition::from);
+    if start.window != window {
+        return Err(FetchError::Spec(format!(
+            "resume position belongs to window {:?}, but this run fetches window {window:?}",
+            start.window
+        )));
+    }
     let common = plan.pagination.common();
     let max_requests = common.maximum_requests.get();
     let computable = matches!(
