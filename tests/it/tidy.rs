@@ -92,7 +92,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn internal_dependencies_follow_the_design_rule() {
     let manifests = crate_manifests();
-    assert!(manifests.len() >= 9, "every crate of DESIGN.md exists: {:?}", manifests.keys());
+    assert!(
+        manifests.len() >= 9,
+        "every crate of DESIGN.md exists: {:?}",
+        manifests.keys()
+    );
     let mut violations = Vec::new();
     for (name, manifest) in &manifests {
         let allowed = allowed_internal_deps(name);
@@ -105,12 +109,17 @@ fn internal_dependencies_follow_the_design_rule() {
             // Stage crates may not reach each other through dev-dependencies either.
             for dep in dependency_names(manifest, "dev-dependencies") {
                 if STAGE_CRATES.contains(&dep.as_str()) {
-                    violations.push(format!("stage crate {name} dev-depends on stage crate {dep}"));
+                    violations.push(format!(
+                        "stage crate {name} dev-depends on stage crate {dep}"
+                    ));
                 }
             }
         }
     }
-    assert!(violations.is_empty(), "dependency rule broken: {violations:#?}");
+    assert!(
+        violations.is_empty(),
+        "dependency rule broken: {violations:#?}"
+    );
 }
 
 #[test]
@@ -121,12 +130,18 @@ fn only_tributary_state_names_sled() {
             continue;
         }
         for section in ["dependencies", "dev-dependencies"] {
-            if dependency_names(&manifest, section).iter().any(|dep| dep == "sled") {
+            if dependency_names(&manifest, section)
+                .iter()
+                .any(|dep| dep == "sled")
+            {
                 violations.push(format!("{name} has sled in [{section}]"));
             }
         }
         let mut files = Vec::new();
-        rust_files(&workspace_root().join("crates").join(&name).join("src"), &mut files);
+        rust_files(
+            &workspace_root().join("crates").join(&name).join("src"),
+            &mut files,
+        );
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             if text.contains("sled::") {
@@ -134,7 +149,10 @@ fn only_tributary_state_names_sled() {
             }
         }
     }
-    assert!(violations.is_empty(), "sled outside tributary-state: {violations:#?}");
+    assert!(
+        violations.is_empty(),
+        "sled outside tributary-state: {violations:#?}"
+    );
 }
 
 #[test]
@@ -151,5 +169,8 @@ fn every_crate_root_opens_with_a_doc_header() {
             }
         }
     }
-    assert!(missing.is_empty(), "crate roots without a //! header: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "crate roots without a //! header: {missing:#?}"
+    );
 }

@@ -29,7 +29,12 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         config.state_dir = scratch.join("state");
     }
     let mock = MockProcess::spawn(args.records)?;
-    let bundle_text = bench_bundle(args.pagination, args.page_size.get(), &mock.base_url, args.mapped)?;
+    let bundle_text = bench_bundle(
+        args.pagination,
+        args.page_size.get(),
+        &mock.base_url,
+        args.mapped,
+    )?;
     let bundle = tributary_spec::load_bundle("bench bundle", &bundle_text, |_, _| {
         Err("the bench bundle is self-contained".to_owned())
     })
@@ -42,7 +47,12 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(Progress::default());
     let report = runtime.block_on(async {
         let ticker = crate::run::spawn_progress(progress.clone(), "bench");
-        let request = RunRequest { flow_id: bundle_flow_id(&bundle.name), bundle: bundle.clone(), window: None, progress };
+        let request = RunRequest {
+            flow_id: bundle_flow_id(&bundle.name),
+            bundle: bundle.clone(),
+            window: None,
+            progress,
+        };
         let report = run_flow(&engine, request).await;
         ticker.finish();
         report
@@ -54,7 +64,11 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&scratch);
     }
     if report.status != RunStatus::Success {
-        return Err(RunFailed(format!("the bench run failed: {}", report.error.as_deref().unwrap_or("unknown cause"))).into());
+        return Err(RunFailed(format!(
+            "the bench run failed: {}",
+            report.error.as_deref().unwrap_or("unknown cause")
+        ))
+        .into());
     }
 
     let m = &report.metrics;
@@ -84,8 +98,17 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("records        {} in {:.2} s", m.records_written, elapsed);
-    println!("throughput     {:.0} records/s, {:.1} MB/s of JSON", m.records_written as f64 / elapsed, m.bytes_in as f64 / 1e6 / elapsed);
-    println!("sizes          {:.1} MB JSON -> {:.1} MB Parquet in {} pages", m.bytes_in as f64 / 1e6, m.bytes_out as f64 / 1e6, m.pages);
+    println!(
+        "throughput     {:.0} records/s, {:.1} MB/s of JSON",
+        m.records_written as f64 / elapsed,
+        m.bytes_in as f64 / 1e6 / elapsed
+    );
+    println!(
+        "sizes          {:.1} MB JSON -> {:.1} MB Parquet in {} pages",
+        m.bytes_in as f64 / 1e6,
+        m.bytes_out as f64 / 1e6,
+        m.pages
+    );
     match peak_rss_mb {
         Some(mb) => println!("peak RSS       {mb:.1} MB"),
         None => println!("peak RSS       unknown (no /proc/self/status)"),
@@ -111,19 +134,31 @@ impl MockProcess {
     fn spawn(records: u64) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the tributary binary")?;
         let mut child = Command::new(exe)
-            .args(["mock-api", "--port", "0", "--no-compression", "--records", &records.to_string()])
+            .args([
+                "mock-api",
+                "--port",
+                "0",
+                "--no-compression",
+                "--records",
+                &records.to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting the mock API process")?;
         let stdout = child.stdout.take().context("the mock API's stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("reading the mock API's address")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("reading the mock API's address")?;
         let Some(base_url) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
             anyhow::bail!("the mock API did not start: {line:?}");
         };
-        Ok(Self { base_url: base_url.to_owned(), child })
+        Ok(Self {
+            base_url: base_url.to_owned(),
+            child,
+        })
     }
 }
 
@@ -143,7 +178,12 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// A self-contained bundle for the mock API in the requested pagination style.
-pub fn bench_bundle(pagination: BenchPagination, page_size: u32, base_url: &str, mapped: bool) -> anyhow::Result<String> {
+pub fn bench_bundle(
+    pagination: BenchPagination,
+    page_size: u32,
+    base_url: &str,
+    mapped: bool,
+) -> anyhow::Result<String> {
     let (path, content, paging) = match pagination {
         BenchPagination::Offset => (
             "/3.0/lists/bench/members",
@@ -189,9 +229,11 @@ pub fn bench_bundle(pagination: BenchPagination, page_size: u32, base_url: &str,
         "targetConnection": {"params": {"dataSetId": "bench"}},
     });
     if mapped {
-        let mapping_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/mappings/mailchimp-members.json");
-        let text = std::fs::read_to_string(&mapping_path)
-            .with_context(|| format!("reading the example mapping set {}", mapping_path.display()))?;
+        let mapping_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/mappings/mailchimp-members.json");
+        let text = std::fs::read_to_string(&mapping_path).with_context(|| {
+            format!("reading the example mapping set {}", mapping_path.display())
+        })?;
         bundle["mappingSet"] = serde_json::from_str(&text)?;
     }
     Ok(bundle.to_string())

@@ -36,7 +36,10 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
                 .map_err(|err| BadInput(format!("config state.secret_key: {err}")))?,
         ),
     };
-    let options = tributary_state::StateOptions { secret_key, ..Default::default() };
+    let options = tributary_state::StateOptions {
+        secret_key,
+        ..Default::default()
+    };
     let db = tributary_state::Db::open(&config.state_dir, options)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
     let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
@@ -54,7 +57,12 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
         tributary_fetch::Limiters::new(),
         tributary_fetch::FetchSettings::default(),
     )?;
-    Ok(Engine { layout, db, fetch, options: EngineOptions::default() })
+    Ok(Engine {
+        layout,
+        db,
+        fetch,
+        options: EngineOptions::default(),
+    })
 }
 
 /// Reads and validates a flow bundle; referenced files are read relative to it. Problems are

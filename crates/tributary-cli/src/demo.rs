@@ -47,17 +47,34 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         )
         .await
         .context("starting the mock API")?;
-        println!("mock API listening on {} ({DEMO_RECORDS} Mailchimp-like members)", mock.base_url());
+        println!(
+            "mock API listening on {} ({DEMO_RECORDS} Mailchimp-like members)",
+            mock.base_url()
+        );
         // Point the example's base connection at the mock API.
         let params = &mut bundle.base.params;
         params.insert("host".to_owned(), Value::String(mock.base_url()));
         params.insert("username".to_owned(), Value::String(DEMO_USER.to_owned()));
-        params.insert("password".to_owned(), Value::String(DEMO_PASSWORD.to_owned()));
+        params.insert(
+            "password".to_owned(),
+            Value::String(DEMO_PASSWORD.to_owned()),
+        );
         let bundle = Arc::new(bundle);
-        let window = Window { start: None, end: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().context("demo window end")? };
+        let window = Window {
+            start: None,
+            end: Utc
+                .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+                .single()
+                .context("demo window end")?,
+        };
         let progress = Arc::new(Progress::default());
         let ticker = crate::run::spawn_progress(progress.clone(), &bundle.name);
-        let request = RunRequest { flow_id: bundle_flow_id(&bundle.name), bundle: bundle.clone(), window: Some(window), progress };
+        let request = RunRequest {
+            flow_id: bundle_flow_id(&bundle.name),
+            bundle: bundle.clone(),
+            window: Some(window),
+            progress,
+        };
         let report = run_flow(&engine, request).await;
         ticker.finish();
         let _ = mock.shutdown().await;
@@ -65,7 +82,11 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     if report.status != RunStatus::Success {
-        return Err(RunFailed(format!("the demo run failed: {}", report.error.as_deref().unwrap_or("unknown cause"))).into());
+        return Err(RunFailed(format!(
+            "the demo run failed: {}",
+            report.error.as_deref().unwrap_or("unknown cause")
+        ))
+        .into());
     }
     let m = &report.metrics;
     println!(
@@ -80,8 +101,13 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     for file in &report.files {
         println!("  {}", config.data_dir.join(file).display());
     }
-    let glob = config.data_dir.join("datasets/mailchimp-members/**/*.parquet");
-    println!("read it: duckdb -c \"SELECT status, count(*) FROM '{}' GROUP BY status\"", glob.display());
+    let glob = config
+        .data_dir
+        .join("datasets/mailchimp-members/**/*.parquet");
+    println!(
+        "read it: duckdb -c \"SELECT status, count(*) FROM '{}' GROUP BY status\"",
+        glob.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,7 +118,9 @@ fn example_bundle() -> anyhow::Result<PathBuf> {
     if here.is_file() {
         return Ok(here.to_owned());
     }
-    let source_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(EXAMPLE_BUNDLE);
+    let source_tree = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(EXAMPLE_BUNDLE);
     if source_tree.is_file() {
         return Ok(source_tree);
     }

@@ -32,7 +32,8 @@ pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode>
         }
     })?;
 
-    let body: serde_json::Value = serde_json::from_slice(&page.body).context("the first page is not JSON")?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&page.body).context("the first page is not JSON")?;
     let schema = tributary_transform::decode::infer_schema(&page.records, 1000)
         .map_err(|err| anyhow::anyhow!("inferring the record schema: {err}"))?;
     if args.json {
@@ -41,14 +42,29 @@ pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode>
             .iter()
             .map(|field| serde_json::json!({"name": field.name(), "type": field.data_type().to_string()}))
             .collect();
-        let response = serde_json::json!({"format": "json", "schema": {"columns": columns}, "data": [body]});
+        let response =
+            serde_json::json!({"format": "json", "schema": {"columns": columns}, "data": [body]});
         println!("{}", serde_json::to_string_pretty(&response)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"data": [body]}))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({"data": [body]}))?
+    );
     println!();
-    println!("{} records on the first page ({} bytes, {})", page.record_count, page.body.len(), page.url);
-    let width = schema.fields().iter().map(|f| f.name().len()).max().unwrap_or(4).max(6);
+    println!(
+        "{} records on the first page ({} bytes, {})",
+        page.record_count,
+        page.body.len(),
+        page.url
+    );
+    let width = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().len())
+        .max()
+        .unwrap_or(4)
+        .max(6);
     println!("{:<width$}  type", "column");
     println!("{:-<width$}  ----", "");
     for field in schema.fields() {

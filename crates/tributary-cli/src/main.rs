@@ -41,7 +41,11 @@ fn main() -> ExitCode {
         Err(err) => {
             // clap prints help and version on stdout and usage errors on stderr.
             let _ = err.print();
-            return if err.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     logging::init(cli.common.log_format);
@@ -69,7 +73,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explore(args) => explore::run(common, args),
         Command::Demo => demo::run(common),
         Command::Runs(args) => runs::run(common, args),
-        Command::Mapping(MappingCommand::Preview { mapping, input }) => mapping::preview(mapping, input),
+        Command::Mapping(MappingCommand::Preview { mapping, input }) => {
+            mapping::preview(mapping, input)
+        }
         Command::MockApi(args) => mock_api(args),
     }
 }
@@ -88,6 +94,8 @@ fn mock_api(args: &cli::MockApiArgs) -> anyhow::Result<ExitCode> {
         error_every: args.error_every,
         latency: args.latency,
     };
-    run::runtime()?.block_on(tributary_mockapi::run_cli(mock_args)).map_err(|err| BadInput(err.to_string()))?;
+    run::runtime()?
+        .block_on(tributary_mockapi::run_cli(mock_args))
+        .map_err(|err| BadInput(err.to_string()))?;
     Ok(ExitCode::SUCCESS)
 }

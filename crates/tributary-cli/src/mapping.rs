@@ -10,9 +10,10 @@ pub fn preview(mapping_path: &Path, input_path: &Path) -> anyhow::Result<ExitCod
     let label = mapping_path.display().to_string();
     let text = std::fs::read_to_string(mapping_path)
         .map_err(|err| BadInput(format!("cannot read mapping set {label}: {err}")))?;
-    let value = tributary_spec::parse_document(&label, &text).map_err(|err| BadInput(err.to_string()))?;
-    let mapping_set =
-        tributary_spec::mapping_set_from_value(&label, &value).map_err(|err| BadInput(err.to_string()))?;
+    let value =
+        tributary_spec::parse_document(&label, &text).map_err(|err| BadInput(err.to_string()))?;
+    let mapping_set = tributary_spec::mapping_set_from_value(&label, &value)
+        .map_err(|err| BadInput(err.to_string()))?;
     let records = read_records(input_path)?;
     let rows = tributary_transform::mapping::preview(&mapping_set, &records)
         .map_err(|err| BadInput(format!("{label}: {err}")))?;
@@ -34,10 +35,16 @@ pub fn preview(mapping_path: &Path, input_path: &Path) -> anyhow::Result<ExitCod
 /// A JSON array of objects, or one object per line.
 fn read_records(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| BadInput(format!("cannot read records {label}: {err}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| BadInput(format!("cannot read records {label}: {err}")))?;
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(&text).map_err(|err| {
-            BadInput(format!("{label}: invalid JSON at line {} column {}: {err}", err.line(), err.column())).into()
+            BadInput(format!(
+                "{label}: invalid JSON at line {} column {}: {err}",
+                err.line(),
+                err.column()
+            ))
+            .into()
         });
     }
     let mut records = Vec::new();

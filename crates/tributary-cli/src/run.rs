@@ -29,15 +29,26 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let window = match (args.window_start, args.window_end) {
         (Some(start), Some(end)) if start >= end => {
-            return Err(BadInput(format!("--window-start {start} is not before --window-end {end}")).into());
+            return Err(BadInput(format!(
+                "--window-start {start} is not before --window-end {end}"
+            ))
+            .into());
         }
         (start, Some(end)) => Some(Window { start, end }),
-        (Some(start), None) => Some(Window { start: Some(start), end: Utc::now() }),
+        (Some(start), None) => Some(Window {
+            start: Some(start),
+            end: Utc::now(),
+        }),
         (None, None) => match &bundle.schedule {
             None => None,
-            Some(flow_schedule) if flow_schedule.frequency == Frequency::Once && flow_schedule.cron.is_none() => None,
+            Some(flow_schedule)
+                if flow_schedule.frequency == Frequency::Once && flow_schedule.cron.is_none() =>
+            {
+                None
+            }
             Some(flow_schedule) => {
-                let slots = Slots::try_new(flow_schedule).map_err(|err| BadInput(err.to_string()))?;
+                let slots =
+                    Slots::try_new(flow_schedule).map_err(|err| BadInput(err.to_string()))?;
                 let state = engine.db.schedule_state(&flow_id)?;
                 let last_end = state
                     .and_then(|s| s.last_window_end_ms)
@@ -47,7 +58,10 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
                     Due::Once => None,
                     Due::Idle { next } => {
                         let when = next.map_or("never".to_owned(), |t| t.to_rfc3339());
-                        println!("flow {}: no window is due (next slot: {when}); use --window-end to run one now", bundle.name);
+                        println!(
+                            "flow {}: no window is due (next slot: {when}); use --window-end to run one now",
+                            bundle.name
+                        );
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
@@ -57,7 +71,12 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = runtime()?;
     let progress = Arc::new(Progress::default());
-    let request = RunRequest { flow_id: flow_id.clone(), bundle: bundle.clone(), window, progress: progress.clone() };
+    let request = RunRequest {
+        flow_id: flow_id.clone(),
+        bundle: bundle.clone(),
+        window,
+        progress: progress.clone(),
+    };
     let report = runtime.block_on(async {
         let ticker = spawn_progress(progress.clone(), &bundle.name);
         let interrupt = {
@@ -75,7 +94,11 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         report
     });
     let report = report.map_err(|err| {
-        if err.is_bad_input() { anyhow::Error::new(BadInput(err.to_string())) } else { anyhow::Error::new(err) }
+        if err.is_bad_input() {
+            anyhow::Error::new(BadInput(err.to_string()))
+        } else {
+            anyhow::Error::new(err)
+        }
     })?;
     if report.status == RunStatus::Success {
         if let Some(window) = window {
@@ -86,8 +109,15 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     print_report(args.json, &report)?;
     match report.status {
         RunStatus::Success => Ok(ExitCode::SUCCESS),
-        RunStatus::Cancelled => Err(RunFailed("the run was interrupted; run the same command again to resume it".to_owned()).into()),
-        _ => Err(RunFailed(format!("the run failed: {}", report.error.as_deref().unwrap_or("unknown cause"))).into()),
+        RunStatus::Cancelled => Err(RunFailed(
+            "the run was interrupted; run the same command again to resume it".to_owned(),
+        )
+        .into()),
+        _ => Err(RunFailed(format!(
+            "the run failed: {}",
+            report.error.as_deref().unwrap_or("unknown cause")
+        ))
+        .into()),
     }
 }
 
@@ -167,7 +197,11 @@ pub fn spawn_progress(progress: Arc<Progress>, label: &str) -> Ticker {
     let shown = bar.clone();
     let label = label.to_owned();
     let task = tokio::spawn(async move {
-        let period = if is_tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let period = if is_tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         let mut interval = tokio::time::interval(period);
         interval.tick().await;
         loop {

@@ -15,6 +15,8 @@ pub fn parse_instant(text: &str) -> Result<Instant, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|err| {
-            format!("expected RFC 3339 (2024-05-01T00:00:00Z) or epoch seconds, found {text:?}: {err}")
+            format!(
+                "expected RFC 3339 (2024-05-01T00:00:00Z) or epoch seconds, found {text:?}: {err}"
+            )
         })
 }

@@ -29,7 +29,11 @@ pub fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
         all_valid &= report.is_valid();
     }
-    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Reads a file a bundle refers to, relative to the bundle's folder.

@@ -99,7 +99,10 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -122,19 +125,29 @@ impl Default for DaemonConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_concurrent_runs: 4, memory_budget_mb: 256 }
+        Self {
+            max_concurrent_runs: 4,
+            memory_budget_mb: 256,
+        }
     }
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { max_catch_up_windows: 24, run_history: 100, shutdown_grace_secs: 30 }
+        Self {
+            max_catch_up_windows: 24,
+            run_history: 100,
+            shutdown_grace_secs: 30,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".to_owned() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
     }
 }
 
@@ -146,14 +159,19 @@ impl DaemonConfig {
             // toml's message names the key and the line; keep it on one line.
             message: err.to_string().trim().replace('\n', " "),
         })?;
-        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml_str(path, &text)
     }
 
@@ -169,7 +187,9 @@ impl DaemonConfig {
         }
         for (idx, org) in self.api.orgs.iter().enumerate() {
             if org.org_id.trim().is_empty() {
-                return Err(format!("api.orgs[{idx}].org_id: expected a non-empty org id"));
+                return Err(format!(
+                    "api.orgs[{idx}].org_id: expected a non-empty org id"
+                ));
             }
         }
         Ok(())

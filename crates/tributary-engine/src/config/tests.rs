@@ -36,5 +36,8 @@ fn credentials_are_not_printed_by_debug() {
     .unwrap();
     let shown = format!("{config:?}");
     assert!(shown.contains("ACME@AdobeOrg"));
-    assert!(!shown.contains("k-123") && !shown.contains("t-456"), "{shown}");
+    assert!(
+        !shown.contains("k-123") && !shown.contains("t-456"),
+        "{shown}"
+    );
 }

@@ -192,7 +192,8 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         blocking(move || begin_or_resume(&db, &layout, &key, &run_id, &dataset_id)).await??
     };
     let batch_id = checkpoint.batch_id.clone();
-    let saved: SavedPosition = serde_json::from_value(checkpoint.position.clone()).unwrap_or_default();
+    let saved: SavedPosition =
+        serde_json::from_value(checkpoint.position.clone()).unwrap_or_default();
     let identity = RunIdentity {
         run_id: run_id.to_string(),
         flow_id: request.flow_id.to_string(),
@@ -203,14 +204,30 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         batch_id: batch_id.to_string(),
         window: request.window,
     };
-    record_run(engine, &identity, &RunMetrics::default(), &in_progress(started_at)).await?;
+    record_run(
+        engine,
+        &identity,
+        &RunMetrics::default(),
+        &in_progress(started_at),
+    )
+    .await?;
     info!(
         flow = %bundle.name, flow_id = %request.flow_id, run_id = %run_id, batch_id = %batch_id,
         window_start = ?request.window.and_then(|w| w.start), window_end = ?request.window.map(|w| w.end),
         resumed, "run started"
     );
 
-    let result = execute(engine, &request, &key, &checkpoint, &saved, &write_dataset, &batch_id, &run_id).await;
+    let result = execute(
+        engine,
+        &request,
+        &key,
+        &checkpoint,
+        &saved,
+        &write_dataset,
+        &batch_id,
+        &run_id,
+    )
+    .await;
     let (mut metrics, verdict) = match result {
         Ok((metrics, verdict)) => (metrics, verdict),
         Err((metrics, message)) => (metrics, Verdict::Failed(message)),
@@ -231,7 +248,11 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
                     metrics.records_written = published.rows;
                     (RunStatus::Success, None, published.files)
                 }
-                Err(err) => (RunStatus::Failed, Some(format!("publishing the batch: {err:#}")), Vec::new()),
+                Err(err) => (
+                    RunStatus::Failed,
+                    Some(format!("publishing the batch: {err:#}")),
+                    Vec::new(),
+                ),
             }
         }
     };
@@ -239,7 +260,10 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         status,
         started_at,
         completed_at: Some(Utc::now()),
-        errors: error.iter().map(|message| ("CONNECTOR-2001-500".to_owned(), message.clone())).collect(),
+        errors: error
+            .iter()
+            .map(|message| ("CONNECTOR-2001-500".to_owned(), message.clone()))
+            .collect(),
         files: files.clone(),
     };
     let run_object = record_run(engine, &identity, &metrics, &outcome).await?;
@@ -308,7 +332,9 @@ async fn execute(
     let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))
         .map_err(|err| fail(format!("{err}")))?;
     let plan = match &saved.fetch {
-        Some(position) if checkpoint.status == CheckpointStatus::InProgress => plan.resume_from(position.clone()),
+        Some(position) if checkpoint.status == CheckpointStatus::InProgress => {
+            plan.resume_from(position.clone())
+        }
         _ => plan,
     };
     let fetch_run = tributary_fetch::fetch_pages(&engine.fetch, plan);
@@ -319,7 +345,8 @@ async fn execute(
         bundle: bundle.clone(),
         key: key.clone(),
         dataset: dataset.clone(),
-        batch_id: tributary_write::BatchId::try_new(batch_id.to_string()).map_err(|err| fail(err.to_string()))?,
+        batch_id: tributary_write::BatchId::try_new(batch_id.to_string())
+            .map_err(|err| fail(err.to_string()))?,
         run_id: run_id.to_string(),
         next_seq: checkpoint.next_seq,
         saved: saved.clone(),
@@ -344,8 +371,13 @@ fn begin_or_resume(
     if let Some(checkpoint) = db.checkpoint(key)? {
         if checkpoint.status == CheckpointStatus::InProgress {
             // A run that published some parts was committing when it stopped: finish that first.
-            if checkpoint.parts.iter().any(|part| part.state == PartState::Published) {
-                recovery::publish_window(db, layout, key).map_err(|err| RunError::Internal(format!("{err:#}")))?;
+            if checkpoint
+                .parts
+                .iter()
+                .any(|part| part.state == PartState::Published)
+            {
+                recovery::publish_window(db, layout, key)
+                    .map_err(|err| RunError::Internal(format!("{err:#}")))?;
             } else {
                 let checkpoint = db.resume_window(key, run_id)?;
                 return Ok((checkpoint, true));
@@ -355,7 +387,13 @@ fn begin_or_resume(
     let batch_id = BatchId::new(new_batch_id());
     let began = db.begin_window(key, run_id, &batch_id, dataset_id)?;
     if let Some(replaced) = began.replaced {
-        recovery::remove_replaced(db, layout, &replaced.dataset_id, &replaced.batch_id, &replaced.parts)?;
+        recovery::remove_replaced(
+            db,
+            layout,
+            &replaced.dataset_id,
+            &replaced.batch_id,
+            &replaced.parts,
+        )?;
     }
     Ok((began.checkpoint, false))
 }
@@ -363,11 +401,21 @@ fn begin_or_resume(
 /// Batch ids sort by creation time: `YYYYMMDDTHHMMSS` then random hex.
 fn new_batch_id() -> String {
     let now = Utc::now();
-    format!("{}-{}", now.format("%Y%m%dT%H%M%S"), &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 fn in_progress(started_at: DateTime<Utc>) -> RunOutcome {
-    RunOutcome { status: RunStatus::InProgress, started_at, completed_at: None, errors: Vec::new(), files: Vec::new() }
+    RunOutcome {
+        status: RunStatus::InProgress,
+        started_at,
+        completed_at: None,
+        errors: Vec::new(),
+        files: Vec::new(),
+    }
 }
 
 async fn record_run(
@@ -404,13 +452,19 @@ async fn record_run(
 
 fn apply_stored_tokens(bundle: &mut FlowBundle, tokens: &OAuthTokens) {
     let params = &mut bundle.base.params;
-    params.insert("accessToken".to_owned(), Value::String(tokens.access_token.clone()));
+    params.insert(
+        "accessToken".to_owned(),
+        Value::String(tokens.access_token.clone()),
+    );
     if let Some(refresh) = &tokens.refresh_token {
         params.insert("refreshToken".to_owned(), Value::String(refresh.clone()));
     }
     if let Some(expires_ms) = tokens.expires_at_ms {
         if let Some(expires) = DateTime::from_timestamp_millis(expires_ms) {
-            params.insert("expirationDate".to_owned(), Value::String(expires.to_rfc3339()));
+            params.insert(
+                "expirationDate".to_owned(),
+                Value::String(expires.to_rfc3339()),
+            );
         }
     }
 }
@@ -453,11 +507,13 @@ impl Progress {
 /// Records that a flow's window `[.., window.end)` ran, so its next scheduled window starts
 /// there. Never moves the schedule back (a backfill of an older window leaves it alone).
 pub fn advance_schedule(db: &Db, flow_id: &FlowId, window: &Window) -> Result<(), RunError> {
-    let mut state = db.schedule_state(flow_id)?.unwrap_or(tributary_state::FlowScheduleState {
-        last_window_end_ms: None,
-        next_due_ms: None,
-        enabled: true,
-    });
+    let mut state = db
+        .schedule_state(flow_id)?
+        .unwrap_or(tributary_state::FlowScheduleState {
+            last_window_end_ms: None,
+            next_due_ms: None,
+            enabled: true,
+        });
     let end_ms = window.end.timestamp_millis();
     if state.last_window_end_ms.is_none_or(|last| last < end_ms) {
         state.last_window_end_ms = Some(end_ms);

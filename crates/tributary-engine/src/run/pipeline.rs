@@ -75,7 +75,8 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
     let job = Arc::new(job);
 
     let decode_job = job.clone();
-    let decoder = tokio::task::spawn_blocking(move || decode_stage(&decode_job, pages, &to_encoder));
+    let decoder =
+        tokio::task::spawn_blocking(move || decode_stage(&decode_job, pages, &to_encoder));
     let encode_job = job.clone();
     let encoder = tokio::task::spawn_blocking(move || encode_stage(&encode_job, &from_decoder));
 
@@ -86,7 +87,9 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
 
     let mut metrics = RunMetrics::default();
     let verdict = match (decoded, encoded) {
-        (Err(err), _) | (_, Err(err)) => Verdict::Failed(format!("a pipeline thread panicked: {err}")),
+        (Err(err), _) | (_, Err(err)) => {
+            Verdict::Failed(format!("a pipeline thread panicked: {err}"))
+        }
         (Ok(decoded), Ok(encoded)) => {
             let (decode_result, times, counters) = decoded;
             metrics.fetch_wait = times.fetch_wait;
@@ -134,7 +137,11 @@ fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics) -> Verdict {
     if !mapping::threshold_exceeded(rejected, input, percent) {
         return Verdict::Commit;
     }
-    let share = if input == 0 { 0.0 } else { rejected as f64 * 100.0 / input as f64 };
+    let share = if input == 0 {
+        0.0
+    } else {
+        rejected as f64 * 100.0 / input as f64
+    };
     Verdict::Failed(match percent {
         None => format!(
             "{rejected} of {input} rows were rejected and the flow has no partialIngestionPercent: nothing was published (rejected rows are in _errors)"
@@ -160,7 +167,14 @@ fn decode_stage(
         bytes_in: position.bytes_in,
         error_codes: Default::default(),
     };
-    let result = decode_loop(job, &mut pages, out, &mut times, &mut position, &mut counters);
+    let result = decode_loop(
+        job,
+        &mut pages,
+        out,
+        &mut times,
+        &mut position,
+        &mut counters,
+    );
     (result, times, counters)
 }
 
@@ -180,7 +194,15 @@ fn decode_loop(
         known_schema,
         ..DecoderOptions::default()
     });
-    let mut sender = BatchSender { job, out, plan: None, last_schema: None, counters_failed: 0, counters_warned: 0, warning_codes: Default::default() };
+    let mut sender = BatchSender {
+        job,
+        out,
+        plan: None,
+        last_schema: None,
+        counters_failed: 0,
+        counters_warned: 0,
+        warning_codes: Default::default(),
+    };
     let mut rows_since_checkpoint = 0u64;
     let mut json_since_checkpoint = 0u64;
     // The position after the last page whose rows were all handed on.
@@ -223,9 +245,16 @@ fn decode_loop(
         counters.pages += 1;
         counters.records_read += page.record_count as u64;
         counters.bytes_in += page.body.len() as u64;
-        job.progress.pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        job.progress.records.fetch_add(page.record_count as u64, std::sync::atomic::Ordering::Relaxed);
-        job.progress.bytes.fetch_add(page.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        job.progress
+            .pages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        job.progress.records.fetch_add(
+            page.record_count as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        job.progress
+            .bytes
+            .fetch_add(page.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
         rows_since_checkpoint += page.record_count as u64;
         json_since_checkpoint += page.records.len() as u64;
         position.fetch = Some(page.position.clone());
@@ -281,7 +310,10 @@ impl BatchSender<'_> {
             let batch = self.map(batch)?;
             times.map += started.elapsed();
             let Some(batch) = batch else { continue };
-            let is_new_schema = self.last_schema.as_ref().is_some_and(|last| *last != batch.schema());
+            let is_new_schema = self
+                .last_schema
+                .as_ref()
+                .is_some_and(|last| *last != batch.schema());
             if is_new_schema {
                 // Every row before this batch came from pages up to `position_before`.
                 send(self.out, ToEncoder::Checkpoint(position_before.clone()))?;
@@ -299,35 +331,48 @@ impl BatchSender<'_> {
             return Ok(Some(batch));
         };
         let source_schema = batch.schema();
-        let is_compiled = self.plan.as_ref().is_some_and(|(schema, _)| *schema == source_schema);
+        let is_compiled = self
+            .plan
+            .as_ref()
+            .is_some_and(|(schema, _)| *schema == source_schema);
         if !is_compiled {
             let target = target_schema(&self.job.bundle)?;
-            let plan = mapping::compile(mapping_set, &source_schema, target.as_ref()).map_err(|errors| {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|err| {
-                        format!(
-                            "mapping {} ({}){}: {}",
-                            err.mapping_index.map_or("-".to_owned(), |i| i.to_string()),
-                            err.destination,
-                            err.position.map_or(String::new(), |p| format!(" at character {p}")),
-                            err.message
-                        )
-                    })
-                    .collect();
-                format!("the mapping set does not compile: {}", lines.join("; "))
-            })?;
+            let plan = mapping::compile(mapping_set, &source_schema, target.as_ref()).map_err(
+                |errors| {
+                    let lines: Vec<String> = errors
+                        .iter()
+                        .map(|err| {
+                            format!(
+                                "mapping {} ({}){}: {}",
+                                err.mapping_index.map_or("-".to_owned(), |i| i.to_string()),
+                                err.destination,
+                                err.position
+                                    .map_or(String::new(), |p| format!(" at character {p}")),
+                                err.message
+                            )
+                        })
+                        .collect();
+                    format!("the mapping set does not compile: {}", lines.join("; "))
+                },
+            )?;
             self.plan = Some((source_schema, plan));
         }
         let (_, plan) = self.plan.as_ref().expect("compiled just above");
         let mapped = mapping::apply(plan, &batch).map_err(|err| err.to_string())?;
         for (code, n) in &mapped.warnings {
             self.counters_warned += *n as u64;
-            *self.warning_codes.entry(code.as_str().to_owned()).or_default() += *n as u64;
+            *self
+                .warning_codes
+                .entry(code.as_str().to_owned())
+                .or_default() += *n as u64;
         }
         for rejected in mapped.rejected {
             self.counters_failed += 1;
-            let mut codes: Vec<&'static str> = rejected.errors.iter().map(|err| err.code.as_str()).collect();
+            let mut codes: Vec<&'static str> = rejected
+                .errors
+                .iter()
+                .map(|err| err.code.as_str())
+                .collect();
             codes.dedup();
             for code in codes {
                 *self.warning_codes.entry(code.to_owned()).or_default() += 1;
@@ -337,7 +382,10 @@ impl BatchSender<'_> {
                 .iter()
                 .map(|err| json!({"code": err.code.as_str(), "message": err.message, "destination": err.destination}))
                 .collect();
-            send(self.out, ToEncoder::Rejected(json!({"record": rejected.original, "errors": errors})))?;
+            send(
+                self.out,
+                ToEncoder::Rejected(json!({"record": rejected.original, "errors": errors})),
+            )?;
         }
         Ok((mapped.batch.num_rows() > 0).then_some(mapped.batch))
     }
@@ -345,7 +393,12 @@ impl BatchSender<'_> {
 
 /// Moves the counts into the checkpoint position and the run's counters. Counts of the run
 /// this one resumes (in `job.saved`) are the base.
-fn sync_counters(job: &PipelineJob, position: &mut SavedPosition, counters: &mut Counters, sender: &BatchSender<'_>) {
+fn sync_counters(
+    job: &PipelineJob,
+    position: &mut SavedPosition,
+    counters: &mut Counters,
+    sender: &BatchSender<'_>,
+) {
     counters.records_failed = job.saved.records_failed + sender.counters_failed;
     position.records_failed = counters.records_failed;
     position.records_read = counters.records_read;
@@ -356,7 +409,8 @@ fn sync_counters(job: &PipelineJob, position: &mut SavedPosition, counters: &mut
 
 fn send(out: &SyncSender<ToEncoder>, message: ToEncoder) -> Result<(), String> {
     // The encoder only hangs up after failing; its own error is the one to report.
-    out.send(message).map_err(|_| "the writer stopped".to_owned())
+    out.send(message)
+        .map_err(|_| "the writer stopped".to_owned())
 }
 
 /// The schema records are decoded into when the spec declares one (`sourceSpec` custom
@@ -380,9 +434,16 @@ fn target_schema(bundle: &FlowBundle) -> Result<Option<arrow_schema::Schema>, St
         .map_err(|err| format!("targetConnection data.schema.jsonSchema: {err}"))
 }
 
-fn encode_stage(job: &PipelineJob, input: &Receiver<ToEncoder>) -> (Result<(), String>, EncodeTimes) {
+fn encode_stage(
+    job: &PipelineJob,
+    input: &Receiver<ToEncoder>,
+) -> (Result<(), String>, EncodeTimes) {
     let mut times = EncodeTimes::default();
-    let mut segment = Segment { data: None, errors: None, next_seq: job.next_seq };
+    let mut segment = Segment {
+        data: None,
+        errors: None,
+        next_seq: job.next_seq,
+    };
     let result = encode_loop(job, input, &mut times, &mut segment);
     if result.is_err() {
         // Nothing of a failed segment may stay half-written in staging.
@@ -417,8 +478,15 @@ fn encode_loop(
     segment: &mut Segment,
 ) -> Result<(), String> {
     let engine = &job.engine;
-    let writer_options = engine.options.writer.clone().with_lineage(job.key.flow_id.as_str(), &job.run_id);
-    let mut rows_recorded = job.saved.records_read.saturating_sub(job.saved.records_failed);
+    let writer_options = engine
+        .options
+        .writer
+        .clone()
+        .with_lineage(job.key.flow_id.as_str(), &job.run_id);
+    let mut rows_recorded = job
+        .saved
+        .records_read
+        .saturating_sub(job.saved.records_failed);
     while let Ok(message) = input.recv() {
         match message {
             ToEncoder::Batch(batch) => {
@@ -440,7 +508,10 @@ fn encode_loop(
                 times.encode += started.elapsed();
                 if !closed.is_empty() {
                     // Parts roll only at checkpoints (the writer's own limits are off).
-                    return Err(format!("the writer closed part {} between checkpoints", closed[0].seq));
+                    return Err(format!(
+                        "the writer closed part {} between checkpoints",
+                        closed[0].seq
+                    ));
                 }
             }
             ToEncoder::Rejected(row) => {
@@ -458,7 +529,10 @@ fn encode_loop(
                 }
                 let writer = segment.errors.as_mut().expect("created just above");
                 if let Some(part) = writer.write(&row).map_err(|err| err.to_string())? {
-                    return Err(format!("the error writer closed part {} between checkpoints", part.seq));
+                    return Err(format!(
+                        "the error writer closed part {} between checkpoints",
+                        part.seq
+                    ));
                 }
             }
             ToEncoder::Checkpoint(position) => {
@@ -471,7 +545,8 @@ fn encode_loop(
                     parts.extend(writer.finish().map_err(|err| err.to_string())?);
                 }
                 parts.sort_by_key(|part| part.seq);
-                let position_json = serde_json::to_value(&position).map_err(|err| err.to_string())?;
+                let position_json =
+                    serde_json::to_value(&position).map_err(|err| err.to_string())?;
                 for part in parts {
                     let is_data = matches!(part.kind, tributary_write::PartKind::Parquet { .. });
                     if is_data {

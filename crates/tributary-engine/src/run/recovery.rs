@@ -43,7 +43,11 @@ pub struct RecoveryReport {
 }
 
 /// Publishes every pending part of a window (in sequence order) and completes the window.
-pub fn publish_window(db: &Db, layout: &DatasetLayout, key: &WindowKey) -> anyhow::Result<Published> {
+pub fn publish_window(
+    db: &Db,
+    layout: &DatasetLayout,
+    key: &WindowKey,
+) -> anyhow::Result<Published> {
     let checkpoint = db
         .checkpoint(key)?
         .with_context(|| format!("no checkpoint for {key}"))?;
@@ -55,7 +59,9 @@ pub fn publish_window(db: &Db, layout: &DatasetLayout, key: &WindowKey) -> anyho
             db.mark_published(key, part.seq)?;
         }
         if part.final_path.ends_with(".parquet") {
-            published.files.push(relative_to(layout.data_dir(), &part.final_path));
+            published
+                .files
+                .push(relative_to(layout.data_dir(), &part.final_path));
             published.bytes += part.bytes;
             published.rows += part.rows;
         }
@@ -103,13 +109,22 @@ pub fn recover(db: &Db, layout: &DatasetLayout) -> anyhow::Result<RecoveryReport
     }
     let mut keep: HashSet<PathBuf> = HashSet::new();
     for key in windows {
-        let Some(checkpoint) = db.checkpoint(&key)? else { continue };
-        let is_committing = checkpoint.parts.iter().any(|part| part.state == PartState::Published);
+        let Some(checkpoint) = db.checkpoint(&key)? else {
+            continue;
+        };
+        let is_committing = checkpoint
+            .parts
+            .iter()
+            .any(|part| part.state == PartState::Published);
         if is_committing {
             publish_window(db, layout, &key)?;
             report.completed_windows += 1;
         } else {
-            for part in checkpoint.parts.iter().filter(|part| part.state == PartState::Pending) {
+            for part in checkpoint
+                .parts
+                .iter()
+                .filter(|part| part.state == PartState::Pending)
+            {
                 keep.insert(PathBuf::from(&part.staged_path));
             }
         }
@@ -125,5 +140,7 @@ pub fn recover(db: &Db, layout: &DatasetLayout) -> anyhow::Result<RecoveryReport
 }
 
 fn relative_to(base: &Path, path: &str) -> String {
-    Path::new(path).strip_prefix(base).map_or_else(|_| path.to_owned(), |rel| rel.display().to_string())
+    Path::new(path)
+        .strip_prefix(base)
+        .map_or_else(|_| path.to_owned(), |rel| rel.display().to_string())
 }

@@ -95,10 +95,16 @@ pub struct RunOutcome {
 pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOutcome) -> Value {
     let started_ms = outcome.started_at.timestamp_millis();
     let completed_ms = outcome.completed_at.map(|t| t.timestamp_millis());
-    let window_start_ms = identity.window.and_then(|w| w.start).map(|t| t.timestamp_millis());
+    let window_start_ms = identity
+        .window
+        .and_then(|w| w.start)
+        .map(|t| t.timestamp_millis());
     let window_end_ms = identity.window.map(|w| w.end.timestamp_millis());
-    let errors: Vec<Value> =
-        outcome.errors.iter().map(|(code, message)| json!({"code": code, "message": message})).collect();
+    let errors: Vec<Value> = outcome
+        .errors
+        .iter()
+        .map(|(code, message)| json!({"code": code, "message": message}))
+        .collect();
     let code_counts: Vec<Value> = metrics
         .error_codes
         .iter()
@@ -114,8 +120,16 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
         "failedRecordCount": metrics.records_failed,
         "warningRecordCount": metrics.records_warned,
     });
-    let file_info: Vec<Value> = outcome.files.iter().map(|path| json!({"path": path})).collect();
-    let batch_ids = if outcome.status == RunStatus::Success { vec![identity.batch_id.clone()] } else { vec![] };
+    let file_info: Vec<Value> = outcome
+        .files
+        .iter()
+        .map(|path| json!({"path": path}))
+        .collect();
+    let batch_ids = if outcome.status == RunStatus::Success {
+        vec![identity.batch_id.clone()]
+    } else {
+        vec![]
+    };
     json!({
         "id": identity.run_id,
         "flowId": identity.flow_id,

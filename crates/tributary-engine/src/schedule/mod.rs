@@ -38,9 +38,13 @@ pub enum Due {
 /// A schedule that cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("scheduleParams.cron: invalid cron expression {expression:?}: {reason} (6 or 7 fields, seconds first, e.g. \"0 0 * * * *\")")]
+    #[error(
+        "scheduleParams.cron: invalid cron expression {expression:?}: {reason} (6 or 7 fields, seconds first, e.g. \"0 0 * * * *\")"
+    )]
     BadCron { expression: String, reason: String },
-    #[error("scheduleParams.timeZone: unknown time zone {0:?} (expected an IANA name such as Europe/Berlin)")]
+    #[error(
+        "scheduleParams.timeZone: unknown time zone {0:?} (expected an IANA name such as Europe/Berlin)"
+    )]
     BadTimeZone(String),
 }
 
@@ -55,7 +59,10 @@ pub struct Slots {
 enum SlotKind {
     Once,
     Every(Duration),
-    Cron { schedule: Box<cron::Schedule>, tz: chrono_tz::Tz },
+    Cron {
+        schedule: Box<cron::Schedule>,
+        tz: chrono_tz::Tz,
+    },
 }
 
 impl Slots {
@@ -63,21 +70,30 @@ impl Slots {
     pub fn try_new(schedule: &FlowSchedule) -> Result<Self, ScheduleError> {
         let kind = if let Some(cron) = &schedule.cron {
             let parsed = cron::Schedule::from_str(&cron.expression).map_err(|err| {
-                ScheduleError::BadCron { expression: cron.expression.clone(), reason: err.to_string() }
+                ScheduleError::BadCron {
+                    expression: cron.expression.clone(),
+                    reason: err.to_string(),
+                }
             })?;
             let tz = match &cron.time_zone {
                 None => chrono_tz::UTC,
                 Some(name) => chrono_tz::Tz::from_str(name)
                     .map_err(|_| ScheduleError::BadTimeZone(name.clone()))?,
             };
-            SlotKind::Cron { schedule: Box::new(parsed), tz }
+            SlotKind::Cron {
+                schedule: Box::new(parsed),
+                tz,
+            }
         } else {
             match period(schedule.frequency, schedule.interval) {
                 None => SlotKind::Once,
                 Some(period) => SlotKind::Every(period),
             }
         };
-        Ok(Self { start_time: schedule.start_time, kind })
+        Ok(Self {
+            start_time: schedule.start_time,
+            kind,
+        })
     }
 
     /// The first slot strictly after `t`.
@@ -95,9 +111,16 @@ impl Slots {
             }
             SlotKind::Cron { schedule, tz } => {
                 // Slots start at startTime: nothing fires before it.
-                let from = if t < self.start_time { self.start_time - Duration::seconds(1) } else { t };
+                let from = if t < self.start_time {
+                    self.start_time - Duration::seconds(1)
+                } else {
+                    t
+                };
                 let local = tz.from_utc_datetime(&from.naive_utc());
-                schedule.after(&local).next().map(|slot| slot.with_timezone(&Utc))
+                schedule
+                    .after(&local)
+                    .next()
+                    .map(|slot| slot.with_timezone(&Utc))
             }
         }
     }
@@ -122,7 +145,9 @@ pub fn due(
     if matches!(slots.kind, SlotKind::Once) {
         return match last_end {
             None if now >= schedule.start_time => Due::Once,
-            None => Due::Idle { next: Some(schedule.start_time) },
+            None => Due::Idle {
+                next: Some(schedule.start_time),
+            },
             Some(_) => Due::Idle { next: None },
         };
     }
@@ -132,7 +157,10 @@ pub fn due(
         None if schedule.backfill => (None, slots.first()),
         None => {
             // Without backfill the first window starts at startTime and ends at the next slot.
-            (Some(schedule.start_time), slots.next_after(schedule.start_time))
+            (
+                Some(schedule.start_time),
+                slots.next_after(schedule.start_time),
+            )
         }
     };
     let mut ends = Vec::new();
@@ -166,7 +194,10 @@ pub fn split_range(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> Ve
     let mut start = from;
     while start < to {
         let end = (start + step).min(to);
-        windows.push(Window { start: Some(start), end });
+        windows.push(Window {
+            start: Some(start),
+            end,
+        });
         start = end;
     }
     windows

@@ -169,7 +169,10 @@ impl FromStr for DateFormat {
                 )
             })
             .collect();
-        Ok(DateFormat { items, next_is_number })
+        Ok(DateFormat {
+            items,
+            next_is_number,
+        })
     }
 }
 
