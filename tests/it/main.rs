@@ -3,3 +3,4 @@
 
 mod fetch;
 mod tidy;
+mod configs;

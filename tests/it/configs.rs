@@ -1,0 +1,209 @@
+//! Every example under configs/ is valid (`tributary spec validate` exits 0, the daemon config
+//! loads), the broken specs of tests/data/spec/broken/ exit 2 with one `FILE: /pointer: message`
+//! line per problem, and garbage or truncated files exit 2 without a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand::{Rng, SeedableRng};
+
+/// What `tributary spec validate` did.
+struct Validation {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn validate(files: &[PathBuf]) -> Validation {
+    let output = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .current_dir(repo_root())
+        .arg("spec")
+        .arg("validate")
+        .args(files)
+        .env_remove("MC_PASSWORD")
+        .output()
+        .unwrap();
+    Validation {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Every file under `dir` (recursively) whose name ends with `.ext`, sorted.
+fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Validates `file` (relative to the repository root) and checks its exact problem lines.
+fn check_broken(file: &str, expected: &[&str]) {
+    let validation = validate(&[PathBuf::from(file)]);
+    assert_eq!(validation.code, 2, "{file}: {}", validation.stdout);
+    let lines: Vec<&str> = validation.stdout.lines().collect();
+    for line in &lines {
+        assert!(
+            line.starts_with(&format!("{file}: /")) || line.starts_with(&format!("{file}: (root)")),
+            "not a FILE: /pointer: message line: {line}"
+        );
+    }
+    for want in expected {
+        assert!(
+            lines.iter().any(|line| line == want),
+            "{file}: missing line {want:?} in\n{}",
+            validation.stdout
+        );
+    }
+}
+
+#[test]
+fn every_config_json_validates() {
+    let root = repo_root();
+    let files = files_under(&root.join("configs"), "json");
+    assert!(files.len() >= 10, "configs/ holds the examples: {files:?}");
+    let validation = validate(&files);
+    assert_eq!(
+        validation.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        validation.stdout, validation.stderr
+    );
+    // Only warnings (unset environment variables) may be printed.
+    for line in validation.stdout.lines() {
+        assert!(line.contains(": warning: "), "unexpected problem: {line}");
+    }
+}
+
+#[test]
+fn daemon_config_loads() {
+    let files = files_under(&repo_root().join("configs"), "toml");
+    assert!(!files.is_empty());
+    for file in files {
+        let config = tributary_engine::DaemonConfig::load(&file)
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        assert_eq!(
+            config.listen.to_string(),
+            "127.0.0.1:8080",
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn broken_specs_report_one_line_per_problem() {
+    check_broken(
+        "tests/data/spec/broken/minute-interval.json",
+        &["tests/data/spec/broken/minute-interval.json: /flow/scheduleParams/interval: expected an integer >= 15 for frequency minute, found 5"],
+    );
+    check_broken(
+        "tests/data/spec/broken/unknown-pagination.json",
+        &["tests/data/spec/broken/unknown-pagination.json: /sourceSpec/attributes/paginationParams/type: unknown pagination type \"CURSOR\"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK"],
+    );
+    check_broken(
+        "tests/data/spec/broken/truncated.json",
+        &["tests/data/spec/broken/truncated.json: (root): invalid JSON at line 5 column 0: EOF while parsing a value"],
+    );
+    check_broken(
+        "tests/data/spec/broken/mapping-wrong-types.json",
+        &[
+            "tests/data/spec/broken/mapping-wrong-types.json: /strictMapping: expected strictMapping (true or false), found the string \"yes\"",
+            "tests/data/spec/broken/mapping-wrong-types.json: /mappings/2/sourceAttribute: expected the source (a string), found the number 12",
+        ],
+    );
+    let many = validate(&[PathBuf::from("tests/data/spec/broken/many-problems.json")]);
+    assert_eq!(many.code, 2);
+    assert_eq!(many.stdout.lines().count(), 10, "{}", many.stdout);
+    assert!(many.stdout.contains(
+        "tests/data/spec/broken/many-problems.json: /sourceSpec/attributes/urlParams/method: expected the HTTP method GET or POST, found \"DELETE\""
+    ));
+}
+
+#[test]
+fn the_whole_broken_folder_exits_2_with_lines_for_every_file() {
+    let files = files_under(&repo_root().join("tests/data/spec/broken"), "json");
+    let validation = validate(&files);
+    assert_eq!(validation.code, 2, "{}", validation.stderr);
+    for file in &files {
+        let label = file.display().to_string();
+        assert!(
+            validation
+                .stdout
+                .lines()
+                .any(|line| line.starts_with(&format!("{label}: "))),
+            "no problem reported for {label}:\n{}",
+            validation.stdout
+        );
+    }
+}
+
+#[test]
+fn garbage_and_truncated_files_exit_2_without_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut files = Vec::new();
+    for (idx, source) in files_under(&repo_root().join("configs"), "json")
+        .iter()
+        .enumerate()
+    {
+        let bytes = std::fs::read(source).unwrap();
+        // Cuts at a few places inside the document, never at its full length.
+        for cut in [1, bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
+            let path = dir.path().join(format!("truncated-{idx}-{cut}.json"));
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            files.push(path);
+        }
+        // The same document with random bytes overwritten.
+        let mut damaged = bytes.clone();
+        for _ in 0..8 {
+            let at = rng.random_range(0..damaged.len());
+            damaged[at] = rng.random();
+        }
+        let path = dir.path().join(format!("damaged-{idx}.json"));
+        std::fs::write(&path, &damaged).unwrap();
+        files.push(path);
+    }
+    for (name, content) in [
+        ("empty.json", &b""[..]),
+        ("binary.json", &[0xff, 0x00, 0xfe, 0x7b][..]),
+        ("array.json", b"[1, 2, 3]"),
+        ("string.json", b"\"spec\""),
+        ("deep.json", &b"[".repeat(100_000)[..]),
+        ("object.json", b"{\"what\": \"no kind\"}"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        files.push(path);
+    }
+    for file in files {
+        let validation = validate(std::slice::from_ref(&file));
+        assert_eq!(
+            validation.code,
+            2,
+            "{}: stdout {} stderr {}",
+            file.display(),
+            validation.stdout,
+            validation.stderr
+        );
+        assert!(
+            !validation.stdout.is_empty(),
+            "{}: no problem line",
+            file.display()
+        );
+    }
+}
