@@ -182,6 +182,19 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
     let key = window_key(&request.flow_id, request.window.as_ref());
 
+    // A bundle whose requests cannot be built (a missing environment variable, a template that
+    // does not render) is bad input: refuse it before a run is recorded, so `tributary run`
+    // exits 2 instead of reporting a failed run.
+    {
+        let mut preflight = (*bundle).clone();
+        if let Ok(Some(tokens)) = engine.db.oauth_tokens(&format!("{}-base", request.flow_id)) {
+            apply_stored_tokens(&mut preflight, &tokens);
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        FetchPlan::from_bundle(&preflight, request.window, &env, None)
+            .map_err(|err| RunError::BadInput(err.to_string()))?;
+    }
+
     // Resume an interrupted window, or begin it (replacing a completed one).
     let db = engine.db.clone();
     let (checkpoint, resumed) = {
