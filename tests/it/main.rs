@@ -4,3 +4,4 @@
 mod fetch;
 mod tidy;
 mod configs;
+mod run;

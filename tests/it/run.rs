@@ -1,0 +1,687 @@
+//! `tributary run` end to end: the real binary against the mock API on 127.0.0.1:0, for every
+//! pagination style and auth type; the published Parquet read back (exact row count, every id
+//! once, nested fields); schema widening across pages; reruns replacing the batch; a run killed
+//! mid-way; bad input (exit 2) and a broken page (exit 1); `explore` and `demo`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+use tributary_mockapi::{Faults, MockAuth, MockConfig, MockServer, OAuth2, Secret, Target};
+
+pub(crate) const SEED: u64 = 23;
+
+/// A mock API running on its own runtime for the length of a test.
+pub(crate) struct Mock {
+    pub server: MockServer,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// A data dir and a state dir in a tempdir, and the bundles written there.
+pub(crate) struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one invocation of the binary did.
+pub(crate) struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub(crate) fn mock(config: MockConfig) -> Mock {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime
+        .block_on(tributary_mockapi::start(
+            MockConfig {
+                seed: SEED,
+                ..config
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    Mock {
+        server,
+        _runtime: runtime,
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .current_dir(self.dir.path())
+            .env_remove("TRIBUTARY_CONFIG");
+        command
+    }
+
+    pub fn tributary(&self, args: &[&str]) -> Ran {
+        ran(self.command(args).output().unwrap())
+    }
+
+    /// Writes `bundle` as `{name}.json` and returns its path as a string.
+    pub fn bundle(&self, name: &str, bundle: &Value) -> String {
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(bundle).unwrap()).unwrap();
+        path.display().to_string()
+    }
+
+    /// Every file under `datasets/{dataset}`, relative to that folder, sorted.
+    pub fn dataset_files(&self, dataset: &str) -> Vec<String> {
+        let root = self.data().join("datasets").join(dataset);
+        let mut files = files_under(&root)
+            .into_iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect::<Vec<_>>();
+        files.sort();
+        files
+    }
+}
+
+pub(crate) fn ran(output: Output) -> Ran {
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+impl std::fmt::Debug for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A bundle with an inline connection spec of one auth spec and these source attributes.
+pub(crate) fn bundle(
+    name: &str,
+    auth_spec: Value,
+    attributes: Value,
+    auth_params: Value,
+    dataset: &str,
+) -> Value {
+    json!({
+        "name": name,
+        "connectionSpec": {"name": format!("{name} source"),
+            "authSpec": [auth_spec],
+            "sourceSpec": {"attributes": attributes,
+                           "spec": {"type": "object", "properties": {"listId": {"type": "string"}}}}},
+        "baseConnection": {"auth": {"specName": auth_spec_name(&auth_params), "params": auth_params}},
+        "sourceConnection": {"params": {"listId": "it"}},
+        "targetConnection": {"params": {"dataSetId": dataset}}
+    })
+}
+
+fn auth_spec_name(params: &Value) -> &'static str {
+    if params.get("password").is_some() {
+        "Basic Authentication"
+    } else if params.get("authKey1").is_some() {
+        "API Key Authentication"
+    } else {
+        "OAuth2 Refresh Code"
+    }
+}
+
+pub(crate) fn basic_auth_spec() -> Value {
+    json!({"name": "Basic Authentication", "type": "BasicAuthentication",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"}, "username": {"type": "string"},
+               "password": {"type": "string", "format": "password"}}}})
+}
+
+fn key_auth_spec() -> Value {
+    json!({"name": "API Key Authentication", "type": "KeyBased",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"},
+               "authKey1": {"type": "string", "format": "password", "restAttributes": {"headerParamName": "X-Auth-Key1"}}}}})
+}
+
+fn oauth_spec() -> Value {
+    json!({"name": "OAuth2 Refresh Code", "type": "OAuth2RefreshCode",
+           "spec": {"type": "object", "properties": {
+               "host": {"type": "string"}, "accessToken": {"type": "string", "format": "password"}}}})
+}
+
+pub(crate) fn offset_attributes(page_size: u32) -> Value {
+    json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": {"path": "$.members", "skipAttributes": ["_links"]},
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": page_size.to_string(), "offSetName": "offset"}
+    })
+}
+
+pub(crate) fn basic_mock(records: u64) -> MockConfig {
+    MockConfig {
+        records,
+        auth: MockAuth::Basic {
+            username: "ann".into(),
+            password: Secret::new("it-password"),
+        },
+        ..Default::default()
+    }
+}
+
+pub(crate) fn basic_params(mock: &Mock) -> Value {
+    json!({"host": mock.server.base_url(), "username": "ann", "password": "it-password"})
+}
+
+/// The ids of records `0..n` of the mock's dataset.
+pub(crate) fn expected_ids(n: u64) -> HashSet<String> {
+    (0..n)
+        .map(|i| {
+            tributary_mockapi::record(SEED, i)["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Every batch of every `part-*.parquet` under `dir`.
+pub(crate) fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    let mut files = files_under(dir);
+    files.sort();
+    for file in files {
+        if file.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            batches.push(batch.unwrap());
+        }
+    }
+    batches
+}
+
+/// The values of a string column across batches (nulls as None).
+pub(crate) fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let array = batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column} in {:?}", batch.schema()));
+        if let Some(array) = array.as_string_opt::<i32>() {
+            for idx in 0..array.len() {
+                out.push(array.is_valid(idx).then(|| array.value(idx).to_owned()));
+            }
+        } else {
+            let array = array.as_string_view();
+            for idx in 0..array.len() {
+                out.push(array.is_valid(idx).then(|| array.value(idx).to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// A column's Arrow type as Debug text (`Struct(..)`, `List(..)`, `Timestamp(Microsecond, ..)`),
+/// so tests need not name arrow-schema.
+pub(crate) fn type_of(batch: &RecordBatch, column: &str) -> String {
+    let schema = batch.schema();
+    let field = schema
+        .field_with_name(column)
+        .unwrap_or_else(|_| panic!("no column {column} in {schema:?}"));
+    format!("{:?}", field.data_type())
+}
+
+/// The one batch folder of `dataset` after a successful run, checked against the run object.
+pub(crate) fn check_published(sandbox: &Sandbox, dataset: &str, run: &Value) -> PathBuf {
+    assert_eq!(run["state"], "success", "{run:#}");
+    let summary = &run["metrics"]["recordSummary"];
+    let input = summary["inputRecordCount"].as_u64().unwrap();
+    let output = summary["outputRecordCount"].as_u64().unwrap();
+    let failed = summary["failedRecordCount"].as_u64().unwrap();
+    assert_eq!(input, output + failed, "{summary}");
+    let target = &run["activities"][1]["targetInfo"][0];
+    assert_eq!(target["dataSetId"], dataset);
+    let batch_id = target["reference"]["ids"][0].as_str().unwrap().to_owned();
+    let datasets = sandbox.data().join("datasets").join(dataset);
+    let batch_dir = datasets.join(format!("batch={batch_id}"));
+    assert!(batch_dir.is_dir(), "{} missing", batch_dir.display());
+    for file in sandbox.dataset_files(dataset) {
+        assert!(
+            file.starts_with("batch=") && file.contains("/part-") && file.ends_with(".parquet")
+                || file.starts_with("_errors/"),
+            "unexpected file {file} in datasets/{dataset}"
+        );
+    }
+    batch_dir
+}
+
+/// Runs `bundle` with `--json` against a mock of `n` records and checks the dataset: exit 0,
+/// consistent counts, exactly one batch, every id once, the nested fields present.
+pub(crate) fn check_run(sandbox: &Sandbox, bundle_path: &str, dataset: &str, n: u64) -> Value {
+    let ran = sandbox.tributary(&["run", bundle_path, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let run: Value =
+        serde_json::from_str(&ran.stdout).unwrap_or_else(|err| panic!("{err}: {ran:?}"));
+    assert_eq!(
+        run["metrics"]["recordSummary"]["inputRecordCount"], n,
+        "{ran:?}"
+    );
+    assert_eq!(run["metrics"]["recordSummary"]["outputRecordCount"], n);
+    let batch_dir = check_published(sandbox, dataset, &run);
+    let batches: Vec<RecordBatch> = read_parquet(&sandbox.data().join("datasets").join(dataset));
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows as u64, n, "exact row count");
+    let ids: Vec<String> = strings(&batches, "id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "every id once");
+    assert_eq!(unique, expected_ids(n), "the ids of the mock's records");
+    let merge_fields = type_of(&batches[0], "merge_fields");
+    assert!(
+        merge_fields.starts_with("Struct(") && merge_fields.contains("\"FNAME\""),
+        "merge_fields is a struct: {merge_fields}"
+    );
+    let tags = type_of(&batches[0], "tags");
+    assert!(tags.contains("List("), "tags is a list: {tags}");
+    assert!(batch_dir.starts_with(sandbox.data()));
+    run
+}
+
+#[test]
+fn offset_pagination_with_basic_auth() {
+    let mock = mock(basic_mock(12_000));
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "offset",
+        &bundle(
+            "it-offset",
+            basic_auth_spec(),
+            offset_attributes(1000),
+            basic_params(&mock),
+            "offset",
+        ),
+    );
+    check_run(&sandbox, &path, "offset", 12_000);
+    assert_eq!(mock.server.stats().unauthorized, 0);
+}
+
+#[test]
+fn page_pagination_with_api_keys() {
+    let mock = mock(MockConfig {
+        records: 10_500,
+        auth: MockAuth::ApiKey {
+            keys: vec![("X-Auth-Key1".into(), Secret::new("key-one-value"))],
+        },
+        ..Default::default()
+    });
+    let sandbox = Sandbox::new();
+    let attributes = json!({
+        "urlParams": {"path": "/page/members", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 1000, "pageParamName": "page"}
+    });
+    let params = json!({"host": mock.server.base_url(), "authKey1": "key-one-value"});
+    let path = sandbox.bundle(
+        "page",
+        &bundle("it-page", key_auth_spec(), attributes, params, "page"),
+    );
+    check_run(&sandbox, &path, "page", 10_500);
+    assert_eq!(mock.server.stats().unauthorized, 0);
+}
+
+#[test]
+fn continuation_token_pagination_with_oauth2_bearer() {
+    let mock = mock(MockConfig {
+        records: 10_200,
+        auth: MockAuth::OAuth2(OAuth2 {
+            access_token: Secret::new("it-access-token"),
+            access_ttl: Duration::from_secs(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let sandbox = Sandbox::new();
+    let attributes = json!({
+        "urlParams": {"path": "/cursor/members", "method": "GET"},
+        "contentPath": "$.data",
+        "paginationParams": {"type": "CONTINUATION_TOKEN", "limitName": "limit", "limitValue": 1000,
+                             "continuationTokenPath": "$.meta.after_cursor", "parameterType": "QUERYPARAM", "parameterName": "cursor"}
+    });
+    let params = json!({"host": mock.server.base_url(), "accessToken": "it-access-token"});
+    let path = sandbox.bundle(
+        "cursor",
+        &bundle("it-cursor", oauth_spec(), attributes, params, "cursor"),
+    );
+    check_run(&sandbox, &path, "cursor", 10_200);
+    assert_eq!(mock.server.stats().unauthorized, 0);
+}
+
+#[test]
+fn pointer_pagination() {
+    let mock = mock(MockConfig {
+        records: 10_000,
+        ..Default::default()
+    });
+    let sandbox = Sandbox::new();
+    let attributes = json!({
+        "urlParams": {"path": "/pointer/members", "method": "GET"},
+        "contentPath": "$.results",
+        "paginationParams": {"type": "POINTER", "limitName": "limit", "limitValue": 2500, "pointerPath": "$.paging.next"}
+    });
+    let params = json!({"host": mock.server.base_url(), "accessToken": "unused"});
+    let path = sandbox.bundle(
+        "pointer",
+        &bundle("it-pointer", oauth_spec(), attributes, params, "pointer"),
+    );
+    check_run(&sandbox, &path, "pointer", 10_000);
+}
+
+#[test]
+fn rerunning_a_window_replaces_its_batch() {
+    let mock = mock(basic_mock(10_000));
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "rerun",
+        &bundle(
+            "it-rerun",
+            basic_auth_spec(),
+            offset_attributes(1000),
+            basic_params(&mock),
+            "rerun",
+        ),
+    );
+    let first = check_run(&sandbox, &path, "rerun", 10_000);
+    let second = check_run(&sandbox, &path, "rerun", 10_000);
+    let batch = |run: &Value| run["activities"][1]["targetInfo"][0]["reference"]["ids"][0].clone();
+    assert_ne!(batch(&first), batch(&second), "a rerun writes a new batch");
+    let batch_dirs: HashSet<String> = sandbox
+        .dataset_files("rerun")
+        .iter()
+        .map(|f| f.split('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        batch_dirs.len(),
+        1,
+        "only the new batch is left: {batch_dirs:?}"
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_no_partial_file_and_the_next_run_completes() {
+    let mock = mock(MockConfig {
+        faults: Faults {
+            latency: Duration::from_millis(150),
+            ..Default::default()
+        },
+        ..basic_mock(20_000)
+    });
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "killed",
+        &bundle(
+            "it-killed",
+            basic_auth_spec(),
+            offset_attributes(500),
+            basic_params(&mock),
+            "killed",
+        ),
+    );
+    let mut child = sandbox
+        .command(&["run", &path, "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while mock.server.stats().data_requests < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never got going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        sandbox.dataset_files("killed").is_empty(),
+        "nothing is visible after the kill: {:?}",
+        sandbox.dataset_files("killed")
+    );
+
+    mock.server.set_faults(Faults::default()).unwrap();
+    check_run(&sandbox, &path, "killed", 20_000);
+    let staged: Vec<PathBuf> = files_under(&sandbox.data().join("_staging"));
+    assert!(
+        staged.is_empty(),
+        "staging is clean after the run: {staged:?}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_problem() {
+    let mock = mock(basic_mock(100));
+    let sandbox = Sandbox::new();
+    let check = |name: &str, bundle_text: &str, expected: &str| {
+        let path = sandbox.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, bundle_text).unwrap();
+        let ran = sandbox.tributary(&["run", &path.display().to_string()]);
+        assert_eq!(ran.code, 2, "{name}: {ran:?}");
+        assert!(
+            ran.stderr.contains(expected),
+            "{name}: expected {expected:?} in {ran:?}"
+        );
+        assert!(sandbox.dataset_files("bad").is_empty());
+    };
+    let mut params = basic_params(&mock);
+    params["password"] = json!("${env:TRIBUTARY_IT_NEVER_SET}");
+    let missing_env = bundle(
+        "it-bad",
+        basic_auth_spec(),
+        offset_attributes(100),
+        params,
+        "bad",
+    );
+    check(
+        "missing-env",
+        &missing_env.to_string(),
+        "TRIBUTARY_IT_NEVER_SET",
+    );
+    let valid = bundle(
+        "it-bad",
+        basic_auth_spec(),
+        offset_attributes(100),
+        basic_params(&mock),
+        "bad",
+    );
+    let text = valid.to_string();
+    check("truncated", &text[..text.len() / 2], "invalid JSON");
+    let mut no_dataset = valid.clone();
+    no_dataset["targetConnection"]["params"] = json!({});
+    check(
+        "no-dataset",
+        &no_dataset.to_string(),
+        "/targetConnection/params/dataSetId",
+    );
+    let mut bad_pagination = valid.clone();
+    bad_pagination["connectionSpec"]["sourceSpec"]["attributes"]["paginationParams"]["type"] =
+        json!("SIDEWAYS");
+    check("bad-pagination", &bad_pagination.to_string(), "SIDEWAYS");
+    let ran = sandbox.tributary(&["run", "does-not-exist.json"]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("does-not-exist.json"), "{ran:?}");
+}
+
+#[test]
+fn a_page_that_is_not_json_fails_the_run_and_publishes_nothing() {
+    let mock = mock(MockConfig {
+        faults: Faults {
+            malformed: Some(Target::Offset(3000)),
+            ..Default::default()
+        },
+        ..basic_mock(10_000)
+    });
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "broken-page",
+        &bundle(
+            "it-broken-page",
+            basic_auth_spec(),
+            offset_attributes(1000),
+            basic_params(&mock),
+            "broken",
+        ),
+    );
+    let ran = sandbox.tributary(&["run", &path]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("page 3"),
+        "the message names the page: {ran:?}"
+    );
+    assert!(
+        all.contains("offset=3000"),
+        "the message names the page's URL: {ran:?}"
+    );
+    assert!(
+        all.to_lowercase().contains("json"),
+        "the message names the problem: {ran:?}"
+    );
+    assert!(
+        sandbox.dataset_files("broken").is_empty(),
+        "nothing published: {:?}",
+        sandbox.dataset_files("broken")
+    );
+}
+
+#[test]
+fn explore_prints_the_first_page_and_a_schema_table() {
+    let mock = mock(basic_mock(3_000));
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "explore",
+        &bundle(
+            "it-explore",
+            basic_auth_spec(),
+            offset_attributes(50),
+            basic_params(&mock),
+            "explore",
+        ),
+    );
+    let ran = sandbox.tributary(&["explore", &path]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let first_id = tributary_mockapi::record(SEED, 0)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fifty_first = tributary_mockapi::record(SEED, 50)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ran.stdout.contains(&first_id), "{ran:?}");
+    assert!(
+        !ran.stdout.contains(&fifty_first),
+        "only the first page: {ran:?}"
+    );
+    assert!(
+        ran.stdout.contains("50 records on the first page"),
+        "{ran:?}"
+    );
+    let table: Vec<&str> = ran
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("column"))
+        .collect();
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("id ") && l.contains("Utf8")),
+        "{table:?}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("member_rating ") && l.contains("Int64")),
+        "{table:?}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("merge_fields ") && l.contains("Struct")),
+        "{table:?}"
+    );
+    assert!(!ran.stdout.contains("it-password"), "no secret printed");
+}
+
+#[test]
+fn demo_runs_from_a_fresh_directory_and_prints_a_parquet_path() {
+    let sandbox = Sandbox::new();
+    let ran = sandbox.tributary(&["demo"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let batch_dir = ran
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("parquet: "))
+        .unwrap_or_else(|| panic!("no parquet path: {ran:?}"));
+    let batch_dir = PathBuf::from(batch_dir);
+    assert!(batch_dir.is_dir(), "{ran:?}");
+    let batches = read_parquet(&batch_dir);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert!(rows > 0, "{ran:?}");
+    let ids: HashSet<String> = strings(&batches, "id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(ids.len(), rows, "every id once");
+    assert!(ran.stdout.contains("read it: duckdb"), "{ran:?}");
+}
