@@ -685,3 +685,111 @@ fn demo_runs_from_a_fresh_directory_and_prints_a_parquet_path() {
     assert_eq!(ids.len(), rows, "every id once");
     assert!(ran.stdout.contains("read it: duckdb"), "{ran:?}");
 }
+
+/// Serves `tests/data/run/widen-page-{N}.json` for `GET /widen?page=N` (an empty page past the
+/// last file) over plain HTTP/1.1 on 127.0.0.1:0, one connection at a time. Returns the base URL.
+fn serve_fixture_pages() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/run");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if header == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let page = request_line
+                .split(['?', '&', ' '])
+                .find_map(|part| part.strip_prefix("page="))
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0);
+            let body = std::fs::read(fixtures.join(format!("widen-page-{page}.json")))
+                .unwrap_or_else(|_| b"{\"items\": []}".to_vec());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    base_url
+}
+
+/// The values of a numeric column as f64, whether the file holds it as Int64 or Float64.
+fn numbers(batch: &RecordBatch, column: &str) -> Vec<Option<f64>> {
+    use arrow_array::types::{Float64Type, Int64Type};
+    let array = batch.column_by_name(column).unwrap();
+    if let Some(floats) = array.as_primitive_opt::<Float64Type>() {
+        return floats.iter().collect();
+    }
+    let ints = array.as_primitive::<Int64Type>();
+    ints.iter().map(|v| v.map(|v| v as f64)).collect()
+}
+
+#[test]
+fn later_pages_widen_the_schema_without_losing_values() {
+    let base_url = serve_fixture_pages();
+    let sandbox = Sandbox::new();
+    let attributes = json!({
+        "urlParams": {"path": "/widen", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 2, "pageParamName": "page"}
+    });
+    let params = json!({"host": base_url, "username": "u", "password": "p"});
+    let path = sandbox.bundle(
+        "widen",
+        &bundle("it-widen", basic_auth_spec(), attributes, params, "widen"),
+    );
+    let ran = sandbox.tributary(&["run", &path, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let run: Value = serde_json::from_str(&ran.stdout).unwrap();
+    check_published(&sandbox, "widen", &run);
+    assert_eq!(run["metrics"]["recordSummary"]["inputRecordCount"], 5);
+
+    let mut seen = Vec::new();
+    for batch in read_parquet(&sandbox.data().join("datasets/widen")) {
+        let ids = strings(std::slice::from_ref(&batch), "id");
+        let scores = numbers(&batch, "score");
+        let has_nickname = batch.column_by_name("nickname").is_some();
+        let nicknames = if has_nickname {
+            strings(std::slice::from_ref(&batch), "nickname")
+        } else {
+            vec![None; batch.num_rows()]
+        };
+        for row in 0..batch.num_rows() {
+            let id = ids[row].clone().unwrap();
+            if id == "w-2" {
+                assert!(
+                    type_of(&batch, "score").contains("Float64"),
+                    "int then float widens to float"
+                );
+                assert!(
+                    type_of(&batch, "profile").contains("\"zip\""),
+                    "a new nested field is a new column"
+                );
+            }
+            seen.push((id, scores[row], nicknames[row].clone()));
+        }
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = vec![
+        ("w-0".to_owned(), Some(1.0), None),
+        ("w-1".to_owned(), Some(2.0), None),
+        ("w-2".to_owned(), Some(2.5), Some("Ray".to_owned())),
+        ("w-3".to_owned(), Some(4.0), None),
+        ("w-4".to_owned(), Some(0.5), Some("Ann".to_owned())),
+    ];
+    assert_eq!(seen, expected);
+}
