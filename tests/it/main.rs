@@ -5,3 +5,4 @@ mod fetch;
 mod tidy;
 mod configs;
 mod run;
+mod mapping;
