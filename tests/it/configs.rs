@@ -109,15 +109,21 @@ fn daemon_config_loads() {
 fn broken_specs_report_one_line_per_problem() {
     check_broken(
         "tests/data/spec/broken/minute-interval.json",
-        &["tests/data/spec/broken/minute-interval.json: /flow/scheduleParams/interval: expected an integer >= 15 for frequency minute, found 5"],
+        &[
+            "tests/data/spec/broken/minute-interval.json: /flow/scheduleParams/interval: expected an integer >= 15 for frequency minute, found 5",
+        ],
     );
     check_broken(
         "tests/data/spec/broken/unknown-pagination.json",
-        &["tests/data/spec/broken/unknown-pagination.json: /sourceSpec/attributes/paginationParams/type: unknown pagination type \"CURSOR\"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK"],
+        &[
+            "tests/data/spec/broken/unknown-pagination.json: /sourceSpec/attributes/paginationParams/type: unknown pagination type \"CURSOR\"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK",
+        ],
     );
     check_broken(
         "tests/data/spec/broken/truncated.json",
-        &["tests/data/spec/broken/truncated.json: (root): invalid JSON at line 5 column 0: EOF while parsing a value"],
+        &[
+            "tests/data/spec/broken/truncated.json: (root): invalid JSON at line 5 column 0: EOF while parsing a value",
+        ],
     );
     check_broken(
         "tests/data/spec/broken/mapping-wrong-types.json",
