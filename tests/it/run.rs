@@ -499,6 +499,15 @@ fn a_killed_run_leaves_no_partial_file_and_the_next_run_completes() {
         sandbox.dataset_files("killed")
     );
 
+    // The killed run buffered its rows in memory (the first part was not flushed yet), so also
+    // leave what a process killed during an encode would: a half-written staged part of a batch
+    // that no checkpoint names. The next run must remove it.
+    let leftover = sandbox
+        .data()
+        .join("_staging/killed/batch=20260101T000000-0123456789ab/part-00000.parquet.inprogress");
+    std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+    std::fs::write(&leftover, b"PAR1 half a file").unwrap();
+
     mock.server.set_faults(Faults::default()).unwrap();
     check_run(&sandbox, &path, "killed", 20_000);
     let staged: Vec<PathBuf> = files_under(&sandbox.data().join("_staging"));
