@@ -180,27 +180,27 @@ fn mailchimp_members_mapping_with_its_target_schema() {
         members(),
         Some(schema),
         expect![[r#"
-        personID: Utf8 (required)
-        personalEmail: Struct("address": Utf8)
-        person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
-        mobilePhone: Struct("number": Utf8)
-        homeAddress: Struct("countryCode": Utf8)
-        consents: Struct("status": Utf8)
-        lastChanged: Timestamp(µs, "UTC") (required)
-        rating: Int64
-        +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
-        | personID | personalEmail              | person                                                               | mobilePhone      | homeAddress       | consents             | lastChanged          | rating |
-        +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
-        | m1       | {address: ada@example.com} | {name: {firstName: Ada, lastName: Lovelace, fullName: Ada Lovelace}} | {number: +44 20} | {countryCode: GB} | {status: subscribed} | 2024-05-01T10:00:00Z | 4      |
-        +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
-        rejected row 1: {"id":"m2","email_address":"alan@example.com","status":"Unsubscribed","merge_fields":{"FNAME":"Alan","LNAME":null,"PHONE":null},"location":{"country_code":"GB"},"member_rating":2,"last_changed":"yesterday"}
-          MAPPER-3700-400 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
-          INGEST-1555-400 lastChanged: required field `lastChanged` is missing or null
-        rejected row 2: {"id":null,"email_address":"grace@example.com","status":"cleaned","merge_fields":{"FNAME":"Grace","LNAME":"Hopper","PHONE":null},"location":null,"member_rating":5,"last_changed":"2024-05-03T08:30:00-05:00"}
-          INGEST-1555-400 personID: required field `personID` is missing or null
-        warnings MAPPER-3700-400: 1 row(s)
-          row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
-    "#]],
+            personID: Utf8 (required)
+            personalEmail: Struct("address": Utf8)
+            person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
+            mobilePhone: Struct("number": Utf8)
+            homeAddress: Struct("countryCode": Utf8)
+            consents: Struct("status": Utf8)
+            lastChanged: Timestamp(µs, "+00:00") (required)
+            rating: Int64
+            +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
+            | personID | personalEmail              | person                                                               | mobilePhone      | homeAddress       | consents             | lastChanged          | rating |
+            +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
+            | m1       | {address: ada@example.com} | {name: {firstName: Ada, lastName: Lovelace, fullName: Ada Lovelace}} | {number: +44 20} | {countryCode: GB} | {status: subscribed} | 2024-05-01T10:00:00Z | 4      |
+            +----------+----------------------------+----------------------------------------------------------------------+------------------+-------------------+----------------------+----------------------+--------+
+            rejected row 1: {"id":"m2","email_address":"alan@example.com","status":"Unsubscribed","merge_fields":{"FNAME":"Alan","LNAME":null,"PHONE":null},"location":{"country_code":"GB"},"member_rating":2,"last_changed":"yesterday"}
+              MAPPER-3700-400 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
+              INGEST-1555-400 lastChanged: required field `lastChanged` is missing or null
+            rejected row 2: {"id":null,"email_address":"grace@example.com","status":"cleaned","merge_fields":{"FNAME":"Grace","LNAME":"Hopper","PHONE":null},"location":null,"member_rating":5,"last_changed":"2024-05-03T08:30:00-05:00"}
+              INGEST-1555-400 personID: required field `personID` is missing or null
+            warnings MAPPER-3700-400: 1 row(s)
+              row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
+        "#]],
     );
 }
 
@@ -212,24 +212,24 @@ fn mailchimp_members_mapping_without_a_target_schema_derives_types() {
         members(),
         None,
         expect![[r#"
-        personID: Utf8
-        personalEmail: Struct("address": Utf8)
-        person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
-        mobilePhone: Struct("number": Utf8)
-        homeAddress: Struct("countryCode": Utf8)
-        consents: Struct("status": Utf8)
-        lastChanged: Timestamp(µs, "UTC")
-        rating: Int64
-        +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
-        | personID | personalEmail                | person                                                               | mobilePhone      | homeAddress       | consents               | lastChanged          | rating |
-        +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
-        | m1       | {address: ada@example.com}   | {name: {firstName: Ada, lastName: Lovelace, fullName: Ada Lovelace}} | {number: +44 20} | {countryCode: GB} | {status: subscribed}   | 2024-05-01T10:00:00Z | 4      |
-        | m2       | {address: alan@example.com}  | {name: {firstName: Alan, lastName: , fullName: Alan }}               |                  | {countryCode: GB} | {status: unsubscribed} |                      | 2      |
-        |          | {address: grace@example.com} | {name: {firstName: Grace, lastName: Hopper, fullName: Grace Hopper}} |                  |                   | {status: cleaned}      | 2024-05-03T13:30:00Z | 5      |
-        +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
-        warnings MAPPER-3700-400: 1 row(s)
-          row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
-    "#]],
+            personID: Utf8
+            personalEmail: Struct("address": Utf8)
+            person: Struct("name": Struct("firstName": Utf8, "lastName": Utf8, "fullName": Utf8))
+            mobilePhone: Struct("number": Utf8)
+            homeAddress: Struct("countryCode": Utf8)
+            consents: Struct("status": Utf8)
+            lastChanged: Timestamp(µs, "+00:00")
+            rating: Int64
+            +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
+            | personID | personalEmail                | person                                                               | mobilePhone      | homeAddress       | consents               | lastChanged          | rating |
+            +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
+            | m1       | {address: ada@example.com}   | {name: {firstName: Ada, lastName: Lovelace, fullName: Ada Lovelace}} | {number: +44 20} | {countryCode: GB} | {status: subscribed}   | 2024-05-01T10:00:00Z | 4      |
+            | m2       | {address: alan@example.com}  | {name: {firstName: Alan, lastName: , fullName: Alan }}               |                  | {countryCode: GB} | {status: unsubscribed} |                      | 2      |
+            |          | {address: grace@example.com} | {name: {firstName: Grace, lastName: Hopper, fullName: Grace Hopper}} |                  |                   | {status: cleaned}      | 2024-05-03T13:30:00Z | 5      |
+            +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
+            warnings MAPPER-3700-400: 1 row(s)
+              row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
+        "#]],
     );
 }
 
@@ -404,7 +404,7 @@ fn static_values_and_coercion_to_target_types() {
             source: Utf8
             flag: Boolean
             count: Int64 (required)
-            when: Timestamp(µs, "UTC")
+            when: Timestamp(µs, "+00:00")
             day: Date32
             ratio: Float64
             unmapped: Utf8
@@ -446,7 +446,7 @@ fn calculated_fields_nullify_their_column_and_warn() {
             id: Int64
             total: Float64
             kind: Utf8
-            day: Timestamp(µs, "UTC")
+            day: Timestamp(µs, "+00:00")
             +----+-------+--------+----------------------+
             | id | total | kind   | day                  |
             +----+-------+--------+----------------------+
@@ -649,7 +649,7 @@ fn derived_types_follow_the_functions() {
             i: Int64
             f: Float64
             b: Boolean
-            t: Timestamp(µs, "UTC")
+            t: Timestamp(µs, "+00:00")
             parts: List(Utf8)
             c: Int64
             sum: Int64

@@ -35,9 +35,11 @@ pub struct SchemaError {
     pub message: String,
 }
 
-/// The Arrow type of a UTC timestamp column.
+/// The Arrow type of a UTC timestamp column. The zone is spelled as an offset
+/// ([`crate::decode::UTC_TIMEZONE`]) so that arrow-json and arrow-cast handle it without the
+/// time-zone database; Parquet stores it as UTC-adjusted either way.
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some(crate::decode::UTC_TIMEZONE.into()))
 }
 
 /// Converts a JSON schema whose root is an object into an Arrow schema; field order is the

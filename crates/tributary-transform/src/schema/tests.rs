@@ -74,7 +74,7 @@ fn json_schema_types_map_to_arrow_in_properties_order() {
         }),
         expect![[r#"
             id: Utf8 required
-            createdAt: Timestamp(µs, "UTC") nullable
+            createdAt: Timestamp(µs, "+00:00") nullable
             birthDate: Date32 nullable
             count: Int64 nullable
             score: Float64 nullable
@@ -83,7 +83,7 @@ fn json_schema_types_map_to_arrow_in_properties_order() {
             tags: List(Struct("name": Utf8)) nullable
             attributes: Utf8 nullable
             nullable: Int64 nullable
-            xdmDate: Timestamp(µs, "UTC") nullable
+            xdmDate: Timestamp(µs, "+00:00") nullable
         "#]],
     );
 }
@@ -220,10 +220,10 @@ fn coerce_value_applies_implicit_conversions() {
         2.5 as Utf8 => "2.5"
         true as Utf8 => "true"
         {"k":1} as Utf8 => "{\"k\":1}"
-        "2021-03-04" as Timestamp(µs, "UTC") => "2021-03-04T00:00:00Z"
-        "03/04/2021" as Timestamp(µs, "UTC") => "2021-03-04T00:00:00Z"
-        "not a date" as Timestamp(µs, "UTC") => error: cannot convert the string "not a date" to a date-time: it matches no date pattern
-        1571829875000 as Timestamp(µs, "UTC") => "2019-10-23T11:24:35Z"
+        "2021-03-04" as Timestamp(µs, "+00:00") => "2021-03-04T00:00:00Z"
+        "03/04/2021" as Timestamp(µs, "+00:00") => "2021-03-04T00:00:00Z"
+        "not a date" as Timestamp(µs, "+00:00") => error: cannot convert the string "not a date" to a date-time: it matches no date pattern
+        1571829875000 as Timestamp(µs, "+00:00") => "2019-10-23T11:24:35Z"
         "2021-03-04T23:30:00-05:00" as Date32 => "2021-03-04T23:30:00-05:00"
         {"a":"1","extra":null} as Struct("a": Int64, "b": Utf8) => {"a":1,"b":null}
         "{\"a\": 2}" as Struct("a": Int64) => {"a":2}
