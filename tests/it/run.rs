@@ -802,3 +802,63 @@ fn later_pages_widen_the_schema_without_losing_values() {
     ];
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn rerunning_the_same_window_replaces_only_that_windows_batch() {
+    let mock = mock(basic_mock(10_000));
+    let sandbox = Sandbox::new();
+    let mut attributes = offset_attributes(1000);
+    attributes["scheduleParams"] = json!({
+        "scheduleStartParamName": "since_last_changed",
+        "scheduleEndParamName": "before_last_changed",
+        "scheduleStartParamFormat": "yyyy-MM-ddTHH:mm:ssZ",
+        "scheduleEndParamFormat": "yyyy-MM-ddTHH:mm:ssZ"
+    });
+    let path = sandbox.bundle(
+        "windows",
+        &bundle(
+            "it-windows",
+            basic_auth_spec(),
+            attributes,
+            basic_params(&mock),
+            "windows",
+        ),
+    );
+    // The mock's record i changed at 2024-01-01T00:00:00Z + i seconds.
+    let run_window = |start: &str, end: &str| {
+        let ran = sandbox.tributary(&[
+            "run",
+            &path,
+            "--json",
+            "--window-start",
+            start,
+            "--window-end",
+            end,
+        ]);
+        assert_eq!(ran.code, 0, "{ran:?}");
+        let run: Value = serde_json::from_str(&ran.stdout).unwrap();
+        assert_eq!(
+            run["metrics"]["recordSummary"]["inputRecordCount"], 3600,
+            "{ran:?}"
+        );
+        check_published(&sandbox, "windows", &run);
+    };
+    run_window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z");
+    run_window("2024-01-01T01:00:00Z", "2024-01-01T02:00:00Z");
+    run_window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z");
+
+    let batch_dirs: HashSet<String> = sandbox
+        .dataset_files("windows")
+        .iter()
+        .map(|f| f.split('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(batch_dirs.len(), 2, "one batch per window: {batch_dirs:?}");
+    let batches = read_parquet(&sandbox.data().join("datasets/windows"));
+    let ids: Vec<String> = strings(&batches, "id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), 7200, "both windows, each once");
+    assert_eq!(unique, expected_ids(7200));
+}
