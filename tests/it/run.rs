@@ -862,3 +862,75 @@ fn rerunning_the_same_window_replaces_only_that_windows_batch() {
     assert_eq!(ids.len(), 7200, "both windows, each once");
     assert_eq!(unique, expected_ids(7200));
 }
+
+/// Runs an OFFSET bundle against a mock of `records` with `faults`; checks the exit code, that
+/// each of `expected` is in the output, and that a failed run published nothing.
+fn check_source_problem(records: u64, faults: Faults, code: i32, expected: &[&str]) -> Sandbox {
+    let mock = mock(MockConfig {
+        faults,
+        ..basic_mock(records)
+    });
+    let sandbox = Sandbox::new();
+    let path = sandbox.bundle(
+        "problem",
+        &bundle(
+            "it-problem",
+            basic_auth_spec(),
+            offset_attributes(1000),
+            basic_params(&mock),
+            "problem",
+        ),
+    );
+    let ran = sandbox.tributary(&["run", &path]);
+    assert_eq!(ran.code, code, "{ran:?}");
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    for want in expected {
+        assert!(all.contains(want), "expected {want:?} in {ran:?}");
+    }
+    if code != 0 {
+        let files = sandbox.dataset_files("problem");
+        assert!(files.is_empty(), "nothing published: {files:?}");
+    }
+    sandbox
+}
+
+#[test]
+fn source_problems_fail_the_run_naming_the_page() {
+    check_source_problem(
+        5_000,
+        Faults {
+            missing_content: Some(Target::Offset(2000)),
+            ..Default::default()
+        },
+        1,
+        &["page 2: contentPath $.members was not found"],
+    );
+    check_source_problem(
+        5_000,
+        Faults {
+            not_an_object: Some(Target::Offset(1000)),
+            ..Default::default()
+        },
+        1,
+        &["page 1"],
+    );
+    check_source_problem(
+        5_000,
+        Faults {
+            truncate: Some(Target::Offset(4000)),
+            ..Default::default()
+        },
+        1,
+        &["offset=4000: reading the response body failed"],
+    );
+}
+
+#[test]
+fn a_source_without_records_succeeds_with_an_empty_run() {
+    let sandbox = check_source_problem(0, Faults::default(), 0, &["0 read, 0 written"]);
+    let rows: usize = read_parquet(&sandbox.data().join("datasets/problem"))
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 0);
+}
