@@ -9,3 +9,5 @@ pub mod config;
 pub use config::DaemonConfig;
 pub mod schedule;
 pub mod run;
+pub mod backfill;
+pub mod daemon;

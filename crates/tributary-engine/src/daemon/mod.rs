@@ -1,0 +1,395 @@
+//! The daemon's scheduler loop: starts runs of registered flows when their schedules make
+//! windows due, under a global cap, and stops gracefully.
+//!
+//! The loop ([`run_scheduler`]) wakes at the earliest next slot of any flow (or when a flow's
+//! runs end, or at shutdown) and never polls: an idle daemon sleeps in one timer. At each wake
+//! it computes, for every enabled flow that is not running, `schedule::due(..)` from the flow's
+//! `last_window_end` in state and the [`Clock`]'s `now`, and hands the due windows to one task
+//! per flow, which runs them in order — so two runs of one flow never overlap — each holding a
+//! permit of the global semaphore (`max_concurrent_runs`). After a successful window the flow's
+//! schedule advances (`advance_schedule`) and its run history is pruned; after a failed one the
+//! flow's remaining windows wait for its next slot (no hot retry loop).
+//!
+//! Shutdown: [`Shutdown::trigger`] stops new runs from starting, cancels the running ones (they
+//! stop at the next page boundary and resume later from their checkpoint), and waits at most
+//! `shutdown_grace` for them.
+//!
+//! What runs a window is a function given by the caller ([`WindowRunner`]): `run_flow` in
+//! production ([`engine_runner`]), a recording fake in the tests; time comes from a [`Clock`]
+//! trait object (the system clock in production, one tied to tokio's pausable clock in tests).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tracing::{info, warn};
+use tributary_spec::FlowBundle;
+use tributary_state::{Db, FlowId, FlowScheduleState};
+
+use crate::run::{Engine, Progress, RunError, RunRequest, RunStatus, advance_schedule, run_flow};
+use crate::schedule::{Due, ScheduleError, Slots, Window, due};
+
+/// Where the scheduler gets the time from.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+/// A flow the daemon schedules: its id, bundle and compiled schedule.
+#[derive(Debug, Clone)]
+pub struct DaemonFlow {
+    pub flow_id: FlowId,
+    pub bundle: Arc<FlowBundle>,
+    pub slots: Slots,
+}
+
+/// The scheduler's knobs (from `[scheduler]` and `[limits]` of the config).
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub max_catch_up_windows: u32,
+    /// Finished runs kept per flow.
+    pub run_history: u32,
+    pub max_concurrent_runs: u32,
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// One run the scheduler starts: a flow's window (None: the single run of a `once` flow).
+#[derive(Debug, Clone)]
+pub struct ScheduledRun {
+    pub flow_id: FlowId,
+    pub bundle: Arc<FlowBundle>,
+    pub window: Option<Window>,
+    /// The slot the run belongs to (its window's end, or `startTime` for `once`): how late the
+    /// run started is `now - slot`.
+    pub slot: DateTime<Utc>,
+    pub progress: Arc<Progress>,
+}
+
+/// Runs one window and says how it ended.
+pub type WindowRunner = Arc<dyn Fn(ScheduledRun) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> + Send + Sync>;
+
+/// Asks a running scheduler to stop; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+/// What the scheduler did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchedulerReport {
+    pub runs_started: u64,
+    /// Runs still going when the grace period ended (they were cancelled and left behind).
+    pub abandoned: u64,
+}
+
+/// A flow that cannot be scheduled.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("flow {flow}: {source}")]
+    Schedule { flow: String, source: ScheduleError },
+    #[error("state: {0}")]
+    State(#[from] tributary_state::StateError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Default)]
+struct ShutdownInner {
+    notify: Notify,
+    triggered: std::sync::atomic::AtomicBool,
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.inner.triggered.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait(&self) {
+        // Register before checking the flag, so a trigger between the two is not missed.
+        let notified = self.inner.notify.notified();
+        if self.is_triggered() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl DaemonFlow {
+    /// A scheduled flow for a bundle; None for a bundle without `scheduleParams` (nothing to
+    /// schedule: such flows run only on demand).
+    pub fn try_new(flow_id: FlowId, bundle: Arc<FlowBundle>) -> Result<Option<Self>, DaemonError> {
+        let Some(schedule) = &bundle.schedule else { return Ok(None) };
+        let slots = Slots::try_new(schedule)
+            .map_err(|source| DaemonError::Schedule { flow: bundle.name.clone(), source })?;
+        Ok(Some(Self { flow_id, bundle, slots }))
+    }
+}
+
+/// The production runner: `run_flow` on the shared engine.
+pub fn engine_runner(engine: Engine) -> WindowRunner {
+    Arc::new(move |scheduled: ScheduledRun| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let request = RunRequest {
+                flow_id: scheduled.flow_id.clone(),
+                bundle: scheduled.bundle.clone(),
+                window: scheduled.window,
+                progress: scheduled.progress.clone(),
+            };
+            match run_flow(&engine, request).await {
+                Ok(report) => report.status,
+                Err(err) => {
+                    warn!(flow = %scheduled.bundle.name, flow_id = %scheduled.flow_id, error = %err, "run could not start");
+                    RunStatus::Failed
+                }
+            }
+        })
+    })
+}
+
+/// What one flow's task sends back when its windows are done.
+#[derive(Debug)]
+struct FlowDone {
+    flow_id: FlowId,
+    /// Set when a window failed: the flow waits for this instant before trying again.
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// Runs the scheduler until `shutdown` is triggered; then cancels running runs and waits for
+/// them at most `options.shutdown_grace`.
+pub async fn run_scheduler(
+    db: Db,
+    flows: Vec<DaemonFlow>,
+    options: SchedulerOptions,
+    clock: Arc<dyn Clock>,
+    runner: WindowRunner,
+    shutdown: Shutdown,
+) -> Result<SchedulerReport, DaemonError> {
+    let permits = Arc::new(Semaphore::new(options.max_concurrent_runs.max(1) as usize));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<FlowDone>();
+    let mut running: HashSet<FlowId> = HashSet::new();
+    let mut retry_at: HashMap<FlowId, DateTime<Utc>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>> = Arc::default();
+    let mut report = SchedulerReport::default();
+
+    while !shutdown.is_triggered() {
+        let now = clock.now();
+        let mut next_wake: Option<DateTime<Utc>> = None;
+        let mut wake_at = |t: DateTime<Utc>| next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+        let states = read_states(&db).await?;
+        for flow in &flows {
+            if running.contains(&flow.flow_id) {
+                continue;
+            }
+            let state = states.get(&flow.flow_id);
+            if state.is_some_and(|s| !s.enabled) {
+                continue;
+            }
+            if let Some(&at) = retry_at.get(&flow.flow_id) {
+                if at > now {
+                    wake_at(at);
+                    continue;
+                }
+                retry_at.remove(&flow.flow_id);
+            }
+            let Some(schedule) = &flow.bundle.schedule else { continue };
+            let last_end = state.and_then(|s| s.last_window_end_ms).and_then(DateTime::from_timestamp_millis);
+            let runs: Vec<(Option<Window>, DateTime<Utc>)> =
+                match due(schedule, &flow.slots, last_end, now, options.max_catch_up_windows) {
+                    Due::Idle { next } => {
+                        if let Some(next) = next {
+                            wake_at(next);
+                        }
+                        continue;
+                    }
+                    Due::Once => vec![(None, schedule.start_time)],
+                    Due::Windows(windows) => windows.into_iter().map(|w| (Some(w), w.end)).collect(),
+                };
+            running.insert(flow.flow_id.clone());
+            report.runs_started += runs.len() as u64;
+            let job = FlowJob {
+                db: db.clone(),
+                flow: flow.clone(),
+                runs,
+                permits: permits.clone(),
+                runner: runner.clone(),
+                shutdown: shutdown.clone(),
+                clock: clock.clone(),
+                run_history: options.run_history,
+                live: live.clone(),
+                done: done_tx.clone(),
+            };
+            tasks.spawn(run_flow_windows(job));
+        }
+
+        let sleep = match next_wake {
+            Some(t) => (t - clock.now()).to_std().unwrap_or_default(),
+            // Nothing scheduled: sleep until a run ends or shutdown (a day bounds the wait).
+            None => std::time::Duration::from_secs(86_400),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = shutdown.wait() => break,
+            Some(done) = done_rx.recv() => {
+                running.remove(&done.flow_id);
+                if let Some(at) = done.retry_at {
+                    retry_at.insert(done.flow_id, at);
+                }
+                // Collect the other flows that ended meanwhile before recomputing.
+                while let Ok(done) = done_rx.try_recv() {
+                    running.remove(&done.flow_id);
+                    if let Some(at) = done.retry_at {
+                        retry_at.insert(done.flow_id, at);
+                    }
+                }
+            }
+        }
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+
+    // Graceful stop: no new runs (flow tasks check the flag), cancel running ones.
+    let cancelled: Vec<Arc<Progress>> =
+        live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+    if !cancelled.is_empty() {
+        info!(runs = cancelled.len(), "stopping: cancelling running runs at their next page boundary");
+    }
+    for progress in &cancelled {
+        progress.cancel();
+    }
+    let drained = tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        report.abandoned = tasks.len() as u64;
+        warn!(runs = tasks.len(), grace_secs = options.shutdown_grace.as_secs(), "runs did not stop within the grace period");
+        tasks.abort_all();
+    }
+    Ok(report)
+}
+
+struct FlowJob {
+    db: Db,
+    flow: DaemonFlow,
+    runs: Vec<(Option<Window>, DateTime<Utc>)>,
+    permits: Arc<Semaphore>,
+    runner: WindowRunner,
+    shutdown: Shutdown,
+    clock: Arc<dyn Clock>,
+    run_history: u32,
+    live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>>,
+    done: mpsc::UnboundedSender<FlowDone>,
+}
+
+/// One flow's due windows, in order, one at a time.
+async fn run_flow_windows(job: FlowJob) {
+    let flow_id = job.flow.flow_id.clone();
+    let mut retry_at = None;
+    for (window, slot) in job.runs {
+        let Ok(_permit) = job.permits.clone().acquire_owned().await else { break };
+        if job.shutdown.is_triggered() {
+            break;
+        }
+        let progress = Arc::new(Progress::default());
+        job.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(flow_id.clone(), progress.clone());
+        let scheduled = ScheduledRun {
+            flow_id: flow_id.clone(),
+            bundle: job.flow.bundle.clone(),
+            window,
+            slot,
+            progress,
+        };
+        let status = (job.runner)(scheduled).await;
+        job.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&flow_id);
+        if status != RunStatus::Success {
+            if status == RunStatus::Failed {
+                // Try again at the next slot, not at once: a failing source is not hammered.
+                retry_at = job.flow.slots.next_after(job.clock.now());
+            }
+            break;
+        }
+        let db = job.db.clone();
+        let recorded = {
+            let flow_id = flow_id.clone();
+            let start_time = job.flow.bundle.schedule.as_ref().map(|s| s.start_time);
+            let keep = job.run_history.max(1) as usize;
+            tokio::task::spawn_blocking(move || record_success(&db, &flow_id, window, start_time, keep)).await
+        };
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                warn!(flow_id = %flow_id, error = %err, "recording the finished window failed");
+                break;
+            }
+            Err(err) => {
+                warn!(flow_id = %flow_id, error = %err, "recording the finished window panicked");
+                break;
+            }
+        }
+    }
+    // The loop may have stopped; a closed channel is fine.
+    let _ = job.done.send(FlowDone { flow_id, retry_at });
+}
+
+/// Moves the flow's schedule past the window and applies run retention.
+fn record_success(
+    db: &Db,
+    flow_id: &FlowId,
+    window: Option<Window>,
+    start_time: Option<DateTime<Utc>>,
+    keep_runs: usize,
+) -> Result<(), RunError> {
+    match window {
+        Some(window) => advance_schedule(db, flow_id, &window)?,
+        None => {
+            // A `once` flow: remember that it ran (its window end is its start time).
+            let mut state = db.schedule_state(flow_id)?.unwrap_or(FlowScheduleState {
+                last_window_end_ms: None,
+                next_due_ms: None,
+                enabled: true,
+            });
+            state.last_window_end_ms = Some(start_time.unwrap_or_else(Utc::now).timestamp_millis());
+            db.put_schedule_state(flow_id, &state)?;
+            db.flush()?;
+        }
+    }
+    db.prune_runs(flow_id, keep_runs)?;
+    Ok(())
+}
+
+async fn read_states(db: &Db) -> Result<HashMap<FlowId, FlowScheduleState>, DaemonError> {
+    let db = db.clone();
+    let states = tokio::task::spawn_blocking(move || db.schedule_states())
+        .await
+        .map_err(|err| DaemonError::Internal(format!("reading schedule states panicked: {err}")))??;
+    Ok(states.into_iter().collect())
+}
+
+/// A stable content hash of a bundle file, to register it idempotently: the same text gives
+/// the same hash in every process and release (a name-based UUID over the bytes).
+pub fn content_hash(text: &[u8]) -> String {
+    let namespace = uuid::Uuid::from_u128(0x2b8e_41c7_90aa_4f5d_8c1e_5d3b_7a90_c4e2);
+    uuid::Uuid::new_v5(&namespace, text).simple().to_string()
+}
+
+#[cfg(test)]
+mod tests;
