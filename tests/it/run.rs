@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tributary_mockapi::{Faults, MockAuth, MockConfig, MockServer, OAuth2, Secret, Target};
 
 pub(crate) const SEED: u64 = 23;
+/// The credentials the tests' bundles carry; none may ever be printed.
+const SECRETS: [&str; 3] = ["it-password", "key-one-value", "it-access-token"];
 
 /// A mock API running on its own runtime for the length of a test.
 pub(crate) struct Mock {
@@ -305,6 +307,10 @@ pub(crate) fn check_published(sandbox: &Sandbox, dataset: &str, run: &Value) -> 
 pub(crate) fn check_run(sandbox: &Sandbox, bundle_path: &str, dataset: &str, n: u64) -> Value {
     let ran = sandbox.tributary(&["run", bundle_path, "--json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
+    for secret in SECRETS {
+        let shown = ran.stdout.contains(secret) || ran.stderr.contains(secret);
+        assert!(!shown, "a secret was printed: {ran:?}");
+    }
     let run: Value =
         serde_json::from_str(&ran.stdout).unwrap_or_else(|err| panic!("{err}: {ran:?}"));
     assert_eq!(
@@ -695,13 +701,12 @@ fn demo_runs_from_a_fresh_directory_and_prints_a_parquet_path() {
     assert!(ran.stdout.contains("read it: duckdb"), "{ran:?}");
 }
 
-/// Serves `tests/data/run/widen-page-{N}.json` for `GET /widen?page=N` (an empty page past the
-/// last file) over plain HTTP/1.1 on 127.0.0.1:0, one connection at a time. Returns the base URL.
-fn serve_fixture_pages() -> String {
+/// Serves `{dir}/{prefix}-page-{N}.json` for `GET /widen?page=N` (an empty page past the last
+/// file) over plain HTTP/1.1 on 127.0.0.1:0, one connection at a time. Returns the base URL.
+fn serve_fixture_pages(fixtures: PathBuf, prefix: &'static str) -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/run");
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -723,7 +728,7 @@ fn serve_fixture_pages() -> String {
                 .find_map(|part| part.strip_prefix("page="))
                 .and_then(|n| n.parse::<u32>().ok())
                 .unwrap_or(0);
-            let body = std::fs::read(fixtures.join(format!("widen-page-{page}.json")))
+            let body = std::fs::read(fixtures.join(format!("{prefix}-page-{page}.json")))
                 .unwrap_or_else(|_| b"{\"items\": []}".to_vec());
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -749,7 +754,8 @@ fn numbers(batch: &RecordBatch, column: &str) -> Vec<Option<f64>> {
 
 #[test]
 fn later_pages_widen_the_schema_without_losing_values() {
-    let base_url = serve_fixture_pages();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/run");
+    let base_url = serve_fixture_pages(fixtures, "widen");
     let sandbox = Sandbox::new();
     let attributes = json!({
         "urlParams": {"path": "/widen", "method": "GET"},
@@ -933,4 +939,73 @@ fn a_source_without_records_succeeds_with_an_empty_run() {
         .map(|b| b.num_rows())
         .sum();
     assert_eq!(rows, 0);
+}
+
+/// Serves one page of `records` (a JSON array literal) and runs a bundle against it: the run
+/// either works or fails naming the page, and never publishes a partial batch.
+fn check_odd_page(records: &str) -> (Ran, Sandbox) {
+    let sandbox = Sandbox::new();
+    let pages = sandbox.dir.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    std::fs::write(
+        pages.join("odd-page-0.json"),
+        format!("{{\"items\": {records}}}"),
+    )
+    .unwrap();
+    let base_url = serve_fixture_pages(pages, "odd");
+    let attributes = json!({
+        "urlParams": {"path": "/widen", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "PAGE", "limitName": "pageSize", "limitValue": 1000, "pageParamName": "page"}
+    });
+    let params = json!({"host": base_url, "username": "u", "password": "p"});
+    let path = sandbox.bundle(
+        "odd",
+        &bundle("it-odd", basic_auth_spec(), attributes, params, "odd"),
+    );
+    let ran = sandbox.tributary(&["run", &path, "--json"]);
+    assert!(
+        ran.code == 0 || ran.code == 1,
+        "works or fails, never panics: {ran:?}"
+    );
+    if ran.code == 1 {
+        assert!(ran.stderr.contains("page 0"), "names the page: {ran:?}");
+        assert!(sandbox.dataset_files("odd").is_empty(), "nothing published");
+    }
+    (ran, sandbox)
+}
+
+#[test]
+fn odd_records_work_or_fail_naming_the_page() {
+    let (ran, _) = check_odd_page(r#"[{"id": "a"}, 5, "text", {"id": "b"}]"#);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("page 0: record 1 of the contentPath array is a number, expected an object"),
+        "{ran:?}"
+    );
+
+    let big = "x".repeat(5 * 1024 * 1024);
+    let (ran, sandbox) = check_odd_page(&format!(
+        r#"[{{"id": "a", "blob": "{big}"}}, {{"id": "b", "blob": "y"}}]"#
+    ));
+    assert_eq!(ran.code, 0, "a 5 MB string field works: {}", ran.stderr);
+    let batches = read_parquet(&sandbox.data().join("datasets/odd"));
+    let mut blobs = strings(&batches, "blob");
+    blobs.sort();
+    assert_eq!(blobs.len(), 2);
+    assert!(
+        blobs[0].as_deref() == Some(big.as_str()),
+        "the 5 MB string is kept whole"
+    );
+    assert_eq!(blobs[1].as_deref(), Some("y"));
+
+    let deep = format!("{}1{}", "{\"d\": ".repeat(5000), "}".repeat(5000));
+    let (ran, _) = check_odd_page(&format!(r#"[{{"id": "a", "nest": {deep}}}]"#));
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(
+        ran.stderr.contains("nesting deeper than 256 levels"),
+        "{}",
+        ran.stderr
+    );
 }
