@@ -572,6 +572,28 @@ fn bad_input_exits_2_naming_the_problem() {
     bad_pagination["connectionSpec"]["sourceSpec"]["attributes"]["paginationParams"]["type"] =
         json!("SIDEWAYS");
     check("bad-pagination", &bad_pagination.to_string(), "SIDEWAYS");
+    let valid_path = sandbox.bundle("valid", &valid);
+    for (window, expected) in [
+        (
+            ["2024-01-02T00:00:00Z", "2024-01-01T00:00:00Z"],
+            "is not before --window-end",
+        ),
+        (["yesterday", "2024-01-01T00:00:00Z"], "yesterday"),
+    ] {
+        let ran = sandbox.tributary(&[
+            "run",
+            &valid_path,
+            "--window-start",
+            window[0],
+            "--window-end",
+            window[1],
+        ]);
+        assert_eq!(ran.code, 2, "{ran:?}");
+        assert!(
+            ran.stderr.contains(expected),
+            "expected {expected:?} in {ran:?}"
+        );
+    }
     let ran = sandbox.tributary(&["run", "does-not-exist.json"]);
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("does-not-exist.json"), "{ran:?}");
