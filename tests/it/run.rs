@@ -697,6 +697,23 @@ fn explore_prints_the_first_page_and_a_schema_table() {
         "{table:?}"
     );
     assert!(!ran.stdout.contains("it-password"), "no secret printed");
+
+    let ran = sandbox.tributary(&["explore", &path, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let response: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(response["format"], "json");
+    let page = &response["data"][0];
+    assert_eq!(
+        page["members"].as_array().unwrap().len(),
+        50,
+        "the page as returned"
+    );
+    assert_eq!(page["members"][0]["id"], first_id.as_str());
+    let columns = response["schema"]["columns"].as_array().unwrap();
+    assert!(
+        columns.contains(&json!({"name": "member_rating", "type": "Int64"})),
+        "{columns:?}"
+    );
 }
 
 #[test]
