@@ -1052,3 +1052,50 @@ fn odd_records_work_or_fail_naming_the_page() {
         ran.stderr
     );
 }
+
+#[test]
+fn run_against_the_mock_api_child_process() {
+    use std::io::BufRead;
+    let sandbox = Sandbox::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["mock-api", "--port", "0", "--records", "3000", "--seed"])
+        .arg(SEED.to_string())
+        .args(["--auth", "basic:ann:it-password"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let base_url = first_line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_owned();
+    let params = json!({"host": base_url, "username": "ann", "password": "it-password"});
+    let path = sandbox.bundle(
+        "child",
+        &bundle(
+            "it-child",
+            basic_auth_spec(),
+            offset_attributes(1000),
+            params,
+            "child",
+        ),
+    );
+    let child = KillOnDrop(child);
+    check_run(&sandbox, &path, "child", 3000);
+    drop(child);
+}
+
+/// Stops the mock-api child even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
