@@ -82,5 +82,44 @@ pub fn load_bundle(path: &Path) -> anyhow::Result<Arc<FlowBundle>> {
         }
     })
     .map_err(|err| BadInput(format!("{err}")))?;
+    let mut bundle = bundle;
+    if bundle.target.schema.is_none() {
+        if let Some(schema_id) = bundle.target.schema_id.clone() {
+            bundle.target.schema = Some(find_schema(&base_dir, &schema_id)?);
+        }
+    }
     Ok(Arc::new(bundle))
+}
+
+/// The target schema a bundle names by id (`targetConnection.data.schema.id`): the JSON schema
+/// file whose `$id` is that id, in a `schemas/` folder beside the bundle or beside its folder
+/// (`configs/schemas/` for `configs/flows/*.json`).
+fn find_schema(base_dir: &Path, schema_id: &str) -> anyhow::Result<serde_json::Value> {
+    let folders = [base_dir.join("schemas"), base_dir.join("../schemas")];
+    for folder in &folders {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(schema) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if schema.get("$id").and_then(|id| id.as_str()) == Some(schema_id) {
+                return Ok(schema);
+            }
+        }
+    }
+    Err(BadInput(format!(
+        "targetConnection.data.schema.id {schema_id:?}: no JSON schema with that $id in {} or {}",
+        folders[0].display(),
+        folders[1].display()
+    ))
+    .into())
 }
