@@ -25,7 +25,7 @@ pub use options::{
     Compression, ErrorWriterOptions, KV_BATCH_ID, KV_DATASET_ID, KV_FLOW_ID, KV_RUN_ID, Statistics,
     WriterOptions,
 };
-pub use part::{PartKind, PartWriter, StagedPart};
+pub use part::{PartKind, PartWriter, StagedPart, part_schema};
 pub use publish::{
     CleanReport, PublishOutcome, RemovedBatch, clean_staging, publish, publish_part, remove_batch,
 };

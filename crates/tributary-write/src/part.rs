@@ -348,3 +348,15 @@ fn close_part(mut open: OpenPart) -> Result<StagedPart, WriteError> {
         },
     })
 }
+
+/// The Arrow schema stored in a written part file's footer (what the batch record keeps for each
+/// published file).
+pub fn part_schema(path: &std::path::Path) -> Result<SchemaRef, WriteError> {
+    let file = File::open(path).map_err(|err| WriteError::io("opening", path, err))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| WriteError::Parquet {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(builder.schema().clone())
+}

@@ -52,6 +52,8 @@ pub fn publish_window(
         .checkpoint(key)?
         .with_context(|| format!("no checkpoint for {key}"))?;
     let mut published = Published::default();
+    // The schema of each published file, recorded with the batch.
+    let mut schemas = serde_json::Map::new();
     for part in &checkpoint.parts {
         if part.state == PartState::Pending {
             tributary_write::publish(Path::new(&part.staged_path), Path::new(&part.final_path))
@@ -59,15 +61,17 @@ pub fn publish_window(
             db.mark_published(key, part.seq)?;
         }
         if part.final_path.ends_with(".parquet") {
-            published
-                .files
-                .push(relative_to(layout.data_dir(), &part.final_path));
+            let file = relative_to(layout.data_dir(), &part.final_path);
+            let schema = tributary_write::part_schema(Path::new(&part.final_path))?;
+            schemas.insert(file.clone(), serde_json::to_value(schema.as_ref())?);
+            published.files.push(file);
             published.bytes += part.bytes;
             published.rows += part.rows;
         }
     }
     if checkpoint.status != CheckpointStatus::Complete {
-        db.complete_window(key, None)?;
+        let schema_json = serde_json::Value::Object(schemas).to_string();
+        db.complete_window(key, Some(schema_json))?;
     }
     Ok(published)
 }
