@@ -1,6 +1,9 @@
 //! The one integration-test binary: one module per capability. Tests run the real parts: the
 //! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Parquet read back.
 
+mod backfill;
+mod crash;
+mod daemon;
 mod fetch;
 mod tidy;
 mod configs;

@@ -57,12 +57,34 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
         tributary_fetch::Limiters::new(),
         tributary_fetch::FetchSettings::default(),
     )?;
+    let mut options = EngineOptions::default();
+    if let Some(rows) = checkpoint_rows_override()? {
+        options.checkpoint_rows = rows;
+    }
     Ok(Engine {
         layout,
         db,
         fetch,
-        options: EngineOptions::default(),
+        options,
     })
+}
+
+/// Tuning knob: `TRIBUTARY_CHECKPOINT_ROWS` closes a part (and records a checkpoint) after this
+/// many rows instead of the default 1,000,000. Smaller values make an interrupted run lose less
+/// work at the cost of more, smaller files; the crash test uses it to have many commits.
+pub const CHECKPOINT_ROWS_ENV: &str = "TRIBUTARY_CHECKPOINT_ROWS";
+
+fn checkpoint_rows_override() -> anyhow::Result<Option<u64>> {
+    let Ok(text) = std::env::var(CHECKPOINT_ROWS_ENV) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(rows) if rows > 0 => Ok(Some(rows)),
+        _ => Err(BadInput(format!(
+            "{CHECKPOINT_ROWS_ENV}: expected a positive number of rows, found {text:?}"
+        ))
+        .into()),
+    }
 }
 
 /// Reads and validates a flow bundle; referenced files are read relative to it. Problems are

@@ -1,0 +1,114 @@
+//! Crash safety of the real binary: `tributary run` over 100,000 records in pages of 100, with a
+//! checkpoint every 5,000 rows (`TRIBUTARY_CHECKPOINT_ROWS`), killed with SIGKILL at random
+//! moments (seeded) — while fetching and while committing — and restarted until it succeeds.
+//! After every kill no reader may see a duplicate, a temp file or a partial file; at the end
+//! every id is published exactly once.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::backfill::{BIN, MockChild, assert_each_id_once, bundle_json, files_under, published_id_counts, start_mock};
+
+const RECORDS: usize = 100_000;
+
+/// What a reader of `datasets/` may see: only `batch=*/part-*.parquet` (and the `_errors`
+/// folder), never a staging or in-progress file.
+fn assert_only_published_parts(data_dir: &Path) {
+    let datasets = data_dir.join("datasets");
+    for relative in files_under(&datasets) {
+        let name = relative.file_name().unwrap().to_string_lossy().into_owned();
+        let text = relative.to_string_lossy();
+        assert!(!text.contains(".inprogress"), "in-progress file visible: {text}");
+        let in_batch = relative.components().any(|c| c.as_os_str().to_string_lossy().starts_with("batch="));
+        assert!(
+            in_batch && name.starts_with("part-") && name.ends_with(".parquet"),
+            "unexpected file under datasets/: {text}"
+        );
+    }
+}
+
+fn run_command(dir: &Path, bundle: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("run")
+        .arg(bundle)
+        .args(["--window-end", "2025-01-01T00:00:00Z", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("TRIBUTARY_SECRET_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .env("TRIBUTARY_CHECKPOINT_ROWS", "5000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Runs to completion once, to learn how long a whole run takes here (the kills are spread
+/// over that span).
+fn full_run_duration(mock: &MockChild) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("crash.json");
+    std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
+    let started = Instant::now();
+    let status = run_command(dir.path(), &bundle).status().unwrap();
+    assert!(status.success());
+    assert_only_published_parts(&dir.path().join("data"));
+    assert_each_id_once(&dir.path().join("data"), "crash", RECORDS);
+    started.elapsed()
+}
+
+fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> usize {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let bundle = dir.path().join("crash.json");
+    std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
+    let max_delay_ms = (full_run.as_millis() as u64).max(200);
+    let mut kills = 0;
+    loop {
+        let mut child = run_command(dir.path(), &bundle).spawn().unwrap();
+        // At most four kills per seed, so the test ends; then the run is left to finish.
+        let kill_after = (kills < 4).then(|| Duration::from_millis(rng.random_range(20..max_delay_ms)));
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if kill_after.is_some_and(|after| started.elapsed() >= after) {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break None;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "seed {seed}: a run took over a minute");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // Whatever moment it died at, a reader sees no temp file and no duplicate.
+        assert_only_published_parts(&data_dir);
+        let counts = published_id_counts(&data_dir, "crash");
+        assert!(counts.values().all(|&n| n == 1), "seed {seed}: duplicate ids visible after kill {kills}");
+        match status {
+            None => kills += 1,
+            Some(status) => {
+                assert!(status.success(), "seed {seed}: run exited with {status}");
+                break;
+            }
+        }
+    }
+    assert_each_id_once(&data_dir, "crash", RECORDS);
+    kills
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let mock = start_mock(&["--records", &RECORDS.to_string(), "--start-time", "2024-01-01T00:00:00Z"]);
+    let full_run = full_run_duration(&mock);
+    let mut total_kills = 0;
+    for seed in [1, 2, 3, 4] {
+        total_kills += crash_and_recover(&mock, seed, full_run);
+    }
+    // The delays are drawn below the length of a whole run, so most attempts die.
+    assert!(total_kills >= 4, "only {total_kills} kills over 4 seeds (a full run takes {full_run:?})");
+}
