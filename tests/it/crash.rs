@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::backfill::{BIN, MockChild, assert_each_id_once, bundle_json, files_under, published_id_counts, start_mock};
+use crate::backfill::{
+    BIN, MockChild, assert_each_id_once, bundle_json, files_under, published_id_counts, start_mock,
+};
 
 const RECORDS: usize = 100_000;
 
@@ -21,8 +23,13 @@ fn assert_only_published_parts(data_dir: &Path) {
     for relative in files_under(&datasets) {
         let name = relative.file_name().unwrap().to_string_lossy().into_owned();
         let text = relative.to_string_lossy();
-        assert!(!text.contains(".inprogress"), "in-progress file visible: {text}");
-        let in_batch = relative.components().any(|c| c.as_os_str().to_string_lossy().starts_with("batch="));
+        assert!(
+            !text.contains(".inprogress"),
+            "in-progress file visible: {text}"
+        );
+        let in_batch = relative
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with("batch="));
         assert!(
             in_batch && name.starts_with("part-") && name.ends_with(".parquet"),
             "unexpected file under datasets/: {text}"
@@ -39,7 +46,10 @@ fn run_command(dir: &Path, bundle: &Path) -> Command {
         .arg(dir.join("data"))
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .env("TRIBUTARY_SECRET_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .env(
+            "TRIBUTARY_SECRET_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .env("TRIBUTARY_CHECKPOINT_ROWS", "5000")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -89,13 +99,19 @@ fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> u64 {
                 child.wait().unwrap();
                 break None;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "seed {seed}: a run took over a minute");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "seed {seed}: a run took over a minute"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         // Whatever moment it died at, a reader sees no temp file and no duplicate.
         assert_only_published_parts(&data_dir);
         let counts = published_id_counts(&data_dir, "crash");
-        assert!(counts.values().all(|&n| n == 1), "seed {seed}: duplicate ids visible after kill {kills}");
+        assert!(
+            counts.values().all(|&n| n == 1),
+            "seed {seed}: duplicate ids visible after kill {kills}"
+        );
         match status {
             None => kills += 1,
             Some(status) => {
@@ -111,7 +127,12 @@ fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> u64 {
 
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let mock = start_mock(&["--records", &RECORDS.to_string(), "--start-time", "2024-01-01T00:00:00Z"]);
+    let mock = start_mock(&[
+        "--records",
+        &RECORDS.to_string(),
+        "--start-time",
+        "2024-01-01T00:00:00Z",
+    ]);
     let full_run = full_run_duration(&mock);
     eprintln!("crash test: an uninterrupted run of {RECORDS} records takes {full_run:?}");
     let mut total_kills = 0;
@@ -119,5 +140,8 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         total_kills += crash_and_recover(&mock, seed, full_run);
     }
     // The delays are drawn below the length of what is left to do, so most attempts die.
-    assert!(total_kills >= 6, "only {total_kills} kills over 6 seeds (a full run takes {full_run:?})");
+    assert!(
+        total_kills >= 6,
+        "only {total_kills} kills over 6 seeds (a full run takes {full_run:?})"
+    );
 }

@@ -28,7 +28,10 @@ impl Daemon {
             .arg("serve")
             .arg("--config")
             .arg(config)
-            .env("TRIBUTARY_SECRET_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .env(
+                "TRIBUTARY_SECRET_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -44,7 +47,11 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines, seen: Vec::new() }
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits until `n` successful runs of every flow were logged (or panics after 30 s).
@@ -54,13 +61,22 @@ impl Daemon {
             let counts: Vec<usize> = FLOWS
                 .iter()
                 .map(|flow| {
-                    self.seen.iter().filter(|l| l.contains("run finished") && l.contains(flow) && l.contains("success")).count()
+                    self.seen
+                        .iter()
+                        .filter(|l| {
+                            l.contains("run finished") && l.contains(flow) && l.contains("success")
+                        })
+                        .count()
                 })
                 .collect();
             if counts.iter().all(|&c| c >= n) {
                 return;
             }
-            assert!(Instant::now() < deadline, "runs per flow {counts:?} after 30 s; log:\n{}", self.seen.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "runs per flow {counts:?} after 30 s; log:\n{}",
+                self.seen.join("\n")
+            );
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
                 self.seen.push(line);
             }
@@ -69,7 +85,10 @@ impl Daemon {
 
     /// SIGTERM, then the exit status (within 15 s).
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -82,7 +101,10 @@ impl Daemon {
                 }
                 return (status, self.seen);
             }
-            assert!(Instant::now() < deadline, "serve did not exit within 15 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within 15 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -103,7 +125,11 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
         let text = bundle_json(flow, &mock.url, flow, 50, Some(schedule.clone()));
         std::fs::write(flows_dir.join(format!("{flow}.json")), text).unwrap();
     }
-    std::fs::write(flows_dir.join("broken.json"), r#"{"name": "broken", "connectionSpec": {}}"#).unwrap();
+    std::fs::write(
+        flows_dir.join("broken.json"),
+        r#"{"name": "broken", "connectionSpec": {}}"#,
+    )
+    .unwrap();
     let config = dir.path().join("tributary.toml");
     std::fs::write(
         &config,
@@ -121,7 +147,10 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
     let (status, log) = daemon.terminate();
     let log = log.join("\n");
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("invalid flow bundle; skipped") && log.contains("broken.json"), "{log}");
+    assert!(
+        log.contains("invalid flow bundle; skipped") && log.contains("broken.json"),
+        "{log}"
+    );
     assert!(log.contains("flow registered"), "{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
 
@@ -131,15 +160,25 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
     let (status, log) = daemon.terminate();
     let log = log.join("\n");
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("flow unchanged") && !log.contains("flow registered"), "{log}");
+    assert!(
+        log.contains("flow unchanged") && !log.contains("flow registered"),
+        "{log}"
+    );
 
     let output = Command::new(BIN)
         .args(["runs", "--json", "--limit", "1000", "--state-dir"])
         .arg(dir.path().join("state"))
-        .env("TRIBUTARY_SECRET_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .env(
+            "TRIBUTARY_SECRET_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let runs: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     let mut windows: HashMap<String, Vec<(Option<i64>, i64)>> = HashMap::new();
     for run in &runs {
@@ -150,15 +189,25 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
         windows
             .entry(run["flowName"].as_str().unwrap().to_owned())
             .or_default()
-            .push((params["windowStartTime"].as_i64(), params["windowEndTime"].as_i64().unwrap()));
+            .push((
+                params["windowStartTime"].as_i64(),
+                params["windowEndTime"].as_i64().unwrap(),
+            ));
     }
     for flow in FLOWS {
         let mut flow_windows = windows.remove(flow).unwrap_or_default();
         flow_windows.sort_by_key(|w| w.1);
         assert!(flow_windows.len() >= 5, "{flow}: {flow_windows:?}");
-        assert_eq!(flow_windows[0].0, None, "{flow}: the first window covers all history");
+        assert_eq!(
+            flow_windows[0].0, None,
+            "{flow}: the first window covers all history"
+        );
         for pair in flow_windows.windows(2) {
-            assert_eq!(pair[1].0, Some(pair[0].1), "{flow}: windows are contiguous and none ran twice: {flow_windows:?}");
+            assert_eq!(
+                pair[1].0,
+                Some(pair[0].1),
+                "{flow}: windows are contiguous and none ran twice: {flow_windows:?}"
+            );
         }
         assert_each_id_once(&dir.path().join("data"), flow, 300);
     }

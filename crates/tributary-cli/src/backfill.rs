@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tributary_engine::backfill::{self, BackfillEvent, BackfillRequest, WindowOutcome, WindowState};
+use tributary_engine::backfill::{
+    self, BackfillEvent, BackfillRequest, WindowOutcome, WindowState,
+};
 use tributary_engine::run::{RunStatus, bundle_flow_id};
 use tributary_engine::schedule::Window;
 
@@ -26,11 +28,23 @@ pub fn run(common: &CommonArgs, args: &BackfillArgs) -> anyhow::Result<ExitCode>
         .map_err(|_| BadInput(format!("--step {:?} is too long", args.step)))?;
     let engine = open_engine(&config)?;
     let flow_id = bundle_flow_id(&bundle.name);
-    let planned = backfill::plan(&engine.db, &flow_id, args.from, args.to, step)
-        .map_err(|err| if err.is_bad_input() { anyhow::Error::new(BadInput(err.to_string())) } else { err.into() })?;
+    let planned =
+        backfill::plan(&engine.db, &flow_id, args.from, args.to, step).map_err(|err| {
+            if err.is_bad_input() {
+                anyhow::Error::new(BadInput(err.to_string()))
+            } else {
+                err.into()
+            }
+        })?;
     let n_windows = planned.len();
-    let n_complete = planned.iter().filter(|p| p.state == WindowState::Complete).count();
-    let n_interrupted = planned.iter().filter(|p| p.state == WindowState::Interrupted).count();
+    let n_complete = planned
+        .iter()
+        .filter(|p| p.state == WindowState::Complete)
+        .count();
+    let n_interrupted = planned
+        .iter()
+        .filter(|p| p.state == WindowState::Interrupted)
+        .count();
     eprintln!(
         "backfill {}: {n_windows} windows of {} from {} to {}; {n_complete} already complete, {n_interrupted} to resume",
         bundle.name,
@@ -38,7 +52,11 @@ pub fn run(common: &CommonArgs, args: &BackfillArgs) -> anyhow::Result<ExitCode>
         args.from.to_rfc3339(),
         args.to.to_rfc3339()
     );
-    let request = BackfillRequest { flow_id, bundle: bundle.clone(), parallel: args.parallel.get() as usize };
+    let request = BackfillRequest {
+        flow_id,
+        bundle: bundle.clone(),
+        parallel: args.parallel.get() as usize,
+    };
     let progresses: Vec<_> = planned.iter().map(|p| p.progress.clone()).collect();
     let display = Arc::new(Display::new(n_windows, &planned));
 
@@ -71,7 +89,10 @@ pub fn run(common: &CommonArgs, args: &BackfillArgs) -> anyhow::Result<ExitCode>
                 _ => None,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&runs).context("printing the runs")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).context("printing the runs")?
+        );
     }
     eprintln!(
         "backfill {}: {} windows: {} ingested now ({} records), {} skipped (complete before), {} failed, {} unfinished",
@@ -84,7 +105,11 @@ pub fn run(common: &CommonArgs, args: &BackfillArgs) -> anyhow::Result<ExitCode>
         report.n_unfinished()
     );
     if report.n_failed() > 0 {
-        return Err(RunFailed(format!("{} of {n_windows} windows failed; re-invoke to retry them", report.n_failed())).into());
+        return Err(RunFailed(format!(
+            "{} of {n_windows} windows failed; re-invoke to retry them",
+            report.n_failed()
+        ))
+        .into());
     }
     if report.n_unfinished() > 0 {
         return Err(RunFailed(format!(
@@ -130,11 +155,24 @@ impl Display {
 
     fn show(&self, event: &BackfillEvent) {
         let line = match event {
-            BackfillEvent::Started { index, window, resumed } => {
+            BackfillEvent::Started {
+                index,
+                window,
+                resumed,
+            } => {
                 let verb = if *resumed { "resuming" } else { "starting" };
-                format!("window {}/{} {} {verb}", index + 1, self.n_windows, describe(window))
+                format!(
+                    "window {}/{} {} {verb}",
+                    index + 1,
+                    self.n_windows,
+                    describe(window)
+                )
             }
-            BackfillEvent::Finished { index, window, outcome } => {
+            BackfillEvent::Finished {
+                index,
+                window,
+                outcome,
+            } => {
                 let how = match outcome {
                     WindowOutcome::Skipped => "skipped (complete)".to_owned(),
                     WindowOutcome::NotStarted => "not started (interrupted)".to_owned(),
@@ -145,10 +183,18 @@ impl Display {
                             report.metrics.records_written, report.batch_id
                         ),
                         RunStatus::Cancelled => "interrupted at a page boundary".to_owned(),
-                        _ => format!("failed: {}", report.error.as_deref().unwrap_or("unknown cause")),
+                        _ => format!(
+                            "failed: {}",
+                            report.error.as_deref().unwrap_or("unknown cause")
+                        ),
                     },
                 };
-                format!("window {}/{} {} {how}", index + 1, self.n_windows, describe(window))
+                format!(
+                    "window {}/{} {} {how}",
+                    index + 1,
+                    self.n_windows,
+                    describe(window)
+                )
             }
         };
         let Some(bars) = &self.bars else {
@@ -156,7 +202,10 @@ impl Display {
             return;
         };
         let _ = bars.multi.println(&line);
-        let mut running = bars.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut running = bars
+            .running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
             BackfillEvent::Started { index, window, .. } => {
                 let bar = bars.multi.add(indicatif::ProgressBar::new_spinner());
@@ -172,7 +221,8 @@ impl Display {
                 std::thread::spawn(move || {
                     while !ticking.is_finished() {
                         if let Some(progress) = &progress {
-                            let records = progress.records.load(std::sync::atomic::Ordering::Relaxed);
+                            let records =
+                                progress.records.load(std::sync::atomic::Ordering::Relaxed);
                             let pages = progress.pages.load(std::sync::atomic::Ordering::Relaxed);
                             ticking.set_message(format!("{pages} pages, {records} records"));
                         }
@@ -200,6 +250,8 @@ impl Display {
 }
 
 fn describe(window: &Window) -> String {
-    let start = window.start.map_or("(all history)".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let start = window.start.map_or("(all history)".to_owned(), |t| {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    });
     format!("[{start}, {})", window.end.format("%Y-%m-%dT%H:%M:%SZ"))
 }

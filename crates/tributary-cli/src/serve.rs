@@ -50,23 +50,38 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         let shutdown = Shutdown::default();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
         let runner = daemon::engine_runner(engine.clone());
-        let report = daemon::run_scheduler(engine.db.clone(), flows, options, Arc::new(SystemClock), runner, shutdown).await;
+        let report = daemon::run_scheduler(
+            engine.db.clone(),
+            flows,
+            options,
+            Arc::new(SystemClock),
+            runner,
+            shutdown,
+        )
+        .await;
         signals.abort();
         report
     })?;
     engine.db.flush().context("flushing state at shutdown")?;
-    info!(runs_started = report.runs_started, abandoned = report.abandoned, "scheduler stopped");
+    info!(
+        runs_started = report.runs_started,
+        abandoned = report.abandoned,
+        "scheduler stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reads every `*.json` file of `dir` as a flow bundle, registers it, and returns the flows
 /// with a schedule.
 fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|err| crate::BadInput(format!("cannot read flows_dir {}: {err}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+        crate::BadInput(format!("cannot read flows_dir {}: {err}", dir.display()))
+    })?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("listing flows_dir {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("listing flows_dir {}", dir.display()))?
+            .path();
         if path.extension().is_some_and(|ext| ext == "json") && path.is_file() {
             paths.push(path);
         }
@@ -96,19 +111,30 @@ fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
         }
         let hash = daemon::content_hash(&text);
         match engine.db.put_bundle_source(&path, &hash, &flow_id)? {
-            BundleChange::New => info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow registered"),
-            BundleChange::Unchanged => info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow unchanged"),
+            BundleChange::New => {
+                info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow registered")
+            }
+            BundleChange::Unchanged => {
+                info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow unchanged")
+            }
             BundleChange::Changed { .. } => {
                 info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow updated from its edited file");
             }
         }
         match DaemonFlow::try_new(flow_id, bundle.clone()) {
             Ok(Some(flow)) => flows.push(flow),
-            Ok(None) => info!(path = %path.display(), flow = %bundle.name, "flow has no scheduleParams: not scheduled"),
-            Err(err) => warn!(path = %path.display(), error = %err, "flow schedule cannot be evaluated; skipped"),
+            Ok(None) => {
+                info!(path = %path.display(), flow = %bundle.name, "flow has no scheduleParams: not scheduled")
+            }
+            Err(err) => {
+                warn!(path = %path.display(), error = %err, "flow schedule cannot be evaluated; skipped")
+            }
         }
     }
-    engine.db.flush().context("flushing the registered bundles")?;
+    engine
+        .db
+        .flush()
+        .context("flushing the registered bundles")?;
     Ok(flows)
 }
 
@@ -116,7 +142,9 @@ fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
 async fn wait_for_signal(shutdown: Shutdown) {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(term) => term,
             Err(err) => {
                 warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the daemon gracefully");

@@ -17,13 +17,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use serde_json::json;
-use tributary_engine::daemon::{self, Clock, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock};
+use tributary_engine::daemon::{
+    self, Clock, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock,
+};
 use tributary_engine::run::{Engine, EngineOptions, RunStatus, bundle_flow_id};
 
 const FLOWS: usize = 1000;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(bench());
 }
 
@@ -52,12 +58,17 @@ async fn bench() {
     let engine = Engine {
         layout: tributary_write::DatasetLayout::new(dir.path().join("data")),
         db: db.clone(),
-        fetch: tributary_fetch::FetchContext::try_new(tributary_fetch::Limiters::new(), tributary_fetch::FetchSettings::default())
-            .expect("http client"),
+        fetch: tributary_fetch::FetchContext::try_new(
+            tributary_fetch::Limiters::new(),
+            tributary_fetch::FetchSettings::default(),
+        )
+        .expect("http client"),
         options: EngineOptions::default(),
     };
 
-    let first_slot = (started + chrono::Duration::seconds(25)).with_nanosecond(0).expect("valid time");
+    let first_slot = (started + chrono::Duration::seconds(25))
+        .with_nanosecond(0)
+        .expect("valid time");
     let mut flows = Vec::with_capacity(FLOWS);
     let mut slots = Vec::with_capacity(FLOWS);
     for i in 0..FLOWS {
@@ -65,8 +76,12 @@ async fn bench() {
         slots.push(slot);
         let name = format!("bench-flow-{i:04}");
         let bundle = bundle(&name, &mock.base_url(), started, slot);
-        let bundle = tributary_spec::load_bundle(&name, &bundle, |_, _| Err("no references".to_owned())).expect("bundle");
-        let flow = DaemonFlow::try_new(bundle_flow_id(&name), Arc::new(bundle)).expect("schedule").expect("scheduled");
+        let bundle =
+            tributary_spec::load_bundle(&name, &bundle, |_, _| Err("no references".to_owned()))
+                .expect("bundle");
+        let flow = DaemonFlow::try_new(bundle_flow_id(&name), Arc::new(bundle))
+            .expect("schedule")
+            .expect("scheduled");
         flows.push(flow);
     }
     let registered_rss = peak_rss_kb();
@@ -78,7 +93,10 @@ async fn bench() {
         let lateness = lateness.clone();
         let statuses = statuses.clone();
         Arc::new(move |scheduled: ScheduledRun| {
-            let late = (Utc::now() - scheduled.slot).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+            let late = (Utc::now() - scheduled.slot)
+                .num_microseconds()
+                .unwrap_or(i64::MAX) as f64
+                / 1e6;
             lateness.lock().expect("lock").push(late);
             let run = inner(scheduled);
             let statuses = statuses.clone();
@@ -97,7 +115,14 @@ async fn bench() {
     };
     let shutdown = Shutdown::default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let scheduler = tokio::spawn(daemon::run_scheduler(db.clone(), flows, options, clock, runner, shutdown.clone()));
+    let scheduler = tokio::spawn(daemon::run_scheduler(
+        db.clone(),
+        flows,
+        options,
+        clock,
+        runner,
+        shutdown.clone(),
+    ));
 
     // Idle before the first slot.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -121,18 +146,51 @@ async fn bench() {
     let mut late = lateness.lock().expect("lock").clone();
     late.sort_by(f64::total_cmp);
     let statuses = statuses.lock().expect("lock").clone();
-    let n_success = statuses.iter().filter(|s| **s == RunStatus::Success).count();
-    let pct = |p: f64| late.get(((late.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let n_success = statuses
+        .iter()
+        .filter(|s| **s == RunStatus::Success)
+        .count();
+    let pct = |p: f64| {
+        late.get(((late.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!("daemon bench: {FLOWS} flows, slots spread over 30 s, max_concurrent_runs 4");
-    println!("  runs            {} started, {} finished, {} success", report.runs_started, statuses.len(), n_success);
-    println!("  runs took       {:.1} s from the first slot to the last run's end", (runs_done_at - first_slot).num_milliseconds() as f64 / 1e3);
-    println!("  lateness        p50 {:.3} s, p99 {:.3} s, max {:.3} s", pct(0.5), pct(0.99), late.last().copied().unwrap_or(f64::NAN));
-    println!("  idle CPU        {idle_before:.2}% of a core before the slots (15 s), {idle_after:.2}% after the runs (10 s)");
-    println!("  peak RSS        {:.1} MB after registering, {:.1} MB at the end", registered_rss as f64 / 1024.0, peak_rss_kb() as f64 / 1024.0);
+    println!(
+        "  runs            {} started, {} finished, {} success",
+        report.runs_started,
+        statuses.len(),
+        n_success
+    );
+    println!(
+        "  runs took       {:.1} s from the first slot to the last run's end",
+        (runs_done_at - first_slot).num_milliseconds() as f64 / 1e3
+    );
+    println!(
+        "  lateness        p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        pct(0.5),
+        pct(0.99),
+        late.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  idle CPU        {idle_before:.2}% of a core before the slots (15 s), {idle_after:.2}% after the runs (10 s)"
+    );
+    println!(
+        "  peak RSS        {:.1} MB after registering, {:.1} MB at the end",
+        registered_rss as f64 / 1024.0,
+        peak_rss_kb() as f64 / 1024.0
+    );
 }
 
 fn bundle(name: &str, url: &str, start: DateTime<Utc>, slot: DateTime<Utc>) -> String {
-    let cron = format!("{} {} {} {} {} *", slot.second(), slot.minute(), slot.hour(), slot.day(), slot.month());
+    let cron = format!(
+        "{} {} {} {} {} *",
+        slot.second(),
+        slot.minute(),
+        slot.hour(),
+        slot.day(),
+        slot.month()
+    );
     json!({
         "name": name,
         "connectionSpec": {
@@ -174,7 +232,12 @@ fn cpu_ticks() -> u64 {
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 

@@ -20,7 +20,9 @@ use tokio::sync::Semaphore;
 use tributary_spec::FlowBundle;
 use tributary_state::{CheckpointStatus, Db, FlowId};
 
-use crate::run::{Engine, Progress, RunError, RunReport, RunRequest, RunStatus, run_flow, window_key};
+use crate::run::{
+    Engine, Progress, RunError, RunReport, RunRequest, RunStatus, run_flow, window_key,
+};
 use crate::schedule::{Window, split_range};
 
 /// The flow a backfill runs and how many windows run at once (the range is in the plan).
@@ -71,8 +73,16 @@ pub enum WindowOutcome {
 /// Something worth showing while a backfill runs.
 #[derive(Debug, Clone)]
 pub enum BackfillEvent {
-    Started { index: usize, window: Window, resumed: bool },
-    Finished { index: usize, window: Window, outcome: WindowOutcome },
+    Started {
+        index: usize,
+        window: Window,
+        resumed: bool,
+    },
+    Finished {
+        index: usize,
+        window: Window,
+        outcome: WindowOutcome,
+    },
 }
 
 /// Every window of a backfill, in range order, and how it ended.
@@ -103,11 +113,17 @@ impl WindowOutcome {
 
 impl BackfillReport {
     pub fn n_skipped(&self) -> usize {
-        self.windows.iter().filter(|(_, o)| matches!(o, WindowOutcome::Skipped)).count()
+        self.windows
+            .iter()
+            .filter(|(_, o)| matches!(o, WindowOutcome::Skipped))
+            .count()
     }
 
     pub fn n_succeeded(&self) -> usize {
-        self.windows.iter().filter(|(_, o)| matches!(o, WindowOutcome::Ran(r) if r.status == RunStatus::Success)).count()
+        self.windows
+            .iter()
+            .filter(|(_, o)| matches!(o, WindowOutcome::Ran(r) if r.status == RunStatus::Success))
+            .count()
     }
 
     pub fn n_failed(&self) -> usize {
@@ -116,14 +132,19 @@ impl BackfillReport {
 
     /// Windows that neither hold their data nor failed: cancelled or never started.
     pub fn n_unfinished(&self) -> usize {
-        self.windows.iter().filter(|(_, o)| !o.is_done() && !o.is_failure()).count()
+        self.windows
+            .iter()
+            .filter(|(_, o)| !o.is_done() && !o.is_failure())
+            .count()
     }
 
     pub fn records_written(&self) -> u64 {
         self.windows
             .iter()
             .map(|(_, o)| match o {
-                WindowOutcome::Ran(r) if r.status == RunStatus::Success => r.metrics.records_written,
+                WindowOutcome::Ran(r) if r.status == RunStatus::Success => {
+                    r.metrics.records_written
+                }
                 _ => 0,
             })
             .sum()
@@ -147,7 +168,9 @@ pub fn plan(
         )));
     }
     if step <= Duration::zero() {
-        return Err(RunError::BadInput(format!("--step: expected a positive duration, found {step}")));
+        return Err(RunError::BadInput(format!(
+            "--step: expected a positive duration, found {step}"
+        )));
     }
     let mut planned = Vec::new();
     for (index, window) in split_range(from, to, step).into_iter().enumerate() {
@@ -158,7 +181,12 @@ pub fn plan(
                 CheckpointStatus::InProgress => WindowState::Interrupted,
             },
         };
-        planned.push(PlannedWindow { index, window, state, progress: Arc::new(Progress::default()) });
+        planned.push(PlannedWindow {
+            index,
+            window,
+            state,
+            progress: Arc::new(Progress::default()),
+        });
     }
     Ok(planned)
 }
@@ -175,10 +203,19 @@ pub async fn run_backfill(
     let permits = Arc::new(Semaphore::new(request.parallel.max(1)));
     let mut tasks = Vec::with_capacity(planned.len());
     for planned_window in planned {
-        let PlannedWindow { index, window, state, progress } = planned_window;
+        let PlannedWindow {
+            index,
+            window,
+            state,
+            progress,
+        } = planned_window;
         if state == WindowState::Complete {
             let outcome = WindowOutcome::Skipped;
-            on_event(&BackfillEvent::Finished { index, window, outcome: outcome.clone() });
+            on_event(&BackfillEvent::Finished {
+                index,
+                window,
+                outcome: outcome.clone(),
+            });
             tasks.push(Task::Done(window, outcome));
             continue;
         }
@@ -189,7 +226,11 @@ pub async fn run_backfill(
         };
         if progress.is_cancelled() {
             let outcome = WindowOutcome::NotStarted;
-            on_event(&BackfillEvent::Finished { index, window, outcome: outcome.clone() });
+            on_event(&BackfillEvent::Finished {
+                index,
+                window,
+                outcome: outcome.clone(),
+            });
             tasks.push(Task::Done(window, outcome));
             continue;
         }
@@ -201,14 +242,22 @@ pub async fn run_backfill(
             progress,
         };
         let on_event = on_event.clone();
-        on_event(&BackfillEvent::Started { index, window, resumed: state == WindowState::Interrupted });
+        on_event(&BackfillEvent::Started {
+            index,
+            window,
+            resumed: state == WindowState::Interrupted,
+        });
         let handle = tokio::spawn(async move {
             let outcome = match run_flow(&engine, run_request).await {
                 Ok(report) => WindowOutcome::Ran(Box::new(report)),
                 Err(err) => WindowOutcome::Error(err.to_string()),
             };
             drop(permit);
-            on_event(&BackfillEvent::Finished { index, window, outcome: outcome.clone() });
+            on_event(&BackfillEvent::Finished {
+                index,
+                window,
+                outcome: outcome.clone(),
+            });
             outcome
         });
         tasks.push(Task::Running(window, handle));
@@ -218,9 +267,9 @@ pub async fn run_backfill(
         match task {
             Task::Done(window, outcome) => windows.push((window, outcome)),
             Task::Running(window, handle) => {
-                let outcome = handle
-                    .await
-                    .unwrap_or_else(|err| WindowOutcome::Error(format!("the window's task panicked: {err}")));
+                let outcome = handle.await.unwrap_or_else(|err| {
+                    WindowOutcome::Error(format!("the window's task panicked: {err}"))
+                });
                 windows.push((window, outcome));
             }
         }

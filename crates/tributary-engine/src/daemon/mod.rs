@@ -72,7 +72,8 @@ pub struct ScheduledRun {
 }
 
 /// Runs one window and says how it ended.
-pub type WindowRunner = Arc<dyn Fn(ScheduledRun) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> + Send + Sync>;
+pub type WindowRunner =
+    Arc<dyn Fn(ScheduledRun) -> Pin<Box<dyn Future<Output = RunStatus> + Send>> + Send + Sync>;
 
 /// Asks a running scheduler to stop; cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -113,12 +114,16 @@ impl Clock for SystemClock {
 
 impl Shutdown {
     pub fn trigger(&self) {
-        self.inner.triggered.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .triggered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.notify.notify_waiters();
     }
 
     pub fn is_triggered(&self) -> bool {
-        self.inner.triggered.load(std::sync::atomic::Ordering::SeqCst)
+        self.inner
+            .triggered
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn wait(&self) {
@@ -135,10 +140,18 @@ impl DaemonFlow {
     /// A scheduled flow for a bundle; None for a bundle without `scheduleParams` (nothing to
     /// schedule: such flows run only on demand).
     pub fn try_new(flow_id: FlowId, bundle: Arc<FlowBundle>) -> Result<Option<Self>, DaemonError> {
-        let Some(schedule) = &bundle.schedule else { return Ok(None) };
-        let slots = Slots::try_new(schedule)
-            .map_err(|source| DaemonError::Schedule { flow: bundle.name.clone(), source })?;
-        Ok(Some(Self { flow_id, bundle, slots }))
+        let Some(schedule) = &bundle.schedule else {
+            return Ok(None);
+        };
+        let slots = Slots::try_new(schedule).map_err(|source| DaemonError::Schedule {
+            flow: bundle.name.clone(),
+            source,
+        })?;
+        Ok(Some(Self {
+            flow_id,
+            bundle,
+            slots,
+        }))
     }
 }
 
@@ -210,19 +223,28 @@ pub async fn run_scheduler(
                 }
                 retry_at.remove(&flow.flow_id);
             }
-            let Some(schedule) = &flow.bundle.schedule else { continue };
-            let last_end = state.and_then(|s| s.last_window_end_ms).and_then(DateTime::from_timestamp_millis);
-            let runs: Vec<(Option<Window>, DateTime<Utc>)> =
-                match due(schedule, &flow.slots, last_end, now, options.max_catch_up_windows) {
-                    Due::Idle { next } => {
-                        if let Some(next) = next {
-                            wake_at(next);
-                        }
-                        continue;
+            let Some(schedule) = &flow.bundle.schedule else {
+                continue;
+            };
+            let last_end = state
+                .and_then(|s| s.last_window_end_ms)
+                .and_then(DateTime::from_timestamp_millis);
+            let runs: Vec<(Option<Window>, DateTime<Utc>)> = match due(
+                schedule,
+                &flow.slots,
+                last_end,
+                now,
+                options.max_catch_up_windows,
+            ) {
+                Due::Idle { next } => {
+                    if let Some(next) = next {
+                        wake_at(next);
                     }
-                    Due::Once => vec![(None, schedule.start_time)],
-                    Due::Windows(windows) => windows.into_iter().map(|w| (Some(w), w.end)).collect(),
-                };
+                    continue;
+                }
+                Due::Once => vec![(None, schedule.start_time)],
+                Due::Windows(windows) => windows.into_iter().map(|w| (Some(w), w.end)).collect(),
+            };
             running.insert(flow.flow_id.clone());
             report.runs_started += runs.len() as u64;
             let job = FlowJob {
@@ -267,18 +289,32 @@ pub async fn run_scheduler(
     }
 
     // Graceful stop: no new runs (flow tasks check the flag), cancel running ones.
-    let cancelled: Vec<Arc<Progress>> =
-        live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+    let cancelled: Vec<Arc<Progress>> = live
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .values()
+        .cloned()
+        .collect();
     if !cancelled.is_empty() {
-        info!(runs = cancelled.len(), "stopping: cancelling running runs at their next page boundary");
+        info!(
+            runs = cancelled.len(),
+            "stopping: cancelling running runs at their next page boundary"
+        );
     }
     for progress in &cancelled {
         progress.cancel();
     }
-    let drained = tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(options.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         report.abandoned = tasks.len() as u64;
-        warn!(runs = tasks.len(), grace_secs = options.shutdown_grace.as_secs(), "runs did not stop within the grace period");
+        warn!(
+            runs = tasks.len(),
+            grace_secs = options.shutdown_grace.as_secs(),
+            "runs did not stop within the grace period"
+        );
         tasks.abort_all();
     }
     Ok(report)
@@ -302,7 +338,9 @@ async fn run_flow_windows(job: FlowJob) {
     let flow_id = job.flow.flow_id.clone();
     let mut retry_at = None;
     for (window, slot) in job.runs {
-        let Ok(_permit) = job.permits.clone().acquire_owned().await else { break };
+        let Ok(_permit) = job.permits.clone().acquire_owned().await else {
+            break;
+        };
         if job.shutdown.is_triggered() {
             break;
         }
@@ -319,7 +357,10 @@ async fn run_flow_windows(job: FlowJob) {
             progress,
         };
         let status = (job.runner)(scheduled).await;
-        job.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&flow_id);
+        job.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&flow_id);
         if status != RunStatus::Success {
             if status == RunStatus::Failed {
                 // Try again at the next slot, not at once: a failing source is not hammered.
@@ -332,7 +373,10 @@ async fn run_flow_windows(job: FlowJob) {
             let flow_id = flow_id.clone();
             let start_time = job.flow.bundle.schedule.as_ref().map(|s| s.start_time);
             let keep = job.run_history.max(1) as usize;
-            tokio::task::spawn_blocking(move || record_success(&db, &flow_id, window, start_time, keep)).await
+            tokio::task::spawn_blocking(move || {
+                record_success(&db, &flow_id, window, start_time, keep)
+            })
+            .await
         };
         match recorded {
             Ok(Ok(())) => {}
@@ -380,7 +424,9 @@ async fn read_states(db: &Db) -> Result<HashMap<FlowId, FlowScheduleState>, Daem
     let db = db.clone();
     let states = tokio::task::spawn_blocking(move || db.schedule_states())
         .await
-        .map_err(|err| DaemonError::Internal(format!("reading schedule states panicked: {err}")))??;
+        .map_err(|err| {
+            DaemonError::Internal(format!("reading schedule states panicked: {err}"))
+        })??;
     Ok(states.into_iter().collect())
 }
 

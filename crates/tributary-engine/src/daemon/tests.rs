@@ -42,11 +42,16 @@ struct Recorder {
 }
 
 fn t(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn open_db(dir: &std::path::Path) -> Db {
-    let options = StateOptions { secret_key: Some(tributary_state::SecretKey::from_bytes([3; 32])), ..Default::default() };
+    let options = StateOptions {
+        secret_key: Some(tributary_state::SecretKey::from_bytes([3; 32])),
+        ..Default::default()
+    };
     Db::open(dir, options).unwrap()
 }
 
@@ -73,14 +78,23 @@ fn flow(name: &str, schedule: serde_json::Value) -> DaemonFlow {
         "targetConnection": {"params": {"dataSetId": "ds"}},
         "flow": {"scheduleParams": schedule},
     });
-    let bundle = tributary_spec::load_bundle(name, &bundle.to_string(), |_, _| Err("no references".to_owned()))
-        .unwrap_or_else(|err| panic!("test bundle {name}: {err}"));
-    DaemonFlow::try_new(FlowId::new(name), Arc::new(bundle)).unwrap().unwrap()
+    let bundle = tributary_spec::load_bundle(name, &bundle.to_string(), |_, _| {
+        Err("no references".to_owned())
+    })
+    .unwrap_or_else(|err| panic!("test bundle {name}: {err}"));
+    DaemonFlow::try_new(FlowId::new(name), Arc::new(bundle))
+        .unwrap()
+        .unwrap()
 }
 
 /// A runner that records its calls, takes `duration` of (paused) time per run, and ends with
 /// `status` — or Cancelled as soon as the run is cancelled.
-fn recording_runner(recorder: Arc<Recorder>, clock: Arc<dyn Clock>, duration: StdDuration, status: RunStatus) -> WindowRunner {
+fn recording_runner(
+    recorder: Arc<Recorder>,
+    clock: Arc<dyn Clock>,
+    duration: StdDuration,
+    status: RunStatus,
+) -> WindowRunner {
     Arc::new(move |scheduled: ScheduledRun| {
         let recorder = recorder.clone();
         let clock = clock.clone();
@@ -128,11 +142,21 @@ async fn check(
     run_duration: StdDuration,
     status: RunStatus,
 ) -> (Vec<Call>, Arc<Recorder>, SchedulerReport) {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock { base: t(now), origin: tokio::time::Instant::now() });
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+        base: t(now),
+        origin: tokio::time::Instant::now(),
+    });
     let recorder = Arc::new(Recorder::default());
     let runner = recording_runner(recorder.clone(), clock.clone(), run_duration, status);
     let shutdown = Shutdown::default();
-    let scheduler = tokio::spawn(run_scheduler(db.clone(), flows, options, clock, runner, shutdown.clone()));
+    let scheduler = tokio::spawn(run_scheduler(
+        db.clone(),
+        flows,
+        options,
+        clock,
+        runner,
+        shutdown.clone(),
+    ));
     tokio::time::sleep(run_for).await;
     shutdown.trigger();
     let report = scheduler.await.unwrap().unwrap();
@@ -141,11 +165,19 @@ async fn check(
 }
 
 fn windows_of(calls: &[Call], flow: &str) -> Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> {
-    calls.iter().filter(|c| c.flow == flow).filter_map(|c| c.window).collect()
+    calls
+        .iter()
+        .filter(|c| c.flow == flow)
+        .filter_map(|c| c.window)
+        .collect()
 }
 
 fn set_last_end(db: &Db, flow: &str, last_end: &str, enabled: bool) {
-    let state = FlowScheduleState { last_window_end_ms: Some(t(last_end).timestamp_millis()), next_due_ms: None, enabled };
+    let state = FlowScheduleState {
+        last_window_end_ms: Some(t(last_end).timestamp_millis()),
+        next_due_ms: None,
+        enabled,
+    };
     db.put_schedule_state(&FlowId::new(flow), &state).unwrap();
 }
 
@@ -168,9 +200,20 @@ async fn catches_up_missed_slots_one_window_each_in_order() {
     let h = |n: u32| t(&format!("2024-01-01T{n:02}:00:00Z"));
     assert_eq!(
         windows_of(&calls, "hourly"),
-        vec![(Some(h(1)), h(2)), (Some(h(2)), h(3)), (Some(h(3)), h(4)), (Some(h(4)), h(5))]
+        vec![
+            (Some(h(1)), h(2)),
+            (Some(h(2)), h(3)),
+            (Some(h(3)), h(4)),
+            (Some(h(4)), h(5))
+        ]
     );
-    assert_eq!(report, SchedulerReport { runs_started: 4, abandoned: 0 });
+    assert_eq!(
+        report,
+        SchedulerReport {
+            runs_started: 4,
+            abandoned: 0
+        }
+    );
     // The schedule moved to the last slot that passed.
     let state = db.schedule_state(&FlowId::new("hourly")).unwrap().unwrap();
     assert_eq!(state.last_window_end_ms, Some(h(5).timestamp_millis()));
@@ -196,10 +239,19 @@ async fn bounded_catch_up_merges_the_oldest_slots_then_follows_the_schedule() {
     let h = |n: u32| t(&format!("2024-01-01T{n:02}:00:00Z"));
     assert_eq!(
         windows_of(&calls, "hourly"),
-        vec![(Some(h(1)), h(4)), (Some(h(4)), h(5)), (Some(h(5)), h(6)), (Some(h(6)), h(7))]
+        vec![
+            (Some(h(1)), h(4)),
+            (Some(h(4)), h(5)),
+            (Some(h(5)), h(6)),
+            (Some(h(6)), h(7))
+        ]
     );
     // Live slots start on time (the paused clock makes lateness exactly measurable).
-    let late: Vec<i64> = calls.iter().skip(2).map(|c| (c.started - c.window.unwrap().1).num_milliseconds()).collect();
+    let late: Vec<i64> = calls
+        .iter()
+        .skip(2)
+        .map(|c| (c.started - c.window.unwrap().1).num_milliseconds())
+        .collect();
     assert_eq!(late, vec![0, 0]);
 }
 
@@ -226,7 +278,10 @@ async fn runs_of_one_flow_never_overlap() {
     // The windows stay contiguous although runs fell behind the slots.
     let windows = windows_of(&calls, "slow");
     assert!(windows.len() >= 4, "{windows:?}");
-    assert_eq!(windows[0], (Some(t("2024-01-01T00:00:00Z")), t("2024-01-01T00:15:00Z")));
+    assert_eq!(
+        windows[0],
+        (Some(t("2024-01-01T00:00:00Z")), t("2024-01-01T00:15:00Z"))
+    );
     for pair in windows.windows(2) {
         assert_eq!(pair[1].0, Some(pair[0].1));
     }
@@ -258,7 +313,9 @@ async fn the_global_cap_bounds_concurrent_runs() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(dir.path());
     let daily = json!({"startTime": t("2024-01-01T00:00:00Z").timestamp(), "frequency": "day", "interval": 1, "backfill": false});
-    let flows: Vec<DaemonFlow> = (0..5).map(|i| flow(&format!("f{i}"), daily.clone())).collect();
+    let flows: Vec<DaemonFlow> = (0..5)
+        .map(|i| flow(&format!("f{i}"), daily.clone()))
+        .collect();
     let (calls, recorder, _) = check(
         &db,
         flows,
@@ -293,9 +350,15 @@ async fn a_failed_window_waits_for_the_next_slot_and_keeps_the_schedule() {
     .await;
     // Tried at once, then again at the 04:00 slot: not in a loop.
     let starts: Vec<DateTime<Utc>> = calls.iter().map(|c| c.started).collect();
-    assert_eq!(starts, vec![t("2024-01-01T03:30:00Z"), t("2024-01-01T04:00:00Z")]);
+    assert_eq!(
+        starts,
+        vec![t("2024-01-01T03:30:00Z"), t("2024-01-01T04:00:00Z")]
+    );
     let state = db.schedule_state(&FlowId::new("failing")).unwrap().unwrap();
-    assert_eq!(state.last_window_end_ms, Some(t("2024-01-01T01:00:00Z").timestamp_millis()));
+    assert_eq!(
+        state.last_window_end_ms,
+        Some(t("2024-01-01T01:00:00Z").timestamp_millis())
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,10 +379,16 @@ async fn shutdown_cancels_running_runs_and_keeps_their_window_due() {
     .await;
     assert_eq!(calls.len(), 1);
     // Stopped at once (the fake checks for cancellation every 100 ms), not after the hour.
-    assert!(calls[0].ended - calls[0].started < Duration::seconds(11), "{calls:?}");
+    assert!(
+        calls[0].ended - calls[0].started < Duration::seconds(11),
+        "{calls:?}"
+    );
     assert_eq!(report.abandoned, 0);
     let state = db.schedule_state(&FlowId::new("long")).unwrap().unwrap();
-    assert_eq!(state.last_window_end_ms, Some(t("2024-01-01T01:00:00Z").timestamp_millis()));
+    assert_eq!(
+        state.last_window_end_ms,
+        Some(t("2024-01-01T01:00:00Z").timestamp_millis())
+    );
 }
 
 #[test]
