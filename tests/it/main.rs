@@ -2,10 +2,10 @@
 //! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Parquet read back.
 
 mod backfill;
+mod configs;
 mod crash;
 mod daemon;
 mod fetch;
-mod tidy;
-mod configs;
-mod run;
 mod mapping;
+mod run;
+mod tidy;

@@ -4,10 +4,10 @@
 //! Invariants: the only crate that knows there are stages. Async is for IO only: decoding and
 //! encoding run on blocking threads fed by bounded channels.
 
+pub mod backfill;
 pub mod config;
+pub mod daemon;
+pub mod run;
+pub mod schedule;
 
 pub use config::DaemonConfig;
-pub mod schedule;
-pub mod run;
-pub mod backfill;
-pub mod daemon;

@@ -39,7 +39,10 @@ pub struct SchemaError {
 /// ([`crate::decode::UTC_TIMEZONE`]) so that arrow-json and arrow-cast handle it without the
 /// time-zone database; Parquet stores it as UTC-adjusted either way.
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some(crate::decode::UTC_TIMEZONE.into()))
+    DataType::Timestamp(
+        TimeUnit::Microsecond,
+        Some(crate::decode::UTC_TIMEZONE.into()),
+    )
 }
 
 /// Converts a JSON schema whose root is an object into an Arrow schema; field order is the
