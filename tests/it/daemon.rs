@@ -154,7 +154,16 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
     assert!(log.contains("flow registered"), "{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
 
-    // Restarted: the same files are unchanged, and the flows go on from their last window.
+    // Restarted: an unchanged file writes nothing, an edited one (smaller pages) updates its
+    // flow, and both flows go on from their last window.
+    let edited = bundle_json(
+        "daemon-b",
+        &mock.url,
+        "daemon-b",
+        20,
+        Some(schedule.clone()),
+    );
+    std::fs::write(flows_dir.join("daemon-b.json"), edited).unwrap();
     let mut daemon = Daemon::start(&config);
     daemon.wait_for_runs(2);
     let (status, log) = daemon.terminate();
@@ -162,6 +171,14 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(
         log.contains("flow unchanged") && !log.contains("flow registered"),
+        "{log}"
+    );
+    let updated: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("flow updated from its edited file"))
+        .collect();
+    assert!(
+        updated.len() == 1 && updated[0].contains("daemon-b.json"),
         "{log}"
     );
 
@@ -194,6 +211,44 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
                 params["windowEndTime"].as_i64().unwrap(),
             ));
     }
+    // `--flow` takes a bundle name: only that flow's runs, newest first.
+    let output = Command::new(BIN)
+        .args([
+            "runs",
+            "--json",
+            "--flow",
+            "daemon-a",
+            "--limit",
+            "3",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .env(
+            "TRIBUTARY_SECRET_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let runs_a: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(runs_a.len(), 3);
+    assert!(
+        runs_a.iter().all(|run| run["flowName"] == "daemon-a"),
+        "{runs_a:?}"
+    );
+    let starts: Vec<i64> = runs_a
+        .iter()
+        .map(|run| run["params"]["startTime"].as_i64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|pair| pair[0] >= pair[1]),
+        "newest first: {starts:?}"
+    );
+
     for flow in FLOWS {
         let mut flow_windows = windows.remove(flow).unwrap_or_default();
         flow_windows.sort_by_key(|w| w.1);
