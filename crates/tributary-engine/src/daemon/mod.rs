@@ -84,6 +84,8 @@ pub struct Shutdown {
 /// What the scheduler did before it stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SchedulerReport {
+    /// Runs handed to the runner (windows that were due but not started before shutdown are
+    /// not counted).
     pub runs_started: u64,
     /// Runs still going when the grace period ended (they were cancelled and left behind).
     pub abandoned: u64,
@@ -201,6 +203,7 @@ pub async fn run_scheduler(
     let mut retry_at: HashMap<FlowId, DateTime<Utc>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>> = Arc::default();
+    let runs_started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut report = SchedulerReport::default();
 
     while !shutdown.is_triggered() {
@@ -246,7 +249,6 @@ pub async fn run_scheduler(
                 Due::Windows(windows) => windows.into_iter().map(|w| (Some(w), w.end)).collect(),
             };
             running.insert(flow.flow_id.clone());
-            report.runs_started += runs.len() as u64;
             let job = FlowJob {
                 db: db.clone(),
                 flow: flow.clone(),
@@ -257,6 +259,7 @@ pub async fn run_scheduler(
                 clock: clock.clone(),
                 run_history: options.run_history,
                 live: live.clone(),
+                runs_started: runs_started.clone(),
                 done: done_tx.clone(),
             };
             tasks.spawn(run_flow_windows(job));
@@ -317,6 +320,7 @@ pub async fn run_scheduler(
         );
         tasks.abort_all();
     }
+    report.runs_started = runs_started.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 
@@ -330,6 +334,7 @@ struct FlowJob {
     clock: Arc<dyn Clock>,
     run_history: u32,
     live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>>,
+    runs_started: Arc<std::sync::atomic::AtomicU64>,
     done: mpsc::UnboundedSender<FlowDone>,
 }
 
@@ -356,6 +361,8 @@ async fn run_flow_windows(job: FlowJob) {
             slot,
             progress,
         };
+        job.runs_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let status = (job.runner)(scheduled).await;
         job.live
             .lock()

@@ -383,7 +383,13 @@ async fn shutdown_cancels_running_runs_and_keeps_their_window_due() {
         calls[0].ended - calls[0].started < Duration::seconds(11),
         "{calls:?}"
     );
-    assert_eq!(report.abandoned, 0);
+    assert_eq!(
+        report,
+        SchedulerReport {
+            runs_started: 1,
+            abandoned: 0
+        }
+    );
     let state = db.schedule_state(&FlowId::new("long")).unwrap().unwrap();
     assert_eq!(
         state.last_window_end_ms,
