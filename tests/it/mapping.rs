@@ -272,3 +272,32 @@ fn mapping_preview_prints_rows_and_errors_per_mapping() {
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("broken.json"), "{ran:?}");
 }
+
+#[test]
+fn a_window_rejected_over_the_threshold_is_fetched_afresh_by_the_next_run() {
+    let mock = mock(basic_mock(RECORDS));
+    let sandbox = Sandbox::new();
+    let dataset = "profiles";
+    let path = sandbox.bundle("mapped", &mapped_bundle(&mock, dataset, Some(50)));
+    let failed = sandbox.tributary(&["run", &path, "--json"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+
+    // The user drops the mapping that rejected most rows. Had the window resumed the failed
+    // run's staged output, its rejected rows would fail this run too.
+    let mut fixed = mapped_bundle(&mock, dataset, Some(50));
+    let object = fixed.as_object_mut().unwrap();
+    object.remove("mappingSet");
+    object["targetConnection"]
+        .as_object_mut()
+        .unwrap()
+        .remove("data");
+    let path = sandbox.bundle("mapped", &fixed);
+    let ran = sandbox.tributary(&["run", &path, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let run: Value = serde_json::from_str(&ran.stdout).unwrap();
+    check_published(&sandbox, dataset, &run);
+    let summary = &run["metrics"]["recordSummary"];
+    assert_eq!(summary["inputRecordCount"], RECORDS, "{summary}");
+    assert_eq!(summary["outputRecordCount"], RECORDS, "{summary}");
+    assert_eq!(summary["failedRecordCount"], 0, "{summary}");
+}

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tributary_engine::run::bundle_flow_id;
 
 use crate::BadInput;
 use crate::cli::{CommonArgs, ExploreArgs};
@@ -12,7 +11,6 @@ use crate::context::load_bundle;
 
 pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
     let bundle = load_bundle(&args.bundle)?;
-    let _ = bundle_flow_id(&bundle.name);
     let runtime = crate::run::runtime()?;
     let page = runtime.block_on(async {
         let fetch = tributary_fetch::FetchContext::try_new(

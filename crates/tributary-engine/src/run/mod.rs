@@ -205,8 +205,14 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         blocking(move || begin_or_resume(&db, &layout, &key, &run_id, &dataset_id)).await??
     };
     let batch_id = checkpoint.batch_id.clone();
-    let saved: SavedPosition =
-        serde_json::from_value(checkpoint.position.clone()).unwrap_or_default();
+    // `null` until the first part is recorded; anything else must read back, or resuming would
+    // start over on top of parts that are already staged.
+    let saved: SavedPosition = match &checkpoint.position {
+        Value::Null => SavedPosition::default(),
+        position => serde_json::from_value(position.clone()).map_err(|err| {
+            RunError::Internal(format!("the checkpoint of {key} cannot be read: {err}"))
+        })?,
+    };
     let identity = RunIdentity {
         run_id: run_id.to_string(),
         flow_id: request.flow_id.to_string(),
@@ -249,6 +255,17 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
     let (status, error, files) = match verdict {
         Verdict::Cancelled => (RunStatus::Cancelled, None, Vec::new()),
         Verdict::Failed(message) => (RunStatus::Failed, Some(message), Vec::new()),
+        Verdict::Rejected(message) => {
+            // This output must not be resumed: the next run of the window starts afresh (with
+            // the mapping or threshold the user fixes in between).
+            let db = engine.db.clone();
+            let key = key.clone();
+            let message = match blocking(move || recovery::discard_window(&db, &key)).await? {
+                Ok(()) => message,
+                Err(err) => format!("{message}; discarding its staged parts failed: {err:#}"),
+            };
+            (RunStatus::Failed, Some(message), Vec::new())
+        }
         Verdict::Commit => {
             let db = engine.db.clone();
             let layout = engine.layout.clone();
@@ -315,6 +332,8 @@ pub(crate) enum Verdict {
     /// Stopped at a page boundary on request; the window resumes later.
     Cancelled,
     Failed(String),
+    /// Every page was read but more rows were rejected than the flow allows.
+    Rejected(String),
 }
 
 #[allow(clippy::too_many_arguments)] // The run's identity, spelled out; a struct would only rename them.

@@ -142,7 +142,7 @@ fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics) -> Verdict {
     } else {
         rejected as f64 * 100.0 / input as f64
     };
-    Verdict::Failed(match percent {
+    Verdict::Rejected(match percent {
         None => format!(
             "{rejected} of {input} rows were rejected and the flow has no partialIngestionPercent: nothing was published (rejected rows are in _errors)"
         ),

@@ -76,6 +76,28 @@ pub fn publish_window(
     Ok(published)
 }
 
+/// Throws away a window's staged parts, newest first, so that its next run starts from the first
+/// page. Only pending parts exist here: parts are published at commit.
+pub fn discard_window(db: &Db, key: &WindowKey) -> anyhow::Result<()> {
+    let Some(checkpoint) = db.checkpoint(key)? else {
+        return Ok(());
+    };
+    for part in checkpoint.parts.iter().rev() {
+        if part.state != PartState::Pending {
+            anyhow::bail!("part {} of {key} is already published", part.seq);
+        }
+        db.discard_part(key, part.seq)?;
+        match std::fs::remove_file(&part.staged_path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("deleting {}", part.staged_path));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes a replaced batch's files (published and staged) and marks it `Removed`.
 pub fn remove_replaced(
     db: &Db,
