@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init(cli.common.log_format);
+    logging::init(&cli.common);
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
