@@ -174,6 +174,24 @@ pub fn window_key(flow_id: &FlowId, window: Option<&Window>) -> WindowKey {
 /// it when the run succeeds. Resumes the window from its checkpoint when an earlier run of it
 /// was interrupted.
 pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport, RunError> {
+    run_window(engine, request, None).await
+}
+
+/// Like [`run_flow`], on pages that are already at hand instead of fetched from the source:
+/// the pipeline benchmark feeds in-memory pages through the same decode, map, write and commit.
+pub async fn run_flow_on_pages(
+    engine: &Engine,
+    request: RunRequest,
+    pages: tributary_fetch::FetchRun,
+) -> Result<RunReport, RunError> {
+    run_window(engine, request, Some(pages)).await
+}
+
+async fn run_window(
+    engine: &Engine,
+    request: RunRequest,
+    pages: Option<tributary_fetch::FetchRun>,
+) -> Result<RunReport, RunError> {
     let bundle = request.bundle.clone();
     let started_at = Utc::now();
     let run_id = RunId::new(uuid::Uuid::new_v4().simple().to_string());
@@ -245,6 +263,7 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
         &write_dataset,
         &batch_id,
         &run_id,
+        pages,
     )
     .await;
     let (mut metrics, verdict) = match result {
@@ -346,30 +365,14 @@ async fn execute(
     dataset: &tributary_write::DatasetId,
     batch_id: &BatchId,
     run_id: &RunId,
+    pages: Option<tributary_fetch::FetchRun>,
 ) -> Result<(RunMetrics, Verdict), (RunMetrics, String)> {
     let bundle = &request.bundle;
     let fail = |message: String| (RunMetrics::default(), message);
-
-    // Stored (rotated) OAuth2 tokens win over the ones in the bundle.
-    let mut bundle_for_plan = (**bundle).clone();
-    let token_key = format!("{}-base", request.flow_id);
-    if let Ok(Some(tokens)) = engine.db.oauth_tokens(&token_key) {
-        apply_stored_tokens(&mut bundle_for_plan, &tokens);
-    }
-    let on_rotate: TokenCallback = {
-        let db = engine.db.clone();
-        Arc::new(move |rotated: &RotatedTokens| persist_tokens(&db, &token_key, rotated))
+    let fetch_run = match pages {
+        Some(pages) => pages,
+        None => start_fetch(engine, request, checkpoint, saved).map_err(fail)?,
     };
-    let env = |name: &str| std::env::var(name).ok();
-    let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))
-        .map_err(|err| fail(format!("{err}")))?;
-    let plan = match &saved.fetch {
-        Some(position) if checkpoint.status == CheckpointStatus::InProgress => {
-            plan.resume_from(position.clone())
-        }
-        _ => plan,
-    };
-    let fetch_run = tributary_fetch::fetch_pages(&engine.fetch, plan);
     let counters = fetch_run.counters.clone();
 
     let job = pipeline::PipelineJob {
@@ -391,6 +394,36 @@ async fn execute(
     metrics.retries = stats.retries;
     metrics.throttled = stats.throttled;
     Ok((metrics, outcome.verdict))
+}
+
+/// Starts fetching the window's pages from its source, resuming after the checkpoint's position.
+fn start_fetch(
+    engine: &Engine,
+    request: &RunRequest,
+    checkpoint: &tributary_state::Checkpoint,
+    saved: &SavedPosition,
+) -> Result<tributary_fetch::FetchRun, String> {
+    let bundle = &request.bundle;
+    // Stored (rotated) OAuth2 tokens win over the ones in the bundle.
+    let mut bundle_for_plan = (**bundle).clone();
+    let token_key = format!("{}-base", request.flow_id);
+    if let Ok(Some(tokens)) = engine.db.oauth_tokens(&token_key) {
+        apply_stored_tokens(&mut bundle_for_plan, &tokens);
+    }
+    let on_rotate: TokenCallback = {
+        let db = engine.db.clone();
+        Arc::new(move |rotated: &RotatedTokens| persist_tokens(&db, &token_key, rotated))
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))
+        .map_err(|err| err.to_string())?;
+    let plan = match &saved.fetch {
+        Some(position) if checkpoint.status == CheckpointStatus::InProgress => {
+            plan.resume_from(position.clone())
+        }
+        _ => plan,
+    };
+    Ok(tributary_fetch::fetch_pages(&engine.fetch, plan))
 }
 
 fn begin_or_resume(
