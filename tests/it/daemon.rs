@@ -83,6 +83,27 @@ impl Daemon {
         }
     }
 
+    /// Waits until a line logged from now on satisfies `predicate` (or panics after 30 s);
+    /// returns its index in `seen`.
+    fn wait_for_line(&mut self, what: &str, predicate: impl Fn(&str) -> bool) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut checked = self.seen.len();
+        loop {
+            if let Some(found) = self.seen[checked..].iter().position(|l| predicate(l)) {
+                return checked + found;
+            }
+            checked = self.seen.len();
+            assert!(
+                Instant::now() < deadline,
+                "no log line {what} after 30 s; log:\n{}",
+                self.seen.join("\n")
+            );
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.seen.push(line);
+            }
+        }
+    }
+
     /// SIGTERM, then the exit status (within 15 s).
     fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = Command::new("kill")
@@ -266,4 +287,99 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
         }
         assert_each_id_once(&dir.path().join("data"), flow, 300);
     }
+}
+
+#[test]
+fn bundles_added_edited_and_deleted_in_flows_dir_apply_while_serve_runs() {
+    let mock = start_mock(&["--records", "100", "--start-time", "2024-01-01T00:00:00Z"]);
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("flows");
+    std::fs::create_dir(&flows_dir).unwrap();
+    let start_time = chrono::Utc::now().timestamp() - 1;
+    let schedule = json!({"startTime": start_time, "frequency": "hour", "interval": 1, "backfill": true,
+                          "cron": "*/2 * * * * *"});
+    std::fs::write(
+        flows_dir.join("daemon-a.json"),
+        bundle_json(
+            "daemon-a",
+            &mock.url,
+            "daemon-a",
+            50,
+            Some(schedule.clone()),
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\ndata_dir = {:?}\nflows_dir = {:?}\n[scheduler]\nshutdown_grace_secs = 10\n",
+            dir.path().join("state"),
+            dir.path().join("data"),
+            flows_dir
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_for_line("a first run of daemon-a", |l| {
+        l.contains("run finished") && l.contains("daemon-a")
+    });
+
+    // Added while running: registered and run without a restart.
+    let late = flows_dir.join("daemon-late.json");
+    std::fs::write(
+        &late,
+        bundle_json(
+            "daemon-late",
+            &mock.url,
+            "daemon-late",
+            50,
+            Some(schedule.clone()),
+        ),
+    )
+    .unwrap();
+    daemon.wait_for_line("registering daemon-late", |l| {
+        l.contains("flow registered") && l.contains("daemon-late")
+    });
+    daemon.wait_for_line("a run of daemon-late", |l| {
+        l.contains("run finished") && l.contains("daemon-late") && l.contains("success")
+    });
+
+    // Broken by an edit: logged, and the last valid version keeps running.
+    std::fs::write(&late, r#"{"name": "daemon-late", "connectionSpec": {}}"#).unwrap();
+    let broken_at = daemon.wait_for_line("the broken edit", |l| {
+        l.contains("invalid flow bundle") && l.contains("daemon-late.json")
+    });
+    assert!(
+        daemon.seen[broken_at].contains("keeping_last_valid_version=true"),
+        "{}",
+        daemon.seen[broken_at]
+    );
+    daemon.wait_for_line("another run of daemon-late", |l| {
+        l.contains("run finished") && l.contains("daemon-late") && l.contains("success")
+    });
+
+    // Deleted: no longer scheduled.
+    std::fs::remove_file(&late).unwrap();
+    let deleted_at = daemon.wait_for_line("the deletion", |l| {
+        l.contains("flow no longer scheduled") && l.contains("daemon-late.json")
+    });
+    // A run that had started may finish; give the scheduler time for two more slots.
+    std::thread::sleep(Duration::from_secs(5));
+    let (status, log) = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+    let starts_after: Vec<&String> = log[deleted_at..]
+        .iter()
+        .filter(|l| l.contains("run started") && l.contains("daemon-late"))
+        .collect();
+    assert!(
+        starts_after.len() <= 1,
+        "at most the run already due starts after the deletion: {starts_after:?}"
+    );
+    assert!(
+        log[deleted_at..]
+            .iter()
+            .any(|l| l.contains("run finished") && l.contains("daemon-a")),
+        "the other flow goes on"
+    );
 }

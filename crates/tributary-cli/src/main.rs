@@ -11,6 +11,7 @@ mod cli;
 mod context;
 mod demo;
 mod explore;
+mod flows_dir;
 mod logging;
 mod mapping;
 mod run;

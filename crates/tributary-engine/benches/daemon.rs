@@ -117,7 +117,7 @@ async fn bench() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let scheduler = tokio::spawn(daemon::run_scheduler(
         db.clone(),
-        flows,
+        daemon::FlowRegistry::from_flows(flows),
         options,
         clock,
         runner,

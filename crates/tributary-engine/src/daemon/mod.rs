@@ -32,6 +32,10 @@ use tributary_state::{Db, FlowId, FlowScheduleState};
 use crate::run::{Engine, Progress, RunError, RunRequest, RunStatus, advance_schedule, run_flow};
 use crate::schedule::{Due, ScheduleError, Slots, Window, due};
 
+mod registry;
+
+pub use registry::FlowRegistry;
+
 /// Where the scheduler gets the time from.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
@@ -188,10 +192,11 @@ struct FlowDone {
 }
 
 /// Runs the scheduler until `shutdown` is triggered; then cancels running runs and waits for
-/// them at most `options.shutdown_grace`.
+/// them at most `options.shutdown_grace`. The flows are re-read from `flows` at every wake, and a
+/// change to them wakes the loop.
 pub async fn run_scheduler(
     db: Db,
-    flows: Vec<DaemonFlow>,
+    flows: FlowRegistry,
     options: SchedulerOptions,
     clock: Arc<dyn Clock>,
     runner: WindowRunner,
@@ -205,13 +210,16 @@ pub async fn run_scheduler(
     let live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>> = Arc::default();
     let runs_started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut report = SchedulerReport::default();
+    let mut flows_changed = flows.watch();
 
     while !shutdown.is_triggered() {
+        flows_changed.borrow_and_update();
+        let current_flows = flows.snapshot();
         let now = clock.now();
         let mut next_wake: Option<DateTime<Utc>> = None;
         let mut wake_at = |t: DateTime<Utc>| next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
         let states = read_states(&db).await?;
-        for flow in &flows {
+        for flow in &current_flows {
             if running.contains(&flow.flow_id) {
                 continue;
             }
@@ -273,6 +281,8 @@ pub async fn run_scheduler(
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}
             () = shutdown.wait() => break,
+            // A flow was added, edited or removed: recompute what is due.
+            Ok(()) = flows_changed.changed() => {}
             Some(done) = done_rx.recv() => {
                 running.remove(&done.flow_id);
                 if let Some(at) = done.retry_at {

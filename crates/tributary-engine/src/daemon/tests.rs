@@ -151,7 +151,7 @@ async fn check(
     let shutdown = Shutdown::default();
     let scheduler = tokio::spawn(run_scheduler(
         db.clone(),
-        flows,
+        FlowRegistry::from_flows(flows),
         options,
         clock,
         runner,
@@ -402,4 +402,58 @@ fn content_hash_is_stable_and_tells_texts_apart() {
     assert_eq!(content_hash(b"{}"), content_hash(b"{}"));
     assert_ne!(content_hash(b"{}"), content_hash(b"{ }"));
     assert_eq!(content_hash(b"{}").len(), 32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flows_added_and_removed_while_running_take_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    let hourly = |start: &str| json!({"startTime": t(start).timestamp(), "frequency": "hour", "interval": 1, "backfill": false});
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+        base: t("2024-01-01T00:30:00Z"),
+        origin: tokio::time::Instant::now(),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let runner = recording_runner(
+        recorder.clone(),
+        clock.clone(),
+        StdDuration::from_secs(1),
+        RunStatus::Success,
+    );
+    let registry = FlowRegistry::from_flows([flow("kept", hourly("2024-01-01T00:00:00Z"))]);
+    let shutdown = Shutdown::default();
+    let scheduler = tokio::spawn(run_scheduler(
+        db.clone(),
+        registry.clone(),
+        options(24, 4),
+        clock,
+        runner,
+        shutdown.clone(),
+    ));
+    // 01:00 and 02:00 run "kept" only.
+    tokio::time::sleep(StdDuration::from_secs(2 * 3600)).await;
+    // Added at 02:30 (the scheduler sleeps until 03:00): its 00:00-start windows are due at once.
+    registry.upsert(flow("added", hourly("2024-01-01T00:00:00Z")));
+    tokio::time::sleep(StdDuration::from_secs(60)).await;
+    let added_early = windows_of(&recorder.calls.lock().unwrap(), "added");
+    // Removed at 02:31: no run of "removed" follows.
+    assert!(registry.remove(&FlowId::new("added")).is_some());
+    tokio::time::sleep(StdDuration::from_secs(3 * 3600)).await;
+    shutdown.trigger();
+    scheduler.await.unwrap().unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert_eq!(
+        added_early,
+        vec![
+            (Some(t("2024-01-01T00:00:00Z")), t("2024-01-01T01:00:00Z")),
+            (Some(t("2024-01-01T01:00:00Z")), t("2024-01-01T02:00:00Z")),
+        ],
+        "a flow added while the scheduler sleeps runs without waiting for the next slot"
+    );
+    assert_eq!(
+        windows_of(&calls, "added"),
+        added_early,
+        "a removed flow starts nothing more"
+    );
+    assert_eq!(windows_of(&calls, "kept").len(), 5, "{calls:?}");
 }
