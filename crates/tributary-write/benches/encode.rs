@@ -15,7 +15,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tributary_write::{
     BatchId, Compression, DatasetId, DatasetLayout, PartWriter, Statistics, WriterOptions,
-    publish_part, remove_batch,
+    publish_batch, remove_batch,
 };
 
 const RECORDS: usize = 100_000;
@@ -101,9 +101,13 @@ fn encode(c: &mut Criterion) {
                         peak_buffered = peak_buffered.max(writer.buffered_bytes());
                     }
                     parts.extend(writer.finish().expect("finishing succeeds"));
-                    for part in &parts {
-                        publish_part(part).expect("publishing succeeds");
-                    }
+                    let names: Vec<String> = parts
+                        .iter()
+                        .map(|part| part.seq)
+                        .map(|seq| format!("part-{seq:05}.parquet"))
+                        .collect();
+                    publish_batch(&layout, &dataset, &batch, &names, &[])
+                        .expect("publishing succeeds");
                     elapsed += started.elapsed();
                     cpu += thread_cpu_time().saturating_sub(cpu_started);
                     n_runs += 1;

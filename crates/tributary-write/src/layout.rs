@@ -4,13 +4,16 @@
 //! ```text
 //! {data_dir}/datasets/{dataSetId}/batch={batchId}/part-00000.parquet        committed data
 //! {data_dir}/datasets/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl  rejected rows
-//! {data_dir}/_staging/{dataSetId}/batch={batchId}/part-00000.parquet.inprogress
-//! {data_dir}/_staging/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl.inprogress
+//! {data_dir}/_staging/{dataSetId}/batch={batchId}/part-00000.parquet             sealed, unpublished
+//! {data_dir}/_staging/{dataSetId}/batch={batchId}/part-00001.parquet.inprogress  being written
+//! {data_dir}/_staging/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl
 //! {data_dir}/_staging/_trash/...                                            batches being removed
 //! ```
 //!
-//! Staging sits beside `datasets/`, so it is on the same filesystem (a rename is atomic) and a
-//! reader globbing `datasets/{id}/**/*.parquet` never sees a staged file. Staged names are
+//! A batch is staged as a whole folder that mirrors its published one, and is published by
+//! renaming that folder into `datasets/` — one step, so a reader sees all of a batch or none of
+//! it. Staging sits beside `datasets/`, so it is on the same filesystem (a rename is atomic) and
+//! a reader globbing `datasets/{id}/**/*.parquet` never sees a staged file. Staged names are
 //! deterministic per (dataset, batch, sequence) so that redoing a part after a crash overwrites
 //! its own leftovers instead of adding a second copy.
 
@@ -131,30 +134,40 @@ impl DatasetLayout {
         self.data_dir.join(STAGING_DIR)
     }
 
-    /// The staged file of data part `seq`; [`DatasetLayout::part_path`] once published.
-    pub fn staged_part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
-        let mut name = part_file_name(seq, "parquet");
-        name.push_str(IN_PROGRESS_SUFFIX);
+    /// `{data_dir}/_staging/{id}/batch={batchId}`: the batch's data before it is published;
+    /// publishing renames it to [`DatasetLayout::batch_dir`].
+    pub fn staged_batch_dir(&self, dataset: &DatasetId, batch: &BatchId) -> PathBuf {
         self.staging_dir()
             .join(dataset.as_str())
             .join(batch_component(batch))
-            .join(name)
     }
 
-    /// The staged file of error part `seq`; [`DatasetLayout::error_part_path`] once published.
+    /// `{data_dir}/_staging/{id}/_errors/batch={batchId}`: the batch's rejected rows before they
+    /// are published to [`DatasetLayout::errors_dir`].
+    pub fn staged_errors_dir(&self, dataset: &DatasetId, batch: &BatchId) -> PathBuf {
+        self.staging_dir()
+            .join(dataset.as_str())
+            .join(ERRORS_DIR)
+            .join(batch_component(batch))
+    }
+
+    /// The sealed staged file of data part `seq` (while it is written, the same name with
+    /// `.inprogress`); [`DatasetLayout::part_path`] once published.
+    pub fn staged_part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
+        self.staged_batch_dir(dataset, batch)
+            .join(part_file_name(seq, "parquet"))
+    }
+
+    /// The sealed staged file of error part `seq`; [`DatasetLayout::error_part_path`] once
+    /// published.
     pub fn staged_error_part_path(
         &self,
         dataset: &DatasetId,
         batch: &BatchId,
         seq: u32,
     ) -> PathBuf {
-        let mut name = part_file_name(seq, "jsonl");
-        name.push_str(IN_PROGRESS_SUFFIX);
-        self.staging_dir()
-            .join(dataset.as_str())
-            .join(ERRORS_DIR)
-            .join(batch_component(batch))
-            .join(name)
+        self.staged_errors_dir(dataset, batch)
+            .join(part_file_name(seq, "jsonl"))
     }
 
     /// `{data_dir}/_staging/_trash`: where a removed batch goes before it is deleted. Dataset ids

@@ -4,12 +4,14 @@
 //! Main types: [`DatasetLayout`] (the fixed folder layout, pure paths), [`DatasetId`] and
 //! [`BatchId`] (validated path components), [`PartWriter`] (staged Parquet parts of one batch,
 //! rolled by rows, bytes and schema changes), [`ErrorWriter`] (rejected rows as JSON lines),
-//! [`StagedPart`] (a closed, durable staged file), and the functions [`publish_part`],
-//! [`remove_batch`] and [`clean_staging`].
+//! [`StagedPart`] (a sealed, durable staged file), and the functions [`publish_batch`],
+//! [`publish_errors`], [`remove_batch`] and [`clean_staging`].
 //!
 //! Invariants: a file is visible in the dataset folder only once it is complete and durable
-//! (written to `{data_dir}/_staging`, fsynced, renamed, folder fsynced); publishing is idempotent
-//! so a redo after a crash never duplicates data; removing a batch is one atomic rename.
+//! (written to `{data_dir}/_staging/...`, fsynced, sealed); a batch becomes visible as a whole,
+//! by one rename of its staging folder, so a reader never sees part of it; publishing is
+//! idempotent so a redo after a crash never duplicates data; removing a batch is one atomic
+//! rename. One staged-file lifecycle (`staged`) serves Parquet parts and rejected-row files.
 //! Knows Arrow, Parquet and the filesystem; knows neither HTTP nor sled nor the engine's stages.
 
 mod error;
@@ -18,6 +20,7 @@ mod options;
 mod part;
 mod publish;
 mod reject;
+mod staged;
 
 pub use error::{ErrorCause, WriteError};
 pub use layout::{BatchId, DatasetId, DatasetLayout, MAX_ID_LEN};
@@ -27,7 +30,8 @@ pub use options::{
 };
 pub use part::{PartKind, PartWriter, StagedPart, part_schema};
 pub use publish::{
-    CleanReport, PublishOutcome, RemovedBatch, clean_staging, publish, publish_part, remove_batch,
+    CleanReport, PublishOutcome, PublishedBatch, RemovedBatch, clean_staging, publish_batch,
+    publish_errors, remove_batch,
 };
 pub use reject::ErrorWriter;
 

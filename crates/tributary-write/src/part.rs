@@ -1,8 +1,9 @@
 //! `PartWriter`: encodes one batch's `RecordBatch`es into staged Parquet part files, rolling to
-//! the next file by rows, by size and when the schema changes; `StagedPart` describes a closed,
-//! fsynced part ready for [`crate::publish_part`].
+//! the next file by rows, by size and when the schema changes; `StagedPart` describes a sealed,
+//! fsynced part in the batch's staging folder, published with the whole batch by
+//! [`crate::publish_batch`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
@@ -10,20 +11,20 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::file::properties::WriterProperties;
-use tracing::debug;
 
-use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_dir};
+use crate::staged::StagedFile;
 use crate::{BatchId, DatasetId, DatasetLayout, WriteError, WriterOptions};
 
-/// A closed part file in staging: complete, fsynced, its directory entry durable. Nothing is
-/// visible in the dataset until [`crate::publish_part`] renames it to `final_path`.
+/// A sealed part file in its batch's staging folder: complete, fsynced, its directory entry
+/// durable. Nothing is visible in the dataset until [`crate::publish_batch`] renames the folder,
+/// which puts the file at `final_path`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedPart {
     /// Sequence number within the batch; the `NNNNN` of `part-NNNNN.*`.
     pub seq: u32,
-    /// Where the file is now.
+    /// Where the file is now (inside the staging batch folder).
     pub staged_path: PathBuf,
-    /// Where publishing puts it.
+    /// Where publishing the batch puts it.
     pub final_path: PathBuf,
     /// Rows in the file.
     pub rows: u64,
@@ -83,9 +84,7 @@ const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct OpenPart {
-    seq: u32,
-    staged_path: PathBuf,
-    final_path: PathBuf,
+    staged: StagedFile,
     schema: SchemaRef,
     /// Leaf (Parquet) columns: the footer grows by one chunk entry per leaf and row group.
     n_leaf_columns: u64,
@@ -204,7 +203,7 @@ impl PartWriter {
         open.writer
             .write(batch)
             .map_err(|source| WriteError::Parquet {
-                path: open.staged_path.clone(),
+                path: open.staged.path().to_owned(),
                 source,
             })?;
         open.rows += n_rows as u64;
@@ -229,47 +228,34 @@ impl PartWriter {
 
     fn open_part(&mut self, schema: &SchemaRef) -> Result<OpenPart, WriteError> {
         let seq = self.next_seq;
-        let staged_path = self
-            .layout
-            .staged_part_path(&self.dataset, &self.batch, seq);
-        let final_path = self.layout.part_path(&self.dataset, &self.batch, seq);
-        if exists(&final_path)? {
-            return Err(WriteError::AlreadyPublished { path: final_path });
-        }
-        create_dir_durable(parent_of(&staged_path)?)?;
-        // Truncate: a file of the same name is what an interrupted attempt at this very part left.
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&staged_path)
-            .map_err(|err| WriteError::io("creating staged file", &staged_path, err))?;
-        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let writer = ArrowWriter::try_new(buffered, schema.clone(), Some(self.props.clone()))
-            .map_err(|source| WriteError::Parquet {
-                path: staged_path.clone(),
-                source,
-            })?;
-        let n_leaf_columns = ArrowSchemaConverter::new()
-            .with_coerce_types(self.props.coerce_types())
-            .convert(schema)
-            .map_err(|source| WriteError::Parquet {
-                path: staged_path.clone(),
-                source,
-            })?
-            .num_columns() as u64;
-        self.next_seq = seq
+        let next_seq = seq
             .checked_add(1)
             .ok_or_else(|| WriteError::InvalidOption {
                 option: "first_seq",
                 value: seq.to_string(),
                 expected: "fewer than 2^32 parts in a batch",
             })?;
-        debug!(path = %staged_path.display(), seq, "opened staged part");
-        Ok(OpenPart {
+        let (staged, file) = StagedFile::create(
             seq,
-            staged_path,
-            final_path,
+            self.layout
+                .staged_part_path(&self.dataset, &self.batch, seq),
+            self.layout.part_path(&self.dataset, &self.batch, seq),
+        )?;
+        let parquet_error = |source| WriteError::Parquet {
+            path: staged.path().to_owned(),
+            source,
+        };
+        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let writer = ArrowWriter::try_new(buffered, schema.clone(), Some(self.props.clone()))
+            .map_err(parquet_error)?;
+        let n_leaf_columns = ArrowSchemaConverter::new()
+            .with_coerce_types(self.props.coerce_types())
+            .convert(schema)
+            .map_err(parquet_error)?
+            .num_columns() as u64;
+        self.next_seq = next_seq;
+        Ok(OpenPart {
+            staged,
             schema: schema.clone(),
             n_leaf_columns,
             rows: 0,
@@ -278,34 +264,14 @@ impl PartWriter {
     }
 
     fn close_open(&mut self) -> Result<Option<StagedPart>, WriteError> {
-        let Some(open) = self.open.take() else {
-            return Ok(None);
-        };
-        let staged_path = open.staged_path.clone();
-        match close_part(open) {
-            Ok(part) => Ok(Some(part)),
-            Err(err) => {
-                // The file is unusable (no footer or not durable); don't leave it behind.
-                let _ = remove_file(&staged_path);
-                Err(err)
-            }
-        }
+        // A part that fails to close is unusable (no footer or not durable): dropping its
+        // staged file deletes it.
+        self.open.take().map(close_part).transpose()
     }
 
     fn discard_open(&mut self) {
-        if let Some(open) = self.open.take() {
-            let staged_path = open.staged_path.clone();
-            drop(open);
-            if let Err(err) = remove_file(&staged_path) {
-                debug!(error = %err, "could not delete aborted staged part; clean_staging will");
-            }
-        }
-    }
-}
-
-impl Drop for PartWriter {
-    fn drop(&mut self) {
-        self.discard_open();
+        // Dropping the open part deletes its in-progress file.
+        self.open = None;
     }
 }
 
@@ -319,34 +285,25 @@ impl OpenPart {
     }
 }
 
-fn close_part(mut open: OpenPart) -> Result<StagedPart, WriteError> {
-    let parquet_error = |source| WriteError::Parquet {
-        path: open.staged_path.clone(),
+fn close_part(open: OpenPart) -> Result<StagedPart, WriteError> {
+    let OpenPart {
+        staged,
+        schema,
+        rows,
+        mut writer,
+        ..
+    } = open;
+    writer.finish().map_err(|source| WriteError::Parquet {
+        path: staged.path().to_owned(),
         source,
-    };
-    open.writer.finish().map_err(parquet_error)?;
-    let bytes = open.writer.bytes_written() as u64;
-    let buffered = open.writer.inner_mut();
+    })?;
+    let bytes = writer.bytes_written() as u64;
+    let buffered = writer.inner_mut();
     buffered
         .flush()
-        .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
-    buffered
-        .get_ref()
-        .sync_all()
-        .map_err(|err| WriteError::io("fsyncing staged file", &open.staged_path, err))?;
-    drop(open.writer);
-    sync_dir(parent_of(&open.staged_path)?)?;
-    debug!(path = %open.staged_path.display(), rows = open.rows, bytes, "closed staged part");
-    Ok(StagedPart {
-        seq: open.seq,
-        staged_path: open.staged_path,
-        final_path: open.final_path,
-        rows: open.rows,
-        bytes,
-        kind: PartKind::Parquet {
-            schema: open.schema,
-        },
-    })
+        .map_err(|err| WriteError::io("writing staged file", staged.path(), err))?;
+    let file: &File = buffered.get_ref();
+    staged.seal(file, rows, bytes, PartKind::Parquet { schema })
 }
 
 /// The Arrow schema stored in a written part file's footer (what the batch record keeps for each

@@ -1,11 +1,14 @@
-//! Making staged files visible and taking batches away: `publish`/`publish_part` (atomic rename
-//! with fsyncs, idempotent for a redo after a crash), `remove_batch` (atomic disappearance of a
-//! batch that a rerun replaces) and `clean_staging` (what a failed run left behind).
+//! Making staged batches visible and taking batches away: `publish_batch` / `publish_errors`
+//! (one atomic rename of the batch's staging folder into the dataset, with fsyncs, idempotent for
+//! a redo after a crash), `remove_batch` (atomic disappearance of a batch that a rerun replaces)
+//! and `clean_staging` (what a failed run left behind).
 //!
-//! Durability order, as DESIGN.md's write/commit protocol needs it: the staged file was fsynced
-//! when its part was closed; its directory entry too. Publishing renames it into the batch folder
-//! and fsyncs both folders, so after `publish` returns the file survives a power cut, and a crash
-//! in the middle leaves either the staged file or the published one — never both, never neither.
+//! Durability order, as DESIGN.md's write/commit protocol needs it: every staged file was fsynced
+//! and sealed (renamed to its final name inside the staging folder) when its part was closed.
+//! Publishing first removes from the staging folder anything the caller did not name (leftovers
+//! of an attempt whose parts were never recorded), then renames the folder and fsyncs both
+//! parents, so after it returns the whole batch survives a power cut, and a crash in the middle
+//! leaves either the staged folder or the published one — never both, never half of one.
 
 use std::fs;
 use std::io;
@@ -13,15 +16,24 @@ use std::path::Path;
 
 use tracing::debug;
 
-use crate::{BatchId, DatasetId, DatasetLayout, StagedPart, WriteError};
+use crate::{BatchId, DatasetId, DatasetLayout, WriteError};
 
-/// What [`publish`] found and did.
+/// What publishing one folder of a batch found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishOutcome {
-    /// The staged file was renamed into the dataset.
+    /// The staging folder was renamed into the dataset.
     Published,
-    /// The file was already published (a redo after a crash between rename and bookkeeping).
+    /// The folder was already published (a redo after a crash between rename and bookkeeping).
     AlreadyPublished,
+    /// The batch has no files of this kind: nothing to publish.
+    Empty,
+}
+
+/// What [`publish_batch`] did with the batch's data and rejected-rows folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishedBatch {
+    pub data: PublishOutcome,
+    pub errors: PublishOutcome,
 }
 
 /// What [`remove_batch`] removed.
@@ -46,47 +58,128 @@ pub struct CleanReport {
     pub removed_trash: u64,
 }
 
-/// Publishes a staged part: see [`publish`].
-pub fn publish_part(part: &StagedPart) -> Result<PublishOutcome, WriteError> {
-    publish(&part.staged_path, &part.final_path)
+/// Publishes a whole staged batch: its data folder to [`DatasetLayout::batch_dir`] and its
+/// rejected rows to [`DatasetLayout::errors_dir`], each in one rename. `data_files` and
+/// `error_files` are the file names (`part-00000.parquet`, ...) the batch consists of; anything
+/// else in the staging folders is deleted first, and a named file that is missing is an error
+/// (its data would be lost).
+///
+/// Idempotent: a folder already published (staged folder gone, published folder holding the
+/// named files) is [`PublishOutcome::AlreadyPublished`].
+pub fn publish_batch(
+    layout: &DatasetLayout,
+    dataset: &DatasetId,
+    batch: &BatchId,
+    data_files: &[String],
+    error_files: &[String],
+) -> Result<PublishedBatch, WriteError> {
+    let data = publish_dir(
+        &layout.staged_batch_dir(dataset, batch),
+        &layout.batch_dir(dataset, batch),
+        data_files,
+    )?;
+    let errors = publish_errors(layout, dataset, batch, error_files)?;
+    Ok(PublishedBatch { data, errors })
 }
 
-/// Renames `staged_path` to `final_path` durably: creates the batch folder (fsyncing each folder
-/// it creates and its parent), renames, then fsyncs the destination and source folders.
-///
-/// Idempotent: when `final_path` exists and `staged_path` does not, the file was published by an
-/// earlier call (perhaps before a crash) and this returns [`PublishOutcome::AlreadyPublished`].
-/// Both present or both missing contradicts the protocol and is an error.
-pub fn publish(staged_path: &Path, final_path: &Path) -> Result<PublishOutcome, WriteError> {
-    let staged_exists = exists(staged_path)?;
-    let final_exists = exists(final_path)?;
-    let final_dir = parent_of(final_path)?;
+/// Publishes only a staged batch's rejected rows (a run that failed keeps them as diagnostics
+/// while its data is discarded): [`publish_batch`] for the errors folder alone.
+pub fn publish_errors(
+    layout: &DatasetLayout,
+    dataset: &DatasetId,
+    batch: &BatchId,
+    error_files: &[String],
+) -> Result<PublishOutcome, WriteError> {
+    publish_dir(
+        &layout.staged_errors_dir(dataset, batch),
+        &layout.errors_dir(dataset, batch),
+        error_files,
+    )
+}
+
+/// Renames `staged_dir` to `final_dir` once it holds exactly `files`; see [`publish_batch`].
+fn publish_dir(
+    staged_dir: &Path,
+    final_dir: &Path,
+    files: &[String],
+) -> Result<PublishOutcome, WriteError> {
+    let staged_exists = exists(staged_dir)?;
+    let final_exists = exists(final_dir)?;
+    let missing_in = |dir: &Path| -> Result<Option<String>, WriteError> {
+        for name in files {
+            if !exists(&dir.join(name))? {
+                return Ok(Some(name.clone()));
+            }
+        }
+        Ok(None)
+    };
     match (staged_exists, final_exists) {
         (true, false) => {
-            create_dir_durable(final_dir)?;
-            fs::rename(staged_path, final_path).map_err(|err| {
-                WriteError::io("publishing (rename) staged file", staged_path, err)
+            remove_unnamed(staged_dir, files)?;
+            if let Some(name) = missing_in(staged_dir)? {
+                return Err(WriteError::StagedMissing {
+                    staged_path: staged_dir.join(&name),
+                    final_path: final_dir.join(&name),
+                });
+            }
+            if files.is_empty() {
+                remove_dir_if_empty(staged_dir)?;
+                return Ok(PublishOutcome::Empty);
+            }
+            let final_parent = parent_of(final_dir)?;
+            create_dir_durable(final_parent)?;
+            fs::rename(staged_dir, final_dir).map_err(|err| {
+                WriteError::io("publishing (rename) staged batch", staged_dir, err)
             })?;
-            sync_dir(final_dir)?;
-            // Without this a crash could bring the staged entry back beside the published one.
-            sync_dir(parent_of(staged_path)?)?;
-            debug!(path = %final_path.display(), "published part");
+            sync_dir(final_parent)?;
+            // Without this a crash could bring the staged folder back beside the published one.
+            sync_dir(parent_of(staged_dir)?)?;
+            debug!(path = %final_dir.display(), files = files.len(), "published batch folder");
             Ok(PublishOutcome::Published)
         }
         (false, true) => {
+            if let Some(name) = missing_in(final_dir)? {
+                return Err(WriteError::StagedMissing {
+                    staged_path: staged_dir.join(&name),
+                    final_path: final_dir.join(&name),
+                });
+            }
             // The earlier rename may not have been followed by its fsync; do it now.
-            sync_dir(final_dir)?;
+            sync_dir(parent_of(final_dir)?)?;
             Ok(PublishOutcome::AlreadyPublished)
         }
+        (false, false) => match files.first() {
+            None => Ok(PublishOutcome::Empty),
+            Some(name) => Err(WriteError::StagedMissing {
+                staged_path: staged_dir.join(name),
+                final_path: final_dir.join(name),
+            }),
+        },
         (true, true) => Err(WriteError::PublishConflict {
-            staged_path: staged_path.to_owned(),
-            final_path: final_path.to_owned(),
-        }),
-        (false, false) => Err(WriteError::StagedMissing {
-            staged_path: staged_path.to_owned(),
-            final_path: final_path.to_owned(),
+            staged_path: staged_dir.to_owned(),
+            final_path: final_dir.to_owned(),
         }),
     }
+}
+
+/// Deletes every entry of `dir` whose name is not in `keep` (files of attempts that were never
+/// recorded, in-progress leftovers), so the folder holds exactly the batch.
+fn remove_unnamed(dir: &Path, keep: &[String]) -> Result<(), WriteError> {
+    let mut removed = false;
+    for entry in read_dir(dir)? {
+        let entry = entry.map_err(|err| WriteError::io("listing", dir, err))?;
+        let name = entry.file_name();
+        if keep.iter().any(|k| std::ffi::OsStr::new(k) == name) {
+            continue;
+        }
+        remove_any(&entry.path())?;
+        removed = true;
+        debug!(path = %entry.path().display(), "removed a file the batch does not name");
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Removes a batch (its data and its rejected rows) so a rerun of the same window can replace it.

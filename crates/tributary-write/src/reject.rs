@@ -4,15 +4,13 @@
 //! The writer does not decide what a rejected row looks like: the caller passes any `Serialize`
 //! value (typically the record, the reason and the page it came from) and gets one line per row.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 
 use serde::Serialize;
-use tracing::debug;
 
 use crate::part::{PartKind, StagedPart};
-use crate::publish::{create_dir_durable, exists, parent_of, remove_file, sync_dir};
+use crate::staged::StagedFile;
 use crate::{BatchId, DatasetId, DatasetLayout, ErrorWriterOptions, WriteError};
 
 /// Writes the rejected rows of ONE batch as staged JSON-lines parts `first_seq`, `first_seq + 1`,
@@ -37,9 +35,7 @@ const WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 #[derive(Debug)]
 struct OpenErrorPart {
-    seq: u32,
-    staged_path: PathBuf,
-    final_path: PathBuf,
+    staged: StagedFile,
     rows: u64,
     bytes: u64,
     writer: BufWriter<File>,
@@ -100,7 +96,7 @@ impl ErrorWriter {
         for row in rows {
             if let Err(source) = serde_json::to_writer(&mut self.lines, row) {
                 let path = match &self.open {
-                    Some(open) => open.staged_path.clone(),
+                    Some(open) => open.staged.path().to_owned(),
                     None => self.layout.staged_error_part_path(
                         &self.dataset,
                         &self.batch,
@@ -163,7 +159,7 @@ impl ErrorWriter {
         let open = self.open.as_mut().expect("a part was opened just above");
         open.writer
             .write_all(&self.lines)
-            .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
+            .map_err(|err| WriteError::io("writing staged file", open.staged.path(), err))?;
         open.rows += n_rows;
         open.bytes += n_bytes;
         Ok(closed)
@@ -171,31 +167,22 @@ impl ErrorWriter {
 
     fn open_part(&mut self) -> Result<OpenErrorPart, WriteError> {
         let seq = self.next_seq;
-        let staged_path = self
-            .layout
-            .staged_error_part_path(&self.dataset, &self.batch, seq);
-        let final_path = self.layout.error_part_path(&self.dataset, &self.batch, seq);
-        if exists(&final_path)? {
-            return Err(WriteError::AlreadyPublished { path: final_path });
-        }
-        create_dir_durable(parent_of(&staged_path)?)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&staged_path)
-            .map_err(|err| WriteError::io("creating staged file", &staged_path, err))?;
-        self.next_seq = seq
+        let next_seq = seq
             .checked_add(1)
             .ok_or_else(|| WriteError::InvalidOption {
                 option: "first_seq",
                 value: seq.to_string(),
                 expected: "fewer than 2^32 parts in a batch",
             })?;
-        Ok(OpenErrorPart {
+        let (staged, file) = StagedFile::create(
             seq,
-            staged_path,
-            final_path,
+            self.layout
+                .staged_error_part_path(&self.dataset, &self.batch, seq),
+            self.layout.error_part_path(&self.dataset, &self.batch, seq),
+        )?;
+        self.next_seq = next_seq;
+        Ok(OpenErrorPart {
+            staged,
             rows: 0,
             bytes: 0,
             writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
@@ -203,52 +190,26 @@ impl ErrorWriter {
     }
 
     fn close_open(&mut self) -> Result<Option<StagedPart>, WriteError> {
-        let Some(open) = self.open.take() else {
-            return Ok(None);
-        };
-        let staged_path = open.staged_path.clone();
-        match close_error_part(open) {
-            Ok(part) => Ok(Some(part)),
-            Err(err) => {
-                let _ = remove_file(&staged_path);
-                Err(err)
-            }
-        }
+        // A part that fails to close is not durable: dropping its staged file deletes it.
+        self.open.take().map(close_error_part).transpose()
     }
 
     fn discard_open(&mut self) {
-        if let Some(open) = self.open.take() {
-            let staged_path = open.staged_path.clone();
-            drop(open);
-            if let Err(err) = remove_file(&staged_path) {
-                debug!(error = %err, "could not delete aborted staged error part; clean_staging will");
-            }
-        }
+        // Dropping the open part deletes its in-progress file.
+        self.open = None;
     }
 }
 
-impl Drop for ErrorWriter {
-    fn drop(&mut self) {
-        self.discard_open();
-    }
-}
-
-fn close_error_part(mut open: OpenErrorPart) -> Result<StagedPart, WriteError> {
-    open.writer
+fn close_error_part(open: OpenErrorPart) -> Result<StagedPart, WriteError> {
+    let OpenErrorPart {
+        staged,
+        rows,
+        bytes,
+        mut writer,
+    } = open;
+    writer
         .flush()
-        .map_err(|err| WriteError::io("writing staged file", &open.staged_path, err))?;
-    open.writer
-        .get_ref()
-        .sync_all()
-        .map_err(|err| WriteError::io("fsyncing staged file", &open.staged_path, err))?;
-    drop(open.writer);
-    sync_dir(parent_of(&open.staged_path)?)?;
-    Ok(StagedPart {
-        seq: open.seq,
-        staged_path: open.staged_path,
-        final_path: open.final_path,
-        rows: open.rows,
-        bytes: open.bytes,
-        kind: PartKind::JsonLines,
-    })
+        .map_err(|err| WriteError::io("writing staged file", staged.path(), err))?;
+    let file: &File = writer.get_ref();
+    staged.seal(file, rows, bytes, PartKind::JsonLines)
 }

@@ -146,6 +146,46 @@ impl Fixture {
     fn writer(&self, first_seq: u32, options: WriterOptions) -> PartWriter {
         PartWriter::try_new(&self.layout, &self.dataset, &self.batch, first_seq, options).unwrap()
     }
+
+    /// Publishes the fixture's batch made of `parts`.
+    fn publish(&self, parts: &[StagedPart]) -> Result<PublishedBatch, WriteError> {
+        self.publish_batch_of(&self.batch, parts)
+    }
+
+    fn publish_batch_of(
+        &self,
+        batch: &BatchId,
+        parts: &[StagedPart],
+    ) -> Result<PublishedBatch, WriteError> {
+        let (data, errors) = file_names(parts);
+        publish_batch(&self.layout, &self.dataset, batch, &data, &errors)
+    }
+}
+
+/// The file names of data parts and of rejected-row parts, as a batch record lists them.
+fn file_names(parts: &[StagedPart]) -> (Vec<String>, Vec<String>) {
+    let name = |part: &StagedPart| {
+        part.staged_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let data = parts
+        .iter()
+        .filter(|p| p.kind != PartKind::JsonLines)
+        .map(name)
+        .collect();
+    let errors = parts
+        .iter()
+        .filter(|p| p.kind == PartKind::JsonLines)
+        .map(name)
+        .collect();
+    (data, errors)
+}
+
+fn published(data: PublishOutcome, errors: PublishOutcome) -> PublishedBatch {
+    PublishedBatch { data, errors }
 }
 
 struct ReadBack {
@@ -257,7 +297,10 @@ fn round_trip_keeps_rows_schema_logical_types_and_metadata() {
         "the schema JSON for the batch record round-trips"
     );
 
-    assert_eq!(publish_part(&part).unwrap(), PublishOutcome::Published);
+    assert_eq!(
+        fx.publish(std::slice::from_ref(&part)).unwrap(),
+        published(PublishOutcome::Published, PublishOutcome::Empty)
+    );
     let final_path = fx.layout.part_path(&fx.dataset, &fx.batch, 0);
     assert_eq!(part.final_path, final_path);
     let read = read_parquet(&final_path);
@@ -569,26 +612,24 @@ fn empty_batches_create_no_file() {
 // Staging and publishing
 
 #[test]
-fn nothing_is_under_datasets_before_publish() {
+fn nothing_is_under_datasets_before_publish_and_then_the_whole_batch_at_once() {
     let fx = fixture();
     let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(100)));
     assert_eq!(writer.write(&members(0, 100)).unwrap(), vec![]);
     let mut parts = writer.write(&members(100, 50)).unwrap();
-    // One part closed, one still open: neither is visible to a reader.
+    // One part sealed, one still open: neither is visible to a reader.
     assert_eq!(files_under(&fx.layout.datasets_dir()), Vec::<String>::new());
     assert_eq!(
         files_under(&fx.layout.staging_dir()),
         vec![
-            "members/batch=01HZX3BATCH/part-00000.parquet.inprogress",
+            "members/batch=01HZX3BATCH/part-00000.parquet",
             "members/batch=01HZX3BATCH/part-00001.parquet.inprogress",
         ]
     );
     parts.extend(writer.finish().unwrap());
     assert_eq!(files_under(&fx.layout.datasets_dir()), Vec::<String>::new());
 
-    for part in &parts {
-        publish_part(part).unwrap();
-    }
+    fx.publish(&parts).unwrap();
     assert_eq!(
         files_under(&fx.layout.datasets_dir()),
         vec![
@@ -604,26 +645,25 @@ fn publish_is_idempotent() {
     let fx = fixture();
     let mut writer = fx.writer(0, WriterOptions::default());
     writer.write(&members(0, 10)).unwrap();
-    let part = writer.finish().unwrap().unwrap();
+    let parts = vec![writer.finish().unwrap().unwrap()];
 
-    assert_eq!(publish_part(&part).unwrap(), PublishOutcome::Published);
+    assert_eq!(
+        fx.publish(&parts).unwrap(),
+        published(PublishOutcome::Published, PublishOutcome::Empty)
+    );
     // A redo after a crash between the rename and the bookkeeping: final exists, staged not.
     assert_eq!(
-        publish_part(&part).unwrap(),
-        PublishOutcome::AlreadyPublished
+        fx.publish(&parts).unwrap(),
+        published(PublishOutcome::AlreadyPublished, PublishOutcome::Empty)
     );
     assert_eq!(
-        publish(&part.staged_path, &part.final_path).unwrap(),
-        PublishOutcome::AlreadyPublished
-    );
-    assert_eq!(
-        ids(&read_parquet(&part.final_path).batches),
+        ids(&read_parquet(&parts[0].final_path).batches),
         ids(&[members(0, 10)])
     );
 }
 
 #[test]
-fn publish_after_crash_before_rename_completes_the_publish() {
+fn publish_after_a_restart_needs_only_the_ids_and_file_names() {
     let fx = fixture();
     let mut writer = fx.writer(3, WriterOptions::default());
     writer.write(&members(0, 10)).unwrap();
@@ -637,9 +677,17 @@ fn publish_after_crash_before_rename_completes_the_publish() {
     );
     // The batch folder does not exist yet: publish creates it.
     assert!(!fx.layout.batch_dir(&fx.dataset, &fx.batch).exists());
+    let outcome = publish_batch(
+        &fx.layout,
+        &fx.dataset,
+        &fx.batch,
+        &["part-00003.parquet".to_owned()],
+        &[],
+    )
+    .unwrap();
     assert_eq!(
-        publish(&staged_path, &final_path).unwrap(),
-        PublishOutcome::Published
+        outcome,
+        published(PublishOutcome::Published, PublishOutcome::Empty)
     );
     assert!(!staged_path.exists());
     assert_eq!(
@@ -649,29 +697,71 @@ fn publish_after_crash_before_rename_completes_the_publish() {
 }
 
 #[test]
+fn publish_drops_files_the_batch_does_not_name() {
+    let fx = fixture();
+    let mut writer = fx.writer(0, options_with(|o| o.max_rows_per_file = nz64(10)));
+    writer.write(&members(0, 10)).unwrap();
+    let mut parts = writer.write(&members(10, 10)).unwrap();
+    parts.extend(writer.finish().unwrap());
+    // Part 1 was sealed by an attempt that died before recording it; a leftover in-progress
+    // file sits beside them. Only what the batch names is published.
+    let recorded = vec![parts[0].clone()];
+    let leftover = fx
+        .layout
+        .staged_batch_dir(&fx.dataset, &fx.batch)
+        .join("part-00002.parquet.inprogress");
+    fs::write(&leftover, b"half").unwrap();
+    fx.publish(&recorded).unwrap();
+    assert_eq!(
+        files_under(&fx.layout.datasets_dir()),
+        vec!["members/batch=01HZX3BATCH/part-00000.parquet"]
+    );
+}
+
+#[test]
 fn publish_refuses_contradictory_states() {
     let fx = fixture();
     let mut writer = fx.writer(0, WriterOptions::default());
     writer.write(&members(0, 10)).unwrap();
-    let part = writer.finish().unwrap().unwrap();
-    publish_part(&part).unwrap();
+    let parts = vec![writer.finish().unwrap().unwrap()];
+    fx.publish(&parts).unwrap();
 
-    // Both present: someone wrote the staged file again after publishing.
-    fs::write(&part.staged_path, b"not parquet").unwrap();
-    let err = publish_part(&part).unwrap_err();
+    // Both present: someone staged the batch again after publishing it.
+    fs::create_dir_all(fx.layout.staged_batch_dir(&fx.dataset, &fx.batch)).unwrap();
+    fs::write(&parts[0].staged_path, b"not parquet").unwrap();
+    let err = fx.publish(&parts).unwrap_err();
     assert!(matches!(err, WriteError::PublishConflict { .. }), "{err}");
     assert_eq!(err.cause(), ErrorCause::Protocol);
     assert!(!err.is_retryable());
     assert_eq!(
-        ids(&read_parquet(&part.final_path).batches),
+        ids(&read_parquet(&parts[0].final_path).batches),
         ids(&[members(0, 10)]),
         "untouched"
     );
+    fs::remove_dir_all(fx.layout.staging_dir()).unwrap();
 
-    // Neither present.
-    let missing = fx.layout.staged_part_path(&fx.dataset, &fx.batch, 9);
-    let err = publish(&missing, &fx.layout.part_path(&fx.dataset, &fx.batch, 9)).unwrap_err();
+    // A named file that is nowhere: its rows would be lost, so nothing is published.
+    let other = BatchId::try_new("other").unwrap();
+    let err = publish_batch(
+        &fx.layout,
+        &fx.dataset,
+        &other,
+        &["part-00009.parquet".to_owned()],
+        &[],
+    )
+    .unwrap_err();
     assert!(matches!(err, WriteError::StagedMissing { .. }), "{err}");
+    fs::create_dir_all(fx.layout.staged_batch_dir(&fx.dataset, &other)).unwrap();
+    let err = publish_batch(
+        &fx.layout,
+        &fx.dataset,
+        &other,
+        &["part-00009.parquet".to_owned()],
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(err, WriteError::StagedMissing { .. }), "{err}");
+    assert!(!fx.layout.batch_dir(&fx.dataset, &other).exists());
 }
 
 #[test]
@@ -679,7 +769,7 @@ fn writing_over_a_published_part_is_refused() {
     let fx = fixture();
     let mut writer = fx.writer(0, WriterOptions::default());
     writer.write(&members(0, 10)).unwrap();
-    publish_part(&writer.finish().unwrap().unwrap()).unwrap();
+    fx.publish(&[writer.finish().unwrap().unwrap()]).unwrap();
 
     let mut writer = fx.writer(0, WriterOptions::default());
     let err = writer.write(&members(10, 10)).unwrap_err();
@@ -704,17 +794,17 @@ fn abort_and_drop_delete_the_open_part() {
     writer.write(&members(0, 10)).unwrap();
     let closed = writer.write(&members(10, 5)).unwrap();
     assert_eq!(closed.len(), 1);
-    assert!(
-        fx.layout
-            .staged_part_path(&fx.dataset, &fx.batch, 1)
-            .exists()
-    );
+    let in_progress = |seq: u32| {
+        let mut path = fx
+            .layout
+            .staged_part_path(&fx.dataset, &fx.batch, seq)
+            .into_os_string();
+        path.push(".inprogress");
+        PathBuf::from(path)
+    };
+    assert!(in_progress(1).exists());
     writer.abort();
-    assert!(
-        !fx.layout
-            .staged_part_path(&fx.dataset, &fx.batch, 1)
-            .exists()
-    );
+    assert!(!in_progress(1).exists());
     assert!(
         closed[0].staged_path.exists(),
         "closed parts are the caller's"
@@ -722,16 +812,14 @@ fn abort_and_drop_delete_the_open_part() {
 
     let mut writer = fx.writer(5, WriterOptions::default());
     writer.write(&members(0, 5)).unwrap();
-    assert!(
-        fx.layout
-            .staged_part_path(&fx.dataset, &fx.batch, 5)
-            .exists()
-    );
+    assert!(in_progress(5).exists());
     drop(writer);
+    assert!(!in_progress(5).exists());
     assert!(
         !fx.layout
             .staged_part_path(&fx.dataset, &fx.batch, 5)
-            .exists()
+            .exists(),
+        "an unsealed part never gets its staged name"
     );
 }
 
@@ -740,13 +828,18 @@ fn redo_overwrites_the_leftover_of_an_interrupted_attempt() {
     let fx = fixture();
     let staged_path = fx.layout.staged_part_path(&fx.dataset, &fx.batch, 0);
     fs::create_dir_all(staged_path.parent().unwrap()).unwrap();
-    fs::write(&staged_path, b"half a parquet file from a killed process").unwrap();
+    // A sealed part whose recording never happened, and an unsealed attempt at it.
+    fs::write(&staged_path, b"an earlier attempt at part 0").unwrap();
+    let mut in_progress = staged_path.clone().into_os_string();
+    in_progress.push(".inprogress");
+    fs::write(&in_progress, b"half a parquet file from a killed process").unwrap();
 
     let mut writer = fx.writer(0, WriterOptions::default());
     writer.write(&members(0, 10)).unwrap();
     let part = writer.finish().unwrap().unwrap();
     assert_eq!(part.staged_path, staged_path);
-    publish_part(&part).unwrap();
+    assert!(!Path::new(&in_progress).exists());
+    fx.publish(std::slice::from_ref(&part)).unwrap();
     assert_eq!(
         ids(&read_parquet(&part.final_path).batches),
         ids(&[members(0, 10)])
@@ -782,9 +875,10 @@ fn remove_batch_takes_data_and_errors_away_atomically() {
         .unwrap();
         errors.write(&serde_json::json!({"reason": "bad"})).unwrap();
         parts.extend(errors.finish().unwrap());
-        for part in &parts {
-            publish_part(part).unwrap();
-        }
+        assert_eq!(
+            fx.publish_batch_of(batch, &parts).unwrap(),
+            published(PublishOutcome::Published, PublishOutcome::Published)
+        );
     }
     assert_eq!(files_under(&fx.layout.dataset_dir(&fx.dataset)).len(), 6);
 
@@ -822,7 +916,7 @@ fn remove_batch_takes_data_and_errors_away_atomically() {
     // The same batch id can be written again after its removal.
     let mut writer = fx.writer(0, WriterOptions::default());
     writer.write(&members(100, 3)).unwrap();
-    publish_part(&writer.finish().unwrap().unwrap()).unwrap();
+    fx.publish(&[writer.finish().unwrap().unwrap()]).unwrap();
     let final_path = fx.layout.part_path(&fx.dataset, &fx.batch, 0);
     assert_eq!(
         ids(&read_parquet(&final_path).batches),
@@ -863,7 +957,11 @@ fn clean_staging_keeps_what_the_caller_says_is_pending() {
     )
     .unwrap();
     other.write(&members(0, 3)).unwrap();
-    publish_part(&other.finish().unwrap().unwrap()).unwrap();
+    fx.publish_batch_of(
+        &BatchId::try_new("published").unwrap(),
+        &[other.finish().unwrap().unwrap()],
+    )
+    .unwrap();
 
     let report = clean_staging(&fx.layout, |path| path == pending.staged_path).unwrap();
     assert_eq!(
@@ -877,7 +975,7 @@ fn clean_staging_keeps_what_the_caller_says_is_pending() {
     );
     assert_eq!(
         files_under(&fx.layout.staging_dir()),
-        vec!["members/batch=01HZX3BATCH/part-00000.parquet.inprogress"]
+        vec!["members/batch=01HZX3BATCH/part-00000.parquet"]
     );
     // Empty folders go too, so staging does not accumulate one folder per run.
     assert!(!fx.layout.trash_dir().exists());
@@ -887,7 +985,10 @@ fn clean_staging_keeps_what_the_caller_says_is_pending() {
         vec!["members/batch=published/part-00000.parquet"]
     );
     // The kept part can still be published by recovery.
-    assert_eq!(publish_part(&pending).unwrap(), PublishOutcome::Published);
+    assert_eq!(
+        fx.publish(std::slice::from_ref(&pending)).unwrap(),
+        published(PublishOutcome::Published, PublishOutcome::Empty)
+    );
     assert_eq!(
         ids(&read_parquet(&pending.final_path).batches),
         ids(&[members(0, 10)])
@@ -932,8 +1033,11 @@ fn error_writer_stages_and_publishes_json_lines() {
 
     for part in &parts {
         assert_eq!(part.bytes, fs::metadata(&part.staged_path).unwrap().len());
-        publish_part(part).unwrap();
     }
+    assert_eq!(
+        fx.publish(&parts).unwrap(),
+        published(PublishOutcome::Empty, PublishOutcome::Published)
+    );
     assert_eq!(
         files_under(&fx.layout.datasets_dir()),
         vec![
@@ -1103,6 +1207,8 @@ fn layout_paths() {
         layout.errors_dir(&dataset, &batch),
         layout.error_part_path(&dataset, &batch, 0),
         layout.staging_dir(),
+        layout.staged_batch_dir(&dataset, &batch),
+        layout.staged_errors_dir(&dataset, &batch),
         layout.staged_part_path(&dataset, &batch, 3),
         layout.staged_error_part_path(&dataset, &batch, 0),
         layout.trash_dir(),
@@ -1117,8 +1223,10 @@ fn layout_paths() {
         /data/datasets/members/_errors/batch=b1
         /data/datasets/members/_errors/batch=b1/part-00000.jsonl
         /data/_staging
-        /data/_staging/members/batch=b1/part-00003.parquet.inprogress
-        /data/_staging/members/_errors/batch=b1/part-00000.jsonl.inprogress
+        /data/_staging/members/batch=b1
+        /data/_staging/members/_errors/batch=b1
+        /data/_staging/members/batch=b1/part-00003.parquet
+        /data/_staging/members/_errors/batch=b1/part-00000.jsonl
         /data/_staging/_trash"#]]
     .assert_eq(&text.join("\n"));
 }
@@ -1224,10 +1332,15 @@ fn large_string_values_round_trip() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_failed_write_deletes_the_open_part_and_stops_the_writer() {
-    // The staged path is a symlink to /dev/full: every write that reaches the disk fails with
-    // "no space left on device", as on a full filesystem.
+    // The in-progress path is a symlink to /dev/full: every write that reaches the disk fails
+    // with "no space left on device", as on a full filesystem.
     let fx = fixture();
-    let staged_path = fx.layout.staged_part_path(&fx.dataset, &fx.batch, 0);
+    let mut staged_path = fx
+        .layout
+        .staged_part_path(&fx.dataset, &fx.batch, 0)
+        .into_os_string();
+    staged_path.push(".inprogress");
+    let staged_path = PathBuf::from(staged_path);
     fs::create_dir_all(staged_path.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink("/dev/full", &staged_path).unwrap();
     let schema = Arc::new(Schema::new(vec![Field::new("blob", DataType::Utf8, true)]));
