@@ -6,9 +6,11 @@
 //!
 //! Invariants: the only crate that names sled, and no sled type appears in its public API. Keys
 //! are big-endian; values go through one versioned codec (`codec`); secrets are encrypted at
-//! rest with AES-256-GCM and never stored, logged or formatted in clear. The commit protocol
-//! functions ([`Db::record_part`], [`Db::mark_published`], ...) are one sled transaction each and
-//! flush before returning; other writes become durable within half a second or at [`Db::flush`].
+//! rest with AES-256-GCM and never stored, logged or formatted in clear (checkpoint positions,
+//! which carry next-page URLs and tokens, are sealed too). The commit protocol functions
+//! ([`Db::record_parts`], [`Db::start_commit`], [`Db::complete_window`], ...) are one sled
+//! transaction each and flush before returning; other writes become durable within half a second
+//! or at [`Db::flush`].
 
 mod batches;
 mod checkpoints;
@@ -28,7 +30,8 @@ use std::sync::Arc;
 
 pub use batches::{BatchRecord, BatchStatus, FileEntry};
 pub use checkpoints::{
-    BeganWindow, Checkpoint, CheckpointStatus, PartEntry, PartState, ReplacedWindow, WindowKey,
+    AbandonedAttempt, BatchRef, BeganWindow, Checkpoint, CheckpointStatus, PartEntry, PartState,
+    WindowKey, WindowSummary,
 };
 pub use crypto::{JsonPointer, REDACTED, SecretKey};
 pub use entities::{Entity, EntityKind};

@@ -35,8 +35,8 @@ pub(crate) struct Trees {
     pub(crate) checkpoints: Table,
     /// `[window key][seq]` -> part.
     pub(crate) parts: Table,
-    /// `[window key][seq]` -> window, for the parts not yet published.
-    pub(crate) pending_parts: Table,
+    /// window key -> empty, for every window that is not complete.
+    pub(crate) open_windows: Table,
     pub(crate) schedules: Table,
     pub(crate) oauth_tokens: Table,
     pub(crate) bundle_sources: Table,
@@ -74,7 +74,7 @@ impl Trees {
             batches_by_dataset: open("batches_by_dataset")?,
             checkpoints: open("checkpoints")?,
             parts: open("parts")?,
-            pending_parts: open("pending_parts")?,
+            open_windows: open("open_windows")?,
             schedules: open("schedules")?,
             oauth_tokens: open("oauth_tokens")?,
             bundle_sources: open("bundle_sources")?,

@@ -1,7 +1,6 @@
 //! Tests against real sled databases in temporary directories; the lock and crash tests run a
 //! second process (this test binary again, in a child role chosen by an environment variable).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -16,14 +15,14 @@ const CHILD_ROLE_VAR: &str = "TRIBUTARY_STATE_TEST_CHILD_ROLE";
 /// Set in a child process: the state directory to use.
 const CHILD_DIR_VAR: &str = "TRIBUTARY_STATE_TEST_CHILD_DIR";
 
-fn options() -> StateOptions {
+pub(crate) fn options() -> StateOptions {
     StateOptions {
         secret_key: Some(SecretKey::from_bytes(TEST_KEY)),
         cache_capacity_bytes: None,
     }
 }
 
-fn open(dir: &Path) -> Db {
+pub(crate) fn open(dir: &Path) -> Db {
     Db::open(dir, options()).unwrap()
 }
 
@@ -31,11 +30,11 @@ fn pointer(text: &str) -> JsonPointer {
     JsonPointer::parse(text).unwrap()
 }
 
-fn window(flow: &str, start_ms: Option<i64>, end_ms: Option<i64>) -> WindowKey {
+pub(crate) fn window(flow: &str, start_ms: Option<i64>, end_ms: Option<i64>) -> WindowKey {
     WindowKey::new(FlowId::new(flow), start_ms, end_ms)
 }
 
-fn part(seq: u32, rows: u64) -> PartEntry {
+pub(crate) fn part(seq: u32, rows: u64) -> PartEntry {
     PartEntry {
         seq,
         staged_path: format!("/staging/b/part-{seq:05}.parquet"),
@@ -63,7 +62,7 @@ fn run_record(id: &str, flow: &str, started_at_ms: i64, status: RunStatus) -> Ru
 }
 
 /// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(next) = stack.pop() {
@@ -79,14 +78,14 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
 }
 
 /// Runs this test binary again, only the test `test_name`, in `role` on `dir`.
-fn spawn_child(test_name: &str, role: &str, dir: &Path) -> std::process::Child {
+pub(crate) fn spawn_child(test_name: &str, role: &str, dir: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE_VAR, role)
@@ -97,7 +96,7 @@ fn spawn_child(test_name: &str, role: &str, dir: &Path) -> std::process::Child {
         .unwrap()
 }
 
-fn child_role() -> Option<(String, PathBuf)> {
+pub(crate) fn child_role() -> Option<(String, PathBuf)> {
     let role = std::env::var(CHILD_ROLE_VAR).ok()?;
     let dir = std::env::var_os(CHILD_DIR_VAR)?;
     Some((role, dir.into()))
@@ -124,7 +123,7 @@ fn reopen_after_drop_sees_everything() {
             &DatasetId::new("ds"),
         )
         .unwrap();
-        db.record_part(&win, part(0, 10), json!({"offset": 10}), 10)
+        db.record_parts(&win, &[part(0, 10)], &json!({"offset": 10}), 10)
             .unwrap();
         let schedule = FlowScheduleState {
             last_window_end_ms: Some(1000),
@@ -797,520 +796,6 @@ fn runs_are_listed_newest_first_and_pruned_by_retention() {
         ids(db.runs_for_flow(&FlowId::new("f1"), 10).unwrap()),
         ["r5"]
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checkpoints and the commit protocol.
-
-#[test]
-fn record_part_lands_with_its_position_or_not_at_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let win = window("flow-1", Some(0), Some(86_400_000));
-    let began = db
-        .begin_window(
-            &win,
-            &RunId::new("run-1"),
-            &BatchId::new("b1"),
-            &DatasetId::new("ds"),
-        )
-        .unwrap();
-    assert_eq!(began.replaced, None);
-    assert_eq!(
-        (began.checkpoint.position.clone(), began.checkpoint.next_seq),
-        (Value::Null, 0)
-    );
-
-    db.record_part(&win, part(0, 100), json!({"offset": 100}), 100)
-        .unwrap();
-    let checkpoint = db.checkpoint(&win).unwrap().unwrap();
-    assert_eq!(
-        (
-            checkpoint.position.clone(),
-            checkpoint.parts.clone(),
-            checkpoint.next_seq,
-            checkpoint.rows,
-            checkpoint.bytes
-        ),
-        (json!({"offset": 100}), vec![part(0, 100)], 1, 100, 1000)
-    );
-
-    // A rejected record changes neither the position nor the parts.
-    let err = db
-        .record_part(&win, part(5, 1), json!({"offset": 999}), 999)
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [0, 86400000) ms: expected part sequence 1, got 5"
-    );
-    let mut published = part(1, 1);
-    published.state = PartState::Published;
-    assert!(matches!(
-        db.record_part(&win, published, json!(1), 1),
-        Err(StateError::InvalidInput { .. })
-    ));
-    let unknown = window("flow-1", Some(1), Some(2));
-    assert!(matches!(
-        db.record_part(&unknown, part(0, 1), json!(1), 1),
-        Err(StateError::NotFound { .. })
-    ));
-    assert_eq!(db.checkpoint(&win).unwrap().unwrap(), checkpoint);
-    assert_eq!(
-        db.pending_parts().unwrap(),
-        vec![(win.clone(), part(0, 100))]
-    );
-}
-
-#[test]
-fn crash_after_record_part_leaves_a_pending_part_for_recovery() {
-    const NAME: &str = "tests::crash_after_record_part_leaves_a_pending_part_for_recovery";
-    let win = window("flow-crash", Some(0), Some(1000));
-    if let Some((role, dir)) = child_role() {
-        assert_eq!(role, "record-then-hang");
-        let db = open(&dir);
-        db.begin_window(
-            &win,
-            &RunId::new("run-1"),
-            &BatchId::new("b1"),
-            &DatasetId::new("ds"),
-        )
-        .unwrap();
-        db.record_part(&win, part(0, 10), json!({"page": 1}), 10)
-            .unwrap();
-        db.mark_published(&win, 0).unwrap();
-        db.record_part(&win, part(1, 20), json!({"page": 2}), 30)
-            .unwrap();
-        println!("RECORDED");
-        // Wait to be killed: nothing after record_part may be needed for durability.
-        std::thread::sleep(std::time::Duration::from_secs(60));
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_child(NAME, "record-then-hang", dir.path());
-    let stdout = child.stdout.take().unwrap();
-    let said_recorded = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.ends_with("RECORDED"));
-    child.kill().unwrap(); // SIGKILL: no destructor, no flush on close.
-    child.wait().unwrap();
-    assert!(said_recorded, "the child did not reach RECORDED");
-
-    let db = open(dir.path());
-    let mut published = part(0, 10);
-    published.state = PartState::Published;
-    assert_eq!(
-        db.pending_parts().unwrap(),
-        vec![(win.clone(), part(1, 20))]
-    );
-    let checkpoint = db.checkpoint(&win).unwrap().unwrap();
-    assert_eq!(checkpoint.position, json!({"page": 2}));
-    assert_eq!(checkpoint.parts, vec![published.clone(), part(1, 20)]);
-
-    // Recovery completes the rename and records it.
-    db.mark_published(&win, 1).unwrap();
-    db.mark_published(&win, 1).unwrap();
-    assert_eq!(db.pending_parts().unwrap(), vec![]);
-}
-
-#[test]
-fn repeated_kills_during_commits_never_split_a_part_from_its_position() {
-    const NAME: &str = "tests::repeated_kills_during_commits_never_split_a_part_from_its_position";
-    let win = window("flow-kill", Some(0), Some(1000));
-    if let Some((role, dir)) = child_role() {
-        assert_eq!(role, "commit-loop");
-        let db = open(&dir);
-        if db.checkpoint(&win).unwrap().is_none() {
-            db.begin_window(
-                &win,
-                &RunId::new("run"),
-                &BatchId::new("b"),
-                &DatasetId::new("ds"),
-            )
-            .unwrap();
-        }
-        // Recovery as the engine does it: the "rename" of these parts is a no-op here.
-        for (pending_window, pending_part) in db.pending_parts().unwrap() {
-            db.mark_published(&pending_window, pending_part.seq)
-                .unwrap();
-        }
-        let start = db.checkpoint(&win).unwrap().unwrap().next_seq;
-        println!("READY");
-        for seq in start..start + 100_000 {
-            let rows_after = u64::from(seq + 1) * 10;
-            db.record_part(
-                &win,
-                part(seq, 10),
-                json!({"offset": rows_after}),
-                rows_after,
-            )
-            .unwrap();
-            println!("R {seq}");
-            db.mark_published(&win, seq).unwrap();
-        }
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut last_reported: Option<u32> = None;
-    for cycle in 0..5 {
-        let mut child = spawn_child(NAME, "commit-loop", dir.path());
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut max_seq = None;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.ends_with("READY") {
-                    let _ = ready_tx.send(());
-                }
-                if let Some(seq) = line
-                    .rsplit_once("R ")
-                    .and_then(|(_, seq)| seq.parse::<u32>().ok())
-                {
-                    max_seq = max_seq.max(Some(seq));
-                }
-            }
-            max_seq
-        });
-        // Kill at a random point of the commit loop (the child is past open and recovery).
-        ready_rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(
-            rand::random::<u64>() % 150,
-        ));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        last_reported = last_reported.max(reader.join().unwrap());
-
-        let db = open(dir.path());
-        let checkpoint = db.checkpoint(&win).unwrap().unwrap();
-        let n_parts = checkpoint.next_seq;
-        let context = format!("cycle {cycle}, {n_parts} parts, last reported {last_reported:?}");
-        // Every part whose record_part returned is durable.
-        assert!(last_reported.is_none_or(|seq| seq < n_parts), "{context}");
-        // The position and counts are exactly those written with the last part.
-        assert_eq!(
-            checkpoint.position,
-            if n_parts == 0 {
-                Value::Null
-            } else {
-                json!({"offset": u64::from(n_parts) * 10})
-            },
-            "{context}"
-        );
-        assert_eq!(
-            (checkpoint.rows, checkpoint.bytes),
-            (u64::from(n_parts) * 10, u64::from(n_parts) * 100),
-            "{context}"
-        );
-        let seqs: Vec<u32> = checkpoint.parts.iter().map(|part| part.seq).collect();
-        assert_eq!(seqs, (0..n_parts).collect::<Vec<_>>(), "{context}");
-        // Only the last part may be pending, and the pending list says so.
-        let pending: Vec<u32> = db
-            .pending_parts()
-            .unwrap()
-            .into_iter()
-            .map(|(_, part)| part.seq)
-            .collect();
-        let unpublished: Vec<u32> = checkpoint
-            .parts
-            .iter()
-            .filter(|part| part.state == PartState::Pending)
-            .map(|part| part.seq)
-            .collect();
-        assert_eq!(pending, unpublished, "{context}");
-        assert!(pending.iter().all(|&seq| seq + 1 == n_parts), "{context}");
-    }
-    assert!(last_reported.is_some(), "no child ever recorded a part");
-}
-
-#[test]
-fn discarding_the_last_pending_part_rolls_the_position_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let win = window("flow-1", None, Some(5000));
-    db.begin_window(
-        &win,
-        &RunId::new("run-1"),
-        &BatchId::new("b1"),
-        &DatasetId::new("ds"),
-    )
-    .unwrap();
-    db.record_part(&win, part(0, 10), json!({"cursor": "c1"}), 10)
-        .unwrap();
-    db.record_part(&win, part(1, 20), json!({"cursor": "c2"}), 30)
-        .unwrap();
-
-    let err = db.discard_part(&win, 0).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [beginning, 5000) ms: only the last part (1) can be discarded, not part 0"
-    );
-    assert_eq!(db.discard_part(&win, 1).unwrap(), part(1, 20));
-    let checkpoint = db.checkpoint(&win).unwrap().unwrap();
-    assert_eq!(
-        (
-            checkpoint.position,
-            checkpoint.next_seq,
-            checkpoint.rows,
-            checkpoint.bytes,
-            checkpoint.parts
-        ),
-        (json!({"cursor": "c1"}), 1, 10, 100, vec![part(0, 10)])
-    );
-    assert_eq!(
-        db.pending_parts().unwrap(),
-        vec![(win.clone(), part(0, 10))]
-    );
-
-    db.mark_published(&win, 0).unwrap();
-    let err = db.discard_part(&win, 0).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [beginning, 5000) ms: part 0 is published; a published part is never discarded"
-    );
-    // The sequence continues where the discarded part was.
-    db.record_part(&win, part(1, 5), json!({"cursor": "c2b"}), 15)
-        .unwrap();
-    assert_eq!(db.checkpoint(&win).unwrap().unwrap().next_seq, 2);
-}
-
-#[test]
-fn resuming_a_window_keeps_its_progress_under_the_new_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let win = window("flow-1", Some(0), Some(1000));
-    db.begin_window(
-        &win,
-        &RunId::new("run-1"),
-        &BatchId::new("b1"),
-        &DatasetId::new("ds"),
-    )
-    .unwrap();
-    db.record_part(&win, part(0, 10), json!({"next": "p2"}), 10)
-        .unwrap();
-    let resumed = db.resume_window(&win, &RunId::new("run-2")).unwrap();
-    assert_eq!(
-        (
-            resumed.run_id.as_str(),
-            resumed.batch_id.as_str(),
-            resumed.position.clone(),
-            resumed.next_seq,
-            resumed.parts.len()
-        ),
-        ("run-2", "b1", json!({"next": "p2"}), 1, 1)
-    );
-    assert_eq!(
-        db.batch(&BatchId::new("b1")).unwrap().unwrap().run_id,
-        RunId::new("run-2")
-    );
-    let unknown = window("flow-1", Some(5), Some(6));
-    assert!(matches!(
-        db.resume_window(&unknown, &RunId::new("r")),
-        Err(StateError::NotFound { .. })
-    ));
-}
-
-#[test]
-fn completing_a_window_fills_its_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let win = window("flow-1", Some(0), Some(1000));
-    db.begin_window(
-        &win,
-        &RunId::new("run-1"),
-        &BatchId::new("b1"),
-        &DatasetId::new("ds"),
-    )
-    .unwrap();
-    db.record_part(&win, part(0, 10), json!(1), 10).unwrap();
-    db.record_part(&win, part(1, 20), json!(2), 30).unwrap();
-    db.mark_published(&win, 0).unwrap();
-
-    let err = db.complete_window(&win, None).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [0, 1000) ms: part 1 is still pending; publish or discard it before completing"
-    );
-    db.mark_published(&win, 1).unwrap();
-    let batch = db
-        .complete_window(&win, Some("{\"fields\":[]}".to_owned()))
-        .unwrap();
-    assert_eq!(batch.status, BatchStatus::Success);
-    assert_eq!((batch.rows, batch.bytes), (30, 300));
-    assert_eq!(
-        batch.files,
-        vec![
-            FileEntry {
-                path: part(0, 10).final_path,
-                rows: 10,
-                bytes: 100
-            },
-            FileEntry {
-                path: part(1, 20).final_path,
-                rows: 20,
-                bytes: 200
-            },
-        ]
-    );
-    assert_eq!(db.batch(&BatchId::new("b1")).unwrap().unwrap(), batch);
-    assert_eq!(
-        db.checkpoint(&win).unwrap().unwrap().status,
-        CheckpointStatus::Complete
-    );
-    // Completing again is a no-op; recording into a complete window is refused.
-    assert_eq!(db.complete_window(&win, None).unwrap(), batch);
-    let err = db.record_part(&win, part(2, 1), json!(3), 31).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [0, 1000) ms: the window is complete; begin it again to re-run it"
-    );
-    assert_eq!(
-        db.batches_for_dataset(&DatasetId::new("ds")).unwrap(),
-        vec![batch]
-    );
-}
-
-#[test]
-fn beginning_a_window_again_replaces_its_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let win = window("flow-1", Some(0), Some(1000));
-    let dataset = DatasetId::new("ds");
-    db.begin_window(&win, &RunId::new("run-1"), &BatchId::new("b1"), &dataset)
-        .unwrap();
-    db.record_part(&win, part(0, 10), json!(1), 10).unwrap();
-    db.mark_published(&win, 0).unwrap();
-    db.complete_window(&win, None).unwrap();
-
-    let err = db
-        .begin_window(&win, &RunId::new("run-2"), &BatchId::new("b1"), &dataset)
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [0, 1000) ms: batch b1 is the window's current batch; a new run needs a new batch id"
-    );
-    let began = db
-        .begin_window(&win, &RunId::new("run-2"), &BatchId::new("b2"), &dataset)
-        .unwrap();
-    let mut published = part(0, 10);
-    published.state = PartState::Published;
-    assert_eq!(
-        began.replaced,
-        Some(ReplacedWindow {
-            batch_id: BatchId::new("b1"),
-            dataset_id: dataset.clone(),
-            was_complete: true,
-            parts: vec![published],
-        })
-    );
-    assert_eq!(
-        (began.checkpoint.next_seq, began.checkpoint.parts.len()),
-        (0, 0)
-    );
-    assert_eq!(db.checkpoint(&win).unwrap().unwrap().parts, vec![]);
-    let statuses: Vec<(String, BatchStatus)> = db
-        .batches_for_dataset(&dataset)
-        .unwrap()
-        .into_iter()
-        .map(|batch| (batch.id.to_string(), batch.status))
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("b1".to_owned(), BatchStatus::Replaced),
-            ("b2".to_owned(), BatchStatus::Loading)
-        ]
-    );
-    assert_eq!(
-        db.batches_with_status(BatchStatus::Replaced).unwrap().len(),
-        1
-    );
-
-    // An in-progress window with a pending part is replaced too; its parts are reported.
-    db.record_part(&win, part(0, 3), json!(1), 3).unwrap();
-    let began = db
-        .begin_window(&win, &RunId::new("run-3"), &BatchId::new("b3"), &dataset)
-        .unwrap();
-    let replaced = began.replaced.unwrap();
-    assert_eq!(
-        (
-            replaced.batch_id.as_str(),
-            replaced.was_complete,
-            replaced.parts
-        ),
-        ("b2", false, vec![part(0, 3)])
-    );
-    assert_eq!(db.pending_parts().unwrap(), vec![]);
-    // A batch id used before (now replaced) cannot come back.
-    let err = db
-        .begin_window(&win, &RunId::new("run-4"), &BatchId::new("b1"), &dataset)
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "window flow flow-1 [0, 1000) ms: batch id b1 is already used; a new run needs a new batch id"
-    );
-    // The engine removes replaced files, then records it.
-    let removed = db
-        .set_batch_status(&BatchId::new("b1"), BatchStatus::Removed)
-        .unwrap();
-    assert_eq!(db.batch(&BatchId::new("b1")).unwrap().unwrap(), removed);
-    assert!(matches!(
-        db.set_batch_status(&BatchId::new("nope"), BatchStatus::Failed),
-        Err(StateError::NotFound { .. })
-    ));
-    assert_eq!(
-        db.batches_with_status(BatchStatus::Replaced).unwrap().len(),
-        1
-    );
-    assert_eq!(db.batches_for_dataset(&dataset).unwrap().len(), 3);
-}
-
-#[test]
-fn windows_of_a_flow_are_listed_in_start_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path());
-    let day = 86_400_000;
-    let windows = [
-        window("f", Some(2 * day), Some(3 * day)),
-        window("f", Some(-day), Some(0)),
-        window("f", None, Some(-day)),
-        window("f", Some(day), Some(2 * day)),
-        window("f1", Some(0), Some(day)),
-    ];
-    for (idx, win) in windows.iter().enumerate() {
-        let batch = BatchId::new(format!("b{idx}"));
-        db.begin_window(win, &RunId::new("r"), &batch, &DatasetId::new("ds"))
-            .unwrap();
-    }
-    db.record_part(&windows[3], part(0, 1), json!(1), 1)
-        .unwrap();
-    db.mark_published(&windows[3], 0).unwrap();
-    db.complete_window(&windows[3], None).unwrap();
-
-    let listed: Vec<(Option<i64>, CheckpointStatus)> = db
-        .windows_for_flow(&FlowId::new("f"))
-        .unwrap()
-        .into_iter()
-        .map(|checkpoint| (checkpoint.window.start_ms, checkpoint.status))
-        .collect();
-    assert_eq!(
-        listed,
-        [
-            (None, CheckpointStatus::InProgress),
-            (Some(-day), CheckpointStatus::InProgress),
-            (Some(day), CheckpointStatus::Complete),
-            (Some(2 * day), CheckpointStatus::InProgress),
-        ]
-    );
-    assert_eq!(db.windows_for_flow(&FlowId::new("f1")).unwrap().len(), 1);
-    assert_eq!(window("f", None, None).to_string(), "flow f (unscheduled)");
-    assert_eq!(
-        window("f", Some(1), None).to_string(),
-        "flow f [1, open) ms"
-    );
-    let batch = db.batch(&BatchId::new("b4")).unwrap().unwrap();
-    assert_eq!(batch.flow_id().as_str(), "f1");
 }
 
 // ---------------------------------------------------------------------------------------------
