@@ -113,10 +113,18 @@ pub fn run(common: &CommonArgs, args: &BackfillArgs) -> anyhow::Result<ExitCode>
     }
     if report.n_unfinished() > 0 {
         return Err(RunFailed(format!(
-            "{} of {n_windows} windows are unfinished; re-invoke the same command to resume",
+            "{} of {n_windows} windows are unfinished (interrupted, or cut short by maximumRequest); re-invoke the same command to go on",
             report.n_unfinished()
         ))
         .into());
+    }
+    // The range holds its data: a scheduled flow's schedule continues after it.
+    if backfill::compose_schedule(&engine.db, &request.flow_id, &bundle, args.from, args.to)? {
+        eprintln!(
+            "backfill {}: the flow's schedule now continues from {}",
+            bundle.name,
+            args.to.to_rfc3339()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

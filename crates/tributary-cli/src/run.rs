@@ -1,9 +1,12 @@
 //! `tributary run BUNDLE`: one run of one flow, now, in the foreground.
 //!
-//! The window: `--window-start/--window-end` when given; a flow without a schedule (or `once`)
-//! runs unwindowed; a scheduled flow runs what is due from state as one window (from where its
-//! last window ended — or, the first time, from the beginning with `backfill` — up to the latest
-//! slot that has passed).
+//! The window: `--window-start/--window-end` when given (refused with exit 2 when it overlaps
+//! another window of the flow in state other than its own bounds); a flow without a schedule (or
+//! `once`) runs unwindowed; a scheduled flow first finishes a window that is not complete
+//! (interrupted, or cut short by `maximumRequest`) with its own bounds, and otherwise runs what
+//! is due from state as one window (from where its last window ended — or, the first time, from
+//! the beginning with `backfill` — up to the latest slot that has passed), less any time that
+//! windows in state cover already (a backfill).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
+use tributary_engine::coverage;
 use tributary_engine::run::{Progress, RunReport, RunRequest, RunStatus, bundle_flow_id, run_flow};
 use tributary_engine::schedule::{self, Due, Slots, Window};
 use tributary_spec::Frequency;
@@ -46,26 +50,19 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             {
                 None
             }
-            Some(flow_schedule) => {
-                let slots =
-                    Slots::try_new(flow_schedule).map_err(|err| BadInput(err.to_string()))?;
-                let state = engine.db.schedule_state(&flow_id)?;
-                let last_end = state
-                    .and_then(|s| s.last_window_end_ms)
-                    .and_then(chrono::DateTime::from_timestamp_millis);
-                match schedule::due(flow_schedule, &slots, last_end, Utc::now(), 1) {
-                    Due::Windows(windows) => windows.into_iter().next(),
-                    Due::Once => None,
-                    Due::Idle { next } => {
-                        let when = next.map_or("never".to_owned(), |t| t.to_rfc3339());
+            Some(flow_schedule) => match coverage::unfinished(&engine.db, &flow_id)?.first() {
+                Some(unfinished) => *unfinished,
+                None => match due_window(&engine, &flow_id, flow_schedule)? {
+                    Some(window) => Some(window),
+                    None => {
                         println!(
-                            "flow {}: no window is due (next slot: {when}); use --window-end to run one now",
+                            "flow {}: no window is due; use --window-end to run one now",
                             bundle.name
                         );
                         return Ok(ExitCode::SUCCESS);
                     }
-                }
-            }
+                },
+            },
         },
     };
 
@@ -100,7 +97,8 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             anyhow::Error::new(err)
         }
     })?;
-    if report.status == RunStatus::Success {
+    // A run cut short by `maximumRequest` leaves its window open: the schedule stays.
+    if report.status == RunStatus::Success && !report.truncated {
         if let Some(window) = window {
             tributary_engine::run::advance_schedule(&engine.db, &flow_id, &window)
                 .context("recording the window in the flow's schedule state")?;
@@ -118,6 +116,37 @@ pub fn run(common: &CommonArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             report.error.as_deref().unwrap_or("unknown cause")
         ))
         .into()),
+    }
+}
+
+/// The window a scheduled flow has due now, less the time windows in state cover already: the
+/// first uncovered piece. A due window that is covered entirely moves the schedule past it and
+/// the next one is looked at. `None`: nothing is due.
+fn due_window(
+    engine: &tributary_engine::run::Engine,
+    flow_id: &tributary_state::FlowId,
+    flow_schedule: &tributary_spec::FlowSchedule,
+) -> anyhow::Result<Option<Window>> {
+    let slots = Slots::try_new(flow_schedule).map_err(|err| BadInput(err.to_string()))?;
+    loop {
+        let state = engine.db.schedule_state(flow_id)?;
+        let last_end = state
+            .and_then(|s| s.last_window_end_ms)
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        let due = match schedule::due(flow_schedule, &slots, last_end, Utc::now(), 1) {
+            Due::Windows(windows) => windows.into_iter().next(),
+            Due::Once | Due::Idle { .. } => None,
+        };
+        let Some(due) = due else {
+            return Ok(None);
+        };
+        match coverage::uncovered(&engine.db, flow_id, due)?.first() {
+            Some(piece) => return Ok(Some(*piece)),
+            None => {
+                tributary_engine::run::advance_schedule(&engine.db, flow_id, &due)
+                    .context("moving the schedule past a window earlier runs cover")?;
+            }
+        }
     }
 }
 
@@ -160,6 +189,16 @@ fn print_report(json: bool, report: &RunReport) -> anyhow::Result<()> {
     );
     if report.resumed {
         println!("  resumed    from the checkpoint of an interrupted run");
+    }
+    if report.truncated {
+        println!(
+            "  truncated  maximumRequest reached with pages left: the window stays open and its next run continues where this one stopped"
+        );
+    }
+    if report.diagnostics_dropped {
+        println!(
+            "  rejected   rows were not kept: error diagnostics are off (flow options errorDiagnosticsEnabled)"
+        );
     }
     if let Some(error) = &report.error {
         println!("  error      {error}");

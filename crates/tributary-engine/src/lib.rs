@@ -6,6 +6,7 @@
 
 pub mod backfill;
 pub mod config;
+pub mod coverage;
 pub mod daemon;
 pub mod run;
 pub mod schedule;

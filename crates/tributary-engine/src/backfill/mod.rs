@@ -1,17 +1,20 @@
 //! Backfill: ingests a range of history as consecutive half-open windows, several at once.
 //!
-//! [`plan`] splits `[from, to)` with `schedule::split_range` and looks each window up in state:
-//! a window whose checkpoint is complete is skipped, one with an in-progress checkpoint is
-//! resumed by `run_flow` itself (from its last recorded position), any other is run fresh. So a
-//! backfill that was interrupted (Ctrl-C, kill -9) continues where it stopped when re-invoked
-//! with the same range and step. [`run_backfill`] runs the planned windows, at most `parallel` at
-//! a time, as tokio tasks sharing one [`Engine`] (and so one rate-limiter registry).
+//! [`plan`] looks up the windows of the flow that already cover part of `[from, to)`: a complete
+//! one is skipped, one that is not complete (interrupted, or cut short by `maximumRequest`) runs
+//! again with its own bounds — `run_flow` resumes or continues it — and only the time no window
+//! covers is split into new windows of `step` (`schedule::split_range`). So a backfill that was
+//! interrupted (Ctrl-C, kill -9) continues where it stopped when re-invoked, and two backfills of
+//! one range with different steps never fetch a record twice: committed windows of a flow never
+//! overlap (`crate::coverage`). [`run_backfill`] runs the planned windows, at most `parallel` at a
+//! time, as tokio tasks sharing one [`Engine`] (and so one rate-limiter registry).
 //!
 //! Boundaries are exact: windows are `[start, end)` and the fetcher sends them as half-open
 //! schedule parameters, so a record whose time equals a boundary lands in exactly one window.
 //!
-//! Not done here: moving the flow's schedule. A backfill of old windows leaves the daemon's
-//! `last_window_end` alone (`advance_schedule` never moves it back anyway).
+//! Backfill and schedule compose ([`compose_schedule`]): once every window of `[from, to)` holds
+//! its data, a scheduled flow whose schedule has not run yet, or whose last window ended inside
+//! the range, moves its schedule to `to`, so the daemon's next window starts there.
 
 use std::sync::Arc;
 
@@ -20,8 +23,10 @@ use tokio::sync::Semaphore;
 use tributary_spec::FlowBundle;
 use tributary_state::{CheckpointStatus, Db, FlowId};
 
+use crate::coverage;
 use crate::run::{
-    Engine, Progress, RunError, RunReport, RunRequest, RunStatus, run_flow, window_key,
+    Engine, Progress, RunError, RunReport, RunRequest, RunStatus, advance_schedule, run_flow,
+    window_key,
 };
 use crate::schedule::{Window, split_range};
 
@@ -96,7 +101,8 @@ impl WindowOutcome {
     pub fn is_done(&self) -> bool {
         match self {
             WindowOutcome::Skipped => true,
-            WindowOutcome::Ran(report) => report.status == RunStatus::Success,
+            // A run cut short by `maximumRequest` published part of its window: not done yet.
+            WindowOutcome::Ran(report) => report.status == RunStatus::Success && !report.truncated,
             WindowOutcome::NotStarted | WindowOutcome::Error(_) => false,
         }
     }
@@ -122,7 +128,7 @@ impl BackfillReport {
     pub fn n_succeeded(&self) -> usize {
         self.windows
             .iter()
-            .filter(|(_, o)| matches!(o, WindowOutcome::Ran(r) if r.status == RunStatus::Success))
+            .filter(|(_, o)| o.is_done() && !matches!(o, WindowOutcome::Skipped))
             .count()
     }
 
@@ -151,8 +157,8 @@ impl BackfillReport {
     }
 }
 
-/// Splits `[from, to)` into windows of `step` and looks each up in `db`. Fails on a range that
-/// is empty or a step that is not positive.
+/// Plans the windows of `[from, to)`: see the module header. Fails on a range that is empty or
+/// a step that is not positive.
 pub fn plan(
     db: &Db,
     flow_id: &FlowId,
@@ -172,23 +178,78 @@ pub fn plan(
             "--step: expected a positive duration, found {step}"
         )));
     }
-    let mut planned = Vec::new();
-    for (index, window) in split_range(from, to, step).into_iter().enumerate() {
-        let state = match db.checkpoint(&window_key(flow_id, Some(&window)))? {
-            None => WindowState::New,
-            Some(checkpoint) => match checkpoint.status {
-                CheckpointStatus::Complete => WindowState::Complete,
-                CheckpointStatus::InProgress => WindowState::Interrupted,
-            },
+    let range = Window {
+        start: Some(from),
+        end: to,
+    };
+    let mut windows: Vec<(Window, WindowState)> = Vec::new();
+    for existing in db.windows_overlapping(&window_key(flow_id, Some(&range)))? {
+        // The unwindowed run of a flow without a schedule covers all of time: nothing to plan.
+        let Some(window) = coverage::window_of(&existing.window) else {
+            return Err(RunError::BadInput(format!(
+                "the flow has an unwindowed batch ({}) covering all of its source; a backfill of windows would ingest its records again",
+                existing.batch_id
+            )));
         };
-        planned.push(PlannedWindow {
+        let state = match existing.status {
+            CheckpointStatus::Complete => WindowState::Complete,
+            CheckpointStatus::InProgress
+            | CheckpointStatus::Committing
+            | CheckpointStatus::Open => WindowState::Interrupted,
+        };
+        windows.push((window, state));
+    }
+    for gap in coverage::uncovered(db, flow_id, range)? {
+        let Some(gap_start) = gap.start else {
+            continue;
+        };
+        let split = split_range(gap_start, gap.end, step).map_err(RunError::BadInput)?;
+        windows.extend(split.into_iter().map(|window| (window, WindowState::New)));
+    }
+    windows.sort_by_key(|(window, _)| (window.start, window.end));
+    Ok(windows
+        .into_iter()
+        .enumerate()
+        .map(|(index, (window, state))| PlannedWindow {
             index,
             window,
             state,
             progress: Arc::new(Progress::default()),
-        });
+        })
+        .collect())
+}
+
+/// Moves a scheduled flow's schedule to `to` after a backfill of `[from, to)` that left every
+/// window of the range holding its data — when the schedule has not run yet or its last window
+/// ended inside the range (so no time is skipped that the schedule would have covered). Returns
+/// whether it moved.
+pub fn compose_schedule(
+    db: &Db,
+    flow_id: &FlowId,
+    bundle: &FlowBundle,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<bool, RunError> {
+    if bundle.schedule.is_none() {
+        return Ok(false);
     }
-    Ok(planned)
+    let last_end = db
+        .schedule_state(flow_id)?
+        .and_then(|state| state.last_window_end_ms);
+    let joins =
+        last_end.is_none_or(|end| (from.timestamp_millis()..=to.timestamp_millis()).contains(&end));
+    if !joins {
+        return Ok(false);
+    }
+    advance_schedule(
+        db,
+        flow_id,
+        &Window {
+            start: Some(from),
+            end: to,
+        },
+    )?;
+    Ok(last_end.is_none_or(|end| end < to.timestamp_millis()))
 }
 
 /// Runs the planned windows, at most `parallel` at once, and reports each one through

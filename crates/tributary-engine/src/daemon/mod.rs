@@ -29,6 +29,9 @@ use tracing::{info, warn};
 use tributary_spec::FlowBundle;
 use tributary_state::{Db, FlowId, FlowScheduleState};
 
+use futures::FutureExt as _;
+
+use crate::coverage;
 use crate::run::{Engine, Progress, RunError, RunRequest, RunStatus, advance_schedule, run_flow};
 use crate::schedule::{Due, ScheduleError, Slots, Window, due};
 
@@ -219,6 +222,7 @@ pub async fn run_scheduler(
         let mut next_wake: Option<DateTime<Utc>> = None;
         let mut wake_at = |t: DateTime<Utc>| next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
         let states = read_states(&db).await?;
+        let mut candidates: Vec<(DaemonFlow, Option<DateTime<Utc>>)> = Vec::new();
         for flow in &current_flows {
             if running.contains(&flow.flow_id) {
                 continue;
@@ -234,33 +238,50 @@ pub async fn run_scheduler(
                 }
                 retry_at.remove(&flow.flow_id);
             }
-            let Some(schedule) = &flow.bundle.schedule else {
+            if flow.bundle.schedule.is_none() {
                 continue;
-            };
+            }
             let last_end = state
                 .and_then(|s| s.last_window_end_ms)
                 .and_then(DateTime::from_timestamp_millis);
-            let runs: Vec<(Option<Window>, DateTime<Utc>)> = match due(
-                schedule,
-                &flow.slots,
-                last_end,
-                now,
-                options.max_catch_up_windows,
-            ) {
-                Due::Idle { next } => {
+            candidates.push((flow.clone(), last_end));
+        }
+        let planned = {
+            let db = db.clone();
+            let max_catch_up = options.max_catch_up_windows;
+            tokio::task::spawn_blocking(move || {
+                candidates
+                    .into_iter()
+                    .map(|(flow, last_end)| {
+                        let steps = plan_steps(&db, &flow, last_end, now, max_catch_up);
+                        (flow, steps)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|err| {
+                DaemonError::Internal(format!("planning the due windows panicked: {err}"))
+            })?
+        };
+        for (flow, steps) in planned {
+            let steps = match steps {
+                Ok(Planned::Idle { next }) => {
                     if let Some(next) = next {
                         wake_at(next);
                     }
                     continue;
                 }
-                Due::Once => vec![(None, schedule.start_time)],
-                Due::Windows(windows) => windows.into_iter().map(|w| (Some(w), w.end)).collect(),
+                Ok(Planned::Steps(steps)) => steps,
+                Err(err) => {
+                    warn!(flow = %flow.bundle.name, flow_id = %flow.flow_id, error = %err, "cannot read the flow's windows; trying again later");
+                    continue;
+                }
             };
             running.insert(flow.flow_id.clone());
             let job = FlowJob {
                 db: db.clone(),
-                flow: flow.clone(),
-                runs,
+                flow,
+                steps,
                 permits: permits.clone(),
                 runner: runner.clone(),
                 shutdown: shutdown.clone(),
@@ -337,7 +358,7 @@ pub async fn run_scheduler(
 struct FlowJob {
     db: Db,
     flow: DaemonFlow,
-    runs: Vec<(Option<Window>, DateTime<Utc>)>,
+    steps: Vec<Step>,
     permits: Arc<Semaphore>,
     runner: WindowRunner,
     shutdown: Shutdown,
@@ -348,11 +369,116 @@ struct FlowJob {
     done: mpsc::UnboundedSender<FlowDone>,
 }
 
-/// One flow's due windows, in order, one at a time.
+/// What a flow has to do now.
+enum Planned {
+    /// Nothing before `next` (None: the schedule has no future slot).
+    Idle {
+        next: Option<DateTime<Utc>>,
+    },
+    Steps(Vec<Step>),
+}
+
+/// One step of a flow's due work, in order.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Run `window` (None: the unwindowed run of a `once` flow), then move the schedule to the
+    /// end of `advance_to`.
+    Run {
+        window: Option<Window>,
+        slot: DateTime<Utc>,
+        advance_to: Option<Window>,
+    },
+    /// Windows in state already cover this due window (a backfill did it): only move the
+    /// schedule past it.
+    Skip { advance_to: Window },
+}
+
+/// A flow's due work: first every window of it that is not complete (interrupted, or cut short
+/// by `maximumRequest`), with its own bounds — nothing later runs before it — then the windows
+/// the schedule makes due, each cut down to the time no window in state covers yet.
+fn plan_steps(
+    db: &Db,
+    flow: &DaemonFlow,
+    last_end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_catch_up: u32,
+) -> Result<Planned, tributary_state::StateError> {
+    let Some(schedule) = &flow.bundle.schedule else {
+        return Ok(Planned::Idle { next: None });
+    };
+    let unfinished = coverage::unfinished(db, &flow.flow_id)?;
+    if !unfinished.is_empty() {
+        let steps = unfinished
+            .into_iter()
+            .map(|window| Step::Run {
+                window,
+                slot: window.map_or(schedule.start_time, |w| w.end),
+                advance_to: window,
+            })
+            .collect();
+        return Ok(Planned::Steps(steps));
+    }
+    let due_windows = match due(schedule, &flow.slots, last_end, now, max_catch_up) {
+        Due::Idle { next } => return Ok(Planned::Idle { next }),
+        Due::Once => {
+            return Ok(Planned::Steps(vec![Step::Run {
+                window: None,
+                slot: schedule.start_time,
+                advance_to: None,
+            }]));
+        }
+        Due::Windows(windows) => windows,
+    };
+    let mut steps = Vec::new();
+    for window in due_windows {
+        let pieces = coverage::uncovered(db, &flow.flow_id, window)?;
+        let n_pieces = pieces.len();
+        if n_pieces == 0 {
+            steps.push(Step::Skip { advance_to: window });
+        }
+        for (idx, piece) in pieces.into_iter().enumerate() {
+            let is_last = idx + 1 == n_pieces;
+            steps.push(Step::Run {
+                window: Some(piece),
+                slot: window.end,
+                // The last piece moves the schedule to the end of the due window: a covered tail
+                // is done already.
+                advance_to: Some(if is_last { window } else { piece }),
+            });
+        }
+    }
+    Ok(Planned::Steps(steps))
+}
+
+/// One flow's due steps, in order, one at a time.
 async fn run_flow_windows(job: FlowJob) {
     let flow_id = job.flow.flow_id.clone();
     let mut retry_at = None;
-    for (window, slot) in job.runs {
+    for step in job.steps {
+        let (window, slot, advance_to) = match step {
+            Step::Skip { advance_to } => {
+                let db = job.db.clone();
+                let advanced = {
+                    let flow_id = flow_id.clone();
+                    tokio::task::spawn_blocking(move || {
+                        advance_schedule(&db, &flow_id, &advance_to)
+                    })
+                    .await
+                };
+                if !matches!(advanced, Ok(Ok(()))) {
+                    warn!(flow_id = %flow_id, "recording a covered window in the schedule failed");
+                    break;
+                }
+                info!(flow = %job.flow.bundle.name, flow_id = %flow_id, window_end = %advance_to.end,
+                      "window already covered by earlier runs (a backfill): schedule moved past it");
+                continue;
+            }
+            Step::Run {
+                window,
+                slot,
+                advance_to,
+            } => (window, slot, advance_to),
+        };
         let Ok(_permit) = job.permits.clone().acquire_owned().await else {
             break;
         };
@@ -373,7 +499,17 @@ async fn run_flow_windows(job: FlowJob) {
         };
         job.runs_started
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let status = (job.runner)(scheduled).await;
+        // A runner that panics fails its window; the flow goes on being scheduled.
+        let status = match std::panic::AssertUnwindSafe((job.runner)(scheduled))
+            .catch_unwind()
+            .await
+        {
+            Ok(status) => status,
+            Err(panic) => {
+                warn!(flow_id = %flow_id, error = %crate::run::panic_message(panic.as_ref()), "a run panicked");
+                RunStatus::Failed
+            }
+        };
         job.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -391,12 +527,18 @@ async fn run_flow_windows(job: FlowJob) {
             let start_time = job.flow.bundle.schedule.as_ref().map(|s| s.start_time);
             let keep = job.run_history.max(1) as usize;
             tokio::task::spawn_blocking(move || {
-                record_success(&db, &flow_id, window, start_time, keep)
+                record_success(&db, &flow_id, window, advance_to, start_time, keep)
             })
             .await
         };
         match recorded {
-            Ok(Ok(())) => {}
+            Ok(Ok(Recorded::Advanced)) => {}
+            Ok(Ok(Recorded::LeftOpen)) => {
+                // `maximumRequest` cut the run short: the window continues at the next slot,
+                // before anything later, so the API's request budget is spread over slots.
+                retry_at = job.flow.slots.next_after(job.clock.now());
+                break;
+            }
             Ok(Err(err)) => {
                 warn!(flow_id = %flow_id, error = %err, "recording the finished window failed");
                 break;
@@ -411,15 +553,32 @@ async fn run_flow_windows(job: FlowJob) {
     let _ = job.done.send(FlowDone { flow_id, retry_at });
 }
 
-/// Moves the flow's schedule past the window and applies run retention.
+/// What [`record_success`] did.
+enum Recorded {
+    Advanced,
+    /// The run was cut short by `maximumRequest`: its window is still open in state.
+    LeftOpen,
+}
+
+/// Moves the flow's schedule past `advance_to` and applies run retention — unless the run left
+/// its window open.
 fn record_success(
     db: &Db,
     flow_id: &FlowId,
     window: Option<Window>,
+    advance_to: Option<Window>,
     start_time: Option<DateTime<Utc>>,
     keep_runs: usize,
-) -> Result<(), RunError> {
-    match window {
+) -> Result<Recorded, RunError> {
+    db.prune_runs(flow_id, keep_runs)?;
+    let key = crate::run::window_key(flow_id, window.as_ref());
+    let is_open = db
+        .checkpoint(&key)?
+        .is_some_and(|checkpoint| checkpoint.status == tributary_state::CheckpointStatus::Open);
+    if is_open {
+        return Ok(Recorded::LeftOpen);
+    }
+    match advance_to {
         Some(window) => advance_schedule(db, flow_id, &window)?,
         None => {
             // A `once` flow: remember that it ran (its window end is its start time).
@@ -433,8 +592,7 @@ fn record_success(
             db.flush()?;
         }
     }
-    db.prune_runs(flow_id, keep_runs)?;
-    Ok(())
+    Ok(Recorded::Advanced)
 }
 
 async fn read_states(db: &Db) -> Result<HashMap<FlowId, FlowScheduleState>, DaemonError> {

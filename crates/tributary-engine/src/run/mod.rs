@@ -5,32 +5,43 @@
 //! of batches. Memory is bounded by the two channel capacities, the decoder's batch buffer and
 //! the writer's row group, whatever the size of the source.
 //!
-//! Commit (DESIGN.md, "The write/commit protocol"): parts are staged and fsynced, then recorded
-//! in state as pending together with the pagination position after them, in one flushed
-//! transaction. Parts close only at page boundaries, so a recorded position never points inside
-//! the data of a part. Publishing (the rename into `batch={id}/`) happens once the whole window is
-//! fetched and the run is known to succeed — a run that fails, for instance past its
-//! `partialIngestionPercent` threshold, publishes nothing. An interrupted run resumes from its
-//! last recorded position with its staged parts; a window that is run again after it completed
-//! gets a new batch that replaces the old one (the old folder is removed before anything new is
-//! published, so a reader never sees two copies).
+//! Commit (DESIGN.md, "The write/commit protocol", and `tributary_state`'s checkpoints): parts
+//! are staged in the batch's staging folder and fsynced, then the data and rejected-row parts of
+//! a checkpoint are recorded in state together with the pagination position after them, in one
+//! flushed transaction. Parts close only at page boundaries, so a recorded position never points
+//! inside the data of a part. Publishing happens once the whole window is fetched and the run is
+//! known to succeed: the batch's staging folder is renamed into `batch={id}/` in one step (a
+//! reader sees all of it or none), after the batches it replaces were taken away — so a re-run's
+//! old batch stays visible until the new one is durable, and a failed or rejected re-run leaves
+//! it as it was. A run that fails, for instance past its `partialIngestionPercent` threshold,
+//! publishes no data (its rejected rows are kept as diagnostics when they are enabled). An
+//! interrupted run resumes from its last recorded position with its staged parts; a run cut short
+//! by `maximumRequest` publishes what it fetched and leaves the window open, and the next run of
+//! the window continues from the saved position into a further batch.
+//!
+//! Windows of one flow never overlap (`crate::coverage`): a run whose window overlaps another
+//! window of its flow is refused as bad input. A panic in any of a run's tasks or threads fails
+//! the run like any other error.
 
 mod pipeline;
 pub mod recovery;
 pub mod report;
+
+use crate::coverage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 use tributary_fetch::{FetchContext, FetchPlan, Position, RotatedTokens, TokenCallback};
 use tributary_spec::FlowBundle;
 use tributary_state::{
-    BatchId, CheckpointStatus, DatasetId, Db, FlowId, OAuthTokens, PartState, RunId, RunRecord,
+    BatchId, Checkpoint, CheckpointStatus, DatasetId, Db, FlowId, OAuthTokens, RunId, RunRecord,
     WindowKey,
 };
 use tributary_write::{DatasetLayout, WriterOptions};
@@ -99,6 +110,11 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Whether this run continued an interrupted one.
     pub resumed: bool,
+    /// `maximumRequest` stopped the run with pages left: what it fetched is published, and the
+    /// window's next run continues from the saved position.
+    pub truncated: bool,
+    /// Rows that were rejected but not kept, because error diagnostics are off.
+    pub diagnostics_dropped: bool,
 }
 
 /// A run that could not start (bad input or state trouble); a run that starts and fails
@@ -195,8 +211,8 @@ async fn run_window(
     let bundle = request.bundle.clone();
     let started_at = Utc::now();
     let run_id = RunId::new(uuid::Uuid::new_v4().simple().to_string());
-    let dataset_id = DatasetId::new(bundle.target.dataset_id.clone());
-    let write_dataset = tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())
+    let bundle_dataset = DatasetId::new(bundle.target.dataset_id.clone());
+    tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())
         .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
     let key = window_key(&request.flow_id, request.window.as_ref());
 
@@ -213,31 +229,37 @@ async fn run_window(
             .map_err(|err| RunError::BadInput(err.to_string()))?;
     }
 
-    // Resume an interrupted window, or begin it (replacing a completed one).
-    let db = engine.db.clone();
-    let (checkpoint, resumed) = {
+    // Windows of one flow never overlap: anything but this window's own bounds is refused.
+    {
+        let db = engine.db.clone();
+        let flow_id = request.flow_id.clone();
+        let window = request.window;
+        let checked =
+            blocking(move || coverage::check_disjoint(&db, &flow_id, window.as_ref())).await??;
+        if let Err(overlap) = checked {
+            return Err(RunError::BadInput(coverage::describe(&overlap)));
+        }
+    }
+
+    // Resume an interrupted attempt, continue an open window, or begin one (a re-run replaces
+    // the window's batches when it commits).
+    let (checkpoint, attempt) = {
+        let db = engine.db.clone();
+        let layout = engine.layout.clone();
         let key = key.clone();
         let run_id = run_id.clone();
-        let dataset_id = dataset_id.clone();
-        let layout = engine.layout.clone();
-        blocking(move || begin_or_resume(&db, &layout, &key, &run_id, &dataset_id)).await??
+        blocking(move || start_attempt(&db, &layout, &key, &run_id, &bundle_dataset)).await??
     };
     let batch_id = checkpoint.batch_id.clone();
-    // `null` until the first part is recorded; anything else must read back, or resuming would
-    // start over on top of parts that are already staged.
-    let saved: SavedPosition = match &checkpoint.position {
-        Value::Null => SavedPosition::default(),
-        position => serde_json::from_value(position.clone()).map_err(|err| {
-            RunError::Internal(format!("the checkpoint of {key} cannot be read: {err}"))
-        })?,
-    };
+    let write_dataset = tributary_write::DatasetId::try_new(checkpoint.dataset_id.to_string())?;
+    let saved = saved_position(&key, &checkpoint, attempt)?;
     let identity = RunIdentity {
         run_id: run_id.to_string(),
         flow_id: request.flow_id.to_string(),
         flow_name: bundle.name.clone(),
         source_connection_id: format!("{}-source", request.flow_id),
         target_connection_id: format!("{}-target", request.flow_id),
-        dataset_id: dataset_id.to_string(),
+        dataset_id: checkpoint.dataset_id.to_string(),
         batch_id: batch_id.to_string(),
         window: request.window,
     };
@@ -248,13 +270,16 @@ async fn run_window(
         &in_progress(started_at),
     )
     .await?;
+    let resumed = attempt == Attempt::Resumed;
     info!(
         flow = %bundle.name, flow_id = %request.flow_id, run_id = %run_id, batch_id = %batch_id,
         window_start = ?request.window.and_then(|w| w.start), window_end = ?request.window.map(|w| w.end),
-        resumed, "run started"
+        attempt = attempt.as_str(), "run started"
     );
 
-    let result = execute(
+    // A panic anywhere in the run's tasks fails the run; state and datasets stay as a failed run
+    // leaves them (the window resumes from its last checkpoint).
+    let executed = std::panic::AssertUnwindSafe(execute(
         engine,
         &request,
         &key,
@@ -264,67 +289,64 @@ async fn run_window(
         &batch_id,
         &run_id,
         pages,
-    )
+    ))
+    .catch_unwind()
     .await;
-    let (mut metrics, verdict) = match result {
-        Ok((metrics, verdict)) => (metrics, verdict),
-        Err((metrics, message)) => (metrics, Verdict::Failed(message)),
+    let (mut metrics, verdict) = match executed {
+        Ok(Ok((metrics, verdict))) => (metrics, verdict),
+        Ok(Err((metrics, message))) => (metrics, Verdict::Failed(message)),
+        Err(panic) => (
+            RunMetrics::default(),
+            Verdict::Failed(format!(
+                "internal error: the run panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        ),
     };
-
-    let (status, error, files) = match verdict {
-        Verdict::Cancelled => (RunStatus::Cancelled, None, Vec::new()),
-        Verdict::Failed(message) => (RunStatus::Failed, Some(message), Vec::new()),
-        Verdict::Rejected(message) => {
-            // This output must not be resumed: the next run of the window starts afresh (with
-            // the mapping or threshold the user fixes in between).
-            let db = engine.db.clone();
-            let key = key.clone();
-            let message = match blocking(move || recovery::discard_window(&db, &key)).await? {
-                Ok(()) => message,
-                Err(err) => format!("{message}; discarding its staged parts failed: {err:#}"),
-            };
-            (RunStatus::Failed, Some(message), Vec::new())
-        }
-        Verdict::Commit => {
-            let db = engine.db.clone();
-            let layout = engine.layout.clone();
-            let key = key.clone();
-            match blocking(move || recovery::publish_window(&db, &layout, &key)).await? {
-                Ok(published) => {
-                    metrics.files_out = published.files.len() as u64;
-                    metrics.bytes_out = published.bytes;
-                    // A resumed run's batch also holds the parts of the run it continued.
-                    metrics.records_written = published.rows;
-                    (RunStatus::Success, None, published.files)
-                }
-                Err(err) => (
-                    RunStatus::Failed,
-                    Some(format!("publishing the batch: {err:#}")),
-                    Vec::new(),
-                ),
-            }
-        }
-    };
+    let finished = finish(engine, &bundle, &key, verdict, &mut metrics).await;
+    let mut errors: Vec<(String, String)> = finished
+        .error
+        .iter()
+        .map(|message| ("CONNECTOR-2001-500".to_owned(), message.clone()))
+        .collect();
+    let diagnostics_dropped =
+        metrics.records_failed > saved.records_failed && !bundle.options.error_diagnostics_enabled;
+    if diagnostics_dropped {
+        errors.push((
+            "INGEST-1211-400".to_owned(),
+            format!(
+                "{} rows were rejected; error diagnostics are disabled (flow options errorDiagnosticsEnabled), so they were not kept",
+                metrics.records_failed
+            ),
+        ));
+    }
     let outcome = RunOutcome {
-        status,
+        status: finished.status,
         started_at,
         completed_at: Some(Utc::now()),
-        errors: error
-            .iter()
-            .map(|message| ("CONNECTOR-2001-500".to_owned(), message.clone()))
-            .collect(),
-        files: files.clone(),
+        errors,
+        files: finished.files.clone(),
+        truncated: finished.truncated,
+        max_requests: bundle
+            .connection_spec
+            .source
+            .pagination
+            .common()
+            .maximum_requests
+            .get(),
     };
     let run_object = record_run(engine, &identity, &metrics, &outcome).await?;
+    let status = finished.status;
     match status {
         RunStatus::Success => info!(
             flow = %bundle.name, run_id = %run_id, batch_id = %batch_id, status = status.as_str(),
             records_read = metrics.records_read, records_written = metrics.records_written,
-            records_failed = metrics.records_failed, files = metrics.files_out, "run finished"
+            records_failed = metrics.records_failed, files = metrics.files_out,
+            truncated = finished.truncated, "run finished"
         ),
         _ => warn!(
             flow = %bundle.name, run_id = %run_id, batch_id = %batch_id, status = status.as_str(),
-            records_read = metrics.records_read, error = error.as_deref().unwrap_or(""), "run finished"
+            records_read = metrics.records_read, error = finished.error.as_deref().unwrap_or(""), "run finished"
         ),
     }
     Ok(RunReport {
@@ -337,17 +359,167 @@ async fn run_window(
             &write_dataset,
             &tributary_write::BatchId::try_new(batch_id.to_string())?,
         ),
-        files,
-        error,
+        files: finished.files,
+        error: finished.error,
         resumed,
+        truncated: finished.truncated,
+        diagnostics_dropped,
+    })
+}
+
+/// How a run's attempt at its window started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The window's first run.
+    Fresh,
+    /// An interrupted attempt goes on from its last checkpoint.
+    Resumed,
+    /// An open window (cut short by `maximumRequest`) goes on into a further batch.
+    Continued,
+    /// A complete window runs again; its batches are replaced at commit.
+    Rerun,
+}
+
+impl Attempt {
+    fn as_str(self) -> &'static str {
+        match self {
+            Attempt::Fresh => "fresh",
+            Attempt::Resumed => "resumed",
+            Attempt::Continued => "continued",
+            Attempt::Rerun => "rerun",
+        }
+    }
+}
+
+/// What the end of a run did to state and the dataset.
+struct Finished {
+    status: RunStatus,
+    error: Option<String>,
+    files: Vec<String>,
+    truncated: bool,
+}
+
+/// Publishes, fails or leaves the window as the verdict says. Never fails itself: trouble while
+/// publishing makes the run failed (and recovery finishes a commit that was started).
+async fn finish(
+    engine: &Engine,
+    bundle: &FlowBundle,
+    key: &WindowKey,
+    verdict: Verdict,
+    metrics: &mut RunMetrics,
+) -> Finished {
+    let failed = |message: String| Finished {
+        status: RunStatus::Failed,
+        error: Some(message),
+        files: Vec::new(),
+        truncated: false,
+    };
+    match verdict {
+        Verdict::Cancelled => Finished {
+            status: RunStatus::Cancelled,
+            error: None,
+            files: Vec::new(),
+            truncated: false,
+        },
+        Verdict::Failed(message) => failed(message),
+        Verdict::Rejected(message) => {
+            // This output must not be resumed: the next run of the window starts the attempt
+            // afresh (with the mapping or threshold the user fixes in between).
+            let db = engine.db.clone();
+            let layout = engine.layout.clone();
+            let key = key.clone();
+            let keep_errors = bundle.options.error_diagnostics_enabled;
+            let rejected =
+                blocking(move || recovery::reject_window(&db, &layout, &key, keep_errors)).await;
+            match rejected {
+                Ok(Ok(Some(errors_dir))) => failed(format!(
+                    "{message}; the rejected rows are in {}",
+                    errors_dir.display()
+                )),
+                Ok(Ok(None)) => failed(message),
+                Ok(Err(err)) => failed(format!(
+                    "{message}; discarding its staged parts failed: {err:#}"
+                )),
+                Err(err) => failed(format!(
+                    "{message}; discarding its staged parts failed: {err}"
+                )),
+            }
+        }
+        Verdict::Commit { truncated } => {
+            let db = engine.db.clone();
+            let layout = engine.layout.clone();
+            let key = key.clone();
+            match blocking(move || recovery::publish_window(&db, &layout, &key, truncated)).await {
+                Ok(Ok(published)) => {
+                    metrics.files_out = published.files.len() as u64;
+                    metrics.bytes_out = published.bytes;
+                    // A resumed run's batch also holds the parts of the run it continued.
+                    metrics.records_written = published.rows;
+                    Finished {
+                        status: RunStatus::Success,
+                        error: None,
+                        files: published.files,
+                        truncated,
+                    }
+                }
+                Ok(Err(err)) => failed(format!("publishing the batch: {err:#}")),
+                Err(err) => failed(format!("publishing the batch: {err}")),
+            }
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+/// The position and counters an attempt starts from. Counters belong to the parts of this
+/// attempt: an attempt without recorded parts (fresh, continued, or started again after a
+/// rejection) counts from zero, from wherever its position is. A continued window is a new run,
+/// with a new `maximumRequest` budget.
+fn saved_position(
+    key: &WindowKey,
+    checkpoint: &Checkpoint,
+    attempt: Attempt,
+) -> Result<SavedPosition, RunError> {
+    // `null` until the first part is recorded; anything else must read back, or resuming would
+    // start over on top of parts that are already staged.
+    let saved: SavedPosition = match &checkpoint.position {
+        Value::Null => SavedPosition::default(),
+        position => serde_json::from_value(position.clone()).map_err(|err| {
+            RunError::Internal(format!("the checkpoint of {key} cannot be read: {err}"))
+        })?,
+    };
+    if !checkpoint.parts.is_empty() {
+        return Ok(saved);
+    }
+    let mut fetch = saved.fetch;
+    if attempt == Attempt::Continued
+        && let Some(position) = &mut fetch
+    {
+        position.requests = 0;
+    }
+    Ok(SavedPosition {
+        fetch,
+        ..SavedPosition::default()
     })
 }
 
 /// How the pipeline ended.
 #[derive(Debug)]
 pub(crate) enum Verdict {
-    /// Every page is in recorded parts and the rejected rows are within the threshold.
-    Commit,
+    /// Every page fetched is in recorded parts and the rejected rows are within the threshold.
+    /// `truncated`: `maximumRequest` stopped the fetch with pages left.
+    Commit {
+        truncated: bool,
+    },
     /// Stopped at a page boundary on request; the window resumes later.
     Cancelled,
     Failed(String),
@@ -360,7 +532,7 @@ async fn execute(
     engine: &Engine,
     request: &RunRequest,
     key: &WindowKey,
-    checkpoint: &tributary_state::Checkpoint,
+    checkpoint: &Checkpoint,
     saved: &SavedPosition,
     dataset: &tributary_write::DatasetId,
     batch_id: &BatchId,
@@ -400,7 +572,7 @@ async fn execute(
 fn start_fetch(
     engine: &Engine,
     request: &RunRequest,
-    checkpoint: &tributary_state::Checkpoint,
+    checkpoint: &Checkpoint,
     saved: &SavedPosition,
 ) -> Result<tributary_fetch::FetchRun, String> {
     let bundle = &request.bundle;
@@ -426,41 +598,47 @@ fn start_fetch(
     Ok(tributary_fetch::fetch_pages(&engine.fetch, plan))
 }
 
-fn begin_or_resume(
+/// Starts the run's attempt at `key` as its checkpoint says (see [`Attempt`]). A commit that was
+/// interrupted is finished first.
+fn start_attempt(
     db: &Db,
     layout: &DatasetLayout,
     key: &WindowKey,
     run_id: &RunId,
     dataset_id: &DatasetId,
-) -> Result<(tributary_state::Checkpoint, bool), RunError> {
-    if let Some(checkpoint) = db.checkpoint(key)? {
-        if checkpoint.status == CheckpointStatus::InProgress {
-            // A run that published some parts was committing when it stopped: finish that first.
-            if checkpoint
-                .parts
-                .iter()
-                .any(|part| part.state == PartState::Published)
-            {
-                recovery::publish_window(db, layout, key)
-                    .map_err(|err| RunError::Internal(format!("{err:#}")))?;
-            } else {
-                let checkpoint = db.resume_window(key, run_id)?;
-                return Ok((checkpoint, true));
+) -> Result<(Checkpoint, Attempt), RunError> {
+    loop {
+        let status = db.checkpoint(key)?.map(|checkpoint| checkpoint.status);
+        let (began, attempt) = match status {
+            Some(CheckpointStatus::InProgress) => {
+                return Ok((db.resume_window(key, run_id)?, Attempt::Resumed));
             }
+            Some(CheckpointStatus::Open) => {
+                let batch_id = BatchId::new(new_batch_id());
+                return Ok((
+                    db.continue_window(key, run_id, &batch_id)?,
+                    Attempt::Continued,
+                ));
+            }
+            Some(CheckpointStatus::Committing) => {
+                recovery::publish_window(db, layout, key, false)
+                    .map_err(|err| RunError::Internal(format!("{err:#}")))?;
+                continue;
+            }
+            None => (
+                db.begin_window(key, run_id, &BatchId::new(new_batch_id()), dataset_id)?,
+                Attempt::Fresh,
+            ),
+            Some(CheckpointStatus::Complete) => (
+                db.begin_window(key, run_id, &BatchId::new(new_batch_id()), dataset_id)?,
+                Attempt::Rerun,
+            ),
+        };
+        if let Some(abandoned) = &began.abandoned {
+            recovery::delete_staged(layout, &abandoned.batch)?;
         }
+        return Ok((began.checkpoint, attempt));
     }
-    let batch_id = BatchId::new(new_batch_id());
-    let began = db.begin_window(key, run_id, &batch_id, dataset_id)?;
-    if let Some(replaced) = began.replaced {
-        recovery::remove_replaced(
-            db,
-            layout,
-            &replaced.dataset_id,
-            &replaced.batch_id,
-            &replaced.parts,
-        )?;
-    }
-    Ok((began.checkpoint, false))
 }
 
 /// Batch ids sort by creation time: `YYYYMMDDTHHMMSS` then random hex.
@@ -480,6 +658,8 @@ fn in_progress(started_at: DateTime<Utc>) -> RunOutcome {
         completed_at: None,
         errors: Vec::new(),
         files: Vec::new(),
+        truncated: false,
+        max_requests: 0,
     }
 }
 

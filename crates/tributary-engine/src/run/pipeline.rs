@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tributary_fetch::{FetchError, FetchRun, Page};
+use tributary_fetch::{FetchError, FetchRun, NextPage, Page};
 use tributary_spec::FlowBundle;
 use tributary_state::{PartEntry, PartState, WindowKey};
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
@@ -82,8 +82,17 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
 
     let decoded = decoder.await;
     let encoded = encoder.await;
-    // The fetcher ends by itself when its consumer is gone; make sure it does not linger.
+    // The fetcher ends by itself when its consumer is gone; make sure it does not linger. Then
+    // see how it ended: a fetch task that panicked may have closed its channel early, which the
+    // decoder cannot tell from the end of the pages.
     task.abort();
+    let fetch_panic = match task.await {
+        Err(err) if err.is_panic() => Some(format!(
+            "internal error: the fetcher panicked: {}",
+            super::panic_message(err.into_panic().as_ref())
+        )),
+        _ => None,
+    };
 
     let mut metrics = RunMetrics::default();
     let verdict = match (decoded, encoded) {
@@ -113,9 +122,10 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
             }
         }
     };
-    let verdict = match verdict {
-        Verdict::Commit => judge_threshold(&job.bundle, &metrics),
-        other => other,
+    let verdict = match (verdict, fetch_panic) {
+        (_, Some(message)) => Verdict::Failed(message),
+        (Verdict::Commit { truncated }, None) => judge_threshold(&job.bundle, &metrics, truncated),
+        (other, None) => other,
     };
     PipelineOutcome { metrics, verdict }
 }
@@ -130,12 +140,12 @@ struct Counters {
     error_codes: std::collections::BTreeMap<String, u64>,
 }
 
-fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics) -> Verdict {
+fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics, truncated: bool) -> Verdict {
     let percent = bundle.options.partial_ingestion_percent;
     let rejected = usize::try_from(metrics.records_failed).unwrap_or(usize::MAX);
     let input = usize::try_from(metrics.records_read).unwrap_or(usize::MAX);
     if !mapping::threshold_exceeded(rejected, input, percent) {
-        return Verdict::Commit;
+        return Verdict::Commit { truncated };
     }
     let share = if input == 0 {
         0.0
@@ -280,7 +290,12 @@ fn decode_loop(
         *counters.error_codes.entry(code).or_default() += n;
     }
     send(out, ToEncoder::Checkpoint(position.clone()))?;
-    Ok(Verdict::Commit)
+    // The fetcher stops early only at `maximumRequest`; the position then says what is left.
+    let truncated = position
+        .fetch
+        .as_ref()
+        .is_some_and(|fetch| fetch.next != NextPage::Done);
+    Ok(Verdict::Commit { truncated })
 }
 
 /// Hands batches to the encoder: maps them when the flow has a mapping set, and puts a
@@ -376,6 +391,10 @@ impl BatchSender<'_> {
             codes.dedup();
             for code in codes {
                 *self.warning_codes.entry(code.to_owned()).or_default() += 1;
+            }
+            // Without error diagnostics a rejected row is counted, not kept.
+            if !self.job.bundle.options.error_diagnostics_enabled {
+                continue;
             }
             let errors: Vec<Value> = rejected
                 .errors
@@ -545,27 +564,32 @@ fn encode_loop(
                     parts.extend(writer.finish().map_err(|err| err.to_string())?);
                 }
                 parts.sort_by_key(|part| part.seq);
+                if parts.is_empty() {
+                    continue;
+                }
                 let position_json =
                     serde_json::to_value(&position).map_err(|err| err.to_string())?;
+                let mut entries = Vec::with_capacity(parts.len());
                 for part in parts {
                     let is_data = matches!(part.kind, tributary_write::PartKind::Parquet { .. });
                     if is_data {
                         rows_recorded += part.rows;
                         times.records_written += part.rows;
                     }
-                    let entry = PartEntry {
+                    entries.push(PartEntry {
                         seq: part.seq,
                         staged_path: part.staged_path.display().to_string(),
                         final_path: part.final_path.display().to_string(),
                         rows: part.rows,
                         bytes: part.bytes,
                         state: PartState::Pending,
-                    };
-                    engine
-                        .db
-                        .record_part(&job.key, entry, position_json.clone(), rows_recorded)
-                        .map_err(|err| err.to_string())?;
+                    });
                 }
+                // Data and rejected rows of one checkpoint land together with its position.
+                engine
+                    .db
+                    .record_parts(&job.key, &entries, &position_json, rows_recorded)
+                    .map_err(|err| err.to_string())?;
                 times.write += started.elapsed();
             }
         }

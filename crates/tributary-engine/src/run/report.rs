@@ -89,9 +89,17 @@ pub struct RunOutcome {
     pub errors: Vec<(String, String)>,
     /// Published files, relative to the data dir.
     pub files: Vec<String>,
+    /// `maximumRequest` stopped the run with pages left (the window stays open).
+    pub truncated: bool,
+    /// The flow's `maximumRequest`, for the truncation warning.
+    pub max_requests: u32,
 }
 
-/// Builds the Flow Service run object.
+/// The warning code of a run that `maximumRequest` cut short.
+pub const TRUNCATED_CODE: &str = "CONNECTOR-1301-200";
+
+/// Builds the Flow Service run object. A run cut short by `maximumRequest` is a success with
+/// `"truncated": true` and a warning in `statusSummary.warnings`.
 pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOutcome) -> Value {
     let started_ms = outcome.started_at.timestamp_millis();
     let completed_ms = outcome.completed_at.map(|t| t.timestamp_millis());
@@ -125,6 +133,17 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
         .iter()
         .map(|path| json!({"path": path}))
         .collect();
+    let warnings: Vec<Value> = if outcome.truncated {
+        vec![json!({
+            "code": TRUNCATED_CODE,
+            "message": format!(
+                "maximumRequest ({}) reached with pages left: what was fetched is published, and the window's next run continues from the saved position",
+                outcome.max_requests
+            ),
+        })]
+    } else {
+        Vec::new()
+    };
     let batch_ids = if outcome.status == RunStatus::Success {
         vec![identity.batch_id.clone()]
     } else {
@@ -143,6 +162,7 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
             "startTime": started_ms,
         },
         "state": outcome.status.as_str(),
+        "truncated": outcome.truncated,
         "metrics": {
             "durationSummary": {"startedAtUTC": started_ms, "completedAtUTC": completed_ms},
             "sizeSummary": {"inputBytes": metrics.bytes_in, "outputBytes": metrics.bytes_out},
@@ -154,7 +174,8 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
                 "failedFileCount": 0,
                 "manifest": {"fileInfo": file_info},
             },
-            "statusSummary": {"status": outcome.status.as_str(), "errors": errors, "extensions": {"errors": code_counts}},
+            "statusSummary": {"status": outcome.status.as_str(), "errors": errors, "warnings": warnings,
+                              "extensions": {"errors": code_counts, "truncated": outcome.truncated}},
             "customSummary": {
                 "pages": metrics.pages,
                 "requests": metrics.requests,
@@ -215,6 +236,7 @@ fn code_message(code: &str) -> &'static str {
         "INGEST-1401-400" => "corrupt or unparsable row",
         "INGEST-1212-400" => "partial success: some rows were rejected",
         "INGEST-1211-400" => "rows were rejected; error diagnostics are disabled",
+        TRUNCATED_CODE => "maximumRequest reached; the window continues at its next run",
         "DECODE-WARN" => "value written as its JSON text",
         _ => "row error",
     }

@@ -105,14 +105,16 @@ impl Slots {
                     return Some(self.start_time);
                 }
                 let elapsed = (t - self.start_time).num_milliseconds();
-                let step = period.num_milliseconds();
+                let step = period.num_milliseconds().max(1);
                 let k = elapsed / step + 1;
-                Some(self.start_time + Duration::milliseconds(k * step))
+                // A slot past the end of representable time does not exist.
+                let offset = Duration::try_milliseconds(k.checked_mul(step)?)?;
+                self.start_time.checked_add_signed(offset)
             }
             SlotKind::Cron { schedule, tz } => {
                 // Slots start at startTime: nothing fires before it.
                 let from = if t < self.start_time {
-                    self.start_time - Duration::seconds(1)
+                    self.start_time.checked_sub_signed(Duration::seconds(1))?
                 } else {
                     t
                 };
@@ -127,7 +129,10 @@ impl Slots {
 
     /// The first slot at or after `startTime`.
     pub fn first(&self) -> Option<DateTime<Utc>> {
-        self.next_after(self.start_time - Duration::milliseconds(1))
+        self.next_after(
+            self.start_time
+                .checked_sub_signed(Duration::milliseconds(1))?,
+        )
     }
 }
 
@@ -185,22 +190,46 @@ pub fn due(
     Due::Windows(windows)
 }
 
+/// The most windows one range may be split into (a backfill plans and reports every one).
+pub const MAX_WINDOWS: i64 = 1_000_000;
+
 /// Splits `[from, to)` into consecutive half-open windows of `step` (the last one shorter).
-pub fn split_range(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> Vec<Window> {
-    let mut windows = Vec::new();
+/// Refuses a step that is not positive or that would make more than [`MAX_WINDOWS`] windows.
+pub fn split_range(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step: Duration,
+) -> Result<Vec<Window>, String> {
     if step <= Duration::zero() {
-        return windows;
+        return Err(format!(
+            "--step: expected a positive duration, found {step}"
+        ));
     }
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let span_ms = (to - from).num_milliseconds();
+    let step_ms = step.num_milliseconds().max(1);
+    let n_windows = span_ms / step_ms + i64::from(span_ms % step_ms != 0);
+    if n_windows > MAX_WINDOWS {
+        return Err(format!(
+            "--step {step} splits {} .. {} into {n_windows} windows, more than the {MAX_WINDOWS} a backfill takes: use a longer step",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ));
+    }
+    let mut windows = Vec::with_capacity(usize::try_from(n_windows).unwrap_or(0));
     let mut start = from;
     while start < to {
-        let end = (start + step).min(to);
+        // Past the end of representable time, the window simply ends at `to`.
+        let end = start.checked_add_signed(step).map_or(to, |end| end.min(to));
         windows.push(Window {
             start: Some(start),
             end,
         });
         start = end;
     }
-    windows
+    Ok(windows)
 }
 
 fn period(frequency: Frequency, interval: u32) -> Option<Duration> {

@@ -219,7 +219,7 @@ fn bad_cron_and_time_zone_are_named() {
 fn backfill_ranges_split_into_exact_half_open_windows() {
     let from = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
     let to = Utc.with_ymd_and_hms(2024, 1, 31, 12, 0, 0).unwrap();
-    let windows = split_range(from, to, Duration::days(1));
+    let windows = split_range(from, to, Duration::days(1)).unwrap();
     assert_eq!(windows.len(), 31);
     assert_eq!(windows[0].start, Some(from));
     for pair in windows.windows(2) {
