@@ -15,36 +15,58 @@ use serde_json::Value;
 pub use auth::AUTH_TYPES;
 pub use pagination::PAGINATION_TYPES;
 
-use crate::json_path::JsonPath;
-use crate::model::{
-    ConnectionSpec, ContentPath, HttpMethod, Pagination, PagingCommon, RequestTemplate, SourceSpec,
-};
+use crate::model::{AuthSpec, ConnectionSpec, SourceSpec};
 use crate::raw::{Ctx, Node, Obj};
-use crate::template::Template;
 
 /// What a connection spec document turned out to be.
 pub(crate) enum ConnectionSpecOutcome {
+    /// Shape (a): the spec defines its request.
     Valid(Box<ConnectionSpec>),
-    /// A generic-REST template: valid, but its request comes from the source connection.
-    ShapeB(Box<ShapeBSpec>),
+    /// Shape (b), a generic REST template: valid, but its request comes from the params of each
+    /// source connection, so it only becomes a [`ConnectionSpec`] through
+    /// [`GenericRestTemplate::with_source`].
+    Template(Box<GenericRestTemplate>),
     Invalid,
 }
 
-/// A shape (b) spec; `template.source` is a placeholder replaced by `with_source`.
-pub(crate) struct ShapeBSpec {
-    pub(crate) template: ConnectionSpec,
+/// A validated shape (b) connection spec: everything but the request.
+pub(crate) struct GenericRestTemplate {
+    header: SpecHeader,
+    /// The JSON schema of the source connection params; it declares `urlParams`, ...
+    params_schema: Value,
+    /// The pointer of the schema's `properties/urlParams`, for messages.
+    pub(crate) declared_at: String,
+}
+
+/// The parts of a connection spec that do not depend on its shape.
+#[derive(Clone)]
+struct SpecHeader {
+    id: Option<String>,
+    name: String,
+    kind: Option<String>,
+    description: Option<String>,
+    provider_id: Option<String>,
+    version: String,
+    auth_specs: Vec<AuthSpec>,
+    explore: Option<Value>,
+    raw: Value,
 }
 
 /// What a `sourceSpec` turned out to be.
 pub(super) enum SourceOutcome {
     Concrete(Box<SourceSpec>),
-    ShapeB { params_schema: Option<Value> },
+    /// Shape (b): `params_schema` (`sourceSpec.spec` and/or `sourceSpec.attributes.spec`)
+    /// declares `urlParams` at `declared_at`, and the attributes hold no request.
+    Template {
+        params_schema: Value,
+        declared_at: String,
+    },
     Invalid,
 }
 
 /// Reads a connection spec document. Returns `Invalid` when it has errors (all recorded in `ctx`).
 /// A shape (b) "generic REST" template has no request of its own; it is checked and then
-/// reported through `ShapeB` so that a bundle can build the request from source params.
+/// reported as a `Template`, from which a bundle builds the request out of source params.
 pub(crate) fn read_connection_spec(ctx: &mut Ctx, root: &Node<'_>) -> ConnectionSpecOutcome {
     let Some(obj) = ctx.object(root, "a connection spec") else {
         return ConnectionSpecOutcome::Invalid;
@@ -82,76 +104,87 @@ pub(crate) fn read_connection_spec(ctx: &mut Ctx, root: &Node<'_>) -> Connection
     let (Some(name), Some(version), Some(auth_specs)) = (name, version, auth_specs) else {
         return ConnectionSpecOutcome::Invalid;
     };
-    let build = |source: SourceSpec| ConnectionSpec {
-        id: id.clone(),
-        name: name.clone(),
-        kind: kind.clone(),
-        description: description.clone(),
-        provider_id: provider_id.clone(),
-        version: version.clone(),
-        auth_specs: auth_specs.clone(),
-        source,
-        explore: explore.clone(),
+    let header = SpecHeader {
+        id,
+        name,
+        kind,
+        description,
+        provider_id,
+        version,
+        auth_specs,
+        explore,
         raw: root.value.clone(),
     };
     match source {
-        SourceOutcome::Concrete(source) => ConnectionSpecOutcome::Valid(Box::new(build(*source))),
-        SourceOutcome::ShapeB { params_schema } => {
-            ConnectionSpecOutcome::ShapeB(Box::new(ShapeBSpec {
-                template: build(placeholder_source(params_schema)),
-            }))
+        SourceOutcome::Concrete(source) => {
+            ConnectionSpecOutcome::Valid(Box::new(header.with_source(*source)))
         }
+        SourceOutcome::Template {
+            params_schema,
+            declared_at,
+        } => ConnectionSpecOutcome::Template(Box::new(GenericRestTemplate {
+            header,
+            params_schema,
+            declared_at,
+        })),
         SourceOutcome::Invalid => ConnectionSpecOutcome::Invalid,
     }
 }
 
-impl ShapeBSpec {
-    /// The spec with the request read from a source connection's params (which hold
-    /// `urlParams`, `contentPath`, `paginationParams`, ... as the generic REST source defines).
+impl GenericRestTemplate {
+    /// The spec with the request read from a source connection's params, which hold
+    /// `urlParams`, `headerParams`, `bodyParams`, `contentPath`, `explodeEntityPath`,
+    /// `paginationParams`, `scheduleParams` and `schema` exactly as shape (a) holds them in
+    /// `sourceSpec.attributes`, read by the same code: every problem is reported under `params`.
     pub(crate) fn with_source(&self, ctx: &mut Ctx, params: &Node<'_>) -> Option<ConnectionSpec> {
         let auth_param_names: Vec<String> = self
-            .template
+            .header
             .auth_specs
             .iter()
             .flat_map(|auth_spec| schema_property_names(&auth_spec.params_schema))
             .collect();
+        let source_param_names = schema_property_names(&self.params_schema);
         let obj = ctx.object(
             params,
-            "the source connection params of a generic REST source",
+            "the source connection params of a generic REST source (an object with urlParams, contentPath, paginationParams, scheduleParams)",
         )?;
-        let mut source = source::read_source_attributes(ctx, &obj, &auth_param_names, &[], None)?;
-        source.params_schema = self.template.source.params_schema.clone();
-        Some(ConnectionSpec {
-            source,
-            ..self.template.clone()
-        })
+        let n_errors_before = ctx.n_errors();
+        let record_schema = source::read_record_schema(ctx, &obj);
+        let source = source::read_source_attributes(
+            ctx,
+            &obj,
+            &auth_param_names,
+            &source_param_names,
+            Some(&self.params_schema),
+        );
+        if ctx.n_errors() > n_errors_before {
+            return None;
+        }
+        let mut source = source?;
+        source.record_schema = record_schema?;
+        Some(self.header.clone().with_source(source))
+    }
+
+    /// The JSON schema the source connection's params must satisfy.
+    pub(crate) fn params_schema(&self) -> &Value {
+        &self.params_schema
     }
 }
 
-/// A request that is never used: shape (b) specs get their real one from `with_source`.
-fn placeholder_source(params_schema: Option<Value>) -> SourceSpec {
-    SourceSpec {
-        request: RequestTemplate {
-            host: None,
-            path: Template::parse("/"),
-            method: HttpMethod::Get,
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: None,
-        },
-        content: ContentPath {
-            path: JsonPath::parse("$").expect("\"$\" is a valid JSONPath"),
-            keep: Vec::new(),
-            skip: Vec::new(),
-            wrapper: None,
-        },
-        explode: None,
-        pagination: Pagination::None {
-            common: PagingCommon::default(),
-        },
-        schedule: None,
-        params_schema,
-        record_schema: None,
+impl SpecHeader {
+    fn with_source(self, source: SourceSpec) -> ConnectionSpec {
+        ConnectionSpec {
+            id: self.id,
+            name: self.name,
+            kind: self.kind,
+            description: self.description,
+            provider_id: self.provider_id,
+            version: self.version,
+            auth_specs: self.auth_specs,
+            source,
+            explore: self.explore,
+            raw: self.raw,
+        }
     }
 }
 

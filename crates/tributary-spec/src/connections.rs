@@ -171,6 +171,16 @@ pub(crate) fn check_source_against_spec(ctx: &mut Ctx, read: &SourceRead, spec: 
     let Some(schema) = &spec.source.params_schema else {
         return;
     };
+    check_source_params(ctx, read, schema, "sourceSpec.spec");
+}
+
+/// Checks source params against a params schema called `schema_name` in messages.
+pub(crate) fn check_source_params(
+    ctx: &mut Ctx,
+    read: &SourceRead,
+    schema: &Value,
+    schema_name: &str,
+) {
     let params = Value::Object(read.source.params.clone());
     schema_check::check(ctx, schema, &params, &read.params_ptr, false);
     warn_undeclared(
@@ -178,7 +188,7 @@ pub(crate) fn check_source_against_spec(ctx: &mut Ctx, read: &SourceRead, spec: 
         schema,
         &read.source.params,
         &read.params_ptr,
-        "sourceSpec.spec",
+        schema_name,
     );
 }
 

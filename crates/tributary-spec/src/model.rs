@@ -105,7 +105,9 @@ pub struct TokenRequestNames {
     pub client_secret_param: String,
 }
 
-/// `sourceSpec` (reference §2), shape (a): the concrete request definition.
+/// `sourceSpec` (reference §2): the request definition. For a shape (a) spec it is read from
+/// `sourceSpec.attributes`; for Adobe's generic REST template (shape b) from the source
+/// connection's params, with the same rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceSpec {
     pub request: RequestTemplate,
@@ -115,7 +117,8 @@ pub struct SourceSpec {
     pub explode: Option<ContentPath>,
     pub pagination: Pagination,
     pub schedule: Option<ScheduleParams>,
-    /// `sourceSpec.spec`: JSON schema of the source connection's `params`.
+    /// JSON schema of the source connection's `params`: `sourceSpec.spec`, or
+    /// `sourceSpec.attributes.spec`, or the merge of both when both are given.
     pub params_schema: Option<Value>,
     /// `sourceSpec.attributes.schema` (or `sourceSpec.schema`): custom JSON schema of the records.
     pub record_schema: Option<Value>,

@@ -26,8 +26,36 @@ const ATTRIBUTE_KEYS: [&str; 10] = [
     "spec",
 ];
 
-/// `sourceSpec`: shape (a) (`attributes.urlParams`, ...) or shape (b) (a schema description
-/// under `attributes.spec.properties`).
+/// The request fields of `sourceSpec.attributes` (shape a), which a shape (b) template leaves
+/// to the source connection's params.
+const REQUEST_KEYS: [&str; 8] = [
+    "urlParams",
+    "headerParams",
+    "bodyParams",
+    "contentPath",
+    "explodeEntityPath",
+    "paginationParams",
+    "scheduleParams",
+    "schema",
+];
+
+/// A JSON schema of the source connection params, and where it is.
+struct ParamsSchema {
+    value: Value,
+    ptr: String,
+}
+
+/// `sourceSpec` in either shape (reference §2.8):
+///
+/// - shape (a): `attributes.urlParams` (and `contentPath`, `paginationParams`, ...) define the
+///   request; this is the source of truth whenever `attributes.urlParams` is present;
+/// - shape (b), the generic REST template: no `attributes.urlParams`, and the params schema —
+///   `sourceSpec.spec` (the connection-spec template) or `sourceSpec.attributes.spec` (the
+///   `sourcespec.md` intro) — declares `urlParams`: the user gives the request in the source
+///   connection's params.
+///
+/// Both schema locations describe the source connection's params; when both are present the
+/// params are checked against their merge ([`merge_params_schemas`]).
 pub(super) fn read_source_spec_document(
     ctx: &mut Ctx,
     node: &Node<'_>,
@@ -36,55 +64,85 @@ pub(super) fn read_source_spec_document(
     let Some(obj) = ctx.object(node, "the source spec") else {
         return SourceOutcome::Invalid;
     };
-    let params_schema = match obj.get(ctx, &["spec"]) {
-        Some(spec) => match ctx.object(
-            &spec,
-            "the JSON schema of the source connection params (sourceSpec.spec)",
-        ) {
-            Some(spec_obj) => {
-                check_schema_shape(ctx, &spec_obj);
-                Some(spec.value.clone())
-            }
-            // Keep going: the attributes' problems are reported in the same pass.
-            None => None,
+    // Problems of the schemas do not stop the attributes' checks: all are reported at once.
+    let spec_schema = read_params_schema(ctx, &obj, "sourceSpec.spec");
+    let attributes = match obj.get(ctx, &["attributes"]) {
+        Some(attributes_node) => match ctx.object(&attributes_node, "sourceSpec.attributes") {
+            Some(attributes) => Some(attributes),
+            None => return SourceOutcome::Invalid,
         },
         None => None,
     };
-    let Some(attributes_node) = obj.require(
-        ctx,
-        &["attributes"],
-        "the request definition (an object with urlParams, contentPath, paginationParams)",
-    ) else {
-        return SourceOutcome::Invalid;
+    let attributes_schema = attributes
+        .as_ref()
+        .and_then(|attributes| read_params_schema(ctx, attributes, "sourceSpec.attributes.spec"));
+    let declared_at = [&attributes_schema, &spec_schema]
+        .into_iter()
+        .flatten()
+        .find(|schema| schema.value.pointer("/properties/urlParams").is_some())
+        .map(|schema| format!("{}/properties/urlParams", schema.ptr));
+    let params_schema = match (spec_schema, attributes_schema) {
+        (Some(first), Some(second)) => Some(merge_params_schemas(&first.value, &second.value)),
+        (Some(only), None) | (None, Some(only)) => Some(only.value),
+        (None, None) => None,
     };
-    let Some(attributes) = ctx.object(&attributes_node, "sourceSpec.attributes") else {
-        return SourceOutcome::Invalid;
-    };
-    let is_shape_b = !attributes.has("urlParams")
-        && attributes
-            .map
-            .get("spec")
-            .and_then(|spec| spec.get("properties"))
-            .and_then(|props| props.get("urlParams"))
-            .is_some();
-    if is_shape_b {
+    let has_concrete_request = attributes
+        .as_ref()
+        .is_some_and(|attributes| attributes.has("urlParams"));
+
+    if let (false, Some(declared_at), Some(params_schema)) = (
+        has_concrete_request,
+        declared_at.clone(),
+        params_schema.clone(),
+    ) {
         // The generic REST template: the user supplies urlParams etc. in the source connection.
-        return SourceOutcome::ShapeB { params_schema };
+        if let Some(attributes) = &attributes {
+            attributes.warn_unknown_keys(ctx, &ATTRIBUTE_KEYS, "sourceSpec.attributes");
+            for key in REQUEST_KEYS.iter().filter(|key| attributes.has(key)) {
+                ctx.err(
+                    &attributes.ptr_of(key),
+                    format!(
+                        "unexpected {key} in the attributes of a generic REST template: {declared_at} declares urlParams as a source connection param, so the whole request comes from the source connection; add urlParams here as well to define the request in the spec (shape a)"
+                    ),
+                );
+            }
+        }
+        if obj.has("schema") {
+            ctx.err(
+                &obj.ptr_of("schema"),
+                format!(
+                    "unexpected schema in the source spec of a generic REST template: {declared_at} declares urlParams as a source connection param, so the records' custom schema comes with the request, in the source connection's params"
+                ),
+            );
+        }
+        return SourceOutcome::Template {
+            params_schema,
+            declared_at,
+        };
     }
+
+    let Some(attributes) = attributes else {
+        obj.require(
+            ctx,
+            &["attributes"],
+            "the request definition (an object with urlParams, contentPath, paginationParams), or a sourceSpec.spec that declares urlParams (a generic REST template)",
+        );
+        return SourceOutcome::Invalid;
+    };
     attributes.warn_unknown_keys(ctx, &ATTRIBUTE_KEYS, "sourceSpec.attributes");
+    if let Some(schema) = &params_schema {
+        warn_request_keys_in_schema(ctx, &attributes, schema);
+    }
     let source_param_names = params_schema
         .as_ref()
         .map(schema_property_names)
         .unwrap_or_default();
-    let record_schema_node = attributes
-        .get(ctx, &["schema"])
-        .or_else(|| obj.get(ctx, &["schema"]));
-    let record_schema = match record_schema_node {
-        Some(schema) => match ctx.object(&schema, "the custom record schema") {
-            Some(_) => Some(schema.value.clone()),
-            None => return SourceOutcome::Invalid,
-        },
-        None => None,
+    let record_schema = match attributes.get(ctx, &["schema"]) {
+        Some(_) => read_record_schema(ctx, &attributes),
+        None => read_record_schema(ctx, &obj),
+    };
+    let Some(record_schema) = record_schema else {
+        return SourceOutcome::Invalid;
     };
     match read_source_attributes(
         ctx,
@@ -99,6 +157,93 @@ pub(super) fn read_source_spec_document(
             SourceOutcome::Concrete(Box::new(source))
         }
         None => SourceOutcome::Invalid,
+    }
+}
+
+/// `schema`, the custom JSON schema of the records (reference §2.7), in `obj`: `Some(None)` when
+/// absent, `None` (with an error) when it is not an object.
+pub(super) fn read_record_schema(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<Option<Value>> {
+    let Some(schema) = obj.get(ctx, &["schema"]) else {
+        return Some(None);
+    };
+    ctx.object(&schema, "the custom record schema")?;
+    Some(Some(schema.value.clone()))
+}
+
+/// `spec` in `obj`: a JSON schema of the source connection params; `None` when absent or not
+/// an object (then with an error).
+fn read_params_schema(ctx: &mut Ctx, obj: &Obj<'_>, what: &str) -> Option<ParamsSchema> {
+    let node = obj.get(ctx, &["spec"])?;
+    let schema = ctx.object(
+        &node,
+        &format!("the JSON schema of the source connection params ({what})"),
+    )?;
+    check_schema_shape(ctx, &schema);
+    Some(ParamsSchema {
+        value: node.value.clone(),
+        ptr: node.ptr.clone(),
+    })
+}
+
+/// One schema of the source connection params out of `sourceSpec.spec` and
+/// `sourceSpec.attributes.spec`: the union of their properties (a property both declare must
+/// satisfy both, through `allOf`) and of their `required` lists; when either forbids additional
+/// properties, so does the merge (anything outside the union is refused).
+pub(super) fn merge_params_schemas(first: &Value, second: &Value) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required: Vec<Value> = Vec::new();
+    for schema in [first, second] {
+        if let Some(declared) = schema.get("properties").and_then(Value::as_object) {
+            for (name, property) in declared {
+                let merged = match properties.remove(name) {
+                    Some(earlier) => serde_json::json!({"allOf": [earlier, property]}),
+                    None => property.clone(),
+                };
+                properties.insert(name.clone(), merged);
+            }
+        }
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !required.contains(name) {
+                required.push(name.clone());
+            }
+        }
+    }
+    let mut merged = serde_json::Map::new();
+    merged.insert("type".to_owned(), Value::from("object"));
+    merged.insert("properties".to_owned(), Value::Object(properties));
+    if !required.is_empty() {
+        merged.insert("required".to_owned(), Value::Array(required));
+    }
+    let is_closed = [first, second]
+        .iter()
+        .any(|schema| schema.get("additionalProperties") == Some(&Value::Bool(false)));
+    if is_closed {
+        merged.insert("additionalProperties".to_owned(), Value::Bool(false));
+    }
+    Value::Object(merged)
+}
+
+/// Shape (a) defines its request in the attributes; a params schema that also declares a
+/// request field as a source connection param would ask users for a value no run reads.
+fn warn_request_keys_in_schema(ctx: &mut Ctx, attributes: &Obj<'_>, schema: &Value) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for key in REQUEST_KEYS
+        .iter()
+        .filter(|key| properties.contains_key(**key) && attributes.has(key))
+    {
+        ctx.warn(
+            &attributes.ptr_of(key),
+            format!(
+                "the params schema also declares {key} as a source connection param, but sourceSpec.attributes.{key} defines it here (shape a): runs use this value, not the source connection's"
+            ),
+        );
     }
 }
 
