@@ -352,9 +352,11 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappingSet {
     pub mappings: Vec<Mapping>,
-    /// `strictMapping`, default false.
+    /// `strictMapping`, default false: when true, a transformation error rejects its row
+    /// instead of nullifying the column (applied by the transform stage).
     pub strict: bool,
-    /// `allowNullValues`, default false.
+    /// `allowNullValues`, default false: when true, a required destination of the target
+    /// schema left null keeps its row, with a warning (applied by the transform stage).
     pub allow_null_values: bool,
     /// `outputSchema.schemaRef.id` (current) or `xdmSchema` (legacy).
     pub output_schema_id: Option<String>,
