@@ -19,7 +19,9 @@ use crate::connections::{self, check_base_against_spec, check_source_against_spe
 use crate::document::DocumentKind;
 use crate::flow::{read_flow_options, read_flow_schedule};
 use crate::mapping::read_mapping_set;
-use crate::model::{ConnectionSpec, FlowBundle, FlowOptions, MappingSet, ScheduleParams, SpecRef};
+use crate::model::{
+    ConnectionSpec, FlowBundle, FlowOptions, MappingSet, ScheduleParams, SpecRef, TargetConnection,
+};
 use crate::raw::{Ctx, Node};
 use crate::template::{Reserved, Template};
 
@@ -117,6 +119,9 @@ pub(crate) fn read_bundle(
         None => (Some(None), Some(FlowOptions::default())),
     };
 
+    if let (Some(target), Some(Some(mapping_set))) = (&target, &mapping) {
+        check_mapping_output_schema(ctx, &obj.ptr_of("targetConnection"), target, mapping_set);
+    }
     if let Some(env) = mode.env {
         warn_unset_env(ctx, root.value, &root.ptr, env);
     }
@@ -221,6 +226,32 @@ fn spec_from_template(
         }
     }
     spec
+}
+
+/// A mapping set maps into the dataset's schema: its output schema (`outputSchema.schemaRef.id`
+/// or legacy `xdmSchema`) must be the target's `data.schema.id` (reference §9, Flow Service
+/// error 1425). Compared when both are `$id` URLs: a `meta:altId` names the same schema in
+/// another form, which only the schema registry can translate.
+fn check_mapping_output_schema(
+    ctx: &mut Ctx,
+    target_ptr: &str,
+    target: &TargetConnection,
+    mapping_set: &MappingSet,
+) {
+    let (Some(dataset_schema), Some(output_schema)) =
+        (&target.schema_id, &mapping_set.output_schema_id)
+    else {
+        return;
+    };
+    let is_url = |id: &str| id.contains("://");
+    if is_url(dataset_schema) && is_url(output_schema) && dataset_schema != output_schema {
+        ctx.err(
+            &format!("{target_ptr}/data/schema/id"),
+            format!(
+                "the dataset's schema {dataset_schema:?} is not the mapping set's output schema {output_schema:?}: a mapping set maps into the dataset's schema, so both must name the same schema (Flow Service error 1425)"
+            ),
+        );
+    }
 }
 
 /// `{"path"}` / `{"id"}` / inline, as a `SpecRef`; `None` (with an error) for a bad reference.

@@ -417,6 +417,21 @@ pub struct TargetConnection {
     pub schema: Option<Value>,
     /// `data.schema.id`: the dataset's schema by id (the engine loads it).
     pub schema_id: Option<String>,
+    /// `data.format`: how the dataset is laid out.
+    pub format: TargetFormat,
+}
+
+/// `data.format` of a target connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetFormat {
+    /// Parquet batches (the default). Adobe's values `parquet_xdm`, `parquet`, `json`,
+    /// `delimited` and `tabular` describe the data Adobe lands in its lake; here each of them
+    /// means the dataset's Parquet batches.
+    #[default]
+    Parquet,
+    /// `delta` (our extension, DESIGN.md): the same Parquet parts plus a Delta Lake log, one
+    /// commit per window.
+    Delta,
 }
 
 /// Where a bundle's connection spec comes from.

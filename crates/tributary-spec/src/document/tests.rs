@@ -335,6 +335,73 @@ fn standalone_connections_and_schemas_validate() {
     "#]]);
 }
 
+/// `data.format`: Adobe's documented values mean Parquet batches here, `delta` a Delta table,
+/// anything else is an error (it used to be dropped without a word).
+#[test]
+fn target_data_formats_are_read_and_checked() {
+    let mut shown = String::new();
+    for format in [
+        json!("parquet_xdm"),
+        json!("JSON"),
+        json!("delimited"),
+        json!("tabular"),
+        json!("parquet"),
+        json!("delta"),
+        json!("csv"),
+        json!(3),
+    ] {
+        let target = json!({"params": {"dataSetId": "d"}, "data": {"format": format}});
+        let line = match target_connection_from_value("t.json", &target) {
+            Ok(target) => format!("{format}: {:?}\n", target.format),
+            Err(err) => format!("{format}: {err}\n"),
+        };
+        shown.push_str(&line);
+    }
+    let absent =
+        target_connection_from_value("t.json", &json!({"params": {"dataSetId": "d"}})).unwrap();
+    shown.push_str(&format!("absent: {:?}\n", absent.format));
+    expect![[r#"
+        "parquet_xdm": Parquet
+        "JSON": Parquet
+        "delimited": Parquet
+        "tabular": Parquet
+        "parquet": Parquet
+        "delta": Delta
+        "csv": t.json: /data/format: unknown data format "csv"; expected one of parquet_xdm, parquet, json, delimited, tabular (Parquet batches) or delta (a Delta Lake table)
+        3: t.json: /data/format: expected the data format (a string), found the number 3
+        absent: Parquet
+    "#]]
+    .assert_eq(&shown);
+}
+
+/// The mapping set's output schema must be the dataset's schema (Flow Service 1425).
+#[test]
+fn a_mapping_set_must_map_into_the_datasets_schema() {
+    let mapping = |schema: &str| json!({"xdmSchema": schema, "mappings": [{"sourceAttribute": "id", "destinationXdmPath": "id"}]});
+    let target = |schema: &str| json!({"params": {"dataSetId": "members"}, "data": {"schema": {"id": schema}}});
+    let members = "https://ns.adobe.com/tenant/schemas/members";
+    check_bundle(
+        json!({"mappingSet": mapping(members), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=true
+        "#]],
+    );
+    check_bundle(
+        json!({"mappingSet": mapping("https://ns.adobe.com/tenant/schemas/leads"), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=false
+            flows/bundle.json: /targetConnection/data/schema/id: the dataset's schema "https://ns.adobe.com/tenant/schemas/members" is not the mapping set's output schema "https://ns.adobe.com/tenant/schemas/leads": a mapping set maps into the dataset's schema, so both must name the same schema (Flow Service error 1425)
+        "#]],
+    );
+    // A meta:altId cannot be compared with a $id here.
+    check_bundle(
+        json!({"mappingSet": mapping("_tenant.schemas.members"), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=true
+        "#]],
+    );
+}
+
 fn load(bundle: &Value) -> Result<FlowBundle, SpecError> {
     let files = files();
     load_bundle(
