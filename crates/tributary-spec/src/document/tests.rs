@@ -335,6 +335,27 @@ fn standalone_connections_and_schemas_validate() {
     "#]]);
 }
 
+/// A concrete spec (shape a) whose params schema sits in `sourceSpec.attributes.spec` checks the
+/// source params against it as it would `sourceSpec.spec` (it used to be skipped).
+#[test]
+fn a_params_schema_in_source_spec_attributes_spec_is_checked() {
+    let mut spec = spec_json();
+    let schema = spec["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec")
+        .unwrap();
+    spec["sourceSpec"]["attributes"]["spec"] = schema;
+    check_bundle(
+        json!({"connectionSpec": spec, "sourceConnection": {"params": {"listId": "ab", "status": "gone"}}}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=false
+            flows/bundle.json: /sourceConnection/params/listId: expected a string of at least 3 characters, found 2
+            flows/bundle.json: /sourceConnection/params/status: expected one of "subscribed", "pending", found the string "gone"
+        "#]],
+    );
+}
+
 /// `data.format`: Adobe's documented values mean Parquet batches here, `delta` a Delta table,
 /// anything else is an error (it used to be dropped without a word).
 #[test]
