@@ -140,6 +140,47 @@ fn broken_specs_report_one_line_per_problem() {
     ));
 }
 
+/// Adobe's generic REST template (shape b, its request in each source connection) and a flow on
+/// it validate; a flow on it with a broken paginationParams exits 2 naming the field in the
+/// bundle's source params.
+#[test]
+fn the_generic_rest_template_and_flows_on_it() {
+    let validation = validate(&[
+        PathBuf::from("configs/specs/generic-rest.json"),
+        PathBuf::from("configs/flows/generic-rest-members.json"),
+    ]);
+    assert_eq!(validation.code, 0, "{}", validation.stdout);
+    // The template's OAuth2 entry requires a host it does not declare; and MC_PASSWORD is unset.
+    for line in validation.stdout.lines() {
+        assert!(
+            line.contains(": warning: required property host is not declared")
+                || line.contains(": warning: environment variable MC_PASSWORD is not set"),
+            "unexpected problem: {line}"
+        );
+    }
+    let broken = "tests/data/spec/broken/generic-rest-bad-pagination.json";
+    let validation = validate(&[PathBuf::from(broken)]);
+    assert_eq!(validation.code, 2, "{}", validation.stdout);
+    let errors: Vec<&str> = validation
+        .stdout
+        .lines()
+        .filter(|line| !line.contains(": warning: "))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{broken}: /sourceConnection/params/paginationParams/limitValue: expected limitValue (the page size) as an integer >= 1 and <= 4294967295, found 0"
+            ),
+            format!(
+                "{broken}: /sourceConnection/params/paginationParams/type: unknown pagination type \"SCROLL\"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK"
+            ),
+        ],
+        "{}",
+        validation.stdout
+    );
+}
+
 #[test]
 fn the_whole_broken_folder_exits_2_with_lines_for_every_file() {
     let files = files_under(&repo_root().join("tests/data/spec/broken"), "json");

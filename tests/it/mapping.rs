@@ -273,6 +273,85 @@ fn mapping_preview_prints_rows_and_errors_per_mapping() {
     assert!(ran.stderr.contains("broken.json"), "{ran:?}");
 }
 
+/// `mapping preview` decides rejection as a run does: by `strictMapping`, `allowNullValues` and
+/// the target schema given with `--schema`. Record b2 has a date that does not parse (a
+/// transformation error in the required `lastChanged`) and no street (required too).
+#[test]
+fn mapping_preview_follows_strict_mapping_and_allow_null_values() {
+    let sandbox = Sandbox::new();
+    let input = fixture("records.json").display().to_string();
+    let schema = fixture("members-with-street.schema.json")
+        .display()
+        .to_string();
+    let cases = [
+        // (strictMapping, allowNullValues, with the schema) -> rejected per record
+        ((false, false, false), [false, false]),
+        ((true, false, false), [false, true]),
+        ((false, true, false), [false, false]),
+        ((true, true, false), [false, true]),
+        ((false, false, true), [false, true]),
+        ((true, false, true), [false, true]),
+        ((false, true, true), [false, false]),
+        ((true, true, true), [false, true]),
+    ];
+    for ((strict, allow_null_values, with_schema), expected) in cases {
+        let mut mapping_set = read_json(&fixture("members-with-street.json"));
+        mapping_set["strictMapping"] = json!(strict);
+        mapping_set["allowNullValues"] = json!(allow_null_values);
+        let mapping = sandbox.bundle(
+            &format!("mapping-{strict}-{allow_null_values}-{with_schema}"),
+            &mapping_set,
+        );
+        let mut args = vec!["mapping", "preview", &mapping, "--input", &input];
+        if with_schema {
+            args.extend(["--schema", &schema]);
+        }
+        let ran = sandbox.tributary(&args);
+        assert_eq!(ran.code, 0, "{ran:?}");
+        let rows: Value = serde_json::from_str(&ran.stdout).unwrap();
+        let rejected: Vec<bool> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["rejected"].as_bool().unwrap())
+            .collect();
+        assert_eq!(
+            rejected, expected,
+            "strictMapping {strict}, allowNullValues {allow_null_values}, schema {with_schema}: {}",
+            ran.stdout
+        );
+        // Whatever the verdict, b2's problems are all listed.
+        let errors = rows[1]["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), if with_schema { 3 } else { 1 }, "{errors:?}");
+    }
+}
+
+/// With `allowNullValues` a record without the required street is kept (its street null, the
+/// column nullable): no partial-ingestion threshold is needed and every record is published.
+#[test]
+fn allow_null_values_publishes_records_whose_required_field_is_null() {
+    let mock = mock(basic_mock(RECORDS));
+    let sandbox = Sandbox::new();
+    let dataset = "profiles";
+    let mut bundle = mapped_bundle(&mock, dataset, None);
+    bundle["mappingSet"]["allowNullValues"] = json!(true);
+    let path = sandbox.bundle("mapped", &bundle);
+    let ran = sandbox.tributary(&["run", &path, "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let run: Value = serde_json::from_str(&ran.stdout).unwrap();
+    check_published(&sandbox, dataset, &run);
+    let summary = &run["metrics"]["recordSummary"];
+    assert_eq!(summary["outputRecordCount"], RECORDS, "{summary}");
+    assert_eq!(summary["failedRecordCount"], 0, "{summary}");
+    let batches = read_parquet(&sandbox.data().join("datasets").join(dataset));
+    let streets = strings(&batches, "street");
+    let n_null = streets.iter().filter(|street| street.is_none()).count();
+    assert_eq!(n_null, without_address(RECORDS).len());
+    let schema = batches[0].schema();
+    let street = schema.field_with_name("street").unwrap();
+    assert!(street.is_nullable(), "{street:?}");
+}
+
 #[test]
 fn a_window_rejected_over_the_threshold_is_fetched_afresh_by_the_next_run() {
     let mock = mock(basic_mock(RECORDS));

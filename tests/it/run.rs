@@ -428,6 +428,46 @@ fn pointer_pagination() {
     check_run(&sandbox, &path, "pointer", 10_000);
 }
 
+/// A flow on Adobe's generic REST template (shape b: the spec has no request, the source
+/// connection's params hold urlParams, contentPath, paginationParams and scheduleParams): the
+/// example flow of configs/ pointed at the mock, its first (backfill) window sends the schedule's
+/// end param, and every record is published once.
+#[test]
+fn a_flow_on_the_generic_rest_template_publishes_every_record() {
+    let mock = mock(basic_mock(2_345));
+    let sandbox = Sandbox::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut flow: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("configs/flows/generic-rest-members.json")).unwrap(),
+    )
+    .unwrap();
+    let template = root.join("configs/specs/generic-rest.json");
+    flow["connectionSpec"] =
+        json!({"path": template.canonicalize().unwrap().display().to_string()});
+    flow["baseConnection"]["auth"]["params"] = basic_params(&mock);
+    let path = sandbox.bundle("generic-rest", &flow);
+    check_run(&sandbox, &path, "generic-rest-members", 2_345);
+    let stats = mock.server.stats();
+    assert_eq!(stats.unauthorized, 0);
+    // The request came from the source params: their path, page size and schedule end param,
+    // and no start param in a backfill window.
+    let queries: Vec<&str> = stats
+        .log
+        .iter()
+        .filter(|request| request.path == "/3.0/lists/10c097ca71/members")
+        .map(|request| request.query.as_str())
+        .collect();
+    assert_eq!(queries.len(), 3, "{:?}", stats.log);
+    for query in queries {
+        assert!(
+            query.contains("count=1000")
+                && query.contains("before_last_changed=")
+                && !query.contains("since_last_changed="),
+            "{query}"
+        );
+    }
+}
+
 #[test]
 fn rerunning_a_window_replaces_its_batch() {
     let mock = mock(basic_mock(10_000));

@@ -165,13 +165,18 @@ pub struct RunsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MappingCommand {
-    /// Map sample records and print the mapped rows and the errors per mapping.
+    /// Map sample records and print the mapped rows, the errors per mapping and whether a run
+    /// would reject each record.
     Preview {
         /// Mapping set (JSON, either dialect).
         mapping: PathBuf,
         /// Records: a JSON array of objects, or one object per line.
         #[arg(long, value_name = "RECORDS.json")]
         input: PathBuf,
+        /// Target schema (a JSON schema, as `targetConnection.data.schema.jsonSchema`): types
+        /// and `required` fields as a run with it applies them.
+        #[arg(long, value_name = "SCHEMA.json")]
+        schema: Option<PathBuf>,
     },
 }
 

@@ -74,9 +74,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explore(args) => explore::run(common, args),
         Command::Demo => demo::run(common),
         Command::Runs(args) => runs::run(common, args),
-        Command::Mapping(MappingCommand::Preview { mapping, input }) => {
-            mapping::preview(mapping, input)
-        }
+        Command::Mapping(MappingCommand::Preview {
+            mapping,
+            input,
+            schema,
+        }) => mapping::preview(mapping, input, schema.as_deref()),
         Command::MockApi(args) => mock_api(args),
     }
 }

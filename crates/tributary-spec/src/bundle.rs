@@ -6,15 +6,22 @@
 //! against that authSpec's schema, source params against `sourceSpec.spec`, every placeholder
 //! of the request against the params that will be there at run time, and the schedule against
 //! the spec's `scheduleParams`.
+//!
+//! A spec that is Adobe's generic REST template (shape b) has no request: the bundle's
+//! source params hold it (`urlParams`, `contentPath`, `paginationParams`, `scheduleParams`, ...),
+//! read with the same rules as a shape (a) spec's attributes, each problem pointing into
+//! `/sourceConnection/params`.
 
 use serde_json::Value;
 
-use crate::connection_spec::{ConnectionSpecOutcome, read_connection_spec};
+use crate::connection_spec::{ConnectionSpecOutcome, GenericRestTemplate, read_connection_spec};
 use crate::connections::{self, check_base_against_spec, check_source_against_spec};
 use crate::document::DocumentKind;
 use crate::flow::{read_flow_options, read_flow_schedule};
 use crate::mapping::read_mapping_set;
-use crate::model::{ConnectionSpec, FlowBundle, FlowOptions, MappingSet, ScheduleParams, SpecRef};
+use crate::model::{
+    ConnectionSpec, FlowBundle, FlowOptions, MappingSet, ScheduleParams, SpecRef, TargetConnection,
+};
 use crate::raw::{Ctx, Node};
 use crate::template::{Reserved, Template};
 
@@ -112,22 +119,20 @@ pub(crate) fn read_bundle(
         None => (Some(None), Some(FlowOptions::default())),
     };
 
+    if let (Some(target), Some(Some(mapping_set))) = (&target, &mapping) {
+        check_mapping_output_schema(ctx, &obj.ptr_of("targetConnection"), target, mapping_set);
+    }
     if let Some(env) = mode.env {
         warn_unset_env(ctx, root.value, &root.ptr, env);
     }
 
-    // Cross-checks need the spec.
+    // Cross-checks need the spec. A generic REST template (shape b) becomes one with the
+    // request its source connection's params define.
+    let is_template = matches!(spec_outcome, Some(ConnectionSpecOutcome::Template(_)));
     let connection_spec = match (spec_outcome, &source) {
         (Some(ConnectionSpecOutcome::Valid(spec)), _) => Some(*spec),
-        (Some(ConnectionSpecOutcome::ShapeB(shape_b)), Some(source)) => {
-            let params = Value::Object(source.source.params.clone());
-            shape_b.with_source(
-                ctx,
-                &Node {
-                    value: &params,
-                    ptr: source.params_ptr.clone(),
-                },
-            )
+        (Some(ConnectionSpecOutcome::Template(template)), Some(source)) => {
+            spec_from_template(ctx, &template, source)
         }
         _ => None,
     };
@@ -136,7 +141,10 @@ pub(crate) fn read_bundle(
         if let Some(base) = base.as_mut() {
             auth_spec = check_base_against_spec(ctx, base, spec);
         }
-        if let Some(source) = &source {
+        // A template's params were checked against its schema while building the spec.
+        if let Some(source) = &source
+            && !is_template
+        {
             check_source_against_spec(ctx, source, spec);
         }
         if let (Some(base), Some(source), Some(_)) = (&base, &source, &auth_spec) {
@@ -171,6 +179,79 @@ pub(crate) fn read_bundle(
         schedule: schedule?,
         options: options?,
     })
+}
+
+/// The connection spec of a flow on a generic REST template: the request read from the source
+/// params, which are also checked against the template's schema. A schema problem at a field
+/// whose value the request reader already refused (or inside it) is left out: the reader's
+/// message says the same, with what we accept.
+fn spec_from_template(
+    ctx: &mut Ctx,
+    template: &GenericRestTemplate,
+    source: &connections::SourceRead,
+) -> Option<ConnectionSpec> {
+    let params = Value::Object(source.source.params.clone());
+    let n_before = ctx.diags.len();
+    let spec = template.with_source(
+        ctx,
+        &Node {
+            value: &params,
+            ptr: source.params_ptr.clone(),
+        },
+    );
+    let refused: Vec<String> = ctx
+        .diags
+        .iter()
+        .skip(n_before)
+        .filter(|diag| diag.severity == crate::diag::Severity::Error)
+        .map(|diag| diag.pointer.clone())
+        .collect();
+    let mut schema_ctx = Ctx::new(&ctx.file);
+    connections::check_source_params(
+        &mut schema_ctx,
+        source,
+        template.params_schema(),
+        "the generic REST template",
+    );
+    for diag in schema_ctx.diags {
+        let is_repeat = refused.iter().any(|ptr| {
+            diag.pointer == *ptr
+                || diag
+                    .pointer
+                    .strip_prefix(ptr.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if !is_repeat {
+            ctx.diags.push(diag);
+        }
+    }
+    spec
+}
+
+/// A mapping set maps into the dataset's schema: its output schema (`outputSchema.schemaRef.id`
+/// or legacy `xdmSchema`) must be the target's `data.schema.id` (reference §9, Flow Service
+/// error 1425). Compared when both are `$id` URLs: a `meta:altId` names the same schema in
+/// another form, which only the schema registry can translate.
+fn check_mapping_output_schema(
+    ctx: &mut Ctx,
+    target_ptr: &str,
+    target: &TargetConnection,
+    mapping_set: &MappingSet,
+) {
+    let (Some(dataset_schema), Some(output_schema)) =
+        (&target.schema_id, &mapping_set.output_schema_id)
+    else {
+        return;
+    };
+    let is_url = |id: &str| id.contains("://");
+    if is_url(dataset_schema) && is_url(output_schema) && dataset_schema != output_schema {
+        ctx.err(
+            &format!("{target_ptr}/data/schema/id"),
+            format!(
+                "the dataset's schema {dataset_schema:?} is not the mapping set's output schema {output_schema:?}: a mapping set maps into the dataset's schema, so both must name the same schema (Flow Service error 1425)"
+            ),
+        );
+    }
 }
 
 /// `{"path"}` / `{"id"}` / inline, as a `SpecRef`; `None` (with an error) for a bad reference.

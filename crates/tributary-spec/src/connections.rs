@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{AuthSpec, BaseConnection, ConnectionSpec, SourceConnection, TargetConnection};
+use crate::model::{
+    AuthSpec, BaseConnection, ConnectionSpec, SourceConnection, TargetConnection, TargetFormat,
+};
 use crate::raw::{Ctx, Node, Obj, describe_redacted};
 use crate::schema_check;
 use crate::secrets;
@@ -69,21 +71,27 @@ pub(crate) fn read_target_connection(ctx: &mut Ctx, node: &Node<'_>) -> Option<T
         .and_then(|params| params.req_string(ctx, &["dataSetId"], "the dataset id"));
     let mut schema = None;
     let mut schema_id = None;
-    if let Some(data) = obj
+    let mut format = Some(TargetFormat::default());
+    let data = obj
         .get(ctx, &["data"])
-        .and_then(|data| ctx.object(&data, "data"))
-        && let Some(schema_obj) = data
+        .and_then(|data| ctx.object(&data, "data"));
+    if let Some(data) = &data {
+        if let Some(format_node) = data.get(ctx, &["format"]) {
+            format = read_target_format(ctx, &format_node);
+        }
+        if let Some(schema_obj) = data
             .get(ctx, &["schema"])
             .and_then(|node| ctx.object(&node, "data.schema"))
-    {
-        if let Some(json_schema) = schema_obj.get(ctx, &["jsonSchema"])
-            && ctx
-                .object(&json_schema, "the inline JSON schema of the dataset")
-                .is_some()
         {
-            schema = Some(json_schema.value.clone());
+            if let Some(json_schema) = schema_obj.get(ctx, &["jsonSchema"])
+                && ctx
+                    .object(&json_schema, "the inline JSON schema of the dataset")
+                    .is_some()
+            {
+                schema = Some(json_schema.value.clone());
+            }
+            schema_id = schema_obj.opt_string(ctx, &["id"], "the schema id");
         }
-        schema_id = schema_obj.opt_string(ctx, &["id"], "the schema id");
     }
     if ctx.n_errors() > n_errors_before {
         return None;
@@ -93,7 +101,28 @@ pub(crate) fn read_target_connection(ctx: &mut Ctx, node: &Node<'_>) -> Option<T
         dataset_id: dataset_id?,
         schema,
         schema_id,
+        format: format?,
     })
+}
+
+/// `data.format`: Adobe's values (reference §9: `parquet_xdm` in tutorials, `json` in the SSS
+/// template, `delimited`, `json`, `parquet`, `tabular` in the OpenAPI file), case-insensitive,
+/// and our `delta`.
+fn read_target_format(ctx: &mut Ctx, node: &Node<'_>) -> Option<TargetFormat> {
+    let text = ctx.string(node, "the data format")?;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "parquet_xdm" | "parquet" | "json" | "delimited" | "tabular" => Some(TargetFormat::Parquet),
+        "delta" => Some(TargetFormat::Delta),
+        _ => {
+            ctx.err(
+                &node.ptr,
+                format!(
+                    "unknown data format {text:?}; expected one of parquet_xdm, parquet, json, delimited, tabular (Parquet batches) or delta (a Delta Lake table)"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `params`: an object; absent means `{}` for a source connection and is an error for auth.
@@ -171,6 +200,16 @@ pub(crate) fn check_source_against_spec(ctx: &mut Ctx, read: &SourceRead, spec: 
     let Some(schema) = &spec.source.params_schema else {
         return;
     };
+    check_source_params(ctx, read, schema, "sourceSpec.spec");
+}
+
+/// Checks source params against a params schema called `schema_name` in messages.
+pub(crate) fn check_source_params(
+    ctx: &mut Ctx,
+    read: &SourceRead,
+    schema: &Value,
+    schema_name: &str,
+) {
     let params = Value::Object(read.source.params.clone());
     schema_check::check(ctx, schema, &params, &read.params_ptr, false);
     warn_undeclared(
@@ -178,7 +217,7 @@ pub(crate) fn check_source_against_spec(ctx: &mut Ctx, read: &SourceRead, spec: 
         schema,
         &read.source.params,
         &read.params_ptr,
-        "sourceSpec.spec",
+        schema_name,
     );
 }
 

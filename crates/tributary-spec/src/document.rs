@@ -270,10 +270,10 @@ pub fn connection_spec_from_value(
     let mut ctx = Ctx::new(file_label);
     match read_connection_spec(&mut ctx, &Node::root(value)) {
         ConnectionSpecOutcome::Valid(spec) => Ok(*spec),
-        ConnectionSpecOutcome::ShapeB(_) => {
+        ConnectionSpecOutcome::Template(template) => {
             ctx.err(
-                "/sourceSpec/attributes",
-                "this is a generic REST template (shape b): its urlParams, contentPath and paginationParams come from a source connection; use it in a flow bundle",
+                &template.declared_at,
+                "this is a generic REST template (shape b): its urlParams, contentPath, paginationParams and scheduleParams come from each source connection's params, so it has no request by itself; use it in a flow bundle",
             );
             Err(invalid(ctx))
         }

@@ -12,6 +12,12 @@
 //! Entry points: [`validate_document`] (any document, as `tributary spec validate` needs it),
 //! [`load_bundle`] (a flow bundle for running), and `*_from_value` / `*_for_spec` for API bodies.
 //!
+//! Both shapes of `sourceSpec` (reference §2.8) validate. Shape (a) defines the request in
+//! `sourceSpec.attributes`; shape (b), Adobe's generic REST template, only declares it as
+//! inputs (`sourceSpec.spec` or `sourceSpec.attributes.spec` with `properties.urlParams`), and
+//! [`load_bundle`] builds the [`ConnectionSpec`] of a flow on it from the source connection's
+//! params. Such a spec alone has no request, so [`connection_spec_from_value`] refuses it.
+//!
 //! The raw side is the JSON tree itself, read through a pointer-tracking reader (module `raw`)
 //! rather than `#[derive(Deserialize)]` structs: serde stops at the first mismatch and loses the
 //! path, while the reader accepts every variant and keeps going, so all problems are reported.

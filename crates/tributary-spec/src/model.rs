@@ -105,7 +105,9 @@ pub struct TokenRequestNames {
     pub client_secret_param: String,
 }
 
-/// `sourceSpec` (reference §2), shape (a): the concrete request definition.
+/// `sourceSpec` (reference §2): the request definition. For a shape (a) spec it is read from
+/// `sourceSpec.attributes`; for Adobe's generic REST template (shape b) from the source
+/// connection's params, with the same rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceSpec {
     pub request: RequestTemplate,
@@ -115,7 +117,8 @@ pub struct SourceSpec {
     pub explode: Option<ContentPath>,
     pub pagination: Pagination,
     pub schedule: Option<ScheduleParams>,
-    /// `sourceSpec.spec`: JSON schema of the source connection's `params`.
+    /// JSON schema of the source connection's `params`: `sourceSpec.spec`, or
+    /// `sourceSpec.attributes.spec`, or the merge of both when both are given.
     pub params_schema: Option<Value>,
     /// `sourceSpec.attributes.schema` (or `sourceSpec.schema`): custom JSON schema of the records.
     pub record_schema: Option<Value>,
@@ -349,9 +352,11 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappingSet {
     pub mappings: Vec<Mapping>,
-    /// `strictMapping`, default false.
+    /// `strictMapping`, default false: when true, a transformation error rejects its row
+    /// instead of nullifying the column (applied by the transform stage).
     pub strict: bool,
-    /// `allowNullValues`, default false.
+    /// `allowNullValues`, default false: when true, a required destination of the target
+    /// schema left null keeps its row, with a warning (applied by the transform stage).
     pub allow_null_values: bool,
     /// `outputSchema.schemaRef.id` (current) or `xdmSchema` (legacy).
     pub output_schema_id: Option<String>,
@@ -412,6 +417,21 @@ pub struct TargetConnection {
     pub schema: Option<Value>,
     /// `data.schema.id`: the dataset's schema by id (the engine loads it).
     pub schema_id: Option<String>,
+    /// `data.format`: how the dataset is laid out.
+    pub format: TargetFormat,
+}
+
+/// `data.format` of a target connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetFormat {
+    /// Parquet batches (the default). Adobe's values `parquet_xdm`, `parquet`, `json`,
+    /// `delimited` and `tabular` describe the data Adobe lands in its lake; here each of them
+    /// means the dataset's Parquet batches.
+    #[default]
+    Parquet,
+    /// `delta` (our extension, DESIGN.md): the same Parquet parts plus a Delta Lake log, one
+    /// commit per window.
+    Delta,
 }
 
 /// Where a bundle's connection spec comes from.

@@ -1,11 +1,14 @@
 //! Connection specs: every pagination type with each alias, both contentPath shapes, query and
-//! header params as objects or legacy strings, both schedule forms, auth types, shape (b), and
-//! documents with many problems reported at once.
+//! header params as objects or legacy strings, both schedule forms, auth types, Adobe's generic
+//! REST template (shape b) with its schema in either place, and documents with many problems
+//! reported at once.
 
 use expect_test::{Expect, expect};
 use serde_json::{Value, json};
 
+use super::{ConnectionSpecOutcome, read_connection_spec};
 use crate::document::{connection_spec_from_value, validate_value};
+use crate::raw::{Ctx, Node};
 use crate::{DocumentKind, SpecError};
 
 /// A valid Mailchimp-like spec; `patch` entries replace keys of `sourceSpec.attributes`
@@ -555,22 +558,182 @@ fn explore_spec_with_the_documented_schema_typo_is_accepted() {
     );
 }
 
+/// Adobe's generic REST connection-spec template, shape (b): `configs/specs/generic-rest.json`.
+fn generic_rest_template() -> Value {
+    serde_json::from_str(include_str!("../../../../configs/specs/generic-rest.json")).unwrap()
+}
+
+/// The property names and `required` list of a params schema, as one line.
+fn schema_outline(schema: &Value) -> String {
+    let properties: Vec<&str> = schema["properties"]
+        .as_object()
+        .map(|props| props.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "properties {} required {}",
+        properties.join(","),
+        schema.get("required").unwrap_or(&Value::Null)
+    )
+}
+
+/// Reads a connection spec and shows its shape (where its request comes from and its params
+/// schema), then every diagnostic.
+fn check_shape(spec: Value, expect: Expect) {
+    let mut ctx = Ctx::new("spec.json");
+    let mut shown = match read_connection_spec(&mut ctx, &Node::root(&spec)) {
+        ConnectionSpecOutcome::Valid(spec) => format!(
+            "shape (a): request {:?} from the spec; params schema: {}\n",
+            spec.source.request.path.as_str(),
+            spec.source
+                .params_schema
+                .as_ref()
+                .map_or("none".to_owned(), schema_outline)
+        ),
+        ConnectionSpecOutcome::Template(template) => format!(
+            "shape (b): urlParams declared at {}; params schema: {}\n",
+            template.declared_at,
+            schema_outline(template.params_schema())
+        ),
+        ConnectionSpecOutcome::Invalid => "invalid\n".to_owned(),
+    };
+    shown.push_str(&ctx.diags.to_string());
+    expect.assert_eq(&shown);
+}
+
 #[test]
-fn shape_b_generic_rest_template_is_valid_as_a_document() {
-    let spec = json!({
-        "name": "generic-rest-extension", "type": "generic-rest",
-        "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication", "spec": {"type": "object", "properties": {"host": {"type": "string"}}}}],
-        "sourceSpec": {"attributes": {"uiAttributes": {"isSource": true},
-            "spec": {"properties": {"urlParams": {"type": "object"}, "contentPath": {"type": "object"}, "paginationParams": {"type": "object"}},
-                     "required": ["urlParams", "contentPath", "paginationParams"]}}}
-    });
-    let diagnostics = validate_value("generic.json", DocumentKind::ConnectionSpec, &spec);
-    assert!(diagnostics.is_empty(), "{diagnostics}");
-    // Alone it has no request, so the typed loader explains where the request comes from.
-    let err = connection_spec_from_value("generic.json", &spec).unwrap_err();
-    assert!(
-        err.to_string().contains("generic REST template (shape b)"),
-        "{err}"
+fn adobe_generic_rest_template_validates_as_shape_b() {
+    check_shape(
+        generic_rest_template(),
+        expect![[r#"
+            shape (b): urlParams declared at /sourceSpec/spec/properties/urlParams; params schema: properties urlParams,headerParams,contentPath,explodeEntityPath,paginationParams,scheduleParams required ["urlParams","contentPath","paginationParams","scheduleParams"]
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+        "#]],
+    );
+    // Alone it has no request, so the typed loader says where the request comes from.
+    let err = connection_spec_from_value("generic.json", &generic_rest_template()).unwrap_err();
+    expect![[r#"
+        generic.json: /sourceSpec/spec/properties/urlParams: this is a generic REST template (shape b): its urlParams, contentPath, paginationParams and scheduleParams come from each source connection's params, so it has no request by itself; use it in a flow bundle"#]]
+    .assert_eq(&err.to_string());
+}
+
+#[test]
+fn the_template_schema_may_sit_in_source_spec_attributes_spec() {
+    // The `sourcespec.md` intro puts the same schema under `sourceSpec.attributes.spec`.
+    let mut spec = generic_rest_template();
+    let schema = spec["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec")
+        .unwrap();
+    spec["sourceSpec"]["attributes"]["spec"] = schema.clone();
+    check_shape(
+        spec,
+        expect![[r#"
+            shape (b): urlParams declared at /sourceSpec/attributes/spec/properties/urlParams; params schema: properties urlParams,headerParams,contentPath,explodeEntityPath,paginationParams,scheduleParams required ["urlParams","contentPath","paginationParams","scheduleParams"]
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+        "#]],
+    );
+    // Without any attributes the schema alone makes the template.
+    let mut spec = generic_rest_template();
+    spec["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("attributes");
+    check_shape(
+        spec,
+        expect![[r#"
+            shape (b): urlParams declared at /sourceSpec/spec/properties/urlParams; params schema: properties urlParams,headerParams,contentPath,explodeEntityPath,paginationParams,scheduleParams required ["urlParams","contentPath","paginationParams","scheduleParams"]
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+        "#]],
+    );
+}
+
+#[test]
+fn both_params_schemas_are_merged() {
+    // A template whose author also asks for a param of their own in `sourceSpec.spec`.
+    let mut spec = generic_rest_template();
+    let schema = spec["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec")
+        .unwrap();
+    spec["sourceSpec"]["attributes"]["spec"] = schema;
+    spec["sourceSpec"]["spec"] = json!({"type": "object", "properties": {"listId": {"type": "string"}}, "required": ["listId"]});
+    check_shape(
+        spec,
+        expect![[r#"
+            shape (b): urlParams declared at /sourceSpec/attributes/spec/properties/urlParams; params schema: properties listId,urlParams,headerParams,contentPath,explodeEntityPath,paginationParams,scheduleParams required ["listId","urlParams","contentPath","paginationParams","scheduleParams"]
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+        "#]],
+    );
+    // A property both declare must satisfy both; one closed schema closes the merge.
+    let merged = super::source::merge_params_schemas(
+        &json!({"properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false}),
+        &json!({"properties": {"a": {"maxLength": 3}, "b": {"type": "integer"}}, "required": ["b", "a"]}),
+    );
+    expect![[r#"{"type":"object","properties":{"a":{"allOf":[{"type":"string"},{"maxLength":3}]},"b":{"type":"integer"}},"required":["a","b"],"additionalProperties":false}"#]]
+        .assert_eq(&merged.to_string());
+}
+
+#[test]
+fn concrete_attributes_stay_the_source_of_truth() {
+    // A spec filled in from the template but still carrying its schema: shape (a).
+    let mut spec = generic_rest_template();
+    spec["sourceSpec"]["attributes"]["urlParams"] = json!({"path": "/v1/items", "method": "GET"});
+    spec["sourceSpec"]["attributes"]["contentPath"] = json!("$.items");
+    spec["sourceSpec"]["attributes"]["paginationParams"] = json!({"type": "NONE"});
+    check_shape(
+        spec,
+        expect![[r#"
+            shape (a): request "/v1/items" from the spec; params schema: properties urlParams,headerParams,contentPath,explodeEntityPath,paginationParams,scheduleParams required ["urlParams","contentPath","paginationParams","scheduleParams"]
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            spec.json: /sourceSpec/attributes/urlParams: warning: the params schema also declares urlParams as a source connection param, but sourceSpec.attributes.urlParams defines it here (shape a): runs use this value, not the source connection's
+            spec.json: /sourceSpec/attributes/contentPath: warning: the params schema also declares contentPath as a source connection param, but sourceSpec.attributes.contentPath defines it here (shape a): runs use this value, not the source connection's
+            spec.json: /sourceSpec/attributes/paginationParams: warning: the params schema also declares paginationParams as a source connection param, but sourceSpec.attributes.paginationParams defines it here (shape a): runs use this value, not the source connection's
+        "#]],
+    );
+}
+
+#[test]
+fn a_template_with_part_of_a_request_is_refused() {
+    let mut spec = generic_rest_template();
+    spec["sourceSpec"]["attributes"]["paginationParams"] = json!({"type": "NONE"});
+    spec["sourceSpec"]["attributes"]["contentPth"] = json!("$.items");
+    spec["sourceSpec"]["schema"] = json!({"type": "object"});
+    check_shape(
+        spec,
+        expect![[r#"
+            invalid
+            spec.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            spec.json: /sourceSpec/attributes/contentPth: warning: unknown field contentPth in sourceSpec.attributes (did you mean contentPath?); it is ignored
+            spec.json: /sourceSpec/attributes/paginationParams: unexpected paginationParams in the attributes of a generic REST template: /sourceSpec/spec/properties/urlParams declares urlParams as a source connection param, so the whole request comes from the source connection; add urlParams here as well to define the request in the spec (shape a)
+            spec.json: /sourceSpec/schema: unexpected schema in the source spec of a generic REST template: /sourceSpec/spec/properties/urlParams declares urlParams as a source connection param, so the records' custom schema comes with the request, in the source connection's params
+        "#]],
+    );
+}
+
+#[test]
+fn a_source_spec_with_neither_request_nor_template_schema() {
+    check_shape(
+        json!({"name": "x", "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication", "spec": {"type": "object"}}],
+               "sourceSpec": {"spec": {"type": "object", "properties": {"listId": {"type": "string"}}, "required": ["listId", "region"]}}}),
+        expect![[r#"
+            invalid
+            spec.json: /sourceSpec/spec/required/1: warning: required property region is not declared in properties
+            spec.json: /sourceSpec/attributes: missing required field attributes: expected the request definition (an object with urlParams, contentPath, paginationParams), or a sourceSpec.spec that declares urlParams (a generic REST template), found nothing
+        "#]],
+    );
+    check_shape(
+        json!({"name": "x", "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication", "spec": {"type": "object"}}],
+               "sourceSpec": {"spec": "urlParams", "attributes": {"spec": [], "uiAttributes": {}}}}),
+        expect![[r#"
+            invalid
+            spec.json: /sourceSpec/spec: expected the JSON schema of the source connection params (sourceSpec.spec) (an object), found the string "urlParams"
+            spec.json: /sourceSpec/attributes/spec: expected the JSON schema of the source connection params (sourceSpec.attributes.spec) (an object), found an array of 0 elements
+            spec.json: /sourceSpec/attributes/urlParams: missing required field urlParams: expected the request URL parts (an object with path and method), found nothing
+            spec.json: /sourceSpec/attributes/contentPath: missing required field contentPath: expected the JSONPath of the records (a string such as "$.items" or an object with path), found nothing
+            spec.json: /sourceSpec/attributes/paginationParams: warning: no paginationParams: every run makes a single request (type NONE)
+        "#]],
     );
 }
 

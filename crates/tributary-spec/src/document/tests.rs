@@ -187,7 +187,7 @@ fn referenced_files_report_their_own_problems_with_their_own_label() {
         expect![[r#"
             kind=Some(FlowBundle) valid=false
             specs/invalid.json: /authSpec: expected at least one auth spec in authSpec, found an empty array
-            specs/invalid.json: /sourceSpec/attributes: missing required field attributes: expected the request definition (an object with urlParams, contentPath, paginationParams), found nothing
+            specs/invalid.json: /sourceSpec/attributes: missing required field attributes: expected the request definition (an object with urlParams, contentPath, paginationParams), or a sourceSpec.spec that declares urlParams (a generic REST template), found nothing
             flows/bundle.json: /connectionSpec/path: specs/invalid.json has errors (reported above)
         "#]],
     );
@@ -333,6 +333,94 @@ fn standalone_connections_and_schemas_validate() {
         flows/bundle.json: /properties/a/type: expected a JSON-schema type (string, number, integer, boolean, object, array, null), found the string "text"
         flows/bundle.json: /required: expected the required properties (an array of strings), found the string "a"
     "#]]);
+}
+
+/// A concrete spec (shape a) whose params schema sits in `sourceSpec.attributes.spec` checks the
+/// source params against it as it would `sourceSpec.spec` (it used to be skipped).
+#[test]
+fn a_params_schema_in_source_spec_attributes_spec_is_checked() {
+    let mut spec = spec_json();
+    let schema = spec["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec")
+        .unwrap();
+    spec["sourceSpec"]["attributes"]["spec"] = schema;
+    check_bundle(
+        json!({"connectionSpec": spec, "sourceConnection": {"params": {"listId": "ab", "status": "gone"}}}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=false
+            flows/bundle.json: /sourceConnection/params/listId: expected a string of at least 3 characters, found 2
+            flows/bundle.json: /sourceConnection/params/status: expected one of "subscribed", "pending", found the string "gone"
+        "#]],
+    );
+}
+
+/// `data.format`: Adobe's documented values mean Parquet batches here, `delta` a Delta table,
+/// anything else is an error (it used to be dropped without a word).
+#[test]
+fn target_data_formats_are_read_and_checked() {
+    let mut shown = String::new();
+    for format in [
+        json!("parquet_xdm"),
+        json!("JSON"),
+        json!("delimited"),
+        json!("tabular"),
+        json!("parquet"),
+        json!("delta"),
+        json!("csv"),
+        json!(3),
+    ] {
+        let target = json!({"params": {"dataSetId": "d"}, "data": {"format": format}});
+        let line = match target_connection_from_value("t.json", &target) {
+            Ok(target) => format!("{format}: {:?}\n", target.format),
+            Err(err) => format!("{format}: {err}\n"),
+        };
+        shown.push_str(&line);
+    }
+    let absent =
+        target_connection_from_value("t.json", &json!({"params": {"dataSetId": "d"}})).unwrap();
+    shown.push_str(&format!("absent: {:?}\n", absent.format));
+    expect![[r#"
+        "parquet_xdm": Parquet
+        "JSON": Parquet
+        "delimited": Parquet
+        "tabular": Parquet
+        "parquet": Parquet
+        "delta": Delta
+        "csv": t.json: /data/format: unknown data format "csv"; expected one of parquet_xdm, parquet, json, delimited, tabular (Parquet batches) or delta (a Delta Lake table)
+        3: t.json: /data/format: expected the data format (a string), found the number 3
+        absent: Parquet
+    "#]]
+    .assert_eq(&shown);
+}
+
+/// The mapping set's output schema must be the dataset's schema (Flow Service 1425).
+#[test]
+fn a_mapping_set_must_map_into_the_datasets_schema() {
+    let mapping = |schema: &str| json!({"xdmSchema": schema, "mappings": [{"sourceAttribute": "id", "destinationXdmPath": "id"}]});
+    let target = |schema: &str| json!({"params": {"dataSetId": "members"}, "data": {"schema": {"id": schema}}});
+    let members = "https://ns.adobe.com/tenant/schemas/members";
+    check_bundle(
+        json!({"mappingSet": mapping(members), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=true
+        "#]],
+    );
+    check_bundle(
+        json!({"mappingSet": mapping("https://ns.adobe.com/tenant/schemas/leads"), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=false
+            flows/bundle.json: /targetConnection/data/schema/id: the dataset's schema "https://ns.adobe.com/tenant/schemas/members" is not the mapping set's output schema "https://ns.adobe.com/tenant/schemas/leads": a mapping set maps into the dataset's schema, so both must name the same schema (Flow Service error 1425)
+        "#]],
+    );
+    // A meta:altId cannot be compared with a $id here.
+    check_bundle(
+        json!({"mappingSet": mapping("_tenant.schemas.members"), "targetConnection": target(members)}),
+        expect![[r#"
+            kind=Some(FlowBundle) valid=true
+        "#]],
+    );
 }
 
 fn load(bundle: &Value) -> Result<FlowBundle, SpecError> {
@@ -554,44 +642,183 @@ proptest! {
     }
 }
 
+/// The flow on Adobe's generic REST template in configs/, loaded with the template it references.
+fn generic_rest_flow() -> Value {
+    serde_json::from_str(include_str!(
+        "../../../../configs/flows/generic-rest-members.json"
+    ))
+    .unwrap()
+}
+
+fn generic_rest_template_text() -> &'static str {
+    include_str!("../../../../configs/specs/generic-rest.json")
+}
+
+/// Loads a bundle on the generic REST template (referenced as `../specs/generic-rest.json`).
+fn load_generic(bundle: &Value) -> Result<FlowBundle, SpecError> {
+    load_bundle(
+        "flows/generic.json",
+        &bundle.to_string(),
+        |_, reference| match reference {
+            SpecRef::Path(path) if path == "../specs/generic-rest.json" => {
+                Ok(generic_rest_template_text().to_owned())
+            }
+            other => Err(format!("cannot resolve {other:?}")),
+        },
+    )
+}
+
+/// The generic REST flow with `params` patched into its source connection's params (a `null`
+/// value removes the key), validated; shows every line.
+fn check_generic_params(params: Value, expect: Expect) {
+    let mut bundle = generic_rest_flow();
+    let source_params = bundle["sourceConnection"]["params"]
+        .as_object_mut()
+        .unwrap();
+    for (key, value) in params.as_object().unwrap() {
+        if value.is_null() {
+            source_params.remove(key);
+        } else {
+            source_params.insert(key.clone(), value.clone());
+        }
+    }
+    let report = validate_document_with_env(
+        "flows/generic.json",
+        &bundle.to_string(),
+        |path| match path {
+            "../specs/generic-rest.json" => Ok(generic_rest_template_text().to_owned()),
+            other => Err(format!("no such file: {other}")),
+        },
+        &env,
+    );
+    let mut shown = format!("valid={}\n", report.is_valid());
+    for line in report.lines() {
+        shown.push_str(&line);
+        shown.push('\n');
+    }
+    expect.assert_eq(&shown);
+}
+
 #[test]
-fn a_generic_rest_template_takes_its_request_from_the_source_params() {
-    let generic = json!({
-        "name": "generic-rest-extension", "type": "generic-rest",
-        "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication",
-                      "spec": {"type": "object", "properties": {"host": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}}}}],
-        "sourceSpec": {"attributes": {"spec": {"properties": {"urlParams": {"type": "object"}, "contentPath": {"type": "object"}, "paginationParams": {"type": "object"}},
-                                               "required": ["urlParams", "contentPath", "paginationParams"]}}}
-    });
-    let bundle = json!({
-        "name": "generic",
-        "connectionSpec": generic,
-        "baseConnection": {"auth": {"specName": "Basic Authentication", "params": {"host": "http://127.0.0.1:1", "username": "u", "password": "p"}}},
-        "sourceConnection": {"params": {
-            "urlParams": {"path": "/v1/items", "method": "GET"},
-            "contentPath": "$.items",
-            "paginationParams": {"type": "PAGE", "pageParamName": "page", "limitName": "size", "limitValue": 10}
-        }},
-        "targetConnection": {"params": {"dataSetId": "items"}}
-    });
-    let loaded = load(&bundle).unwrap();
+fn a_flow_on_the_generic_rest_template_takes_its_request_from_the_source_params() {
+    let loaded = load_generic(&generic_rest_flow()).unwrap();
+    let source = &loaded.connection_spec.source;
     expect![[r#"
-        Template("/v1/items") JsonPath("$.items") Page { limit_name: Some("size"), limit: Some(10), page_param: "page", initial_index: 0, end_index: None, common: PagingCommon { maximum_requests: 10000, delay: None } }
+        path Template("/3.0/lists/10c097ca71/members") method Get headers [("Accept", Template("application/json"))]
+        content ContentPath { path: JsonPath("$.members"), keep: [], skip: ["_links", "total_items", "list_id"], wrapper: None }
+        pagination Offset { limit_name: "count", limit: 1000, offset_name: "offset", end_condition: None, common: PagingCommon { maximum_requests: 10000, delay: None } }
+        schedule since_last_changed before_last_changed
+        params schema required [String("urlParams"), String("contentPath"), String("paginationParams"), String("scheduleParams")]
+        spec "generic-rest-extension", auth "Basic Authentication"
     "#]]
     .assert_eq(&format!(
-        "{:?} {:?} {:?}\n",
-        loaded.connection_spec.source.request.path, loaded.connection_spec.source.content.path, loaded.connection_spec.source.pagination
+        "path {:?} method {:?} headers {:?}\ncontent {:?}\npagination {:?}\nschedule {}\nparams schema required {:?}\nspec {:?}, auth {:?}\n",
+        source.request.path,
+        source.request.method,
+        source.request.headers,
+        source.content,
+        source.pagination,
+        match &source.schedule {
+            Some(crate::model::ScheduleParams::Simple { start_param, end_param, .. }) => format!("{start_param} {end_param}"),
+            other => format!("{other:?}"),
+        },
+        source.params_schema.as_ref().and_then(|schema| schema["required"].as_array()).unwrap(),
+        loaded.connection_spec.name,
+        loaded.auth_spec.name,
     ));
-    // Problems of the request are reported under the source params.
-    let mut broken = bundle.clone();
-    broken["sourceConnection"]["params"]["paginationParams"] = json!({"type": "SCROLL"});
-    check_text(
-        &broken.to_string(),
-        expect![[r#"
-        kind=Some(FlowBundle) valid=false
-        flows/bundle.json: /sourceConnection/params/paginationParams/type: unknown pagination type "SCROLL"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK
-    "#]],
+    // The same template with its schema under sourceSpec.attributes.spec gives the same flow.
+    let mut moved: Value = serde_json::from_str(generic_rest_template_text()).unwrap();
+    let schema = moved["sourceSpec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spec")
+        .unwrap();
+    moved["sourceSpec"]["attributes"]["spec"] = schema;
+    let mut inline = generic_rest_flow();
+    inline["connectionSpec"] = moved;
+    let from_inline = load_generic(&inline).unwrap();
+    assert_eq!(from_inline.connection_spec.source.request, source.request);
+    assert_eq!(
+        from_inline.connection_spec.source.pagination,
+        source.pagination
     );
+    assert_eq!(from_inline.connection_spec.source.schedule, source.schedule);
+}
+
+#[test]
+fn problems_of_a_generic_rest_flow_point_into_its_source_params() {
+    check_generic_params(
+        json!({}),
+        expect![[r#"
+            valid=true
+            specs/generic-rest.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+        "#]],
+    );
+    // Read with the same rules as sourceSpec.attributes; a schema complaint about a value the
+    // reader already refused is not repeated.
+    check_generic_params(
+        json!({"paginationParams": {"type": "SCROLL", "limitName": "count", "limitValue": 100}}),
+        expect![[r#"
+            valid=false
+            specs/generic-rest.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            flows/generic.json: /sourceConnection/params/paginationParams/type: unknown pagination type "SCROLL"; expected one of OFFSET, POINTER, CONTINUATION_TOKEN, PAGE, NONE, LINK
+        "#]],
+    );
+    // The template's schema is checked too: it wants an integer page size and scheduleParams.
+    check_generic_params(
+        json!({"paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": "100", "offSetName": "offset"},
+               "scheduleParams": null, "urlParams": {"path": "/x/${listId}", "method": "GET"}}),
+        expect![[r#"
+            valid=false
+            specs/generic-rest.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            flows/generic.json: /sourceConnection/params/urlParams/path: warning: placeholder listId is not declared in sourceSpec.spec or any authSpec's properties; a run fails unless the source connection or the base connection gives it
+            flows/generic.json: /sourceConnection/params/scheduleParams: missing required property scheduleParams: expected an object
+            flows/generic.json: /sourceConnection/params/paginationParams/limitValue: expected an integer, found the string "100"
+            flows/generic.json: /sourceConnection/params/listId: missing param listId: the connection spec's request uses it in "/x/${listId}"; give it in sourceConnection.params or baseConnection.auth.params
+            flows/generic.json: /flow/scheduleParams: warning: the flow is scheduled but the connection spec has no scheduleParams: every run fetches everything
+        "#]],
+    );
+    // Every part of the request at once.
+    check_generic_params(
+        json!({"urlParams": {"method": "DELETE"}, "contentPath": {"path": "members"}, "paginationParams": null,
+               "scheduleParams": {"type": "ADVANCE"}, "schema": "records"}),
+        expect![[r#"
+            valid=false
+            specs/generic-rest.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            flows/generic.json: /sourceConnection/params/schema: expected the custom record schema (an object), found the string "records"
+            flows/generic.json: /sourceConnection/params/urlParams/path: missing required field path: expected the resource path (a string), found nothing
+            flows/generic.json: /sourceConnection/params/urlParams/method: expected the HTTP method GET or POST, found "DELETE"
+            flows/generic.json: /sourceConnection/params/paginationParams: warning: no paginationParams: every run makes a single request (type NONE)
+            flows/generic.json: /sourceConnection/params/scheduleParams/paramFormat: missing required field paramFormat: expected a date pattern such as "yyyy-MM-dd'T'HH:mm:ssZ", found nothing
+            flows/generic.json: /sourceConnection/params/scheduleParams/incremental: missing required field incremental: expected the incremental query expression (a string), found nothing
+            flows/generic.json: /sourceConnection/params/scheduleParams/backfill: missing required field backfill: expected the backfill query expression (a string), found nothing
+            flows/generic.json: /sourceConnection/params/paginationParams: missing required property paginationParams: expected an object
+            flows/generic.json: /sourceConnection/params/scheduleParams/scheduleStartParamName: missing required property scheduleStartParamName: expected a string
+            flows/generic.json: /sourceConnection/params/scheduleParams/scheduleEndParamName: missing required property scheduleEndParamName: expected a string
+        "#]],
+    );
+    check_generic_params(
+        json!({"urlParams": null, "contentPath": null}),
+        expect![[r#"
+            valid=false
+            specs/generic-rest.json: /authSpec/0/spec/required/0: warning: required property host is not declared in properties
+            flows/generic.json: /sourceConnection/params/urlParams: missing required field urlParams: expected the request URL parts (an object with path and method), found nothing
+            flows/generic.json: /sourceConnection/params/contentPath: missing required field contentPath: expected the JSONPath of the records (a string such as "$.items" or an object with path), found nothing
+        "#]],
+    );
+}
+
+#[test]
+fn a_generic_rest_flow_without_source_params() {
+    let mut bundle = generic_rest_flow();
+    bundle.as_object_mut().unwrap().remove("sourceConnection");
+    let err = load_generic(&bundle).unwrap_err();
+    expect!["flows/generic.json: /sourceConnection/params/urlParams: missing required field urlParams: expected the request URL parts (an object with path and method), found nothing (and 3 more errors)"]
+    .assert_eq(&err.to_string());
+    bundle["sourceConnection"] = json!({"params": ["urlParams"]});
+    let err = load_generic(&bundle).unwrap_err();
+    expect!["flows/generic.json: /sourceConnection/params: expected params (an object), found an array of 1 elements"]
+    .assert_eq(&err.to_string());
 }
 
 #[test]

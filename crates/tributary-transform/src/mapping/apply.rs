@@ -50,7 +50,9 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
     let mut warning_samples = Vec::new();
     let mut errors_by_row: BTreeMap<usize, Vec<RowError>> = BTreeMap::new();
     for problem in outcome.problems {
-        if problem.error.code == ErrorCode::TransformError {
+        if plan.policy.rejects(problem.error.code) {
+            rejected_flags[problem.row] = true;
+        } else {
             warned_rows
                 .entry(problem.error.code)
                 .or_insert_with(|| vec![false; n_rows])[problem.row] = true;
@@ -60,8 +62,6 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
                     error: problem.error.clone(),
                 });
             }
-        } else {
-            rejected_flags[problem.row] = true;
         }
         errors_by_row
             .entry(problem.row)
@@ -72,6 +72,15 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
         .into_iter()
         .map(|(code, rows)| (code, rows.iter().filter(|w| **w).count()))
         .collect();
+    let mut rows_per_code: BTreeMap<ErrorCode, usize> = BTreeMap::new();
+    for errors in errors_by_row.values() {
+        let mut codes: Vec<ErrorCode> = errors.iter().map(|error| error.code).collect();
+        codes.sort();
+        codes.dedup();
+        for code in codes {
+            *rows_per_code.entry(code).or_default() += 1;
+        }
+    }
 
     let mut rejected = Vec::new();
     for (row, errors) in errors_by_row {
@@ -107,6 +116,7 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
         rejected,
         warnings,
         warning_samples,
+        rows_per_code,
     })
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema};
 
 use super::kernels::{self, Kernel};
-use super::{CompileError, MappingPlan, MappingSet, MappingSourceType};
+use super::{CompileError, ErrorCode, MappingPlan, MappingSet, MappingSourceType, RowPolicy};
 use crate::expr::{self, BinaryOp, Expr, ExprKind, FieldPath, Segment, UnaryOp, Value};
 use crate::functions::{Function, ReturnKind, arity_message};
-use crate::schema::{coerce_value, nullable_type, timestamp_type};
+use crate::schema::{coerce_value, nullable_field, nullable_type, timestamp_type};
 
 #[derive(Debug, Clone)]
 pub(super) struct CompiledMapping {
@@ -38,7 +38,8 @@ pub(super) enum Source {
 /// A top-level output column.
 #[derive(Debug, Clone)]
 pub(super) struct OutputField {
-    /// With the target's nullability (the final schema).
+    /// With the target's nullability, which the required checks read (the written schema is
+    /// [`MappingPlan::output_schema`]).
     pub field: Arc<Field>,
     pub node: Node,
 }
@@ -220,16 +221,24 @@ pub fn compile(
         errors.sort_by_key(|e| e.mapping_index);
         return Err(errors);
     }
-    let output_schema = Arc::new(Schema::new(
-        fields
-            .iter()
-            .map(|f| Arc::clone(&f.field))
-            .collect::<Vec<_>>(),
-    ));
+    let policy = RowPolicy::of(mapping_set);
+    // With `allowNullValues` a required destination may be written null, so its column must be
+    // nullable; the fields keep the target's nullability for the required checks.
+    let output_fields: Vec<Arc<Field>> = fields
+        .iter()
+        .map(|f| {
+            if policy.rejects(ErrorCode::RequiredFieldNull) {
+                Arc::clone(&f.field)
+            } else {
+                Arc::new(nullable_field(&f.field))
+            }
+        })
+        .collect();
     Ok(MappingPlan {
-        output_schema,
+        output_schema: Arc::new(Schema::new(output_fields)),
         mappings: parsed,
         fields,
+        policy,
     })
 }
 

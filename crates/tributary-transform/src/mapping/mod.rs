@@ -14,15 +14,27 @@
 //! - destinations such as `person.name.firstName` become nested struct columns, null when all
 //!   their children are null.
 //!
-//! Row errors follow Data Prep: a failing calculated field nullifies its column and counts a
-//! warning (`MAPPER-3700-400`); a value that cannot be coerced to its destination type
-//! (`INGEST-1401-400`) or a required field that ends up null (`INGEST-1555-400`) rejects the
-//! row. Rejected rows come back with the source row rebuilt as JSON.
+//! Row errors follow Data Prep (reference §8.4) by default: a failing calculated field
+//! nullifies its column and counts a warning (`MAPPER-3700-400`); a value that cannot be
+//! coerced to its destination type (`INGEST-1401-400`) or a required field that ends up null
+//! (`INGEST-1555-400`) rejects the row. Rejected rows come back with the source row rebuilt as
+//! JSON and every problem of the row. Two settings of the mapping set change this:
+//!
+//! - `strictMapping: true`: a transformation error of any mapping (a calculated field that
+//!   fails, a `[*]` source that is not an array) rejects the row with its `MAPPER-3700-400`
+//!   error, as a required-field violation does, instead of nullifying the column and keeping
+//!   the row. Default false. Coercion errors reject the row either way.
+//! - `allowNullValues: true`: with a target schema, a `required` destination that ends up null
+//!   no longer rejects the row; the row is kept, the problem counted as an `INGEST-1555-400`
+//!   warning, and the output schema is the target schema with every field nullable (so the
+//!   null can be written). Default false: such a row is rejected and required fields are
+//!   non-nullable columns. Without a target schema no destination is required, so the setting
+//!   changes nothing observable.
 //!
 //! Without a target schema the output types are fixed at compile time from the source schema
 //! (and the functions' result types); when the decoder reports a schema change, compile again.
 //! With a target schema, the output schema is the target schema, every field of it present
-//! (unmapped ones null) and `required` fields non-nullable.
+//! (unmapped ones null) and `required` fields non-nullable (unless `allowNullValues`).
 
 mod apply;
 mod compile;
@@ -54,6 +66,17 @@ pub struct MappingPlan {
     pub output_schema: SchemaRef,
     mappings: Vec<compile::CompiledMapping>,
     fields: Vec<compile::OutputField>,
+    policy: RowPolicy,
+}
+
+/// Which row problems reject their row; the others are warnings and the row is kept. From the
+/// mapping set's `strictMapping` and `allowNullValues` (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowPolicy {
+    /// `strictMapping`: transformation errors reject.
+    strict: bool,
+    /// `allowNullValues`: null required fields do not reject.
+    allow_null_values: bool,
 }
 
 /// A mapping that cannot be compiled.
@@ -73,16 +96,20 @@ pub struct MappedBatch {
     /// Accepted rows, in input order, with [`MappingPlan::output_schema`].
     pub batch: RecordBatch,
     pub rejected: Vec<RejectedRow>,
-    /// Rows with at least one warning, per error code (`MAPPER-3700-400`).
+    /// Rows with at least one warning, per error code (`MAPPER-3700-400` by default;
+    /// `INGEST-1555-400` with `allowNullValues`), rejected rows included.
     pub warnings: BTreeMap<ErrorCode, usize>,
     /// The first warnings in detail (at most [`MAX_WARNING_SAMPLES`]), for diagnostics.
     pub warning_samples: Vec<RowWarning>,
+    /// Rows per error code, over every row with a problem (see [`MappedBatch::error_counts`]).
+    rows_per_code: BTreeMap<ErrorCode, usize>,
 }
 
 /// How many warnings [`MappedBatch::warning_samples`] keeps.
 pub const MAX_WARNING_SAMPLES: usize = 100;
 
-/// A row that was not written, with the source record and every reason.
+/// A row that was not written, with the source record and every problem it had (the reasons
+/// it was rejected, and its warnings).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RejectedRow {
     /// Index of the row in the input batch.
@@ -111,9 +138,11 @@ pub struct RowError {
 /// Data Prep / ingestion error codes of row problems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorCode {
-    /// `MAPPER-3700-400`: a calculated field failed; its column is nullified (a warning).
+    /// `MAPPER-3700-400`: a calculated field failed; its column is nullified (a warning), or
+    /// with `strictMapping` the row is rejected.
     TransformError,
-    /// `INGEST-1555-400`: a required field is missing or null; the row is rejected.
+    /// `INGEST-1555-400`: a required field is missing or null; the row is rejected, or with
+    /// `allowNullValues` kept with a warning.
     RequiredFieldNull,
     /// `INGEST-1401-400`: a value does not fit its destination type; the row is rejected.
     Unparsable,
@@ -184,18 +213,25 @@ impl MappedBatch {
     /// Rows per error code over rejected rows and warnings (a row counts once per code), the
     /// `recordCount` of each code in run metrics.
     pub fn error_counts(&self) -> BTreeMap<ErrorCode, usize> {
-        let mut counts = self.warnings.clone();
-        for rejected in &self.rejected {
-            let mut codes: Vec<ErrorCode> = rejected.errors.iter().map(|e| e.code).collect();
-            codes.sort();
-            codes.dedup();
-            for code in codes {
-                if code != ErrorCode::TransformError {
-                    *counts.entry(code).or_default() += 1;
-                }
-            }
+        self.rows_per_code.clone()
+    }
+}
+
+impl RowPolicy {
+    pub(crate) fn of(mapping_set: &MappingSet) -> RowPolicy {
+        RowPolicy {
+            strict: mapping_set.strict,
+            allow_null_values: mapping_set.allow_null_values,
         }
-        counts
+    }
+
+    /// Whether a problem with this code rejects its row.
+    pub(crate) fn rejects(self, code: ErrorCode) -> bool {
+        match code {
+            ErrorCode::TransformError => self.strict,
+            ErrorCode::RequiredFieldNull => !self.allow_null_values,
+            ErrorCode::Unparsable => true,
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! Preview runs the same compiled plan as ingestion: the records are turned into one Arrow
 //! batch (types inferred from the records), so a preview shows exactly what a run would write,
 //! including coercion to the target schema. Unlike a run, rejected rows are shown too, with
-//! their mapped data and the reasons they would be rejected.
+//! their mapped data, the reasons they would be rejected and `rejected: true`; the mapping
+//! set's `strictMapping` and `allowNullValues` decide which problems reject a row, as in a run.
 
 use std::sync::Arc;
 
@@ -25,6 +26,9 @@ pub struct PreviewRow {
     pub data: serde_json::Value,
     /// Empty when every mapping succeeded (Data Prep returns `null` then).
     pub errors: Vec<PreviewRowError>,
+    /// Whether a run would reject the record (write it to the error diagnostics instead of the
+    /// dataset); false when its errors are only warnings.
+    pub rejected: bool,
 }
 
 /// One failing mapping of one record (Data Prep's `TransformErrorInfo` subset).
@@ -88,6 +92,7 @@ pub fn preview_with_schema(
         .map(|row| PreviewRow {
             data: row_to_json(&mapped, row),
             errors: Vec::new(),
+            rejected: false,
         })
         .collect();
     for problem in outcome.problems {
@@ -95,6 +100,7 @@ pub fn preview_with_schema(
             .mapping
             .map(|m| plan.mappings[m].source_text.clone())
             .unwrap_or_default();
+        rows[problem.row].rejected |= plan.policy.rejects(problem.error.code);
         rows[problem.row].errors.push(PreviewRowError {
             destination: problem.error.destination,
             source,

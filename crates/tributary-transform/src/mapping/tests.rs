@@ -506,6 +506,184 @@ fn required_fields_reject_rows_even_inside_objects() {
     );
 }
 
+/// `strictMapping` × `allowNullValues` × target schema or none, on the same records: row 0 is
+/// clean, row 1 has a failing calculated field, row 2 leaves required fields null (`id`, and
+/// `person.email` inside a present object), row 3 has both.
+#[test]
+fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
+    let records = json!([
+        {"id": "a", "qty": "1", "email": "a@x", "name": "A"},
+        {"id": "b", "qty": "three", "email": "b@x", "name": "B"},
+        {"id": null, "qty": "3", "email": null, "name": "C"},
+        {"id": "d", "qty": "four", "email": null, "name": "D"}
+    ]);
+    let target = json!({"type": "object", "required": ["id"], "properties": {
+        "id": {"type": "string"},
+        "qty": {"type": "integer"},
+        "person": {"type": "object", "required": ["email"], "properties": {
+            "email": {"type": "string"}, "name": {"type": "string"}}}
+    }});
+    let mut shown = String::new();
+    for target in [None, Some(&target)] {
+        for strict in [false, true] {
+            for allow_null_values in [false, true] {
+                let mut mapping = current(&[
+                    ("ATTRIBUTE", "id", "id"),
+                    ("EXPRESSION", "to_integer(qty)", "qty"),
+                    ("ATTRIBUTE", "email", "person.email"),
+                    ("ATTRIBUTE", "name", "person.name"),
+                ]);
+                mapping["strictMapping"] = json!(strict);
+                mapping["allowNullValues"] = json!(allow_null_values);
+                shown.push_str(&format!(
+                    "== strictMapping {strict}, allowNullValues {allow_null_values}, {}\n",
+                    if target.is_some() {
+                        "target schema"
+                    } else {
+                        "no target schema"
+                    }
+                ));
+                shown.push_str(&render(&mapping, &records, target));
+            }
+        }
+    }
+    expect![[r#"
+        == strictMapping false, allowNullValues false, no target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        | b  |     | {email: b@x, name: B} |
+        |    | 3   | {email: , name: C}    |
+        | d  |     | {email: , name: D}    |
+        +----+-----+-----------------------+
+        warnings MAPPER-3700-400: 2 row(s)
+          row 1 qty: to_integer: cannot convert the string "three" to an integer
+          row 3 qty: to_integer: cannot convert the string "four" to an integer
+        == strictMapping false, allowNullValues true, no target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        | b  |     | {email: b@x, name: B} |
+        |    | 3   | {email: , name: C}    |
+        | d  |     | {email: , name: D}    |
+        +----+-----+-----------------------+
+        warnings MAPPER-3700-400: 2 row(s)
+          row 1 qty: to_integer: cannot convert the string "three" to an integer
+          row 3 qty: to_integer: cannot convert the string "four" to an integer
+        == strictMapping true, allowNullValues false, no target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        |    | 3   | {email: , name: C}    |
+        +----+-----+-----------------------+
+        rejected row 1: {"id":"b","qty":"three","email":"b@x","name":"B"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "three" to an integer
+        rejected row 3: {"id":"d","qty":"four","email":null,"name":"D"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
+        == strictMapping true, allowNullValues true, no target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        |    | 3   | {email: , name: C}    |
+        +----+-----+-----------------------+
+        rejected row 1: {"id":"b","qty":"three","email":"b@x","name":"B"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "three" to an integer
+        rejected row 3: {"id":"d","qty":"four","email":null,"name":"D"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
+        == strictMapping false, allowNullValues false, target schema
+        id: Utf8 (required)
+        qty: Int64
+        person: Struct("email": non-null Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        | b  |     | {email: b@x, name: B} |
+        +----+-----+-----------------------+
+        rejected row 2: {"id":null,"qty":"3","email":null,"name":"C"}
+          INGEST-1555-400 id: required field `id` is missing or null
+          INGEST-1555-400 person.email: required field `person.email` is missing or null
+        rejected row 3: {"id":"d","qty":"four","email":null,"name":"D"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
+          INGEST-1555-400 person.email: required field `person.email` is missing or null
+        warnings MAPPER-3700-400: 2 row(s)
+          row 1 qty: to_integer: cannot convert the string "three" to an integer
+          row 3 qty: to_integer: cannot convert the string "four" to an integer
+        == strictMapping false, allowNullValues true, target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        | b  |     | {email: b@x, name: B} |
+        |    | 3   | {email: , name: C}    |
+        | d  |     | {email: , name: D}    |
+        +----+-----+-----------------------+
+        warnings MAPPER-3700-400: 2 row(s)
+        warnings INGEST-1555-400: 2 row(s)
+          row 1 qty: to_integer: cannot convert the string "three" to an integer
+          row 2 id: required field `id` is missing or null
+          row 2 person.email: required field `person.email` is missing or null
+          row 3 qty: to_integer: cannot convert the string "four" to an integer
+          row 3 person.email: required field `person.email` is missing or null
+        == strictMapping true, allowNullValues false, target schema
+        id: Utf8 (required)
+        qty: Int64
+        person: Struct("email": non-null Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        +----+-----+-----------------------+
+        rejected row 1: {"id":"b","qty":"three","email":"b@x","name":"B"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "three" to an integer
+        rejected row 2: {"id":null,"qty":"3","email":null,"name":"C"}
+          INGEST-1555-400 id: required field `id` is missing or null
+          INGEST-1555-400 person.email: required field `person.email` is missing or null
+        rejected row 3: {"id":"d","qty":"four","email":null,"name":"D"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
+          INGEST-1555-400 person.email: required field `person.email` is missing or null
+        == strictMapping true, allowNullValues true, target schema
+        id: Utf8
+        qty: Int64
+        person: Struct("email": Utf8, "name": Utf8)
+        +----+-----+-----------------------+
+        | id | qty | person                |
+        +----+-----+-----------------------+
+        | a  | 1   | {email: a@x, name: A} |
+        |    | 3   | {email: , name: C}    |
+        +----+-----+-----------------------+
+        rejected row 1: {"id":"b","qty":"three","email":"b@x","name":"B"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "three" to an integer
+        rejected row 3: {"id":"d","qty":"four","email":null,"name":"D"}
+          MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
+          INGEST-1555-400 person.email: required field `person.email` is missing or null
+        warnings INGEST-1555-400: 2 row(s)
+          row 2 id: required field `id` is missing or null
+          row 2 person.email: required field `person.email` is missing or null
+          row 3 person.email: required field `person.email` is missing or null
+    "#]]
+    .assert_eq(&shown);
+}
+
 #[test]
 fn compile_errors_name_the_mapping_and_the_position() {
     let target = json!({"type": "object", "properties": {"a": {"type": "string"}, "n": {"type": "integer"},
@@ -688,7 +866,8 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
                 "age": 36
               }
             },
-            "errors": []
+            "errors": [],
+            "rejected": false
           },
           {
             "data": {
@@ -705,7 +884,8 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
                 "source": "to_integer(age)",
                 "exception": "MAPPER-3700-400: to_integer: cannot convert the string \"forty\" to an integer"
               }
-            ]
+            ],
+            "rejected": false
           }
         ]
     "#]]
@@ -733,7 +913,8 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
                 "source": "",
                 "exception": "INGEST-1555-400: required field `person` is missing or null"
               }
-            ]
+            ],
+            "rejected": true
           }
         ]
     "#]]
@@ -745,6 +926,56 @@ fn preview_returns_mapped_rows_and_errors_per_mapping() {
     let compile_error = preview(&bad, &records).unwrap_err();
     expect![[r#"the mapping set does not compile: mapping 0 (destination "x") at position 1: unknown function `nope`"#]]
     .assert_eq(&compile_error.to_string());
+}
+
+/// Preview marks the records a run would reject, by the same rules as a run.
+#[test]
+fn preview_shows_which_records_strict_mapping_and_allow_null_values_reject() {
+    let target = json_schema_to_arrow(
+        &json!({"type": "object", "required": ["id"], "properties": {
+        "id": {"type": "string"}, "qty": {"type": "integer"}}}),
+    )
+    .unwrap();
+    let records = [
+        json!({"id": "a", "qty": "three"}),
+        json!({"id": null, "qty": "2"}),
+    ];
+    let mut shown = String::new();
+    for (strict, allow_null_values) in [(false, false), (true, false), (false, true), (true, true)]
+    {
+        let mut mapping = current(&[
+            ("ATTRIBUTE", "id", "id"),
+            ("EXPRESSION", "to_integer(qty)", "qty"),
+        ]);
+        mapping["strictMapping"] = json!(strict);
+        mapping["allowNullValues"] = json!(allow_null_values);
+        let rows = preview_with_schema(&mapping_set(&mapping), &records, Some(&target)).unwrap();
+        shown.push_str(&format!(
+            "strictMapping {strict}, allowNullValues {allow_null_values}:\n"
+        ));
+        for row in rows {
+            let exceptions: Vec<&str> = row.errors.iter().map(|e| e.exception.as_str()).collect();
+            shown.push_str(&format!(
+                "  {} rejected={} {exceptions:?}\n",
+                row.data, row.rejected
+            ));
+        }
+    }
+    expect![[r#"
+        strictMapping false, allowNullValues false:
+          {"id":"a","qty":null} rejected=false ["MAPPER-3700-400: to_integer: cannot convert the string \"three\" to an integer"]
+          {"id":null,"qty":2} rejected=true ["INGEST-1555-400: required field `id` is missing or null"]
+        strictMapping true, allowNullValues false:
+          {"id":"a","qty":null} rejected=true ["MAPPER-3700-400: to_integer: cannot convert the string \"three\" to an integer"]
+          {"id":null,"qty":2} rejected=true ["INGEST-1555-400: required field `id` is missing or null"]
+        strictMapping false, allowNullValues true:
+          {"id":"a","qty":null} rejected=false ["MAPPER-3700-400: to_integer: cannot convert the string \"three\" to an integer"]
+          {"id":null,"qty":2} rejected=false ["INGEST-1555-400: required field `id` is missing or null"]
+        strictMapping true, allowNullValues true:
+          {"id":"a","qty":null} rejected=true ["MAPPER-3700-400: to_integer: cannot convert the string \"three\" to an integer"]
+          {"id":null,"qty":2} rejected=false ["INGEST-1555-400: required field `id` is missing or null"]
+    "#]]
+    .assert_eq(&shown);
 }
 
 #[test]
