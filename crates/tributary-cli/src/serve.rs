@@ -1,11 +1,19 @@
-//! `tributary serve`: the daemon — loads the flow bundles of `flows_dir` into state and runs the
-//! scheduler (the engine's `daemon` module) until SIGTERM or SIGINT. The HTTP API is a later
-//! issue: `listen` is read from the config but nothing listens yet.
+//! `tributary serve`: the daemon — the Flow Service / Data Prep HTTP API on `listen` and the
+//! scheduler, side by side, until SIGTERM or SIGINT.
 //!
-//! Bundles are registered idempotently: each file's content hash is recorded with
-//! `put_bundle_source`, so loading the same folder twice writes nothing and an edited file is
-//! logged as changed (its flow keeps its id and state: the id derives from the bundle name). A
-//! file that fails validation is logged with its path and skipped; the others still run.
+//! At start, every bundle of `flows_dir` is registered (`put_bundle_source`: loading the same
+//! folder twice writes nothing, an edited file is logged as changed; its flow keeps its id and
+//! state, the id deriving from the bundle name) and stored as API entities of the first
+//! configured org, sandbox `prod` (`tributary_api::import_bundle`), so a file flow is visible
+//! and editable over HTTP. Then every flow in state — from files or created over HTTP — is
+//! assembled from its entities and handed to the scheduler; flows created, patched or deleted
+//! over HTTP change the scheduler's set without a restart. A file that fails validation is
+//! logged with its path and skipped; the others still run.
+//!
+//! Secure by default: without `[api]` credentials, `serve` refuses a non-loopback `listen`, and
+//! on loopback generates a local credential into `{state_dir}/api-credentials.json` (mode 0600)
+//! and logs where it is. Stopping: the API stops accepting, in-flight requests finish, the
+//! scheduler cancels running runs at their next page boundary (they resume at the next start).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,32 +21,49 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
-use tributary_engine::daemon::{self, DaemonFlow, SchedulerOptions, Shutdown, SystemClock};
+use tributary_api::{ApiAuth, ApiOptions, ApiState, FlowRegistry, OrgCredential, Tenant};
+use tributary_engine::DaemonConfig;
+use tributary_engine::daemon::{self, SchedulerOptions, SchedulerReport, Shutdown, SystemClock};
 use tributary_engine::run::{Engine, bundle_flow_id};
 use tributary_state::BundleChange;
 
 use crate::cli::CommonArgs;
 use crate::context::{load_bundle, load_config, open_engine};
 
+/// The file a generated local credential is written to, inside the state directory.
+pub const LOCAL_CREDENTIALS_FILE: &str = "api-credentials.json";
+/// The sandbox that `flows_dir` bundles belong to.
+pub const BUNDLE_SANDBOX: &str = "prod";
+
 pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
+    let auth = api_auth(&config)?;
     let engine = open_engine(&config)?;
-    info!(listen = %config.listen, "the HTTP API is not part of this build: `listen` is ignored");
-    let flows = match &config.flows_dir {
-        Some(dir) => load_flows(&engine, dir)?,
-        None => {
-            warn!("no flows_dir in the config: no flows to schedule");
-            Vec::new()
-        }
+    let registry = FlowRegistry::default();
+    let state = ApiState::try_new(
+        engine.clone(),
+        registry.clone(),
+        ApiOptions {
+            auth: auth.clone(),
+            max_concurrent_runs: config.limits.max_concurrent_runs as usize,
+        },
+    )
+    .context("loading the API's entities from state")?;
+    let bundle_tenant = Tenant {
+        org: auth.orgs[0].org_id.clone(),
+        sandbox: BUNDLE_SANDBOX.to_owned(),
     };
-    info!(
-        flows = flows.len(),
-        max_concurrent_runs = config.limits.max_concurrent_runs,
-        max_catch_up_windows = config.scheduler.max_catch_up_windows,
-        state_dir = %config.state_dir.display(),
-        data_dir = %config.data_dir.display(),
-        "scheduler started"
-    );
+    match &config.flows_dir {
+        Some(dir) => load_flows(&engine, &state, &bundle_tenant, dir)?,
+        None => info!("no flows_dir in the config: only flows created over the API are scheduled"),
+    }
+    for flow in tributary_api::scheduled_flows(&state) {
+        registry.upsert(flow);
+    }
+    engine
+        .db
+        .flush()
+        .context("flushing the registered bundles")?;
     let options = SchedulerOptions {
         max_catch_up_windows: config.scheduler.max_catch_up_windows,
         run_history: config.scheduler.run_history,
@@ -47,18 +72,38 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = crate::run::runtime()?;
     let report = runtime.block_on(async {
-        let shutdown = Shutdown::default();
-        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        let runner = daemon::engine_runner(engine.clone());
-        let report = daemon::run_scheduler(
-            engine.db.clone(),
-            flows,
-            options,
-            Arc::new(SystemClock),
-            runner,
-            shutdown,
-        )
-        .await;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|err| crate::BadInput(format!("cannot listen on {}: {err}", config.listen)))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signals = tokio::spawn(wait_for_signal(stop_tx));
+        let app = tributary_api::app(state.clone());
+        let mut http_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        info!(listen = %local, url = %format!("http://{local}"), "HTTP API listening");
+        info!(
+            flows = registry.snapshot().len(),
+            max_concurrent_runs = config.limits.max_concurrent_runs,
+            max_catch_up_windows = config.scheduler.max_catch_up_windows,
+            state_dir = %config.state_dir.display(),
+            data_dir = %config.data_dir.display(),
+            "scheduler started"
+        );
+        state.set_scheduler_running(true);
+        let report = schedule(&engine, &registry, options, stop_rx).await;
+        state.set_scheduler_running(false);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "the HTTP server stopped with an error"),
+            Err(err) => warn!(error = %err, "the HTTP server task failed"),
+        }
         signals.abort();
         report
     })?;
@@ -71,9 +116,170 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads every `*.json` file of `dir` as a flow bundle, registers it, and returns the flows
-/// with a schedule.
-fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
+/// Runs the scheduler over the registry's flows until `stop`. A change of the flow set starts
+/// the loop again with the new set (the scheduler takes its flows at start).
+async fn schedule(
+    engine: &Engine,
+    registry: &FlowRegistry,
+    options: SchedulerOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<SchedulerReport> {
+    let mut total = SchedulerReport::default();
+    loop {
+        let shutdown = Shutdown::default();
+        // Created before the snapshot, so a change made while it is taken is not missed.
+        let changed = registry.changed();
+        tokio::pin!(changed);
+        let runner = daemon::engine_runner(engine.clone());
+        let scheduler = daemon::run_scheduler(
+            engine.db.clone(),
+            registry.snapshot(),
+            options.clone(),
+            Arc::new(SystemClock),
+            runner,
+            shutdown.clone(),
+        );
+        tokio::pin!(scheduler);
+        let restart = tokio::select! {
+            report = &mut scheduler => {
+                let report = report?;
+                total.runs_started += report.runs_started;
+                total.abandoned += report.abandoned;
+                return Ok(total);
+            }
+            () = &mut changed => true,
+            _ = stop.wait_for(|stop| *stop) => false,
+        };
+        shutdown.trigger();
+        let report = scheduler.await?;
+        total.runs_started += report.runs_started;
+        total.abandoned += report.abandoned;
+        if !restart {
+            return Ok(total);
+        }
+        info!(
+            flows = registry.snapshot().len(),
+            "flow set changed: scheduler reloaded"
+        );
+    }
+}
+
+/// The credentials the API accepts: `[api.orgs]` (values may be `${env:NAME}`), or — only for a
+/// loopback `listen` — a generated local credential.
+fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
+    let mut orgs = Vec::new();
+    for (idx, org) in config.api.orgs.iter().enumerate() {
+        let resolve = |value: &str, key: &str| -> anyhow::Result<String> {
+            let value = value.trim();
+            match value
+                .strip_prefix("${env:")
+                .and_then(|rest| rest.strip_suffix('}'))
+            {
+                Some(name) => std::env::var(name).map_err(|_| {
+                    crate::BadInput(format!(
+                        "api.orgs[{idx}].{key}: environment variable {name} is not set"
+                    ))
+                    .into()
+                }),
+                None => Ok(value.to_owned()),
+            }
+        };
+        let credential = OrgCredential {
+            org_id: org.org_id.clone(),
+            api_key: resolve(&org.api_key, "api_key")?,
+            bearer_token: resolve(&org.bearer_token, "bearer_token")?,
+        };
+        if credential.api_key.is_empty() || credential.bearer_token.is_empty() {
+            return Err(crate::BadInput(format!(
+                "api.orgs[{idx}]: api_key and bearer_token must not be empty"
+            ))
+            .into());
+        }
+        orgs.push(credential);
+    }
+    if !orgs.is_empty() {
+        return Ok(ApiAuth { orgs });
+    }
+    if !config.listen.ip().is_loopback() {
+        return Err(crate::BadInput(format!(
+            "listen = {} is not a loopback address and [api] has no credentials: add [[api.orgs]] with org_id, api_key and bearer_token, or listen on 127.0.0.1",
+            config.listen
+        ))
+        .into());
+    }
+    let path = config.state_dir.join(LOCAL_CREDENTIALS_FILE);
+    let credential = local_credential(&path)?;
+    warn!(
+        path = %path.display(),
+        org_id = %credential.org_id,
+        "no [api] credentials configured: generated a local credential (loopback only); send its bearer_token, api_key and org_id as Authorization: Bearer, x-api-key and x-gw-ims-org-id"
+    );
+    Ok(ApiAuth {
+        orgs: vec![credential],
+    })
+}
+
+/// Reads `{state_dir}/api-credentials.json`, or creates it (mode 0600) with random values.
+fn local_credential(path: &Path) -> anyhow::Result<OrgCredential> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
+            crate::BadInput(format!("{} is not valid JSON: {err}", path.display()))
+        })?;
+        let field = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        if let (Some(org_id), Some(api_key), Some(bearer_token)) =
+            (field("org_id"), field("api_key"), field("bearer_token"))
+        {
+            return Ok(OrgCredential {
+                org_id,
+                api_key,
+                bearer_token,
+            });
+        }
+        return Err(crate::BadInput(format!(
+            "{}: expected org_id, api_key and bearer_token",
+            path.display()
+        ))
+        .into());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let credential = OrgCredential {
+        org_id: "local@AdobeOrg".to_owned(),
+        api_key: format!("local-{}", uuid::Uuid::new_v4().simple()),
+        bearer_token: format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let text = serde_json::json!({
+        "org_id": credential.org_id, "api_key": credential.api_key, "bearer_token": credential.bearer_token,
+    });
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{text:#}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(credential)
+}
+
+/// Reads every `*.json` file of `dir` as a flow bundle, registers it and stores it as entities.
+fn load_flows(
+    engine: &Engine,
+    state: &ApiState,
+    tenant: &Tenant,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|err| {
         crate::BadInput(format!("cannot read flows_dir {}: {err}", dir.display()))
     })?;
@@ -87,7 +293,7 @@ fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
         }
     }
     paths.sort();
-    let mut flows: Vec<DaemonFlow> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for path in paths {
         let text = match std::fs::read(&path) {
             Ok(text) => text,
@@ -104,13 +310,14 @@ fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
             }
         };
         let flow_id = bundle_flow_id(&bundle.name);
-        if let Some(other) = flows.iter().find(|f| f.flow_id == flow_id) {
-            warn!(path = %path.display(), flow = %bundle.name, other = %other.bundle.name,
-                  "another bundle already defines a flow of this name; skipped");
+        if names.contains(&bundle.name) {
+            warn!(path = %path.display(), flow = %bundle.name, "another bundle already defines a flow of this name; skipped");
             continue;
         }
+        names.push(bundle.name.clone());
         let hash = daemon::content_hash(&text);
-        match engine.db.put_bundle_source(&path, &hash, &flow_id)? {
+        let change = engine.db.put_bundle_source(&path, &hash, &flow_id)?;
+        match &change {
             BundleChange::New => {
                 info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow registered")
             }
@@ -118,28 +325,30 @@ fn load_flows(engine: &Engine, dir: &Path) -> anyhow::Result<Vec<DaemonFlow>> {
                 info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow unchanged")
             }
             BundleChange::Changed { .. } => {
-                info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow updated from its edited file");
+                info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow updated from its edited file")
             }
         }
-        match DaemonFlow::try_new(flow_id, bundle.clone()) {
-            Ok(Some(flow)) => flows.push(flow),
-            Ok(None) => {
-                info!(path = %path.display(), flow = %bundle.name, "flow has no scheduleParams: not scheduled")
-            }
-            Err(err) => {
-                warn!(path = %path.display(), error = %err, "flow schedule cannot be evaluated; skipped")
-            }
+        // An unchanged file keeps the entities as they are (edits made over the API stay).
+        let has_entities = state.flow_exists(tenant, &flow_id);
+        if change != BundleChange::Unchanged || !has_entities {
+            let json: serde_json::Value =
+                serde_json::from_slice(&text).context("re-reading a validated bundle")?;
+            let base_dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+            let resolve = |relative: &str| -> Option<serde_json::Value> {
+                let text = crate::validate::read_relative(&base_dir, relative).ok()?;
+                serde_json::from_str(&text).ok()
+            };
+            tributary_api::import_bundle(state, tenant, &flow_id, &bundle, &json, &resolve)
+                .with_context(|| {
+                    format!("storing flow bundle {} as API entities", path.display())
+                })?;
         }
     }
-    engine
-        .db
-        .flush()
-        .context("flushing the registered bundles")?;
-    Ok(flows)
+    Ok(())
 }
 
-/// Triggers `shutdown` at the first SIGTERM or SIGINT.
-async fn wait_for_signal(shutdown: Shutdown) {
+/// Sets `stop` at the first SIGTERM or SIGINT.
+async fn wait_for_signal(stop: tokio::sync::watch::Sender<bool>) {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(
@@ -150,7 +359,7 @@ async fn wait_for_signal(shutdown: Shutdown) {
                 warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the daemon gracefully");
                 let _ = tokio::signal::ctrl_c().await;
                 info!("SIGINT: stopping");
-                shutdown.trigger();
+                let _ = stop.send(true);
                 return;
             }
         };
@@ -164,5 +373,5 @@ async fn wait_for_signal(shutdown: Shutdown) {
         let _ = tokio::signal::ctrl_c().await;
         info!("SIGINT: stopping");
     }
-    shutdown.trigger();
+    let _ = stop.send(true);
 }
