@@ -2,6 +2,7 @@
 //! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Parquet read back.
 
 mod api;
+mod api_e2e;
 mod backfill;
 mod configs;
 mod crash;
