@@ -155,7 +155,8 @@ fn serve_runs_two_flows_on_schedule_stops_on_sigterm_and_resumes_from_state() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = {:?}\ndata_dir = {:?}\nflows_dir = {:?}\n[scheduler]\nshutdown_grace_secs = 10\nrun_history = 1000\n",
+            // Port 0: serve also runs the HTTP API, and tests run in parallel.
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\ndata_dir = {:?}\nflows_dir = {:?}\n[scheduler]\nshutdown_grace_secs = 10\nrun_history = 1000\n",
             dir.path().join("state"),
             dir.path().join("data"),
             flows_dir

@@ -1,6 +1,8 @@
 //! The one integration-test binary: one module per capability. Tests run the real parts: the
 //! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Parquet read back.
 
+mod api;
+mod api_e2e;
 mod backfill;
 mod configs;
 mod crash;

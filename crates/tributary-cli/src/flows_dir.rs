@@ -16,12 +16,31 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 use tributary_engine::daemon::{self, DaemonFlow, FlowRegistry};
 use tributary_engine::run::{Engine, bundle_flow_id};
+use tributary_spec::FlowBundle;
 use tributary_state::{BundleChange, FlowId};
 
 use crate::context::load_bundle;
 
 /// How often a running daemon looks at `flows_dir` again.
 pub const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What happened to a file's flow, for whoever else keeps flows (the HTTP API's entities).
+#[derive(Debug)]
+pub enum FlowEvent<'a> {
+    /// A new or edited file's valid bundle (`change` says which; at start every file is seen for
+    /// the first time by this process).
+    Loaded {
+        path: &'a Path,
+        flow_id: &'a FlowId,
+        bundle: &'a FlowBundle,
+        change: &'a BundleChange,
+    },
+    /// The file that defined this flow is gone (or now defines another flow).
+    Removed { flow_id: &'a FlowId },
+}
+
+/// Told about every [`FlowEvent`] before the scheduler's set changes.
+pub type FlowHook<'a> = &'a dyn Fn(FlowEvent<'_>) -> anyhow::Result<()>;
 
 /// What the daemon last read from each file of the folder.
 #[derive(Debug)]
@@ -48,7 +67,12 @@ impl FlowsDir {
     /// Reads the folder and brings `registry` in line with it: new and edited files are
     /// (re)registered, deleted files' flows removed. Blocking (filesystem and state): call it from
     /// a blocking thread in async code.
-    pub fn sync(&mut self, engine: &Engine, registry: &FlowRegistry) -> anyhow::Result<()> {
+    pub fn sync(
+        &mut self,
+        engine: &Engine,
+        registry: &FlowRegistry,
+        hook: FlowHook<'_>,
+    ) -> anyhow::Result<()> {
         let entries = std::fs::read_dir(&self.dir).map_err(|err| {
             crate::BadInput(format!(
                 "cannot read flows_dir {}: {err}",
@@ -79,9 +103,9 @@ impl FlowsDir {
                 ..
             }) = self.files.remove(&path)
             {
-                if registry.remove(&flow_id).is_some() {
-                    info!(path = %path.display(), flow_id = %flow_id, "flow bundle deleted: flow no longer scheduled");
-                }
+                hook(FlowEvent::Removed { flow_id: &flow_id })?;
+                registry.remove(&flow_id);
+                info!(path = %path.display(), flow_id = %flow_id, "flow bundle deleted: flow no longer scheduled");
             }
         }
 
@@ -100,7 +124,7 @@ impl FlowsDir {
             }
         }
         for path in paths {
-            self.sync_file(engine, registry, &path, &mut owners)?;
+            self.sync_file(engine, registry, hook, &path, &mut owners)?;
         }
         engine
             .db
@@ -113,6 +137,7 @@ impl FlowsDir {
         &mut self,
         engine: &Engine,
         registry: &FlowRegistry,
+        hook: FlowHook<'_>,
         path: &Path,
         owners: &mut BTreeMap<FlowId, PathBuf>,
     ) -> anyhow::Result<()> {
@@ -167,10 +192,12 @@ impl FlowsDir {
         if let Some(old) = &previous_flow
             && *old != flow_id
         {
+            hook(FlowEvent::Removed { flow_id: old })?;
             registry.remove(old);
             owners.remove(old);
         }
-        match engine.db.put_bundle_source(path, &hash, &flow_id)? {
+        let change = engine.db.put_bundle_source(path, &hash, &flow_id)?;
+        match &change {
             BundleChange::New => {
                 info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow registered")
             }
@@ -181,6 +208,12 @@ impl FlowsDir {
                 info!(path = %path.display(), flow = %bundle.name, flow_id = %flow_id, "flow updated from its edited file");
             }
         }
+        hook(FlowEvent::Loaded {
+            path,
+            flow_id: &flow_id,
+            bundle: &bundle,
+            change: &change,
+        })?;
         owners.insert(flow_id.clone(), path.to_owned());
         self.files.insert(
             path.to_owned(),

@@ -1,44 +1,79 @@
-//! `tributary serve`: the daemon — loads the flow bundles of `flows_dir` into state (and keeps
-//! watching the folder, see `flows_dir`) and runs the scheduler (the engine's `daemon` module)
-//! until SIGTERM or SIGINT. The HTTP API is a later issue: `listen` is read from the config but
-//! nothing listens yet.
+//! `tributary serve`: the daemon — the Flow Service / Data Prep HTTP API on `listen` and the
+//! scheduler, side by side, until SIGTERM or SIGINT.
+//!
+//! Every bundle of `flows_dir` is registered (see `flows_dir`: read at start and every few
+//! seconds after, so added, edited and deleted files apply without a restart) and stored as API
+//! entities of the first configured org, sandbox `prod` (`tributary_api::import_bundle`), so a
+//! file flow is visible and editable over HTTP; a deleted file takes its flow out of both. Every
+//! flow in state — from files or created over HTTP — is assembled from its entities and handed to
+//! the scheduler's `FlowRegistry`; flows created, patched or deleted over HTTP change it without
+//! a restart.
+//!
+//! Secure by default: without `[api]` credentials, `serve` refuses a non-loopback `listen`, and
+//! on loopback generates a local credential into `{state_dir}/api-credentials.json` (mode 0600)
+//! and logs where it is. Stopping: the API stops accepting, in-flight requests finish, the
+//! scheduler cancels running runs at their next page boundary (they resume at the next start).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
-use tributary_engine::daemon::{self, FlowRegistry, SchedulerOptions, Shutdown, SystemClock};
+use tributary_api::{ApiAuth, ApiOptions, ApiState, FlowRegistry, OrgCredential, Tenant};
+use tributary_engine::DaemonConfig;
+use tributary_engine::daemon::{self, SchedulerOptions, Shutdown, SystemClock};
 use tributary_engine::run::Engine;
+use tributary_state::BundleChange;
 
 use crate::cli::CommonArgs;
 use crate::context::{load_config, open_engine};
-use crate::flows_dir::{FlowsDir, RESCAN_INTERVAL};
+use crate::flows_dir::{FlowEvent, FlowsDir, RESCAN_INTERVAL};
+
+/// The file a generated local credential is written to, inside the state directory.
+pub const LOCAL_CREDENTIALS_FILE: &str = "api-credentials.json";
+/// The sandbox that `flows_dir` bundles belong to.
+pub const BUNDLE_SANDBOX: &str = "prod";
 
 pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
+    let auth = api_auth(&config)?;
     let engine = open_engine(&config)?;
-    info!(listen = %config.listen, "the HTTP API is not part of this build: `listen` is ignored");
-    let registry = FlowRegistry::new();
+    let registry = FlowRegistry::default();
+    let state = ApiState::try_new(
+        engine.clone(),
+        registry.clone(),
+        ApiOptions {
+            auth: auth.clone(),
+            max_concurrent_runs: config.limits.max_concurrent_runs as usize,
+        },
+    )
+    .context("loading the API's entities from state")?;
+    let bundle_tenant = Tenant {
+        org: auth.orgs[0].org_id.clone(),
+        sandbox: BUNDLE_SANDBOX.to_owned(),
+    };
     let flows_dir = match &config.flows_dir {
         Some(dir) => {
             let mut flows_dir = FlowsDir::new(dir);
-            flows_dir.sync(&engine, &registry)?;
+            flows_dir.sync(&engine, &registry, &|event| {
+                import_into_api(&state, &bundle_tenant, event)
+            })?;
             Some(flows_dir)
         }
         None => {
-            warn!("no flows_dir in the config: no flows to schedule");
+            info!("no flows_dir in the config: only flows created over the API are scheduled");
             None
         }
     };
-    info!(
-        flows = registry.len(),
-        max_concurrent_runs = config.limits.max_concurrent_runs,
-        max_catch_up_windows = config.scheduler.max_catch_up_windows,
-        state_dir = %config.state_dir.display(),
-        data_dir = %config.data_dir.display(),
-        "scheduler started"
-    );
+    // The entities are what runs: a file flow edited over the API runs as edited.
+    for flow in tributary_api::scheduled_flows(&state) {
+        registry.upsert(flow);
+    }
+    engine
+        .db
+        .flush()
+        .context("flushing the registered bundles")?;
     let options = SchedulerOptions {
         max_catch_up_windows: config.scheduler.max_catch_up_windows,
         run_history: config.scheduler.run_history,
@@ -47,26 +82,70 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = crate::run::runtime()?;
     let report = runtime.block_on(async {
-        let shutdown = Shutdown::default();
-        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|err| crate::BadInput(format!("cannot listen on {}: {err}", config.listen)))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signals = tokio::spawn(wait_for_signal(stop_tx));
         let watcher = flows_dir.map(|flows_dir| {
-            tokio::spawn(watch_flows_dir(flows_dir, engine.clone(), registry.clone()))
+            tokio::spawn(watch_flows_dir(
+                flows_dir,
+                engine.clone(),
+                registry.clone(),
+                state.clone(),
+                bundle_tenant.clone(),
+            ))
         });
-        let runner = daemon::engine_runner(engine.clone());
+        let app = tributary_api::app(state.clone());
+        let mut http_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        info!(listen = %local, url = %format!("http://{local}"), "HTTP API listening");
+        info!(
+            flows = registry.snapshot().len(),
+            max_concurrent_runs = config.limits.max_concurrent_runs,
+            max_catch_up_windows = config.scheduler.max_catch_up_windows,
+            state_dir = %config.state_dir.display(),
+            data_dir = %config.data_dir.display(),
+            "scheduler started"
+        );
+        state.set_scheduler_running(true);
+        let shutdown = Shutdown::default();
+        let stopper = {
+            let shutdown = shutdown.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+                shutdown.trigger();
+            })
+        };
         let report = daemon::run_scheduler(
             engine.db.clone(),
-            registry,
+            registry.clone(),
             options,
             Arc::new(SystemClock),
-            runner,
+            daemon::engine_runner(engine.clone()),
             shutdown,
         )
         .await;
-        signals.abort();
+        stopper.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
         }
-        report
+        state.set_scheduler_running(false);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "the HTTP server stopped with an error"),
+            Err(err) => warn!(error = %err, "the HTTP server task failed"),
+        }
+        signals.abort();
+        anyhow::Ok(report?)
     })?;
     engine.db.flush().context("flushing state at shutdown")?;
     info!(
@@ -77,15 +156,166 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The credentials the API accepts: `[api.orgs]` (values may be `${env:NAME}`), or — only for a
+/// loopback `listen` — a generated local credential.
+fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
+    let mut orgs = Vec::new();
+    for (idx, org) in config.api.orgs.iter().enumerate() {
+        let resolve = |value: &str, key: &str| -> anyhow::Result<String> {
+            let value = value.trim();
+            match value
+                .strip_prefix("${env:")
+                .and_then(|rest| rest.strip_suffix('}'))
+            {
+                Some(name) => std::env::var(name).map_err(|_| {
+                    crate::BadInput(format!(
+                        "api.orgs[{idx}].{key}: environment variable {name} is not set"
+                    ))
+                    .into()
+                }),
+                None => Ok(value.to_owned()),
+            }
+        };
+        let credential = OrgCredential {
+            org_id: org.org_id.clone(),
+            api_key: resolve(&org.api_key, "api_key")?,
+            bearer_token: resolve(&org.bearer_token, "bearer_token")?,
+        };
+        if credential.api_key.is_empty() || credential.bearer_token.is_empty() {
+            return Err(crate::BadInput(format!(
+                "api.orgs[{idx}]: api_key and bearer_token must not be empty"
+            ))
+            .into());
+        }
+        orgs.push(credential);
+    }
+    if !orgs.is_empty() {
+        return Ok(ApiAuth { orgs });
+    }
+    if !config.listen.ip().is_loopback() {
+        return Err(crate::BadInput(format!(
+            "listen = {} is not a loopback address and [api] has no credentials: add [[api.orgs]] with org_id, api_key and bearer_token, or listen on 127.0.0.1",
+            config.listen
+        ))
+        .into());
+    }
+    let path = config.state_dir.join(LOCAL_CREDENTIALS_FILE);
+    let credential = local_credential(&path)?;
+    warn!(
+        path = %path.display(),
+        org_id = %credential.org_id,
+        "no [api] credentials configured: generated a local credential (loopback only); send its bearer_token, api_key and org_id as Authorization: Bearer, x-api-key and x-gw-ims-org-id"
+    );
+    Ok(ApiAuth {
+        orgs: vec![credential],
+    })
+}
+
+/// Reads `{state_dir}/api-credentials.json`, or creates it (mode 0600) with random values.
+fn local_credential(path: &Path) -> anyhow::Result<OrgCredential> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
+            crate::BadInput(format!("{} is not valid JSON: {err}", path.display()))
+        })?;
+        let field = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        if let (Some(org_id), Some(api_key), Some(bearer_token)) =
+            (field("org_id"), field("api_key"), field("bearer_token"))
+        {
+            return Ok(OrgCredential {
+                org_id,
+                api_key,
+                bearer_token,
+            });
+        }
+        return Err(crate::BadInput(format!(
+            "{}: expected org_id, api_key and bearer_token",
+            path.display()
+        ))
+        .into());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let credential = OrgCredential {
+        org_id: "local@AdobeOrg".to_owned(),
+        api_key: format!("local-{}", uuid::Uuid::new_v4().simple()),
+        bearer_token: format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let text = serde_json::json!({
+        "org_id": credential.org_id, "api_key": credential.api_key, "bearer_token": credential.bearer_token,
+    });
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{text:#}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(credential)
+}
+
+/// Keeps the API's entities in line with `flows_dir`: a new or edited file's bundle is stored as
+/// entities (an unchanged file keeps entities edited over the API as they are), a deleted file's
+/// flow is taken out.
+fn import_into_api(state: &ApiState, tenant: &Tenant, event: FlowEvent<'_>) -> anyhow::Result<()> {
+    match event {
+        FlowEvent::Loaded {
+            path,
+            flow_id,
+            bundle,
+            change,
+        } => {
+            if *change == BundleChange::Unchanged && state.flow_exists(tenant, flow_id) {
+                return Ok(());
+            }
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&text).context("re-reading a validated bundle")?;
+            let base_dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+            let resolve = |relative: &str| -> Option<serde_json::Value> {
+                let text = crate::validate::read_relative(&base_dir, relative).ok()?;
+                serde_json::from_str(&text).ok()
+            };
+            tributary_api::import_bundle(state, tenant, flow_id, bundle, &json, &resolve)
+                .with_context(|| format!("storing flow bundle {} as API entities", path.display()))
+        }
+        FlowEvent::Removed { flow_id } => {
+            tributary_api::remove_imported_flow(state, tenant, flow_id)
+        }
+    }
+}
+
 /// Re-reads `flows_dir` every [`RESCAN_INTERVAL`] until aborted.
-async fn watch_flows_dir(flows_dir: FlowsDir, engine: Engine, registry: FlowRegistry) {
+async fn watch_flows_dir(
+    flows_dir: FlowsDir,
+    engine: Engine,
+    registry: FlowRegistry,
+    state: ApiState,
+    tenant: Tenant,
+) {
     let mut flows_dir = flows_dir;
     loop {
         tokio::time::sleep(RESCAN_INTERVAL).await;
         let engine = engine.clone();
         let registry = registry.clone();
+        let state = state.clone();
+        let tenant = tenant.clone();
         let synced = tokio::task::spawn_blocking(move || {
-            let res = flows_dir.sync(&engine, &registry);
+            let res = flows_dir.sync(&engine, &registry, &|event| {
+                import_into_api(&state, &tenant, event)
+            });
             (flows_dir, res)
         })
         .await;
@@ -104,8 +334,8 @@ async fn watch_flows_dir(flows_dir: FlowsDir, engine: Engine, registry: FlowRegi
     }
 }
 
-/// Triggers `shutdown` at the first SIGTERM or SIGINT.
-async fn wait_for_signal(shutdown: Shutdown) {
+/// Sets `stop` at the first SIGTERM or SIGINT.
+async fn wait_for_signal(stop: tokio::sync::watch::Sender<bool>) {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(
@@ -116,7 +346,7 @@ async fn wait_for_signal(shutdown: Shutdown) {
                 warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the daemon gracefully");
                 let _ = tokio::signal::ctrl_c().await;
                 info!("SIGINT: stopping");
-                shutdown.trigger();
+                let _ = stop.send(true);
                 return;
             }
         };
@@ -130,5 +360,5 @@ async fn wait_for_signal(shutdown: Shutdown) {
         let _ = tokio::signal::ctrl_c().await;
         info!("SIGINT: stopping");
     }
-    shutdown.trigger();
+    let _ = stop.send(true);
 }

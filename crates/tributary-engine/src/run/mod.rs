@@ -190,7 +190,17 @@ pub fn window_key(flow_id: &FlowId, window: Option<&Window>) -> WindowKey {
 /// it when the run succeeds. Resumes the window from its checkpoint when an earlier run of it
 /// was interrupted.
 pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport, RunError> {
-    run_window(engine, request, None).await
+    run_window(engine, request, None, None).await
+}
+
+/// Like [`run_flow`], under a run id the caller chose: the API answers `POST /runs` with the
+/// id before the run has started.
+pub async fn run_flow_as(
+    engine: &Engine,
+    request: RunRequest,
+    run_id: RunId,
+) -> Result<RunReport, RunError> {
+    run_window(engine, request, None, Some(run_id)).await
 }
 
 /// Like [`run_flow`], on pages that are already at hand instead of fetched from the source:
@@ -200,17 +210,18 @@ pub async fn run_flow_on_pages(
     request: RunRequest,
     pages: tributary_fetch::FetchRun,
 ) -> Result<RunReport, RunError> {
-    run_window(engine, request, Some(pages)).await
+    run_window(engine, request, Some(pages), None).await
 }
 
 async fn run_window(
     engine: &Engine,
     request: RunRequest,
     pages: Option<tributary_fetch::FetchRun>,
+    run_id: Option<RunId>,
 ) -> Result<RunReport, RunError> {
     let bundle = request.bundle.clone();
     let started_at = Utc::now();
-    let run_id = RunId::new(uuid::Uuid::new_v4().simple().to_string());
+    let run_id = run_id.unwrap_or_else(|| RunId::new(uuid::Uuid::new_v4().simple().to_string()));
     let bundle_dataset = DatasetId::new(bundle.target.dataset_id.clone());
     tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())
         .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
