@@ -10,4 +10,5 @@ mod daemon;
 mod fetch;
 mod mapping;
 mod run;
+mod safety;
 mod tidy;

@@ -29,7 +29,11 @@ fn read_json(path: &Path) -> Value {
 
 /// The example mapping set plus `street` from `merge_fields.ADDRESS.addr1`, which the schema
 /// requires and which only one record in five has: the others are rejected.
-fn mapped_bundle(mock: &crate::run::Mock, dataset: &str, partial_percent: Option<u32>) -> Value {
+pub(crate) fn mapped_bundle(
+    mock: &crate::run::Mock,
+    dataset: &str,
+    partial_percent: Option<u32>,
+) -> Value {
     let mut bundle = bundle(
         &format!("it-mapped-{dataset}"),
         basic_auth_spec(),

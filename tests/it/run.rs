@@ -58,6 +58,14 @@ pub(crate) fn mock(config: MockConfig) -> Mock {
     }
 }
 
+impl Mock {
+    /// Shuts the server down: the API "goes away" (connections are refused from here on).
+    pub fn stop(self) {
+        let Mock { server, _runtime } = self;
+        _runtime.block_on(server.shutdown()).unwrap();
+    }
+}
+
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
