@@ -1,8 +1,10 @@
 //! Crash safety of the real binary: `tributary run` over 100,000 records in pages of 100, with a
 //! checkpoint every 5,000 rows (`TRIBUTARY_CHECKPOINT_ROWS`), killed with SIGKILL at random
-//! moments (seeded) — while fetching and while committing — and restarted until it succeeds.
-//! After every kill no reader may see a duplicate, a temp file or a partial file; at the end
-//! every id is published exactly once.
+//! moments (seeded) — while fetching and while committing — and restarted until it succeeds;
+//! then the same window run again (a re-run, whose commit swaps the batch) and killed the same
+//! way. After every kill no reader may see a duplicate, a temp file, a partial file or part of
+//! the window (the window is all there or, for the instant of a swap, not there at all); at the
+//! end every id is published exactly once.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,16 +72,74 @@ fn full_run_duration(mock: &MockChild) -> Duration {
     started.elapsed()
 }
 
-fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> u64 {
+/// What the kills of one seed saw.
+#[derive(Debug, Default)]
+struct Kills {
+    total: u64,
+    /// Kills after which the window was not visible at all (before the first commit, or in the
+    /// instant between taking the old batch out and renaming the new one in).
+    window_absent: u64,
+}
+
+/// The rows a reader sees, checked: no temp file, no duplicate, and the window whole or absent.
+fn check_visible(data_dir: &Path, context: &str) -> usize {
+    assert_only_published_parts(data_dir);
+    let counts = published_id_counts(data_dir, "crash");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "{context}: duplicate ids visible"
+    );
+    assert!(
+        counts.is_empty() || counts.len() == RECORDS,
+        "{context}: part of the window is visible ({} of {RECORDS} records)",
+        counts.len()
+    );
+    counts.len()
+}
+
+fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> Kills {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let bundle = dir.path().join("crash.json");
     std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
     let max_delay_ms = (full_run.as_millis() as u64).max(200);
+    let mut kills = Kills::default();
+    // Phase 0 ingests the window; phase 1 runs it again, so its commit swaps the batch.
+    for phase in 0..2 {
+        kills.total += kill_until_success(
+            &bundle,
+            dir.path(),
+            &mut rng,
+            max_delay_ms,
+            seed,
+            phase,
+            &mut kills.window_absent,
+        );
+        assert_each_id_once(&data_dir, "crash", RECORDS);
+    }
+    eprintln!(
+        "crash test seed {seed}: {} kills ({} with the window absent), then a clean finish; every id once",
+        kills.total, kills.window_absent
+    );
+    kills
+}
+
+/// Runs the window, killing the run at random moments up to four times, until a run succeeds.
+/// Returns the kills.
+fn kill_until_success(
+    bundle: &Path,
+    dir: &Path,
+    rng: &mut rand::rngs::StdRng,
+    max_delay_ms: u64,
+    seed: u64,
+    phase: u32,
+    window_absent: &mut u64,
+) -> u64 {
+    let data_dir = dir.join("data");
     let mut kills: u64 = 0;
     loop {
-        let mut child = run_command(dir.path(), &bundle).spawn().unwrap();
+        let mut child = run_command(dir, bundle).spawn().unwrap();
         // At most four kills per seed, so the test ends; then the run is left to finish.
         // A resumed run has less left to do than a whole one, so each kill is drawn from a
         // shorter span than the one before; every other kill aims at the end of that span,
@@ -105,23 +165,23 @@ fn crash_and_recover(mock: &MockChild, seed: u64, full_run: Duration) -> u64 {
             );
             std::thread::sleep(Duration::from_millis(5));
         };
-        // Whatever moment it died at, a reader sees no temp file and no duplicate.
-        assert_only_published_parts(&data_dir);
-        let counts = published_id_counts(&data_dir, "crash");
-        assert!(
-            counts.values().all(|&n| n == 1),
-            "seed {seed}: duplicate ids visible after kill {kills}"
-        );
+        // Whatever moment it died at, a reader sees no temp file, no duplicate, and the window
+        // whole or not at all.
+        let context = format!("seed {seed}, phase {phase}, after kill {kills}");
+        let visible = check_visible(&data_dir, &context);
         match status {
-            None => kills += 1,
+            None => {
+                kills += 1;
+                if visible == 0 && phase == 1 {
+                    *window_absent += 1;
+                }
+            }
             Some(status) => {
-                assert!(status.success(), "seed {seed}: run exited with {status}");
+                assert!(status.success(), "{context}: run exited with {status}");
                 break;
             }
         }
     }
-    assert_each_id_once(&data_dir, "crash", RECORDS);
-    eprintln!("crash test seed {seed}: {kills} kills, then a clean finish; every id once");
     kills
 }
 
@@ -137,11 +197,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     eprintln!("crash test: an uninterrupted run of {RECORDS} records takes {full_run:?}");
     let mut total_kills = 0;
     for seed in [1, 2, 3, 4, 5, 6] {
-        total_kills += crash_and_recover(&mock, seed, full_run);
+        total_kills += crash_and_recover(&mock, seed, full_run).total;
     }
     // The delays are drawn below the length of what is left to do, so most attempts die.
     assert!(
-        total_kills >= 6,
-        "only {total_kills} kills over 6 seeds (a full run takes {full_run:?})"
+        total_kills >= 12,
+        "only {total_kills} kills over 6 seeds and 2 phases (a full run takes {full_run:?})"
     );
 }
