@@ -11,23 +11,25 @@
 //! credential is a [`Secret`], every message goes through a [`Redactor`].
 
 mod auth;
+mod drive;
 mod error;
-mod fetch;
 pub mod headers;
 mod limit;
+mod page;
+mod plan;
 mod records;
 mod request;
 mod retry;
 mod scan;
 mod secret;
+mod send;
 
 pub use auth::{Auth, ConnectionCheck, RotatedTokens, TokenCallback, test_connection};
+pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
-pub use fetch::{
-    FetchContext, FetchCounters, FetchPlan, FetchRun, FetchSettings, FetchStats, NextPage, Page,
-    Position, USER_AGENT, WindowPosition, fetch_pages, http_client,
-};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
+pub use page::{FetchCounters, FetchRun, FetchStats, NextPage, Page, Position, WindowPosition};
+pub use plan::{FetchContext, FetchPlan, FetchSettings, USER_AGENT, http_client};
 pub use records::{
     AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,
 };

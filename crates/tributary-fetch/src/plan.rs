@@ -1,0 +1,250 @@
+//! What a fetch needs: the [`FetchPlan`] of one run (rendered request, pagination, records,
+//! auth, window, resume point) and the [`FetchContext`] every run of the process shares (HTTP
+//! client, limiters, [`FetchSettings`]).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use serde_json::Value;
+use tributary_spec::{EndPageIndex, FlowBundle, Pagination, ScheduleWindow, SourceSpec};
+
+use crate::auth::{Auth, TokenCallback};
+use crate::error::{FetchError, Redactor};
+use crate::limit::{Limiters, RateQuota};
+use crate::page::{NextPage, Position, WindowPosition};
+use crate::records::{AttrFilter, ExplodeSelector, RecordPath, RecordSelector};
+use crate::request::{BaseRequest, RenderInputs, render_base_request};
+use crate::retry::RetryPolicy;
+
+/// Settings of the fetcher that are not in the spec.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// Per-request timeout, from connecting to the end of the body.
+    pub request_timeout: Duration,
+    /// A body larger than this fails with [`FetchError::TooLarge`].
+    pub max_response_bytes: u64,
+    pub retry: RetryPolicy,
+    /// Pages buffered between the fetcher and its consumer.
+    pub channel_capacity: usize,
+    /// The quota of a limiter created by this context (the first run on an origin sets it).
+    pub quota: Option<RateQuota>,
+}
+
+/// What runs share: the HTTP client (connection pool) and the limiter registry.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    pub client: reqwest::Client,
+    pub limiters: Limiters,
+    pub settings: FetchSettings,
+}
+
+/// One run's fetch: the rendered request, pagination, records, auth, window and resume point.
+#[derive(Debug, Clone)]
+pub struct FetchPlan {
+    pub request: BaseRequest,
+    pub pagination: Pagination,
+    pub selector: RecordSelector,
+    pub auth: Auth,
+    pub window: Option<ScheduleWindow>,
+    /// Resume after this position instead of starting at the first page.
+    pub start: Option<Position>,
+    /// Pages of OFFSET / PAGE fetched at once (default 1).
+    pub max_concurrent_requests: NonZeroU32,
+    pub(crate) paths: PagingPaths,
+    pub(crate) redactor: Redactor,
+}
+
+/// The JSONPaths pagination reads from each page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PagingPaths {
+    pub(crate) pointer: Option<RecordPath>,
+    pub(crate) token: Option<RecordPath>,
+    pub(crate) end_condition: Option<(RecordPath, Value)>,
+}
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("tributary/", env!("CARGO_PKG_VERSION"));
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            max_response_bytes: 256 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+            channel_capacity: 4,
+            quota: None,
+        }
+    }
+}
+
+impl FetchContext {
+    /// A context with a new HTTP client and the given limiter registry.
+    pub fn try_new(limiters: Limiters, settings: FetchSettings) -> Result<Self, FetchError> {
+        Ok(Self {
+            client: http_client()?,
+            limiters,
+            settings,
+        })
+    }
+}
+
+/// The HTTP client of the fetcher: rustls with the ring provider, gzip/deflate/brotli,
+/// `User-Agent: tributary/<version>`.
+pub fn http_client() -> Result<reqwest::Client, FetchError> {
+    // Installing twice fails harmlessly: another part of the process installed it first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .gzip(true)
+        .deflate(true)
+        .brotli(true)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|err| {
+            FetchError::Spec(format!(
+                "cannot build the http client: {}",
+                err.without_url()
+            ))
+        })
+}
+
+impl FetchPlan {
+    /// The plan of a run of `source` with `auth`; templates are rendered now.
+    pub fn try_new(
+        source: &SourceSpec,
+        auth: Auth,
+        inputs: &RenderInputs<'_>,
+    ) -> Result<Self, FetchError> {
+        let mut redactor = auth.redactor().clone();
+        let request = render_base_request(source, inputs, &mut redactor)?;
+        let selector = selector_of(source)?;
+        let paths = PagingPaths::of(&source.pagination)?;
+        Ok(Self {
+            request,
+            pagination: source.pagination.clone(),
+            selector,
+            auth,
+            window: inputs.window.copied(),
+            start: None,
+            max_concurrent_requests: NonZeroU32::MIN,
+            paths,
+            redactor,
+        })
+    }
+
+    /// The plan of a flow bundle's run: auth params with `${env:X}` resolved through `env`,
+    /// OAuth2 rotations reported to `on_rotate`, the flow's `maxConcurrentRequests`.
+    pub fn from_bundle(
+        bundle: &FlowBundle,
+        window: Option<ScheduleWindow>,
+        env: &dyn Fn(&str) -> Option<String>,
+        on_rotate: Option<TokenCallback>,
+    ) -> Result<Self, FetchError> {
+        let auth_params = bundle
+            .base
+            .resolved_params(env)
+            .map_err(|err| FetchError::Spec(err.to_string()))?;
+        let auth = Auth::try_new(
+            &bundle.auth_spec,
+            &auth_params,
+            &bundle.base.secret_fields,
+            on_rotate,
+        )?;
+        let inputs = RenderInputs {
+            source_params: &bundle.source.params,
+            auth_params: &auth_params,
+            env,
+            window: window.as_ref(),
+        };
+        Ok(
+            Self::try_new(&bundle.connection_spec.source, auth, &inputs)?
+                .with_max_concurrent_requests(bundle.options.max_concurrent_requests),
+        )
+    }
+
+    /// Continue after `position` (a checkpoint of an earlier, interrupted run of this window).
+    pub fn resume_from(mut self, position: Position) -> Self {
+        self.start = Some(position);
+        self
+    }
+
+    pub fn with_max_concurrent_requests(mut self, n: NonZeroU32) -> Self {
+        self.max_concurrent_requests = n;
+        self
+    }
+
+    /// Scrubs secrets of this plan out of text.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The first position of a run of this plan.
+    pub fn start_position(&self) -> Position {
+        let next = match &self.pagination {
+            Pagination::Offset { .. } => NextPage::Offset { offset: 0 },
+            Pagination::Page {
+                initial_index,
+                end_index,
+                ..
+            } => NextPage::Page {
+                index: *initial_index,
+                end: match end_index {
+                    Some(EndPageIndex::Literal(end)) => Some(*end),
+                    _ => None,
+                },
+            },
+            _ => NextPage::Start,
+        };
+        Position {
+            next,
+            requests: 0,
+            pages: 0,
+            window: self.window.map(WindowPosition::from),
+        }
+    }
+}
+
+fn selector_of(source: &SourceSpec) -> Result<RecordSelector, FetchError> {
+    let content = &source.content;
+    let filter = |keep: &Vec<String>, skip: &Vec<String>| {
+        AttrFilter::new((!keep.is_empty()).then(|| keep.clone()), skip.clone())
+    };
+    let explode = match &source.explode {
+        Some(explode) => Some(ExplodeSelector::try_new(
+            RecordPath::parse(explode.path.as_str())?,
+            filter(&explode.keep, &explode.skip),
+            explode.wrapper.clone(),
+        )?),
+        None => None,
+    };
+    Ok(
+        RecordSelector::new(RecordPath::parse(content.path.as_str())?)
+            .with_filter(filter(&content.keep, &content.skip))
+            .with_wrapper(content.wrapper.clone())
+            .with_explode(explode),
+    )
+}
+
+impl PagingPaths {
+    fn of(pagination: &Pagination) -> Result<Self, FetchError> {
+        Ok(match pagination {
+            Pagination::Pointer { pointer_path, .. } => Self {
+                pointer: Some(RecordPath::parse(pointer_path.as_str())?),
+                ..Self::default()
+            },
+            Pagination::ContinuationToken { token_path, .. } => Self {
+                token: Some(RecordPath::parse(token_path.as_str())?),
+                ..Self::default()
+            },
+            Pagination::Offset {
+                end_condition: Some(end),
+                ..
+            } => Self {
+                end_condition: Some((RecordPath::parse(end.path.as_str())?, end.value.clone())),
+                ..Self::default()
+            },
+            _ => Self::default(),
+        })
+    }
+}
