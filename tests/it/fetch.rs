@@ -23,6 +23,8 @@ use tributary_mockapi::{
 };
 use tributary_spec::{ConnectionSpec, ScheduleWindow};
 
+use crate::hostile::{self, Reply};
+
 const SEED: u64 = 11;
 
 /// What a run produced.
@@ -124,13 +126,41 @@ fn plan_with(
 
 /// A plan without credentials against `server`.
 fn plan(server: &MockServer, attributes: Value) -> FetchPlan {
+    plan_at(&server.base_url(), attributes)
+}
+
+/// A plan without credentials against the API at `base_url`.
+fn plan_at(base_url: &str, attributes: Value) -> FetchPlan {
     let spec = spec(basic_auth_spec(), attributes);
     plan_with(
         &spec,
         Auth::none(),
-        &object(json!({"host": server.base_url()})),
+        &object(json!({"host": base_url})),
         None,
     )
+}
+
+/// OFFSET over `/items`, two records a page, on a hostile server.
+fn hostile_attributes() -> Value {
+    json!({
+        "urlParams": {"path": "/items", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 2, "offSetName": "offset"}
+    })
+}
+
+/// Page `n` of the hostile OFFSET API: records `r{2n}` and `r{2n+1}`, then an empty page from
+/// the fourth page on.
+fn hostile_page(n: usize) -> Reply {
+    let items: Vec<Value> = if n < 3 {
+        vec![
+            json!({"id": format!("r{}", 2 * n)}),
+            json!({"id": format!("r{}", 2 * n + 1)}),
+        ]
+    } else {
+        Vec::new()
+    };
+    Reply::json(json!({ "items": items }))
 }
 
 async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
@@ -1120,5 +1150,75 @@ async fn schedule_windows_fill_start_and_end_params_or_the_advance_query() {
         .await;
         complete(&c);
         assert_exactly(&c.pages, 0..2_345);
+    }
+}
+
+#[tokio::test]
+async fn a_wait_beyond_the_maximum_fails_the_request_naming_the_header_instead_of_panicking() {
+    let in_two_days = (Utc::now() + chrono::Duration::days(2))
+        .timestamp()
+        .to_string();
+    // (the answer that asks for the wait, the request it answers, what the error says)
+    let cases = [
+        (
+            Reply::status(429).with_header("retry-after", "1e30"),
+            2,
+            "the API asked to wait 1e30 s (Retry-After: 1e30), more than the maximum wait of 15m (limits.max_wait_secs)".to_owned(),
+        ),
+        (
+            Reply::status(503).with_header("retry-after", "901"),
+            2,
+            "the API asked to wait 901 s (Retry-After: 901), more than the maximum wait of 15m".to_owned(),
+        ),
+        // A good page that says the quota is spent until a reset too far away: that page
+        // arrives, and the next request fails before it is sent.
+        (
+            hostile_page(1)
+                .with_header("x-ratelimit-remaining", "0")
+                .with_header("x-ratelimit-reset", "1e30"),
+            1,
+            "(X-RateLimit-Reset: 1e30), more than the maximum wait of 15m".to_owned(),
+        ),
+        (
+            hostile_page(1)
+                .with_header("ratelimit-remaining", "0")
+                .with_header("ratelimit-reset", &in_two_days),
+            1,
+            format!("s (RateLimit-Reset: {in_two_days}), more than the maximum wait of 15m"),
+        ),
+    ];
+    for (answer, at, expected) in cases {
+        let server = hostile::start(move |_, n| {
+            if n == at {
+                answer.clone()
+            } else {
+                hostile_page(n)
+            }
+        })
+        .await;
+        // `run` awaits the fetch task: a panic in it fails this test.
+        let outcome = run(
+            &context(settings()),
+            plan_at(&server.base_url(), hostile_attributes()),
+        )
+        .await;
+        let err = outcome.error.expect("the run fails");
+        assert!(
+            matches!(err, FetchError::WaitTooLong { .. }) && err.to_string().contains(&expected),
+            "expected {expected:?} in: {err}"
+        );
+        assert_eq!(err.cause(), ErrorCause::RemoteApi);
+        assert!(!err.is_retryable());
+        let ids: Vec<String> = ids(&outcome.pages);
+        assert_eq!(
+            ids,
+            ["r0", "r1", "r2", "r3"],
+            "only pages 1 and 2: {expected}"
+        );
+        assert_eq!(
+            server.requests().len(),
+            at + 1,
+            "no request after the refusal, no retry of it: {expected}"
+        );
     }
 }

@@ -7,15 +7,16 @@ use anyhow::Context as _;
 
 use crate::BadInput;
 use crate::cli::{CommonArgs, ExploreArgs};
-use crate::context::load_bundle;
+use crate::context::{fetch_settings, load_bundle, load_config};
 
-pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
+pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(common)?;
     let bundle = load_bundle(&args.bundle)?;
     let runtime = crate::run::runtime()?;
     let page = runtime.block_on(async {
         let fetch = tributary_fetch::FetchContext::try_new(
             tributary_fetch::Limiters::new(),
-            tributary_fetch::FetchSettings::default(),
+            fetch_settings(&config),
         )?;
         let env = |name: &str| std::env::var(name).ok();
         let plan = tributary_fetch::FetchPlan::from_bundle(&bundle, None, &env, None)

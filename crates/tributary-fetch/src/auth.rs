@@ -449,12 +449,13 @@ impl Auth {
                 Value::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             });
-        let lifetime = lifetime
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        // A lifetime too long for a `Duration` or a date (`expires_in: 1e30`) is no expiry: the
+        // token is used until the API rejects it, and a 401 refreshes it then.
+        let lifetime = lifetime.and_then(|s| Duration::try_from_secs_f64(s).ok());
         let expires_at = lifetime
             .and_then(|l| chrono::Duration::from_std(l).ok())
-            .map(|l| Utc::now() + l);
+            .and_then(|l| Utc::now().checked_add_signed(l));
+        let lifetime = lifetime.filter(|_| expires_at.is_some());
         let access = Secret::new(access);
         redactor.add_secret(&access);
         if let Some(refresh) = &rotated_refresh {
@@ -502,7 +503,8 @@ impl OAuth {
             .lifetime
             .map_or(MAX_REFRESH_MARGIN, |l| (l / 10).min(MAX_REFRESH_MARGIN));
         let margin = chrono::Duration::from_std(margin).unwrap_or_default();
-        Utc::now() + margin >= expires_at
+        let now = Utc::now();
+        now.checked_add_signed(margin).unwrap_or(now) >= expires_at
     }
 }
 
@@ -674,7 +676,11 @@ fn sensitive_value(value: &str, field: &str) -> Result<HeaderValue, FetchError> 
 /// epoch seconds / milliseconds as a number or numeric string.
 fn parse_expiration(value: &Value) -> Option<DateTime<Utc>> {
     let epoch = |n: f64| -> Option<DateTime<Utc>> {
-        // Numbers past year 5138 in seconds are read as milliseconds.
+        if !n.is_finite() {
+            return None;
+        }
+        // Numbers past year 5138 in seconds are read as milliseconds. The cast saturates, and a
+        // saturated value is past chrono's range, so it is refused, not wrapped.
         let seconds = if n > 1e11 { n / 1000.0 } else { n };
         DateTime::from_timestamp(seconds as i64, 0)
     };

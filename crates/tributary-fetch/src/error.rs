@@ -107,6 +107,19 @@ pub enum FetchError {
     /// A credential the auth type needs is missing.
     #[error("auth param {field} is missing or empty")]
     MissingCredential { field: String },
+    /// A `Retry-After` or rate-limit reset asked for a wait longer than the maximum wait.
+    #[error(
+        "{url}: the API asked to wait {} s ({header}: {value}), more than the maximum wait of {} (limits.max_wait_secs)",
+        seconds_text(*seconds),
+        duration_text(*max_wait)
+    )]
+    WaitTooLong {
+        url: String,
+        seconds: f64,
+        header: &'static str,
+        value: String,
+        max_wait: Duration,
+    },
     /// The OAuth2 token refresh failed.
     #[error("token refresh at {url} failed: {detail}")]
     Refresh {
@@ -139,9 +152,10 @@ impl FetchError {
     /// Whose fault the failure is.
     pub fn cause(&self) -> ErrorCause {
         match self {
-            FetchError::Status { .. } | FetchError::TooLarge { .. } | FetchError::Loop { .. } => {
-                ErrorCause::RemoteApi
-            }
+            FetchError::Status { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Loop { .. }
+            | FetchError::WaitTooLong { .. } => ErrorCause::RemoteApi,
             FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
                 ErrorCause::Network
             }
@@ -173,8 +187,25 @@ impl FetchError {
             | FetchError::RecordNotObject { .. }
             | FetchError::Data { .. }
             | FetchError::Loop { .. }
+            | FetchError::WaitTooLong { .. }
             | FetchError::Spec(_)
             | FetchError::MissingCredential { .. } => false,
+        }
+    }
+
+    /// The refusal of a wait `hint` longer than `max_wait`, for the request to `url` (redacted).
+    pub(crate) fn wait_too_long(
+        url: &str,
+        hint: &crate::headers::WaitHint,
+        max_wait: Duration,
+        redactor: &Redactor,
+    ) -> FetchError {
+        FetchError::WaitTooLong {
+            url: url.to_owned(),
+            seconds: hint.seconds,
+            header: hint.header,
+            value: redactor.text(&hint.value),
+            max_wait,
         }
     }
 
@@ -309,6 +340,34 @@ impl Redactor {
             .any(|p| p.eq_ignore_ascii_case(name))
             || SENSITIVE_PARAM_WORDS.iter().any(|w| lower.contains(w))
     }
+}
+
+/// Seconds for a message: `30`, `0.5`, `1e30`.
+fn seconds_text(seconds: f64) -> String {
+    if seconds >= 1e9 {
+        format!("{seconds:e}")
+    } else if seconds.fract() == 0.0 {
+        format!("{seconds:.0}")
+    } else {
+        let text = format!("{seconds:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// A duration for a message, the way config files write them: `15m`, `1h30m`, `90ms`.
+pub(crate) fn duration_text(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s")] {
+        if value > 0 {
+            text.push_str(&format!("{value}{unit}"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
 pub use page::{FetchCounters, FetchRun, FetchStats, NextPage, Page, Position, WindowPosition};
-pub use plan::{FetchContext, FetchPlan, FetchSettings, USER_AGENT, http_client};
+pub use plan::{DEFAULT_MAX_WAIT, FetchContext, FetchPlan, FetchSettings, USER_AGENT, http_client};
 pub use records::{
     AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,
 };

@@ -10,6 +10,10 @@
 //!    requests are spaced so the rest of the window's budget lasts until its reset, and at zero
 //!    remaining they wait for the reset, so the API never has to refuse.
 //!
+//! No wait computed from a header is longer than the caller's maximum wait: a reset beyond it
+//! makes every request on the limiter fail with that hint (for at most the maximum wait) instead
+//! of sleeping for it, and deadlines are computed with checked arithmetic.
+//!
 //! The credential part of the key is a keyed hash with a per-process random key: the registry
 //! never holds a secret, and the fingerprint cannot be reversed offline.
 
@@ -22,7 +26,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::headers::QuotaHint;
+use crate::headers::WaitHint;
 use crate::secret::Secret;
 
 /// The registry of limiters, shared by every run of the process.
@@ -60,6 +64,8 @@ struct LimiterKey {
 #[derive(Debug)]
 struct Pace {
     blocked_until: Option<Instant>,
+    /// A reset hint longer than the maximum wait: requests fail with it until the instant.
+    refused: Option<(Instant, WaitHint)>,
     interval: Duration,
     next_slot: Option<Instant>,
 }
@@ -168,16 +174,19 @@ impl HostLimiter {
             quota,
             pace: Mutex::new(Pace {
                 blocked_until: None,
+                refused: None,
                 interval: Duration::ZERO,
                 next_slot: None,
             }),
         }
     }
 
-    /// Waits until a request may go out; returns how long it waited (throttled time).
-    pub async fn acquire(&self) -> Duration {
+    /// Waits until a request may go out; returns how long it waited (throttled time), or the
+    /// hint of the API that asked for a wait longer than the maximum (see [`HostLimiter::observe`]).
+    pub async fn acquire(&self) -> Result<Duration, WaitHint> {
         let started = Instant::now();
         loop {
+            self.check_refused()?;
             self.wait_unblocked().await;
             if let Some(bucket) = &self.bucket {
                 bucket.until_ready().await;
@@ -189,7 +198,7 @@ impl HostLimiter {
                     None
                 } else {
                     let slot = pace.next_slot.map_or(now, |next| next.max(now));
-                    pace.next_slot = Some(slot + pace.interval);
+                    pace.next_slot = Some(deadline(slot, pace.interval));
                     Some(slot)
                 }
             };
@@ -198,32 +207,48 @@ impl HostLimiter {
             }
             // A 429 may have blocked the limiter while this request waited for its slot.
             if !self.is_blocked() {
-                return started.elapsed();
+                return Ok(started.elapsed());
             }
         }
     }
 
     /// Pauses every request on this limiter until `now + delay` (never shortens a pause).
     pub fn block_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+        let until = deadline(Instant::now(), delay);
         let mut pace = self.pace();
         if pace.blocked_until.is_none_or(|current| current < until) {
             pace.blocked_until = Some(until);
         }
     }
 
-    /// Adapts the pacing to what the API says is left of its window.
-    pub fn observe(&self, hint: QuotaHint) {
+    /// Adapts the pacing to what the API says is left of its window: `remaining` requests until
+    /// `reset` (1 s when the API names no reset). At zero remaining every request waits for the
+    /// reset; a reset beyond `max_wait` makes requests fail with its hint for `max_wait` instead.
+    /// Spacing never assumes a window longer than `max_wait`.
+    pub fn observe(&self, remaining: u64, reset: Option<&WaitHint>, max_wait: Duration) {
+        let reset_in = match reset {
+            None => Some(Duration::from_secs(1)),
+            Some(hint) => hint.delay,
+        };
+        let within_max = reset_in.filter(|reset_in| *reset_in <= max_wait);
+        let now = Instant::now();
         let mut pace = self.pace();
-        if hint.remaining == 0 {
-            let until = Instant::now() + hint.reset_in;
-            if pace.blocked_until.is_none_or(|current| current < until) {
-                pace.blocked_until = Some(until);
-            }
+        if remaining == 0 {
             pace.interval = Duration::ZERO;
-        } else if hint.remaining <= LOW_REMAINING {
+            match (within_max, reset) {
+                (Some(reset_in), _) => {
+                    let until = deadline(now, reset_in);
+                    if pace.blocked_until.is_none_or(|current| current < until) {
+                        pace.blocked_until = Some(until);
+                    }
+                }
+                (None, Some(hint)) => pace.refused = Some((deadline(now, max_wait), hint.clone())),
+                (None, None) => {}
+            }
+        } else if remaining <= LOW_REMAINING {
             // Spread what is left over the rest of the window.
-            pace.interval = hint.reset_in / u32::try_from(hint.remaining + 1).unwrap_or(u32::MAX);
+            let window = within_max.unwrap_or(max_wait);
+            pace.interval = window / u32::try_from(remaining + 1).unwrap_or(u32::MAX);
         } else {
             pace.interval = Duration::ZERO;
             pace.next_slot = None;
@@ -238,6 +263,18 @@ impl HostLimiter {
     /// The configured quota, if any.
     pub fn quota(&self) -> Option<RateQuota> {
         self.quota
+    }
+
+    fn check_refused(&self) -> Result<(), WaitHint> {
+        let mut pace = self.pace();
+        match &pace.refused {
+            Some((until, hint)) if *until > Instant::now() => Err(hint.clone()),
+            Some(_) => {
+                pace.refused = None;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn is_blocked(&self) -> bool {
@@ -272,6 +309,23 @@ impl std::fmt::Debug for HostLimiter {
             .field("pace", &*self.pace())
             .finish()
     }
+}
+
+/// `now + delay`, or the latest instant this clock can hold near it: never an overflow panic.
+/// Callers bound `delay` by the maximum wait, so the fallbacks only matter for absurd settings.
+fn deadline(now: Instant, delay: Duration) -> Instant {
+    const FALLBACKS: [Duration; 3] = [
+        Duration::from_secs(365 * 24 * 3600),
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(3600),
+    ];
+    now.checked_add(delay)
+        .or_else(|| {
+            FALLBACKS
+                .iter()
+                .find_map(|fallback| now.checked_add(*fallback))
+        })
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

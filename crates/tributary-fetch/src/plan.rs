@@ -28,6 +28,9 @@ pub struct FetchSettings {
     pub channel_capacity: usize,
     /// The quota of a limiter created by this context (the first run on an origin sets it).
     pub quota: Option<RateQuota>,
+    /// The longest wait a `Retry-After` or rate-limit reset may ask for; a longer one fails
+    /// the request with [`FetchError::WaitTooLong`] (config `limits.max_wait_secs`).
+    pub max_wait: Duration,
 }
 
 /// What runs share: the HTTP client (connection pool) and the limiter registry.
@@ -62,6 +65,9 @@ pub(crate) struct PagingPaths {
     pub(crate) end_condition: Option<(RecordPath, Value)>,
 }
 
+/// The default of [`FetchSettings::max_wait`]: 15 minutes.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("tributary/", env!("CARGO_PKG_VERSION"));
 
@@ -73,6 +79,7 @@ impl Default for FetchSettings {
             retry: RetryPolicy::default(),
             channel_capacity: 4,
             quota: None,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }

@@ -49,7 +49,9 @@ pub(crate) async fn send(
     let mut throttled_answers = 0u32;
     let mut refreshed = false;
     loop {
-        let waited = limiter.acquire().await;
+        let waited = limiter.acquire().await.map_err(|hint| {
+            FetchError::wait_too_long(&shown_url, &hint, settings.max_wait, &plan.redactor)
+        })?;
         run.counters.add_throttled(waited);
         let signed = if same_origin {
             Some(
@@ -89,7 +91,7 @@ pub(crate) async fn send(
                 let status = response.status().as_u16();
                 let now = SystemTime::now();
                 if let Some(hint) = headers::quota_hint(response.headers(), now) {
-                    limiter.observe(hint);
+                    limiter.observe(hint.remaining, hint.reset.as_ref(), settings.max_wait);
                 }
                 let retry_after = headers::retry_after(response.headers(), now);
                 if response.status().is_success() {
@@ -125,7 +127,16 @@ pub(crate) async fn send(
                         .bytes_in
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
                     let body_head = plan.redactor.body_head(&body);
-                    if let (429 | 503, Some(delay)) = (status, retry_after) {
+                    if let (429 | 503, Some(hint)) = (status, retry_after) {
+                        let Some(delay) = hint.delay.filter(|delay| *delay <= settings.max_wait)
+                        else {
+                            return Err(FetchError::wait_too_long(
+                                &shown_url,
+                                &hint,
+                                settings.max_wait,
+                                &plan.redactor,
+                            ));
+                        };
                         throttled_answers += 1;
                         let err = FetchError::Status {
                             url: shown_url.clone(),
@@ -133,7 +144,7 @@ pub(crate) async fn send(
                             body_head,
                         };
                         if throttled_answers > MAX_THROTTLED_ANSWERS
-                            || started.elapsed() + delay > policy.max_total
+                            || past_total(started, delay, policy.max_total)
                         {
                             return Err(FetchError::RetriesExhausted {
                                 attempts,
@@ -187,7 +198,7 @@ pub(crate) async fn send(
             return Err(failure);
         }
         let delay = policy.backoff(attempts);
-        if attempts >= policy.max_attempts.get() || started.elapsed() + delay > policy.max_total {
+        if attempts >= policy.max_attempts.get() || past_total(started, delay, policy.max_total) {
             return Err(FetchError::RetriesExhausted {
                 attempts,
                 elapsed: started.elapsed(),
@@ -198,6 +209,14 @@ pub(crate) async fn send(
         run.counters.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Whether waiting `delay` more would take the request past the total-time cap.
+fn past_total(started: Instant, delay: Duration, max_total: Duration) -> bool {
+    started
+        .elapsed()
+        .checked_add(delay)
+        .is_none_or(|total| total > max_total)
 }
 
 fn network_error(

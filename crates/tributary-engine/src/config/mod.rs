@@ -60,6 +60,9 @@ pub struct LimitsConfig {
     pub max_concurrent_runs: u32,
     /// Upper bound for buffered pages and batches across running flows, in MiB.
     pub memory_budget_mb: u64,
+    /// The longest wait a source's `Retry-After` or rate-limit reset may ask for, in seconds; a
+    /// longer one fails the request (and the run) with a message naming the header.
+    pub max_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,6 +110,9 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// The largest `limits.max_wait_secs`: a year. Longer waits are a typo, not a policy.
+const MAX_WAIT_SECS_LIMIT: u64 = 365 * 24 * 3600;
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
@@ -128,6 +134,7 @@ impl Default for LimitsConfig {
         Self {
             max_concurrent_runs: 4,
             memory_budget_mb: 256,
+            max_wait_secs: 900,
         }
     }
 }
@@ -183,6 +190,12 @@ impl DaemonConfig {
             return Err(format!(
                 "limits.memory_budget_mb: expected at least 16, found {}",
                 self.limits.memory_budget_mb
+            ));
+        }
+        if !(1..=MAX_WAIT_SECS_LIMIT).contains(&self.limits.max_wait_secs) {
+            return Err(format!(
+                "limits.max_wait_secs: expected 1 to {MAX_WAIT_SECS_LIMIT} seconds (a year), found {}",
+                self.limits.max_wait_secs
             ));
         }
         for (idx, org) in self.api.orgs.iter().enumerate() {

@@ -41,3 +41,17 @@ fn credentials_are_not_printed_by_debug() {
         "{shown}"
     );
 }
+
+#[test]
+fn max_wait_defaults_to_fifteen_minutes_and_is_checked() {
+    assert_eq!(parse("").unwrap().limits.max_wait_secs, 900);
+    let config = parse("[limits]\nmax_wait_secs = 60\n").unwrap();
+    assert_eq!(config.limits.max_wait_secs, 60);
+    for bad in ["0", "31536001"] {
+        let err = parse(&format!("[limits]\nmax_wait_secs = {bad}\n")).unwrap_err();
+        assert!(
+            err.contains("limits.max_wait_secs") && err.contains(bad),
+            "{err}"
+        );
+    }
+}

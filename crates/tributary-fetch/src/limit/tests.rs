@@ -8,6 +8,17 @@ use tokio::time::Instant;
 
 use super::*;
 
+const MAX_WAIT: Duration = Duration::from_secs(900);
+
+fn reset(seconds: f64) -> WaitHint {
+    WaitHint {
+        delay: Duration::try_from_secs_f64(seconds).ok(),
+        seconds,
+        header: "X-RateLimit-Reset",
+        value: seconds.to_string(),
+    }
+}
+
 #[test]
 fn limiters_are_shared_per_origin_and_credential() {
     let limiters = Limiters::new();
@@ -41,7 +52,7 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.acquire().await })
+            tokio::spawn(async move { limiter.acquire().await.unwrap() })
         })
         .collect();
     for waiter in waiters {
@@ -50,7 +61,7 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
     }
     assert!(start.elapsed() >= Duration::from_secs(5));
     assert!(
-        limiter.acquire().await < Duration::from_millis(1),
+        limiter.acquire().await.unwrap() < Duration::from_millis(1),
         "the pause is over"
     );
 }
@@ -58,31 +69,41 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
 #[tokio::test(start_paused = true)]
 async fn low_remaining_quota_spaces_requests_and_zero_waits_for_the_reset() {
     let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
-    limiter.observe(QuotaHint {
-        remaining: 3,
-        reset_in: Duration::from_secs(4),
-    });
+    limiter.observe(3, Some(&reset(4.0)), MAX_WAIT);
     let start = Instant::now();
     for _ in 0..3 {
-        limiter.acquire().await;
+        limiter.acquire().await.unwrap();
     }
     // Slots at 0, 1 s and 2 s: a quarter of the window each.
     assert_eq!(start.elapsed(), Duration::from_secs(2));
-    limiter.observe(QuotaHint {
-        remaining: 0,
-        reset_in: Duration::from_secs(10),
-    });
-    let waited = limiter.acquire().await;
+    limiter.observe(0, Some(&reset(10.0)), MAX_WAIT);
+    let waited = limiter.acquire().await.unwrap();
     assert_eq!(waited, Duration::from_secs(10));
-    limiter.observe(QuotaHint {
-        remaining: 500,
-        reset_in: Duration::from_secs(10),
-    });
+    limiter.observe(500, Some(&reset(10.0)), MAX_WAIT);
     assert_eq!(
-        limiter.acquire().await,
+        limiter.acquire().await.unwrap(),
         Duration::ZERO,
         "plenty remaining: no pacing"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_beyond_the_maximum_wait_fails_requests_for_that_long_instead_of_sleeping() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    // Too long for a `Duration` at all, and merely longer than the maximum: both refused.
+    for seconds in [1e30, 901.0] {
+        limiter.observe(0, Some(&reset(seconds)), MAX_WAIT);
+        let start = Instant::now();
+        let refused = limiter.acquire().await.unwrap_err();
+        assert_eq!(refused.seconds, seconds);
+        assert_eq!(start.elapsed(), Duration::ZERO, "no sleep");
+        tokio::time::advance(MAX_WAIT).await;
+        assert!(limiter.acquire().await.is_ok(), "the refusal lapses");
+    }
+    // With requests left, spacing assumes a window of at most the maximum wait.
+    limiter.observe(2, Some(&reset(1e30)), MAX_WAIT);
+    limiter.acquire().await.unwrap();
+    assert_eq!(limiter.acquire().await.unwrap(), MAX_WAIT / 3);
 }
 
 #[tokio::test]
@@ -92,7 +113,7 @@ async fn the_quota_bounds_the_request_rate() {
     let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, Some(quota));
     let start = std::time::Instant::now();
     for _ in 0..25 {
-        limiter.acquire().await;
+        limiter.acquire().await.unwrap();
     }
     // 5 from the burst, then 20 at 10 ms each.
     let elapsed = start.elapsed();
