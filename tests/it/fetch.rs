@@ -13,9 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 use tributary_fetch::{
-    Auth, ConnectionCheck, ErrorCause, FetchContext, FetchError, FetchPlan, FetchSettings,
-    FetchStats, Limiters, NextPage, Page, RateQuota, RenderInputs, RetryPolicy, RotatedTokens,
-    fetch_pages, test_connection,
+    Auth, ConnectionCheck, ErrorCause, FetchContext, FetchEnd, FetchError, FetchEvent, FetchPlan,
+    FetchSettings, FetchStats, Limiters, NextPage, Page, RateQuota, RenderInputs, RetryPolicy,
+    RotatedTokens, fetch_pages, test_connection,
 };
 use tributary_mockapi::{
     ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, MockServer, OAuth2, RateLimit,
@@ -31,6 +31,8 @@ const SEED: u64 = 11;
 struct Outcome {
     pages: Vec<Page>,
     error: Option<FetchError>,
+    /// The `End` the fetcher sent last (None after an error).
+    end: Option<FetchEnd>,
     stats: FetchStats,
 }
 
@@ -167,16 +169,27 @@ async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
     let mut fetch = fetch_pages(ctx, plan);
     let mut pages = Vec::new();
     let mut error = None;
+    let mut end = None;
     while let Some(item) = fetch.pages.recv().await {
+        assert!(
+            error.is_none() && end.is_none(),
+            "nothing follows the End or an error"
+        );
         match item {
-            Ok(page) => pages.push(page),
+            Ok(FetchEvent::Page(page)) => pages.push(page),
+            Ok(FetchEvent::End(last)) => end = Some(last),
             Err(err) => error = Some(err),
         }
     }
     fetch.task.await.unwrap();
+    assert!(
+        error.is_some() != end.is_some(),
+        "exactly one End or one error ends the stream"
+    );
     Outcome {
         pages,
         error,
+        end,
         stats: fetch.counters.snapshot(),
     }
 }
@@ -228,6 +241,9 @@ fn complete(outcome: &Outcome) {
         panic!("run failed: {err}");
     }
     assert_eq!(outcome.pages.last().unwrap().position.next, NextPage::Done);
+    let end = outcome.end.as_ref().unwrap();
+    assert!(!end.truncated);
+    assert_eq!(end.position, outcome.pages.last().unwrap().position);
 }
 
 #[tokio::test]
@@ -465,6 +481,9 @@ async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
         matches!(position.next, NextPage::Token { .. }),
         "{position:?}"
     );
+    let end = first.end.clone().unwrap();
+    assert!(end.truncated, "the End says pages were left");
+    assert_eq!(end.position, position);
     // A checkpoint survives a round trip through JSON.
     let position: tributary_fetch::Position =
         serde_json::from_str(&serde_json::to_string(&position).unwrap()).unwrap();
@@ -488,12 +507,38 @@ async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
         "{err}"
     );
 
-    let mut attributes = attributes;
-    attributes["paginationParams"]["maximumRequest"] = json!(100);
-    let rest = run(&ctx, plan(&server, attributes).resume_from(position)).await;
-    complete(&rest);
-    assert_eq!(rest.pages[0].page_idx, 3, "page numbering continues");
+    // maximumRequest is per run: each resumed run of the same spec gets three more requests.
     let mut all = first.pages;
+    let mut position = position;
+    for run_idx in 1..=2 {
+        let next = run(
+            &ctx,
+            plan(&server, attributes.clone()).resume_from(position),
+        )
+        .await;
+        assert!(next.error.is_none());
+        assert_eq!(next.pages.len(), 3);
+        assert_eq!(
+            next.pages[0].page_idx,
+            3 * run_idx,
+            "page numbering continues"
+        );
+        let end = next.end.clone().unwrap();
+        assert!(end.truncated);
+        position = end.position;
+        all.extend(next.pages);
+    }
+    assert_eq!(
+        position.requests, 9,
+        "the position counts every request of the window"
+    );
+    let rest = run(&ctx, plan(&server, attributes).resume_from(position)).await;
+    assert!(rest.error.is_none());
+    assert_eq!(rest.pages.len(), 1, "the last of the ten pages");
+    assert!(
+        !rest.end.clone().unwrap().truncated,
+        "the window is complete"
+    );
     all.extend(rest.pages);
     assert_exactly(&all, 0..10_000);
 }
@@ -1221,4 +1266,88 @@ async fn a_wait_beyond_the_maximum_fails_the_request_naming_the_header_instead_o
             "no request after the refusal, no retry of it: {expected}"
         );
     }
+}
+
+/// An engine on temp dirs, for runs fed with pages at hand.
+fn engine(dir: &std::path::Path) -> tributary_engine::run::Engine {
+    tributary_engine::run::Engine {
+        layout: tributary_write::DatasetLayout::new(dir.join("data")),
+        db: tributary_state::Db::open(&dir.join("state"), Default::default()).unwrap(),
+        fetch: context(settings()),
+        options: tributary_engine::run::EngineOptions::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_page_stream_that_closes_without_its_end_fails_the_run_instead_of_committing() {
+    use tributary_engine::run::{Progress, RunRequest, RunStatus, bundle_flow_id};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let bundle = json!({
+        "name": "cut-short",
+        "connectionSpec": {
+            "name": "in-memory",
+            "authSpec": [basic_auth_spec()],
+            "sourceSpec": {"attributes": {
+                "urlParams": {"path": "/members", "method": "GET"},
+                "contentPath": "$.members",
+                "paginationParams": {"type": "NONE"}
+            }}
+        },
+        "baseConnection": {"auth": {"specName": "Basic Authentication",
+                                    "params": {"host": "http://127.0.0.1:9", "username": "u", "password": "p"}}},
+        "sourceConnection": {"params": {}},
+        "targetConnection": {"params": {"dataSetId": "members"}}
+    });
+    let bundle = Arc::new(
+        tributary_spec::load_bundle("cut-short", &bundle.to_string(), |_, _| {
+            Err("inline".to_owned())
+        })
+        .unwrap(),
+    );
+    // One page, then the channel closes with neither an End nor an error: what a fetch task
+    // that panicked leaves behind.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        let page = Page {
+            page_idx: 0,
+            url: "memory://members".to_owned(),
+            status: 200,
+            body: Vec::new().into(),
+            records: b"{\"id\":\"a\"}\n".to_vec().into(),
+            record_count: 1,
+            position: tributary_fetch::Position {
+                next: NextPage::Offset { offset: 1 },
+                requests: 1,
+                pages: 1,
+                window: None,
+            },
+        };
+        sender.send(Ok(FetchEvent::Page(page))).await.unwrap();
+    });
+    let pages = tributary_fetch::FetchRun {
+        pages: receiver,
+        task,
+        counters: Arc::default(),
+    };
+    let request = RunRequest {
+        flow_id: bundle_flow_id(&bundle.name),
+        bundle: bundle.clone(),
+        window: None,
+        progress: Arc::new(Progress::default()),
+    };
+    let report = tributary_engine::run::run_flow_on_pages(&engine, request, pages)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(
+        error.contains("the fetcher stopped before the end of the pages (internal error)"),
+        "{error}"
+    );
+    assert!(
+        report.files.is_empty(),
+        "nothing published: {:?}",
+        report.files
+    );
 }

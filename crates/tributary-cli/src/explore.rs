@@ -25,9 +25,12 @@ pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
         let first = run.pages.recv().await;
         run.task.abort();
         match first {
-            None => anyhow::bail!("the source returned no page"),
+            None => anyhow::bail!("the fetcher stopped before the first page (internal error)"),
             Some(Err(err)) => Err(anyhow::Error::new(err).context("fetching the first page")),
-            Some(Ok(page)) => Ok(page),
+            Some(Ok(tributary_fetch::FetchEvent::End(_))) => {
+                anyhow::bail!("the source returned no page")
+            }
+            Some(Ok(tributary_fetch::FetchEvent::Page(page))) => Ok(page),
         }
     })?;
 

@@ -38,7 +38,9 @@ use url::Url;
 
 use crate::error::FetchError;
 use crate::headers;
-use crate::page::{FetchCounters, FetchRun, NextPage, Page, Position, WindowPosition};
+use crate::page::{
+    FetchCounters, FetchEnd, FetchEvent, FetchRun, NextPage, Page, Position, WindowPosition,
+};
 use crate::plan::{FetchContext, FetchPlan};
 use crate::records::{Envelope, LocatedRecords, RecordPath};
 use crate::send::send;
@@ -79,10 +81,17 @@ pub fn fetch_pages(ctx: &FetchContext, plan: FetchPlan) -> FetchRun {
     );
     let task = tokio::spawn(
         async move {
-            if let Err(err) = drive(&run, &sender).await {
-                tracing::warn!(error = %err, "fetch failed");
-                // The consumer may be gone; then nobody needs the error.
-                let _ = sender.send(Err(err)).await;
+            // The last item is exactly one `End` or one `Err`; the consumer may be gone, and
+            // then nobody needs either.
+            match drive(&run, &sender).await {
+                Ok(Some(end)) => {
+                    let _ = sender.send(Ok(FetchEvent::End(end))).await;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "fetch failed");
+                    let _ = sender.send(Err(err)).await;
+                }
             }
         }
         .instrument(span),
@@ -94,11 +103,12 @@ pub fn fetch_pages(ctx: &FetchContext, plan: FetchPlan) -> FetchRun {
     }
 }
 
-/// Fetches every page of the run, in order, into `sender`.
+/// Fetches every page of the run, in order, into `sender`; returns how the pages ended, or
+/// `None` when the consumer hung up.
 async fn drive(
     run: &Arc<Run>,
-    sender: &mpsc::Sender<Result<Page, FetchError>>,
-) -> Result<(), FetchError> {
+    sender: &mpsc::Sender<Result<FetchEvent, FetchError>>,
+) -> Result<Option<FetchEnd>, FetchError> {
     let plan = &run.plan;
     let start = plan.start.clone().unwrap_or_else(|| plan.start_position());
     let window = plan.window.map(WindowPosition::from);
@@ -124,8 +134,10 @@ async fn drive(
         .limit()
         .map(|(_, limit)| u64::from(limit.get()));
 
-    let mut requests_issued = start.requests;
-    let mut requests_done = start.requests;
+    // `maximumRequest` caps the requests of this run; a run resumed from a position has a fresh
+    // budget, so a window stopped by the cap continues where it stopped.
+    let mut requests_issued = 0u32;
+    let mut requests_done = 0u32;
     let mut page_idx = start.pages;
     let mut issue_next: Option<NextPage> =
         Some(start.next.clone()).filter(|next| *next != NextPage::Done);
@@ -136,6 +148,7 @@ async fn drive(
     let mut seen: HashSet<String> = HashSet::new();
     let mut last_issue: Option<Instant> = None;
     let mut in_flight = FuturesOrdered::new();
+    let mut position = start.clone();
 
     loop {
         while in_flight.len() < concurrency && requests_issued < max_requests {
@@ -181,6 +194,12 @@ async fn drive(
                 "maximumRequest reached, stopping this run"
             );
         }
+        position = Position {
+            next: next.clone(),
+            requests: start.requests.saturating_add(requests_done),
+            pages: page_idx + 1,
+            window: plan.window.map(WindowPosition::from),
+        };
         let page = Page {
             page_idx,
             url: plan.redactor.url(&fetched.url),
@@ -188,12 +207,7 @@ async fn drive(
             record_count: fetched.located.record_count,
             records: Bytes::from(fetched.located.ndjson),
             body: fetched.body,
-            position: Position {
-                next: next.clone(),
-                requests: requests_done,
-                pages: page_idx + 1,
-                window: plan.window.map(WindowPosition::from),
-            },
+            position: position.clone(),
         };
         run.counters.pages.fetch_add(1, Ordering::Relaxed);
         run.counters
@@ -205,19 +219,25 @@ async fn drive(
             records = page.record_count,
             "page fetched"
         );
-        if sender.send(Ok(page)).await.is_err() {
+        if sender.send(Ok(FetchEvent::Page(page))).await.is_err() {
             tracing::debug!("page consumer dropped, stopping the fetch");
-            return Ok(());
+            return Ok(None);
         }
         page_idx += 1;
         if next == NextPage::Done || capped {
-            return Ok(());
+            break;
         }
         if !computable {
             issue_next = Some(next);
         }
     }
-    Ok(())
+    // Pages are left exactly when the last position names a next page: `maximumRequest`
+    // stopped the run (or a resumed run had nothing left to request under it).
+    let truncated = position.next != NextPage::Done;
+    Ok(Some(FetchEnd {
+        position,
+        truncated,
+    }))
 }
 
 /// The address after `address` for OFFSET / PAGE, issued before its page is seen.

@@ -3,7 +3,8 @@
 //!
 //! Main items: [`fetch_pages`] runs a [`FetchPlan`] (rendered request, pagination, record
 //! selector, [`Auth`], window, resume [`Position`]) in a [`FetchContext`] (HTTP client,
-//! [`Limiters`], [`FetchSettings`]) and yields [`Page`]s through a bounded channel. The pieces are
+//! [`Limiters`], [`FetchSettings`]) and yields [`FetchEvent`]s through a bounded channel: the
+//! [`Page`]s in order, then exactly one [`FetchEnd`] (or one error). The pieces are
 //! public for the engine, the API and benches: [`RecordSelector`] (byte-level record locator),
 //! [`headers`] (Retry-After, rate-limit fields, Link), [`RetryPolicy`], [`test_connection`].
 //!
@@ -28,7 +29,10 @@ pub use auth::{Auth, ConnectionCheck, RotatedTokens, TokenCallback, test_connect
 pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
-pub use page::{FetchCounters, FetchRun, FetchStats, NextPage, Page, Position, WindowPosition};
+pub use page::{
+    FetchCounters, FetchEnd, FetchEvent, FetchRun, FetchStats, NextPage, Page, Position,
+    WindowPosition,
+};
 pub use plan::{DEFAULT_MAX_WAIT, FetchContext, FetchPlan, FetchSettings, USER_AGENT, http_client};
 pub use records::{
     AttrFilter, Envelope, ExplodeSelector, LocatedRecords, RecordPath, RecordSelector,

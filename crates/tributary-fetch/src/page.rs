@@ -70,11 +70,32 @@ pub struct Page {
     pub position: Position,
 }
 
+/// An item of the page stream.
+#[derive(Debug)]
+pub enum FetchEvent {
+    /// The next page, in order.
+    Page(Page),
+    /// The last item of a fetch that did not fail.
+    End(FetchEnd),
+}
+
+/// How a fetch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchEnd {
+    /// Where the run stopped: `next` is [`NextPage::Done`] when every page was fetched.
+    pub position: Position,
+    /// `maximumRequest` stopped the run while pages were left; `position` says where the next
+    /// run of the window continues.
+    pub truncated: bool,
+}
+
 /// A running fetch: the pages, the task, and live counters.
 #[derive(Debug)]
 pub struct FetchRun {
-    /// Pages in order; after an `Err` nothing follows. The channel closes at the end.
-    pub pages: mpsc::Receiver<Result<Page, FetchError>>,
+    /// Pages in order, then exactly one [`FetchEvent::End`] or one `Err` as the last item. A
+    /// channel that closes without either means the fetch task died (a panic): the consumer
+    /// must treat that as an internal failure, never as the end of the pages.
+    pub pages: mpsc::Receiver<Result<FetchEvent, FetchError>>,
     pub task: JoinHandle<()>,
     pub counters: Arc<FetchCounters>,
 }

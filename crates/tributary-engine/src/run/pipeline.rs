@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tributary_fetch::{FetchError, FetchRun, Page};
+use tributary_fetch::{FetchError, FetchEvent, FetchRun};
 use tributary_spec::FlowBundle;
 use tributary_state::{PartEntry, PartState, WindowKey};
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
@@ -154,7 +154,7 @@ fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics) -> Verdict {
 
 fn decode_stage(
     job: &PipelineJob,
-    mut pages: mpsc::Receiver<Result<Page, FetchError>>,
+    mut pages: mpsc::Receiver<Result<FetchEvent, FetchError>>,
     out: &SyncSender<ToEncoder>,
 ) -> (Result<Verdict, String>, DecodeTimes, Counters) {
     let mut times = DecodeTimes::default();
@@ -181,7 +181,7 @@ fn decode_stage(
 /// The decode stage's loop; returns how the pages ended.
 fn decode_loop(
     job: &PipelineJob,
-    pages: &mut mpsc::Receiver<Result<Page, FetchError>>,
+    pages: &mut mpsc::Receiver<Result<FetchEvent, FetchError>>,
     out: &SyncSender<ToEncoder>,
     times: &mut DecodeTimes,
     position: &mut SavedPosition,
@@ -220,9 +220,17 @@ fn decode_loop(
         let next = pages.blocking_recv();
         times.fetch_wait += waited.elapsed();
         let page = match next {
-            None => break,
+            // The fetcher always ends with `End` or an error; a bare close means its task died.
+            None => {
+                return Err(
+                    "the fetcher stopped before the end of the pages (internal error)".to_owned(),
+                );
+            }
             Some(Err(err)) => return Err(format!("{err}")),
-            Some(Ok(page)) => page,
+            // TODO(lead): truncated — `end.truncated` (maximumRequest stopped the run with pages
+            // left, `end.position` says where) is committed like a complete window for now.
+            Some(Ok(FetchEvent::End(_end))) => break,
+            Some(Ok(FetchEvent::Page(page))) => page,
         };
 
         let started = Instant::now();
