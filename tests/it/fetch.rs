@@ -1313,7 +1313,8 @@ async fn a_page_stream_that_closes_without_its_end_fails_the_run_instead_of_comm
             page_idx: 0,
             url: "memory://members".to_owned(),
             status: 200,
-            body: Vec::new().into(),
+            body: None,
+            body_len: 11,
             records: b"{\"id\":\"a\"}\n".to_vec().into(),
             record_count: 1,
             position: tributary_fetch::Position {
@@ -1322,6 +1323,7 @@ async fn a_page_stream_that_closes_without_its_end_fails_the_run_instead_of_comm
                 pages: 1,
                 window: None,
             },
+            budget: None,
         };
         sender.send(Ok(FetchEvent::Page(page))).await.unwrap();
     });
@@ -1349,5 +1351,95 @@ async fn a_page_stream_that_closes_without_its_end_fails_the_run_instead_of_comm
         report.files.is_empty(),
         "nothing published: {:?}",
         report.files
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_named_by_its_content_type_and_first_bytes() {
+    let secret = "html-echoed-api-key";
+    let server = hostile::start(move |_, n| match n {
+        1 => Reply::status(200).with_body(
+            "text/html; charset=utf-8",
+            &format!("<!DOCTYPE html><html><head><title>Maintenance</title></head><body>key {secret} is fine, we are not</body></html>"),
+        ),
+        n => hostile_page(n),
+    })
+    .await;
+    let spec = spec(key_auth_spec(), hostile_attributes());
+    let params = object(json!({"host": server.base_url(), "authKey1": secret}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    let err = outcome.error.expect("an HTML page fails the run");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            r#"page 1 is not JSON (content-type text/html; charset=utf-8): starts with "<!DOCTYPE html><html><head><title>Maintenance</title></head>"#
+        ),
+        "{message}"
+    );
+    assert!(matches!(err, FetchError::NotJson { .. }) && !err.is_retryable());
+    assert!(!message.contains(secret), "{message}");
+    assert_eq!(ids(&outcome.pages), ["r0", "r1"], "the page before it only");
+}
+
+#[tokio::test]
+async fn pages_hold_their_records_once_and_their_bytes_against_the_page_budget() {
+    let server = mock(MockConfig {
+        records: 5_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 500, "offSetName": "offset"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes.clone())).await;
+    complete(&outcome);
+    let page = &outcome.pages[0];
+    assert!(page.body.is_none(), "no raw body unless asked for");
+    assert!(page.body_len > page.records.len() as u64 / 2, "{page:?}");
+    let raw = run(
+        &context(settings()),
+        plan(&server, attributes.clone()).with_raw_bodies(),
+    )
+    .await;
+    complete(&raw);
+    let body = raw.pages[0].body.as_ref().expect("kept when asked for");
+    assert_eq!(body.len() as u64, raw.pages[0].body_len);
+    let as_sent: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(as_sent["members"].as_array().unwrap().len(), 500);
+
+    // A budget of one page: the fetcher holds a page's bytes from before it is queued until
+    // the consumer drops it, so with a page in the consumer's hand it cannot queue another.
+    let one_page = page.records.len() as u64 + 1024;
+    let budget = tributary_fetch::MemoryBudget::new(one_page);
+    let ctx = context(settings()).with_page_budget(budget.clone());
+    let before = server.stats().data_requests;
+    let mut fetch = fetch_pages(&ctx, plan(&server, attributes));
+    let Some(Ok(FetchEvent::Page(first))) = fetch.pages.recv().await else {
+        panic!("a first page")
+    };
+    assert!(first.budget.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.stats().data_requests - before,
+        2,
+        "the second page waits for budget, the channel's room notwithstanding"
+    );
+    assert!(budget.available_bytes() < one_page);
+    drop(first);
+    let mut pages = 1;
+    while let Some(event) = fetch.pages.recv().await {
+        match event.unwrap() {
+            FetchEvent::Page(_) => pages += 1,
+            FetchEvent::End(end) => assert!(!end.truncated),
+        }
+    }
+    assert_eq!(pages, 11, "ten full pages and the empty one after them");
+    assert_eq!(
+        budget.available_bytes(),
+        budget.total_bytes(),
+        "all given back"
     );
 }

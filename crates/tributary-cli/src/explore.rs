@@ -20,7 +20,8 @@ pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
         )?;
         let env = |name: &str| std::env::var(name).ok();
         let plan = tributary_fetch::FetchPlan::from_bundle(&bundle, None, &env, None)
-            .map_err(|err| BadInput(err.to_string()))?;
+            .map_err(|err| BadInput(err.to_string()))?
+            .with_raw_bodies();
         let mut run = tributary_fetch::fetch_pages(&fetch, plan);
         let first = run.pages.recv().await;
         run.task.abort();
@@ -34,8 +35,9 @@ pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
         }
     })?;
 
+    let raw_body = page.body.clone().unwrap_or_default();
     let body: serde_json::Value =
-        serde_json::from_slice(&page.body).context("the first page is not JSON")?;
+        serde_json::from_slice(&raw_body).context("the first page is not JSON")?;
     let schema = tributary_transform::decode::infer_schema(&page.records, 1000)
         .map_err(|err| anyhow::anyhow!("inferring the record schema: {err}"))?;
     if args.json {
@@ -56,9 +58,7 @@ pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> 
     println!();
     println!(
         "{} records on the first page ({} bytes, {})",
-        page.record_count,
-        page.body.len(),
-        page.url
+        page.record_count, page.body_len, page.url
     );
     let width = schema
         .fields()

@@ -31,7 +31,8 @@ fn pages() -> Vec<Page> {
             page_idx,
             url: format!("memory://members?page={page_idx}"),
             status: 200,
-            body: records.clone(),
+            body: None,
+            body_len: records.len() as u64,
             records,
             record_count: PAGE_SIZE as usize,
             position: Position {
@@ -40,6 +41,7 @@ fn pages() -> Vec<Page> {
                 pages: page_idx + 1,
                 window: None,
             },
+            budget: None,
         });
     }
     pages

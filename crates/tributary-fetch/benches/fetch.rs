@@ -196,7 +196,7 @@ fn loopback(c: &mut Criterion) {
                     break;
                 };
                 pages += 1;
-                bytes += page.body.len() as u64;
+                bytes += page.body_len;
                 n_records += page.record_count as u64;
             }
             assert_eq!(n_records, records);

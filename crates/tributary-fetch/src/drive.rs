@@ -200,14 +200,24 @@ async fn drive(
             pages: page_idx + 1,
             window: plan.window.map(WindowPosition::from),
         };
+        let body_len = fetched.body.len() as u64;
+        let body = plan.keep_raw_bodies.then_some(fetched.body);
+        let records = Bytes::from(fetched.located.ndjson);
+        let held_bytes = records.len() as u64 + body.as_ref().map_or(0, |b| b.len() as u64);
+        let budget = match &run.ctx.page_budget {
+            Some(page_budget) => Some(Arc::new(page_budget.acquire(held_bytes).await)),
+            None => None,
+        };
         let page = Page {
             page_idx,
             url: plan.redactor.url(&fetched.url),
             status: fetched.status,
             record_count: fetched.located.record_count,
-            records: Bytes::from(fetched.located.ndjson),
-            body: fetched.body,
+            records,
+            body,
+            body_len,
             position: position.clone(),
+            budget,
         };
         run.counters.pages.fetch_add(1, Ordering::Relaxed);
         run.counters
@@ -425,6 +435,17 @@ fn loosely_equal(found: &Value, wanted: &Value) -> bool {
     text(found) == text(wanted)
 }
 
+/// Whether the body starts like a JSON object or array (after whitespace and a UTF-8 BOM): a
+/// page of records is always one of them, and anything else (an HTML error page, a plain-text
+/// message, an empty body) is reported as what it is rather than as a contentPath mismatch.
+fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    matches!(
+        body.iter().find(|byte| !byte.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
 /// Fetches and locates one page.
 async fn fetch_page(
     run: Arc<Run>,
@@ -502,6 +523,15 @@ async fn fetch_page(
     }
     let (status, headers, body) = send(&run, &url, &extra_headers, page_idx).await?;
     let shown_url = plan.redactor.url(&url);
+    if !looks_like_json(&body) {
+        return Err(FetchError::not_json(
+            page_idx,
+            &shown_url,
+            &headers,
+            &body,
+            &plan.redactor,
+        ));
+    }
     let located = if body.len() > INLINE_LOCATE_BYTES {
         let run = run.clone();
         let body = body.clone();
@@ -510,10 +540,12 @@ async fn fetch_page(
             .map_err(|err| FetchError::Data {
                 page_idx,
                 detail: format!("record locator task failed: {err}"),
-            })??
+            })?
     } else {
-        plan.selector.locate(&body, page_idx, &shown_url)?
+        plan.selector.locate(&body, page_idx, &shown_url)
     };
+    // Messages about the page quote its keys: scrub them like every other text from the API.
+    let located = located.map_err(|err| err.redacted(&plan.redactor))?;
     Ok(Fetched {
         address,
         url,

@@ -14,6 +14,13 @@ use crate::secret::Secret;
 /// How many bytes of a response body an error message quotes.
 pub const BODY_HEAD_BYTES: usize = 200;
 
+/// How many characters of a body that is not JSON an error message quotes.
+pub const NOT_JSON_HEAD_CHARS: usize = 60;
+
+/// Secrets are scrubbed from this much text around a quoted excerpt before it is cut, so a
+/// secret that straddles the cut is still replaced, not half shown.
+const SCRUB_WINDOW_BYTES: usize = 4096;
+
 /// Whose fault a failure is, which decides how the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCause {
@@ -70,6 +77,19 @@ pub enum FetchError {
         url: String,
         offset: usize,
         detail: String,
+    },
+    /// The body of a success answer is not JSON at all (an HTML error page answered `200`).
+    #[error(
+        "page {page_idx} is not JSON ({}): starts with {head} (url {url})",
+        content_type.as_deref().map_or("no content-type".to_owned(), |ct| format!("content-type {ct}"))
+    )]
+    NotJson {
+        page_idx: u64,
+        url: String,
+        /// The `Content-Type` as sent (scrubbed, cut), if any.
+        content_type: Option<String>,
+        /// The first characters of the body, scrubbed, escaped and quoted.
+        head: String,
     },
     /// The contentPath is missing from the page or does not point at an array.
     #[error("page {page_idx}: contentPath {path} {problem}; keys at {at}: [{keys}]", keys = keys.join(", "))]
@@ -155,6 +175,7 @@ impl FetchError {
             FetchError::Status { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Loop { .. }
+            | FetchError::NotJson { .. }
             | FetchError::WaitTooLong { .. } => ErrorCause::RemoteApi,
             FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
                 ErrorCause::Network
@@ -183,6 +204,7 @@ impl FetchError {
             FetchError::Unauthorized { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Malformed { .. }
+            | FetchError::NotJson { .. }
             | FetchError::ContentPath { .. }
             | FetchError::RecordNotObject { .. }
             | FetchError::Data { .. }
@@ -206,6 +228,66 @@ impl FetchError {
             header: hint.header,
             value: redactor.text(&hint.value),
             max_wait,
+        }
+    }
+
+    /// The failure of page `page_idx` whose body is not JSON: names the content type and the
+    /// body's first characters (scrubbed, escaped, at most [`NOT_JSON_HEAD_CHARS`]).
+    pub(crate) fn not_json(
+        page_idx: u64,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        redactor: &Redactor,
+    ) -> FetchError {
+        let content_type = headers.get(http::header::CONTENT_TYPE).map(|value| {
+            cut(
+                &redactor.text(&String::from_utf8_lossy(value.as_bytes())),
+                100,
+            )
+        });
+        let head = redactor.text_head(body, NOT_JSON_HEAD_CHARS);
+        FetchError::NotJson {
+            page_idx,
+            url: url.to_owned(),
+            content_type,
+            head: format!("\"{}\"", head.escape_debug()),
+        }
+    }
+
+    /// The error with the text it quotes from the API (object keys of a page, details) scrubbed
+    /// by `redactor`.
+    pub(crate) fn redacted(self, redactor: &Redactor) -> FetchError {
+        match self {
+            FetchError::ContentPath {
+                page_idx,
+                path,
+                problem,
+                at,
+                keys,
+            } => FetchError::ContentPath {
+                page_idx,
+                path,
+                problem,
+                at,
+                keys: keys.iter().map(|key| redactor.text(key)).collect(),
+            },
+            FetchError::Data { page_idx, detail } => FetchError::Data {
+                page_idx,
+                detail: redactor.text(&detail),
+            },
+            FetchError::Malformed {
+                page_idx,
+                url,
+                offset,
+                detail,
+            } => FetchError::Malformed {
+                page_idx,
+                url,
+                offset,
+                detail: redactor.text(&detail),
+            },
+            other => other,
         }
     }
 
@@ -325,12 +407,41 @@ impl Redactor {
 
     /// The first [`BODY_HEAD_BYTES`] bytes of a body as text (lossy UTF-8), scrubbed.
     pub fn body_head(&self, body: &[u8]) -> String {
-        let cut = body.len().min(BODY_HEAD_BYTES);
-        let mut head = String::from_utf8_lossy(&body[..cut]).into_owned();
-        if body.len() > cut {
+        // Scrub before cutting: a secret across the cut would otherwise be shown in part.
+        let window = &body[..body.len().min(SCRUB_WINDOW_BYTES)];
+        let scrubbed = self.text(&String::from_utf8_lossy(window));
+        let scrubbed = scrubbed.trim();
+        let mut end = scrubbed.len().min(BODY_HEAD_BYTES);
+        while !scrubbed.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut head = scrubbed[..end].to_owned();
+        if end < scrubbed.len() || body.len() > window.len() {
             head.push('…');
         }
-        self.text(head.trim())
+        head
+    }
+
+    /// The first `chars` characters of a body as text (lossy UTF-8), scrubbed before it is cut,
+    /// with `…` when there is more.
+    pub fn text_head(&self, body: &[u8], chars: usize) -> String {
+        let window = &body[..body.len().min(SCRUB_WINDOW_BYTES)];
+        let scrubbed = self.text(&String::from_utf8_lossy(window));
+        let mut head = cut(&scrubbed, chars);
+        if !head.ends_with('…') && body.len() > window.len() {
+            head.push('…');
+        }
+        head
+    }
+
+    /// Whether `text` holds a known secret value, as is or percent-decoded.
+    pub fn contains_secret(&self, text: &str) -> bool {
+        let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+        let form_decoded = decoded.replace('+', " ");
+        self.values().iter().any(|secret| {
+            let value = secret.expose();
+            text.contains(value) || decoded.contains(value) || form_decoded.contains(value)
+        })
     }
 
     fn is_sensitive_param(&self, name: &str) -> bool {
@@ -340,6 +451,16 @@ impl Redactor {
             .any(|p| p.eq_ignore_ascii_case(name))
             || SENSITIVE_PARAM_WORDS.iter().any(|w| lower.contains(w))
     }
+}
+
+/// The first `chars` characters of `text`, with `…` when there is more.
+pub(crate) fn cut(text: &str, chars: usize) -> String {
+    let mut rest = text.chars();
+    let mut shown: String = rest.by_ref().take(chars).collect();
+    if rest.next().is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Seconds for a message: `30`, `0.5`, `1e30`.

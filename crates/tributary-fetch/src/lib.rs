@@ -12,6 +12,7 @@
 //! credential is a [`Secret`], every message goes through a [`Redactor`].
 
 mod auth;
+mod budget;
 mod drive;
 mod error;
 pub mod headers;
@@ -26,8 +27,9 @@ mod secret;
 mod send;
 
 pub use auth::{Auth, ConnectionCheck, RotatedTokens, TokenCallback, test_connection};
+pub use budget::{BudgetPermit, MemoryBudget};
 pub use drive::fetch_pages;
-pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, Redactor};
+pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, NOT_JSON_HEAD_CHARS, Redactor};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
 pub use page::{
     FetchCounters, FetchEnd, FetchEvent, FetchRun, FetchStats, NextPage, Page, Position,

@@ -1,6 +1,8 @@
 //! The page stream's types: [`Page`] (one page of records), [`Position`] (where a run is, for
 //! checkpoints and resume), and the handle of a running fetch, [`FetchRun`], with its live
 //! [`FetchCounters`].
+//!
+//! A page holds its records once (as NDJSON); the raw body only when the plan asks for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tributary_spec::ScheduleWindow;
 
+use crate::budget::BudgetPermit;
 use crate::error::FetchError;
 
 /// Where a run is: what to request next, how many requests and pages it made. Serialisable so
@@ -61,13 +64,19 @@ pub struct Page {
     /// The request URL, redacted.
     pub url: String,
     pub status: u16,
-    /// The raw (decompressed) body.
-    pub body: Bytes,
+    /// The body as the source sent it (decompressed), only when the plan asks for raw bodies
+    /// ([`crate::FetchPlan::with_raw_bodies`]); otherwise a page holds its records only.
+    pub body: Option<Bytes>,
+    /// The length of the body in bytes, kept or not (for byte counters).
+    pub body_len: u64,
     /// The records, one JSON object per line.
     pub records: Bytes,
     pub record_count: usize,
     /// Where the run continues after this page.
     pub position: Position,
+    /// This page's share of the context's page budget ([`crate::FetchContext::page_budget`]),
+    /// given back when the page and all its clones are dropped.
+    pub budget: Option<Arc<BudgetPermit>>,
 }
 
 /// An item of the page stream.
@@ -158,9 +167,11 @@ impl std::fmt::Debug for Page {
             .field("page_idx", &self.page_idx)
             .field("url", &self.url)
             .field("status", &self.status)
-            .field("body_bytes", &self.body.len())
+            .field("body_len", &self.body_len)
+            .field("body_kept", &self.body.is_some())
             .field("record_count", &self.record_count)
             .field("position", &self.position)
+            .field("budget", &self.budget)
             .finish()
     }
 }

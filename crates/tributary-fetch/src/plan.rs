@@ -9,6 +9,7 @@ use serde_json::Value;
 use tributary_spec::{EndPageIndex, FlowBundle, Pagination, ScheduleWindow, SourceSpec};
 
 use crate::auth::{Auth, TokenCallback};
+use crate::budget::MemoryBudget;
 use crate::error::{FetchError, Redactor};
 use crate::limit::{Limiters, RateQuota};
 use crate::page::{NextPage, Position, WindowPosition};
@@ -33,12 +34,17 @@ pub struct FetchSettings {
     pub max_wait: Duration,
 }
 
-/// What runs share: the HTTP client (connection pool) and the limiter registry.
+/// What runs share: the HTTP client (connection pool), the limiter registry and the budget of
+/// pages in flight.
 #[derive(Debug, Clone)]
 pub struct FetchContext {
     pub client: reqwest::Client,
     pub limiters: Limiters,
     pub settings: FetchSettings,
+    /// When set, every page acquires its size (records, plus the raw body when kept) before it
+    /// goes into a run's channel, and holds it until the consumer drops the page; so pages
+    /// buffered across every run of the process stay under this budget.
+    pub page_budget: Option<MemoryBudget>,
 }
 
 /// One run's fetch: the rendered request, pagination, records, auth, window and resume point.
@@ -53,6 +59,9 @@ pub struct FetchPlan {
     pub start: Option<Position>,
     /// Pages of OFFSET / PAGE fetched at once (default 1).
     pub max_concurrent_requests: NonZeroU32,
+    /// Keep each page's raw body in [`crate::Page::body`] (explore shows the page as the source sent
+    /// it); off by default, so a page holds its records only once.
+    pub keep_raw_bodies: bool,
     pub(crate) paths: PagingPaths,
     pub(crate) redactor: Redactor,
 }
@@ -91,7 +100,17 @@ impl FetchContext {
             client: http_client()?,
             limiters,
             settings,
+            page_budget: None,
         })
+    }
+}
+
+impl FetchContext {
+    /// Holds every page's bytes against `budget` while it is buffered (see
+    /// [`FetchContext::page_budget`]).
+    pub fn with_page_budget(mut self, budget: MemoryBudget) -> Self {
+        self.page_budget = Some(budget);
+        self
     }
 }
 
@@ -135,6 +154,7 @@ impl FetchPlan {
             window: inputs.window.copied(),
             start: None,
             max_concurrent_requests: NonZeroU32::MIN,
+            keep_raw_bodies: false,
             paths,
             redactor,
         })
@@ -178,6 +198,12 @@ impl FetchPlan {
 
     pub fn with_max_concurrent_requests(mut self, n: NonZeroU32) -> Self {
         self.max_concurrent_requests = n;
+        self
+    }
+
+    /// Keep every page's raw body in [`crate::Page::body`].
+    pub fn with_raw_bodies(mut self) -> Self {
+        self.keep_raw_bodies = true;
         self
     }
 

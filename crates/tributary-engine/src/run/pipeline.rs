@@ -252,7 +252,7 @@ fn decode_loop(
 
         counters.pages += 1;
         counters.records_read += page.record_count as u64;
-        counters.bytes_in += page.body.len() as u64;
+        counters.bytes_in += page.body_len;
         job.progress
             .pages
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -262,7 +262,7 @@ fn decode_loop(
         );
         job.progress
             .bytes
-            .fetch_add(page.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(page.body_len, std::sync::atomic::Ordering::Relaxed);
         rows_since_checkpoint += page.record_count as u64;
         json_since_checkpoint += page.records.len() as u64;
         position.fetch = Some(page.position.clone());
