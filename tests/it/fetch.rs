@@ -1443,3 +1443,115 @@ async fn pages_hold_their_records_once_and_their_bytes_against_the_page_budget()
         "all given back"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_carries_no_credential_and_one_with_a_secret_is_refused() {
+    let (key, header_secret) = ("redirect-key-value-1", "header-secret-value-2");
+    // B, another origin (another port), serves the pages and records what it got.
+    let foreign = hostile::start(|_, n| hostile_page(n)).await;
+    let foreign_url = foreign.base_url();
+    // A, the spec's origin: /items redirects within A, /v2/items redirects to B.
+    let home = hostile::start(move |request, _| {
+        let query = request.target.split_once('?').map_or("", |(_, q)| q);
+        if request.target.starts_with("/items") {
+            Reply::status(302).with_header("location", &format!("/v2/items?{query}"))
+        } else {
+            Reply::status(307).with_header("location", &format!("{foreign_url}/items?{query}"))
+        }
+    })
+    .await;
+    let mut attributes = hostile_attributes();
+    attributes["headerParams"] = json!({
+        "X-Echo-Secret": "${authKey2}",
+        "X-Session-Token": "written-in-the-spec",
+        "Accept": "application/json"
+    });
+    let spec = spec(key_auth_spec(), attributes);
+    let params =
+        object(json!({"host": home.base_url(), "authKey1": key, "authKey2": header_secret}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    complete(&outcome);
+    assert_eq!(ids(&outcome.pages), ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    let home_requests = home.requests();
+    assert!(
+        home_requests
+            .iter()
+            .all(|r| r.header("x-auth-key1") == Some(key)),
+        "a redirect within the origin keeps the credentials: {home_requests:?}"
+    );
+    assert_eq!(home_requests.len(), 8, "4 pages, 2 hops each");
+    let foreign_requests = foreign.requests();
+    assert_eq!(foreign_requests.len(), 4);
+    for request in &foreign_requests {
+        assert_eq!(request.method, "GET");
+        for (name, value) in &request.headers {
+            assert!(
+                !value.contains(key) && !value.contains(header_secret),
+                "{name} leaked to another origin"
+            );
+        }
+        for name in [
+            "x-auth-key1",
+            "authkey2",
+            "x-echo-secret",
+            "x-session-token",
+            "authorization",
+        ] {
+            assert!(
+                request.header(name).is_none(),
+                "{name} sent to another origin"
+            );
+        }
+        assert_eq!(request.header("accept"), Some("application/json"));
+    }
+
+    // A Location that echoes the key to another origin, and a next pointer that does: refused.
+    let foreign = hostile::start(|_, n| hostile_page(n)).await;
+    let foreign_url = foreign.base_url();
+    let echoing = hostile::start(move |_, _| {
+        Reply::status(302).with_header("location", &format!("{foreign_url}/items?api_key={key}"))
+    })
+    .await;
+    let foreign_url = foreign.base_url();
+    let pointing = hostile::start(move |_, _| {
+        Reply::json(
+            json!({"items": [{"id": "p0"}], "next": format!("{foreign_url}/items?page=2&k={key}")}),
+        )
+    })
+    .await;
+    let pointer_attributes = json!({
+        "urlParams": {"path": "/items", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "POINTER", "pointerPath": "$.next"}
+    });
+    // The page whose pointer leaks is not emitted either: its position would lead there.
+    for (server, attributes, via) in [
+        (&echoing, hostile_attributes(), "redirect"),
+        (&pointing, pointer_attributes, "next pointer URL"),
+    ] {
+        let spec = self::spec(key_auth_spec(), attributes);
+        let params = object(json!({"host": server.base_url(), "authKey1": key}));
+        let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+        let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+        let err = outcome.error.expect("refused");
+        let message = err.to_string();
+        assert!(
+            matches!(err, FetchError::CredentialOffOrigin { .. })
+                && message.contains(&format!(
+                    "the {via} leads to another origin ({}/items?",
+                    foreign.base_url()
+                ))
+                && message.contains("=***")
+                && message.ends_with("with a credential in its URL; refusing to send it there"),
+            "{message}"
+        );
+        assert!(!message.contains(key), "{message}");
+        assert!(!err.is_retryable());
+        assert!(outcome.pages.is_empty());
+    }
+    assert!(
+        foreign.requests().is_empty(),
+        "nothing reached the other origin"
+    );
+}

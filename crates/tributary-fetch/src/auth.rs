@@ -407,6 +407,18 @@ impl Auth {
             detail: redactor.text(&err.without_url().to_string()),
             retryable: true,
         })?;
+        if status.is_redirection() {
+            // The request carries the refresh token and the client secret: it goes to the
+            // configured URL only, never where a redirect points.
+            return Err(FetchError::Refresh {
+                url: shown_url,
+                detail: format!(
+                    "http status {}: the token endpoint redirects, and token requests do not follow redirects; set accessTokenUrl to the final URL",
+                    status.as_u16()
+                ),
+                retryable: false,
+            });
+        }
         if !status.is_success() {
             return Err(FetchError::Refresh {
                 url: shown_url,

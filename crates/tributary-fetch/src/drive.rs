@@ -8,11 +8,12 @@
 //! - PAGE: `page` from `initialPageIndex`; stops past `endPageIndex` (a literal or a response
 //!   header), or on an empty page;
 //! - POINTER: the next URL at `pointerPath`; an absolute URL is requested as is, a relative one
-//!   is resolved against the URL of the request that returned it; auth headers (and spec headers
+//!   is resolved against the URL that answered (after redirects); auth headers (and spec headers
 //!   rendered from credentials) go only to the origin of the spec's request and are dropped when
-//!   a pointer leaves it;
+//!   a pointer leaves it, and a pointer that leaves it with a secret value in its URL is refused;
 //! - CONTINUATION_TOKEN: the token at `continuationTokenPath`, sent as query or header param;
-//! - LINK (our extension, `"type": "LINK"`): the RFC 8288 `Link: <…>; rel="next"` header;
+//! - LINK (our extension, `"type": "LINK"`): the RFC 8288 `Link: <…>; rel="next"` header, with
+//!   the same rules as POINTER;
 //! - NONE: one request.
 //!
 //! Every type honours `maximumRequest` and `delayRequestMillis`, and a loop guard: a token or
@@ -43,12 +44,16 @@ use crate::page::{
 };
 use crate::plan::{FetchContext, FetchPlan};
 use crate::records::{Envelope, LocatedRecords, RecordPath};
-use crate::send::send;
+use crate::request::origin_of;
+use crate::send::{Answer, refuse_secrets_off_origin, send};
 
 /// A page's response before it is emitted.
 struct Fetched {
     address: NextPage,
+    /// The URL requested for the page.
     url: Url,
+    /// The URL that answered, after redirects.
+    answered_url: Url,
     status: u16,
     headers: HeaderMap,
     body: Bytes,
@@ -346,13 +351,17 @@ fn next_page(
             let Some(pointer) = pointer.and_then(non_empty_text) else {
                 return Ok(NextPage::Done);
             };
-            let url = fetched.url.join(&pointer).map_err(|err| FetchError::Data {
-                page_idx,
-                detail: format!(
-                    "next pointer {:?} is not a URL: {err}",
-                    plan.redactor.url_str(&pointer)
-                ),
-            })?;
+            let url = fetched
+                .answered_url
+                .join(&pointer)
+                .map_err(|err| FetchError::Data {
+                    page_idx,
+                    detail: format!(
+                        "next pointer {:?} is not a URL: {err}",
+                        plan.redactor.url_str(&pointer)
+                    ),
+                })?;
+            check_next_url(plan, &url, "next pointer URL", page_idx)?;
             guard(seen, "next pointer URL", url.as_str(), plan, page_idx)?;
             Ok(NextPage::Url { url: url.into() })
         }
@@ -360,13 +369,17 @@ fn next_page(
             let Some(target) = headers::next_link(&fetched.headers) else {
                 return Ok(NextPage::Done);
             };
-            let url = fetched.url.join(&target).map_err(|err| FetchError::Data {
-                page_idx,
-                detail: format!(
-                    "Link rel=\"next\" target {:?} is not a URL: {err}",
-                    plan.redactor.url_str(&target)
-                ),
-            })?;
+            let url = fetched
+                .answered_url
+                .join(&target)
+                .map_err(|err| FetchError::Data {
+                    page_idx,
+                    detail: format!(
+                        "Link rel=\"next\" target {:?} is not a URL: {err}",
+                        plan.redactor.url_str(&target)
+                    ),
+                })?;
+            check_next_url(plan, &url, "Link next URL", page_idx)?;
             guard(seen, "Link next URL", url.as_str(), plan, page_idx)?;
             Ok(NextPage::Url { url: url.into() })
         }
@@ -390,6 +403,28 @@ fn next_page(
             pagination.type_name()
         ))),
     }
+}
+
+/// A next-page URL the API sent: http(s) only, and never to another origin with a secret in it.
+fn check_next_url(
+    plan: &FetchPlan,
+    url: &Url,
+    kind: &'static str,
+    page_idx: u64,
+) -> Result<(), FetchError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchError::Data {
+            page_idx,
+            detail: format!(
+                "the {kind} {:?} is not an http or https URL",
+                plan.redactor.url(url)
+            ),
+        });
+    }
+    if origin_of(url) != plan.request.origin {
+        refuse_secrets_off_origin(url, None, &plan.redactor, page_idx, kind)?;
+    }
+    Ok(())
 }
 
 fn guard(
@@ -521,7 +556,12 @@ async fn fetch_page(
             )));
         }
     }
-    let (status, headers, body) = send(&run, &url, &extra_headers, page_idx).await?;
+    let Answer {
+        status,
+        headers,
+        body,
+        url: answered_url,
+    } = send(&run, &url, &extra_headers, page_idx).await?;
     let shown_url = plan.redactor.url(&url);
     if !looks_like_json(&body) {
         return Err(FetchError::not_json(
@@ -549,6 +589,7 @@ async fn fetch_page(
     Ok(Fetched {
         address,
         url,
+        answered_url,
         status,
         headers,
         body,

@@ -127,6 +127,26 @@ pub enum FetchError {
     /// A credential the auth type needs is missing.
     #[error("auth param {field} is missing or empty")]
     MissingCredential { field: String },
+    /// A redirect that cannot be followed (too many, or a Location that is no http(s) URL).
+    #[error("{url}: the redirect (http status {status}) cannot be followed: {detail}")]
+    Redirect {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    /// A request to another origin would carry a secret value in its URL or body.
+    #[error(
+        "page {page_idx}: the {via} leads to another origin ({url}) with a credential {carrier}; refusing to send it there"
+    )]
+    CredentialOffOrigin {
+        page_idx: u64,
+        /// What led there: `redirect`, `next pointer URL`, `Link next URL`, `request`.
+        via: &'static str,
+        /// The target, redacted.
+        url: String,
+        /// `in its URL`, `in the request body it would send`.
+        carrier: &'static str,
+    },
     /// A `Retry-After` or rate-limit reset asked for a wait longer than the maximum wait.
     #[error(
         "{url}: the API asked to wait {} s ({header}: {value}), more than the maximum wait of {} (limits.max_wait_secs)",
@@ -176,6 +196,8 @@ impl FetchError {
             | FetchError::TooLarge { .. }
             | FetchError::Loop { .. }
             | FetchError::NotJson { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::CredentialOffOrigin { .. }
             | FetchError::WaitTooLong { .. } => ErrorCause::RemoteApi,
             FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
                 ErrorCause::Network
@@ -210,6 +232,8 @@ impl FetchError {
             | FetchError::Data { .. }
             | FetchError::Loop { .. }
             | FetchError::WaitTooLong { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::CredentialOffOrigin { .. }
             | FetchError::Spec(_)
             | FetchError::MissingCredential { .. } => false,
         }

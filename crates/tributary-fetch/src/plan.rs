@@ -3,6 +3,7 @@
 //! client, limiters, [`FetchSettings`]).
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,10 +12,10 @@ use tributary_spec::{EndPageIndex, FlowBundle, Pagination, ScheduleWindow, Sourc
 use crate::auth::{Auth, TokenCallback};
 use crate::budget::MemoryBudget;
 use crate::error::{FetchError, Redactor};
-use crate::limit::{Limiters, RateQuota};
+use crate::limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
 use crate::page::{NextPage, Position, WindowPosition};
 use crate::records::{AttrFilter, ExplodeSelector, RecordPath, RecordSelector};
-use crate::request::{BaseRequest, RenderInputs, render_base_request};
+use crate::request::{BaseRequest, RenderInputs, origin_of, render_base_request};
 use crate::retry::RetryPolicy;
 
 /// Settings of the fetcher that are not in the spec.
@@ -106,6 +107,17 @@ impl FetchContext {
 }
 
 impl FetchContext {
+    /// The limiter of `url`'s origin and `credential`, created with the quota the settings give
+    /// that host.
+    pub(crate) fn limiter(
+        &self,
+        url: &url::Url,
+        credential: CredentialFingerprint,
+    ) -> Arc<HostLimiter> {
+        self.limiters
+            .limiter(&origin_of(url), credential, self.settings.quota)
+    }
+
     /// Holds every page's bytes against `budget` while it is buffered (see
     /// [`FetchContext::page_budget`]).
     pub fn with_page_budget(mut self, budget: MemoryBudget) -> Self {
@@ -115,12 +127,15 @@ impl FetchContext {
 }
 
 /// The HTTP client of the fetcher: rustls with the ring provider, gzip/deflate/brotli,
-/// `User-Agent: tributary/<version>`.
+/// `User-Agent: tributary/<version>`, no automatic redirects.
 pub fn http_client() -> Result<reqwest::Client, FetchError> {
     // Installing twice fails harmlessly: another part of the process installed it first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        // Redirects are followed by the fetcher, which knows which headers are credentials and
+        // where they may go; the client's policy would carry them to any host.
+        .redirect(reqwest::redirect::Policy::none())
         .gzip(true)
         .deflate(true)
         .brotli(true)
