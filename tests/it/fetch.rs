@@ -1555,3 +1555,48 @@ async fn a_redirect_to_another_origin_carries_no_credential_and_one_with_a_secre
         "nothing reached the other origin"
     );
 }
+
+#[tokio::test]
+async fn parallel_runs_of_one_spec_share_its_declared_delay_on_one_limiter() {
+    let server = mock(MockConfig {
+        records: 600,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 100, "offSetName": "offset",
+                             "delayRequestMillis": 100}
+    });
+    let ctx = context(settings());
+    // Four windows in parallel, each with two requests in flight: the declared delay holds
+    // for all of them together.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let ctx = ctx.clone();
+            let plan = plan(&server, attributes.clone())
+                .with_max_concurrent_requests(NonZeroU32::new(2).unwrap());
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..600);
+    }
+    assert_eq!(
+        ctx.limiters.len(),
+        1,
+        "one limiter for the origin and credential"
+    );
+    let stats = server.stats();
+    let burst = 1;
+    let busiest = stats.max_in_window("/3.0", Duration::from_secs(1));
+    assert!(
+        busiest <= 10 + burst,
+        "{busiest} requests in one second across four runs, declared 1 per 100 ms: {:?}",
+        stats.arrivals("/3.0")
+    );
+    assert!(stats.data_requests >= 28, "{stats:?}");
+}

@@ -73,6 +73,7 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
 pub fn fetch_settings(config: &DaemonConfig) -> tributary_fetch::FetchSettings {
     tributary_fetch::FetchSettings {
         max_wait: std::time::Duration::from_secs(config.limits.max_wait_secs),
+        host_quotas: config.limits.host_quotas(),
         ..tributary_fetch::FetchSettings::default()
     }
 }

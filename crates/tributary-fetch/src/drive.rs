@@ -16,7 +16,8 @@
 //!   the same rules as POINTER;
 //! - NONE: one request.
 //!
-//! Every type honours `maximumRequest` and `delayRequestMillis`, and a loop guard: a token or
+//! Every type honours `maximumRequest` (per run) and `delayRequestMillis` (on the limiter of
+//! the plan's origin and credential, shared with every run there), and a loop guard: a token or
 //! URL seen before in the same run is an error naming it. OFFSET and PAGE addresses are
 //! computable, so with `max_concurrent_requests > 1` several pages are in flight at once (all
 //! within the shared limiter) and are emitted in order; requests issued past the last page are
@@ -32,7 +33,6 @@ use futures::stream::FuturesOrdered;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::Instrument;
 use tributary_spec::{EndPageIndex, Pagination, TokenPlacement};
 use url::Url;
@@ -124,6 +124,13 @@ async fn drive(
         )));
     }
     let common = plan.pagination.common();
+    // `delayRequestMillis` spaces the requests of every run on the plan's limiter (origin and
+    // credential), not only this run's: parallel windows of one flow share the declared rate.
+    if let Some(delay) = common.delay {
+        run.ctx
+            .limiter(&plan.request.url, plan.auth.fingerprint())
+            .require_interval(delay);
+    }
     let max_requests = common.maximum_requests.get();
     let computable = matches!(
         plan.pagination,
@@ -151,7 +158,6 @@ async fn drive(
         _ => None,
     };
     let mut seen: HashSet<String> = HashSet::new();
-    let mut last_issue: Option<Instant> = None;
     let mut in_flight = FuturesOrdered::new();
     let mut position = start.clone();
 
@@ -160,10 +166,6 @@ async fn drive(
             let Some(address) = issue_next.take() else {
                 break;
             };
-            if let (Some(delay), Some(last)) = (common.delay, last_issue) {
-                tokio::time::sleep_until(last + delay).await;
-            }
-            last_issue = Some(Instant::now());
             requests_issued += 1;
             if computable {
                 issue_next = advance(&address, limit, known_end);

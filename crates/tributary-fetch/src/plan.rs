@@ -2,6 +2,7 @@
 //! auth, window, resume point) and the [`FetchContext`] every run of the process shares (HTTP
 //! client, limiters, [`FetchSettings`]).
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,12 @@ pub struct FetchSettings {
     pub retry: RetryPolicy,
     /// Pages buffered between the fetcher and its consumer.
     pub channel_capacity: usize,
-    /// The quota of a limiter created by this context (the first run on an origin sets it).
+    /// The quota of every origin without an entry in `host_quotas`.
     pub quota: Option<RateQuota>,
+    /// Quotas per host (config `[limits.hosts."HOST"]`): a key is a host (`api.example.com`) or
+    /// a host and port (`127.0.0.1:8080`), matched case-insensitively; `host:port` wins over
+    /// `host`. The quota applies to each (origin, credential) limiter of that host.
+    pub host_quotas: BTreeMap<String, RateQuota>,
     /// The longest wait a `Retry-After` or rate-limit reset may ask for; a longer one fails
     /// the request with [`FetchError::WaitTooLong`] (config `limits.max_wait_secs`).
     pub max_wait: Duration,
@@ -89,8 +94,28 @@ impl Default for FetchSettings {
             retry: RetryPolicy::default(),
             channel_capacity: 4,
             quota: None,
+            host_quotas: BTreeMap::new(),
             max_wait: DEFAULT_MAX_WAIT,
         }
+    }
+}
+
+impl FetchSettings {
+    /// The quota for requests to `url`: its `host:port` entry, else its host's, else `quota`.
+    pub fn quota_for(&self, url: &url::Url) -> Option<RateQuota> {
+        let Some(host) = url.host_str() else {
+            return self.quota;
+        };
+        let entry = |key: &str| {
+            self.host_quotas
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))
+                .map(|(_, quota)| *quota)
+        };
+        let with_port = url
+            .port_or_known_default()
+            .and_then(|port| entry(&format!("{host}:{port}")));
+        with_port.or_else(|| entry(host)).or(self.quota)
     }
 }
 
@@ -115,7 +140,7 @@ impl FetchContext {
         credential: CredentialFingerprint,
     ) -> Arc<HostLimiter> {
         self.limiters
-            .limiter(&origin_of(url), credential, self.settings.quota)
+            .limiter(&origin_of(url), credential, self.settings.quota_for(url))
     }
 
     /// Holds every page's bytes against `budget` while it is buffered (see
@@ -296,3 +321,6 @@ impl PagingPaths {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

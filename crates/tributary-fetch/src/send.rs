@@ -242,6 +242,9 @@ async fn attempt(
         if let Some(hint) = headers::quota_hint(response.headers(), now) {
             limiter.observe(hint.remaining, hint.reset.as_ref(), settings.max_wait);
         }
+        if let Some(policy) = headers::quota_policy(response.headers()) {
+            limiter.learn_policy(&policy, settings.max_wait);
+        }
         let location = status
             .is_redirection()
             .then(|| response.headers().get(http::header::LOCATION).cloned())
