@@ -687,8 +687,9 @@ async fn oauth_refresh_after_401_under_concurrency_is_single_flight_and_hands_ba
     );
     let rotated: Arc<Mutex<Vec<RotatedTokens>>> = Arc::default();
     let sink = rotated.clone();
-    let callback: tributary_fetch::TokenCallback =
-        Arc::new(move |tokens: &RotatedTokens| sink.lock().unwrap().push(tokens.clone()));
+    let callback = tributary_fetch::TokenCallback::new("flow-1", move |tokens: &RotatedTokens| {
+        sink.lock().unwrap().push(tokens.clone())
+    });
     let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
     let plan = plan_with(&spec, auth.clone(), &params, None)
         .with_max_concurrent_requests(NonZeroU32::new(8).unwrap());
@@ -1599,4 +1600,75 @@ async fn parallel_runs_of_one_spec_share_its_declared_delay_on_one_limiter() {
         stats.arrivals("/3.0")
     );
     assert!(stats.data_requests >= 28, "{stats:?}");
+}
+
+#[tokio::test]
+async fn parallel_runs_with_an_expired_token_refresh_once_and_each_party_persists_once() {
+    // Rotating refresh tokens: a second refresh with the initial refresh token would fail.
+    let server = mock(oauth_mock(true, Duration::from_secs(600))).await;
+    let spec = spec(
+        oauth_spec(),
+        json!({
+            "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+            "contentPath": "$.members",
+            "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"}
+        }),
+    );
+    let params = oauth_params(
+        &server,
+        "initial-access-token",
+        Utc::now() - chrono::Duration::hours(1),
+    );
+    let persisted: Arc<Mutex<Vec<(String, RotatedTokens)>>> = Arc::default();
+    // Three windows of one flow and one window of another flow on the same grant, each from
+    // its own plan and auth, as the engine builds them; one context.
+    let ctx = context(settings());
+    let plans: Vec<FetchPlan> = ["flow-a", "flow-a", "flow-a", "flow-b"]
+        .into_iter()
+        .map(|flow| {
+            let sink = persisted.clone();
+            let callback =
+                tributary_fetch::TokenCallback::new(flow, move |tokens: &RotatedTokens| {
+                    sink.lock().unwrap().push((flow.to_owned(), tokens.clone()))
+                });
+            let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
+            plan_with(&spec, auth, &params, None)
+                .with_max_concurrent_requests(NonZeroU32::new(2).unwrap())
+        })
+        .collect();
+    let tasks: Vec<_> = plans
+        .into_iter()
+        .map(|plan| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..10_000);
+    }
+    let stats = server.stats();
+    assert_eq!(
+        stats.token_requests, 1,
+        "one refresh for all four runs: {stats:?}"
+    );
+    assert_eq!(stats.unauthorized, 0);
+    assert_eq!(ctx.auths.len(), 1, "one grant");
+    let persisted = persisted.lock().unwrap();
+    let flows: Vec<&str> = persisted.iter().map(|(flow, _)| flow.as_str()).collect();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert!(
+        flows.contains(&"flow-a") && flows.contains(&"flow-b"),
+        "{flows:?}"
+    );
+    let (_, tokens) = &persisted[0];
+    assert!(
+        tokens.refresh_token.is_some(),
+        "the rotated refresh token is handed back"
+    );
+    assert_eq!(
+        persisted[0].1, persisted[1].1,
+        "both flows persist the same rotation"
+    );
 }

@@ -72,6 +72,8 @@ const INLINE_LOCATE_BYTES: usize = 64 * 1024;
 
 /// Starts fetching `plan` on a tokio task. Must be called inside a tokio runtime.
 pub fn fetch_pages(ctx: &FetchContext, plan: FetchPlan) -> FetchRun {
+    // Runs of one OAuth2 grant share its tokens and its refresh gate.
+    let plan = ctx.share_auth(plan);
     let (sender, receiver) = mpsc::channel(ctx.settings.channel_capacity.max(1));
     let counters = Arc::new(FetchCounters::default());
     let run = Arc::new(Run {

@@ -26,7 +26,9 @@ mod scan;
 mod secret;
 mod send;
 
-pub use auth::{Auth, ConnectionCheck, RotatedTokens, TokenCallback, test_connection};
+pub use auth::{
+    Auth, AuthRegistry, ConnectionCheck, RotatedTokens, TokenCallback, test_connection,
+};
 pub use budget::{BudgetPermit, MemoryBudget};
 pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, NOT_JSON_HEAD_CHARS, Redactor};

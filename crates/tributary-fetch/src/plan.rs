@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tributary_spec::{EndPageIndex, FlowBundle, Pagination, ScheduleWindow, SourceSpec};
 
-use crate::auth::{Auth, TokenCallback};
+use crate::auth::{Auth, AuthRegistry, TokenCallback};
 use crate::budget::MemoryBudget;
 use crate::error::{FetchError, Redactor};
 use crate::limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
@@ -47,6 +47,9 @@ pub struct FetchContext {
     pub client: reqwest::Client,
     pub limiters: Limiters,
     pub settings: FetchSettings,
+    /// OAuth2 token states shared by every run of this context, per grant: runs with the same
+    /// credential refresh once, and a rotated refresh token is never spent twice.
+    pub auths: AuthRegistry,
     /// When set, every page acquires its size (records, plus the raw body when kept) before it
     /// goes into a run's channel, and holds it until the consumer drops the page; so pages
     /// buffered across every run of the process stay under this budget.
@@ -126,6 +129,7 @@ impl FetchContext {
             client: http_client()?,
             limiters,
             settings,
+            auths: AuthRegistry::new(),
             page_budget: None,
         })
     }
@@ -141,6 +145,14 @@ impl FetchContext {
     ) -> Arc<HostLimiter> {
         self.limiters
             .limiter(&origin_of(url), credential, self.settings.quota_for(url))
+    }
+
+    /// `plan` with its auth swapped for the one this context shares for its OAuth2 grant (see
+    /// [`AuthRegistry::share`]); [`crate::fetch_pages`] does this itself, so calling it first is
+    /// only needed to share before the fetch starts.
+    pub fn share_auth(&self, mut plan: FetchPlan) -> FetchPlan {
+        plan.auth = self.auths.share(&plan.auth);
+        plan
     }
 
     /// Holds every page's bytes against `budget` while it is buffered (see

@@ -410,9 +410,13 @@ fn start_fetch(
     if let Ok(Some(tokens)) = engine.db.oauth_tokens(&token_key) {
         apply_stored_tokens(&mut bundle_for_plan, &tokens);
     }
-    let on_rotate: TokenCallback = {
+    // Keyed by the flow's token key: parallel runs of one flow persist a rotation once.
+    let on_rotate = {
         let db = engine.db.clone();
-        Arc::new(move |rotated: &RotatedTokens| persist_tokens(&db, &token_key, rotated))
+        let key = token_key.clone();
+        TokenCallback::new(token_key, move |rotated: &RotatedTokens| {
+            persist_tokens(&db, &key, rotated)
+        })
     };
     let env = |name: &str| std::env::var(name).ok();
     let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))
