@@ -1672,3 +1672,60 @@ async fn parallel_runs_with_an_expired_token_refresh_once_and_each_party_persist
         "both flows persist the same rotation"
     );
 }
+
+#[tokio::test]
+async fn a_next_url_that_echoes_a_key_is_checkpointed_without_it_and_resumes_with_it() {
+    let key = "echoed-api-key-value-42";
+    let server = hostile::start(move |request, _| {
+        let page: usize = request
+            .target
+            .split("page=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let next = if page < 2 {
+            json!(format!("/items?page={}&api_key={key}", page + 1))
+        } else {
+            Value::Null
+        };
+        Reply::json(json!({
+            "items": [{"id": format!("r{}", 2 * page)}, {"id": format!("r{}", 2 * page + 1)}],
+            "next": next
+        }))
+    })
+    .await;
+    let attributes = |maximum: u32| {
+        json!({
+            "urlParams": {"path": "/items", "method": "GET"},
+            "contentPath": "$.items",
+            "paginationParams": {"type": "POINTER", "pointerPath": "$.next", "maximumRequest": maximum}
+        })
+    };
+    let params = object(json!({"host": server.base_url(), "authKey1": key}));
+    let plan = |maximum: u32| {
+        let spec = spec(key_auth_spec(), attributes(maximum));
+        let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+        plan_with(&spec, auth, &params, None)
+    };
+    let first = run(&context(settings()), plan(1)).await;
+    let end = first.end.expect("stopped by maximumRequest");
+    assert!(end.truncated);
+    let stored = serde_json::to_string(&end.position).unwrap();
+    assert!(!stored.contains(key), "{stored}");
+    assert!(stored.contains("api_key={{secret:authKey1}}"), "{stored}");
+    assert_eq!(first.pages[0].position, end.position);
+
+    let position: tributary_fetch::Position = serde_json::from_str(&stored).unwrap();
+    let rest = run(&context(settings()), plan(10).resume_from(position)).await;
+    complete(&rest);
+    let mut all = first.pages;
+    all.extend(rest.pages);
+    assert_eq!(ids(&all), ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    let resumed = &server.requests()[1];
+    assert_eq!(
+        resumed.target,
+        format!("/items?page=1&api_key={key}"),
+        "the key is filled back in"
+    );
+}

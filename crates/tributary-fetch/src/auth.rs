@@ -80,6 +80,9 @@ struct AuthInner {
     /// `authorizationTestUrl` (the param, else the schema's default) with its placeholders
     /// rendered from the auth params, or why it could not be rendered.
     test_url: Option<Result<String, String>>,
+    /// The secret auth params by name, so a stored next-page URL can name a secret instead of
+    /// holding it (see `FetchPlan::stored_url`).
+    named_secrets: Vec<(String, Secret)>,
 }
 
 enum AuthMethod {
@@ -133,6 +136,7 @@ impl Auth {
                 fingerprint: CredentialFingerprint::NONE,
                 redactor: Redactor::default(),
                 test_url: None,
+                named_secrets: Vec::new(),
             }),
         }
     }
@@ -145,12 +149,16 @@ impl Auth {
         secret_fields: &[String],
         on_rotate: Option<TokenCallback>,
     ) -> Result<Auth, FetchError> {
-        let mut secrets: Vec<Secret> = secret_fields
-            .iter()
-            .chain(&auth_spec.secret_fields)
-            .filter_map(|field| param_text(params, field))
-            .map(Secret::new)
-            .collect();
+        let mut named_secrets: Vec<(String, Secret)> = Vec::new();
+        for field in secret_fields.iter().chain(&auth_spec.secret_fields) {
+            let Some(value) = param_text(params, field).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if !named_secrets.iter().any(|(name, _)| name == field) {
+                named_secrets.push((field.clone(), Secret::new(value)));
+            }
+        }
+        let mut secrets: Vec<Secret> = named_secrets.iter().map(|(_, s)| s.clone()).collect();
         let text = |name: &str| param_text(params, name);
         let secret = |name: &str| -> Result<Secret, FetchError> {
             text(name)
@@ -301,6 +309,7 @@ impl Auth {
                 fingerprint,
                 redactor,
                 test_url: test_url_of(auth_spec, params),
+                named_secrets,
             }),
         })
     }
@@ -313,6 +322,11 @@ impl Auth {
     /// The redactor that knows these credentials (and every refreshed token).
     pub fn redactor(&self) -> &Redactor {
         &self.inner.redactor
+    }
+
+    /// The secret auth params by name.
+    pub(crate) fn named_secrets(&self) -> &[(String, Secret)] {
+        &self.inner.named_secrets
     }
 
     /// `authorizationTestUrl`, rendered; `Err` says why it could not be rendered.

@@ -37,7 +37,7 @@ use tracing::Instrument;
 use tributary_spec::{EndPageIndex, Pagination, TokenPlacement};
 use url::Url;
 
-use crate::error::FetchError;
+use crate::error::{FetchError, cut};
 use crate::headers;
 use crate::page::{
     FetchCounters, FetchEnd, FetchEvent, FetchRun, NextPage, Page, Position, WindowPosition,
@@ -66,6 +66,9 @@ pub(crate) struct Run {
     pub(crate) plan: FetchPlan,
     pub(crate) counters: Arc<FetchCounters>,
 }
+
+/// Characters of an API-sent token or URL a message quotes.
+const SHOWN_VALUE_CHARS: usize = 300;
 
 /// Pages larger than this are located on a blocking thread, so async workers never stall.
 const INLINE_LOCATE_BYTES: usize = 64 * 1024;
@@ -203,8 +206,15 @@ async fn drive(
                 "maximumRequest reached, stopping this run"
             );
         }
+        // The position may be stored: a next URL names its secrets instead of holding them.
+        let stored_next = match &next {
+            NextPage::Url { url } => NextPage::Url {
+                url: plan.stored_url(url),
+            },
+            other => other.clone(),
+        };
         position = Position {
-            next: next.clone(),
+            next: stored_next,
             requests: start.requests.saturating_add(requests_done),
             pages: page_idx + 1,
             window: plan.window.map(WindowPosition::from),
@@ -262,12 +272,13 @@ async fn drive(
 /// The address after `address` for OFFSET / PAGE, issued before its page is seen.
 fn advance(address: &NextPage, limit: Option<u64>, known_end: Option<u64>) -> Option<NextPage> {
     match address {
+        // An address past u64 is never issued; the page before it ends the run (next_page).
         NextPage::Offset { offset } => Some(NextPage::Offset {
-            offset: offset + limit.unwrap_or(1),
+            offset: offset.checked_add(limit.unwrap_or(1))?,
         }),
         NextPage::Page { index, end } => {
             let end = end.or(known_end);
-            let next = index + 1;
+            let next = index.checked_add(1)?;
             if end.is_some_and(|end| next > end) {
                 None
             } else {
@@ -331,19 +342,20 @@ fn next_page(
                     return Ok(NextPage::Done);
                 }
             }
-            Ok(NextPage::Offset {
-                offset: offset + limit.unwrap_or(record_count),
-            })
+            let Some(offset) = offset.checked_add(limit.unwrap_or(record_count)) else {
+                return Err(address_overflow(page_idx));
+            };
+            Ok(NextPage::Offset { offset })
         }
         (Pagination::Page { .. }, NextPage::Page { index, end }) => {
             let end = end.or(known_end);
             if record_count == 0 || end.is_some_and(|end| *index >= end) {
                 return Ok(NextPage::Done);
             }
-            Ok(NextPage::Page {
-                index: index + 1,
-                end,
-            })
+            let Some(index) = index.checked_add(1) else {
+                return Err(address_overflow(page_idx));
+            };
+            Ok(NextPage::Page { index, end })
         }
         (Pagination::Pointer { .. }, _) => {
             let envelope = envelope()?;
@@ -362,7 +374,7 @@ fn next_page(
                     page_idx,
                     detail: format!(
                         "next pointer {:?} is not a URL: {err}",
-                        plan.redactor.url_str(&pointer)
+                        cut(&plan.redactor.url_str(&pointer), SHOWN_VALUE_CHARS)
                     ),
                 })?;
             check_next_url(plan, &url, "next pointer URL", page_idx)?;
@@ -380,7 +392,7 @@ fn next_page(
                     page_idx,
                     detail: format!(
                         "Link rel=\"next\" target {:?} is not a URL: {err}",
-                        plan.redactor.url_str(&target)
+                        cut(&plan.redactor.url_str(&target), SHOWN_VALUE_CHARS)
                     ),
                 })?;
             check_next_url(plan, &url, "Link next URL", page_idx)?;
@@ -406,6 +418,13 @@ fn next_page(
             "resume position {address:?} does not fit pagination type {}",
             pagination.type_name()
         ))),
+    }
+}
+
+fn address_overflow(page_idx: u64) -> FetchError {
+    FetchError::Data {
+        page_idx,
+        detail: "the next page's offset or index would not fit in 64 bits".to_owned(),
     }
 }
 
@@ -446,6 +465,8 @@ fn guard(
         } else {
             plan.redactor.text(value)
         };
+        // Tokens and URLs come from the API: a message quotes a bounded part of them.
+        let value = cut(&value, SHOWN_VALUE_CHARS);
         Err(FetchError::Loop {
             page_idx,
             kind,
@@ -500,7 +521,8 @@ async fn fetch_page(
         .map(|(name, limit)| (name.to_owned(), limit.to_string()));
     match (&address, &plan.pagination) {
         (NextPage::Url { url: next }, _) => {
-            url = Url::parse(next)
+            // A resumed position names its secrets; a URL of this run holds them already.
+            url = Url::parse(&plan.resolved_url(next)?)
                 .map_err(|err| FetchError::Spec(format!("resume URL is not a URL: {err}")))?;
         }
         (NextPage::Offset { offset }, Pagination::Offset { offset_name, .. }) => {

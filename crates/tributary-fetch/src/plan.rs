@@ -83,6 +83,9 @@ pub(crate) struct PagingPaths {
     pub(crate) end_condition: Option<(RecordPath, Value)>,
 }
 
+/// Secret values shorter than this are not masked in stored URLs (they would match everywhere).
+const MIN_MASKED_SECRET_LEN: usize = 4;
+
 /// The default of [`FetchSettings::max_wait`]: 15 minutes.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
@@ -257,6 +260,47 @@ impl FetchPlan {
     pub fn with_raw_bodies(mut self) -> Self {
         self.keep_raw_bodies = true;
         self
+    }
+
+    /// `url` as a [`Position`] may hold it: each secret auth param value in it (as is or
+    /// form-encoded) is replaced by a marker naming the param, which
+    /// [`FetchPlan::resolved_url`] fills back in from the plan's own params, so a next-page URL
+    /// that echoes an API key is checkpointed without the key. Any other secret (a refreshed
+    /// token) cannot be filled back in and is masked for good.
+    pub fn stored_url(&self, url: &str) -> String {
+        let mut stored = url.to_owned();
+        for (name, secret) in self.auth.named_secrets() {
+            let value = secret.expose();
+            if value.len() < MIN_MASKED_SECRET_LEN {
+                continue;
+            }
+            stored = stored.replace(value, &format!("{{{{secret:{name}}}}}"));
+            let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            if encoded != value {
+                stored = stored.replace(&encoded, &format!("{{{{urlsecret:{name}}}}}"));
+            }
+        }
+        self.redactor.text(&stored)
+    }
+
+    /// A URL of a [`Position`] with its secret markers filled in from this plan's auth params.
+    pub fn resolved_url(&self, stored: &str) -> Result<String, FetchError> {
+        let mut url = stored.to_owned();
+        for (name, secret) in self.auth.named_secrets() {
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect();
+            url = url
+                .replace(&format!("{{{{secret:{name}}}}}"), secret.expose())
+                .replace(&format!("{{{{urlsecret:{name}}}}}"), &encoded);
+        }
+        if let Some(start) = url.find("{{secret:").or_else(|| url.find("{{urlsecret:")) {
+            let marker: String = url[start..].chars().take_while(|c| *c != '}').collect();
+            return Err(FetchError::Spec(format!(
+                "the resume position's next URL needs the auth param {:?}, which this base connection does not have",
+                marker.split(':').nth(1).unwrap_or_default()
+            )));
+        }
+        Ok(url)
     }
 
     /// Scrubs secrets of this plan out of text.

@@ -114,6 +114,7 @@ impl AuthRegistry {
                 fingerprint: auth.inner.fingerprint,
                 redactor: auth.inner.redactor.clone(),
                 test_url: auth.inner.test_url.clone(),
+                named_secrets: auth.inner.named_secrets.clone(),
             }),
         }
     }
