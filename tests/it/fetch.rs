@@ -1729,3 +1729,78 @@ async fn a_next_url_that_echoes_a_key_is_checkpointed_without_it_and_resumes_wit
         "the key is filled back in"
     );
 }
+
+/// `tributary run` of a one-page-of-two-records-at-a-time OFFSET bundle with an API key, against
+/// `base_url`; returns what the binary did and the sandbox it wrote to.
+fn run_binary_against(base_url: &str, key: &str) -> (crate::run::Ran, crate::run::Sandbox) {
+    let sandbox = crate::run::Sandbox::new();
+    let path = sandbox.bundle(
+        "hostile",
+        &crate::run::bundle(
+            "it-hostile",
+            key_auth_spec(),
+            hostile_attributes(),
+            json!({"host": base_url, "authKey1": key}),
+            "hostile",
+        ),
+    );
+    let ran = sandbox.tributary(&["run", &path]);
+    (ran, sandbox)
+}
+
+#[test]
+fn the_binary_fails_a_run_whose_source_asks_to_wait_1e30_seconds_and_publishes_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(hostile::start(|_, n| match n {
+        2 => Reply::status(429).with_header("retry-after", "1e30"),
+        n => hostile_page(n),
+    }));
+    let (ran, sandbox) = run_binary_against(&server.base_url(), "binary-key-value-1");
+    assert_eq!(
+        ran.code, 1,
+        "the run fails, it is not a truncated success: {ran:?}"
+    );
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("the API asked to wait 1e30 s (Retry-After: 1e30), more than the maximum wait of 15m (limits.max_wait_secs)"),
+        "{ran:?}"
+    );
+    assert!(!all.contains("panicked"), "{ran:?}");
+    assert!(
+        sandbox
+            .dataset_files("hostile")
+            .iter()
+            .all(|file| !file.ends_with(".parquet")),
+        "nothing published: {:?}",
+        sandbox.dataset_files("hostile")
+    );
+}
+
+#[test]
+fn the_binary_follows_a_redirect_to_another_origin_without_the_api_key() {
+    let key = "binary-redirect-key-2";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let foreign = runtime.block_on(hostile::start(|_, n| hostile_page(n)));
+    let foreign_url = foreign.base_url();
+    let home = runtime.block_on(hostile::start(move |request, _| {
+        Reply::status(302).with_header("location", &format!("{foreign_url}{}", request.target))
+    }));
+    let (ran, _sandbox) = run_binary_against(&home.base_url(), key);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        home.requests()
+            .iter()
+            .all(|r| r.header("x-auth-key1") == Some(key))
+    );
+    let foreign_requests = foreign.requests();
+    assert_eq!(foreign_requests.len(), 4, "{foreign_requests:?}");
+    for request in &foreign_requests {
+        assert!(
+            request
+                .headers
+                .iter()
+                .all(|(_, value)| !value.contains(key)),
+            "the key went to another origin: {request:?}"
+        );
+    }
+}
