@@ -3,13 +3,18 @@
 //!
 //! Main items: [`fetch_pages`] runs a [`FetchPlan`] (rendered request, pagination, record
 //! selector, [`Auth`], window, resume [`Position`]) in a [`FetchContext`] (HTTP client,
-//! [`Limiters`], [`FetchSettings`]) and yields [`FetchEvent`]s through a bounded channel: the
-//! [`Page`]s in order, then exactly one [`FetchEnd`] (or one error). The pieces are
-//! public for the engine, the API and benches: [`RecordSelector`] (byte-level record locator),
-//! [`headers`] (Retry-After, rate-limit fields, Link), [`RetryPolicy`], [`test_connection`].
+//! [`Limiters`], [`AuthRegistry`], [`FetchSettings`], an optional [`MemoryBudget`] for pages)
+//! and yields [`FetchEvent`]s through a bounded channel: the [`Page`]s in order, then exactly
+//! one [`FetchEnd`] (or one error). The pieces are public for the engine, the API and benches:
+//! [`RecordSelector`] (byte-level record locator), [`headers`] (Retry-After, rate-limit
+//! fields, Link), [`RetryPolicy`], [`test_connection`].
 //!
 //! Invariants: knows HTTP, not Arrow or sled. Never logs, prints or formats a secret: every
-//! credential is a [`Secret`], every message goes through a [`Redactor`].
+//! credential is a [`Secret`], every message goes through a [`Redactor`], and no credential is
+//! sent to an origin other than the spec's (redirects and next-page URLs included). No
+//! arithmetic on a value from the API is unchecked, and no wait it asks for is longer than
+//! [`FetchSettings::max_wait`]. A context's limiters and OAuth2 grants are shared by every run
+//! that uses it, so the rate and the refreshes hold for the process, not per run.
 
 mod auth;
 mod budget;
