@@ -13,9 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 use tributary_fetch::{
-    Auth, ConnectionCheck, ErrorCause, FetchContext, FetchError, FetchPlan, FetchSettings,
-    FetchStats, Limiters, NextPage, Page, RateQuota, RenderInputs, RetryPolicy, RotatedTokens,
-    fetch_pages, test_connection,
+    Auth, ConnectionCheck, ErrorCause, FetchContext, FetchEnd, FetchError, FetchEvent, FetchPlan,
+    FetchSettings, FetchStats, Limiters, NextPage, Page, RateQuota, RenderInputs, RetryPolicy,
+    RotatedTokens, fetch_pages, test_connection,
 };
 use tributary_mockapi::{
     ErrorRate, Faults, ForeignPointer, MockAuth, MockConfig, MockServer, OAuth2, RateLimit,
@@ -23,12 +23,16 @@ use tributary_mockapi::{
 };
 use tributary_spec::{ConnectionSpec, ScheduleWindow};
 
+use crate::hostile::{self, Reply};
+
 const SEED: u64 = 11;
 
 /// What a run produced.
 struct Outcome {
     pages: Vec<Page>,
     error: Option<FetchError>,
+    /// The `End` the fetcher sent last (None after an error).
+    end: Option<FetchEnd>,
     stats: FetchStats,
 }
 
@@ -124,29 +128,68 @@ fn plan_with(
 
 /// A plan without credentials against `server`.
 fn plan(server: &MockServer, attributes: Value) -> FetchPlan {
+    plan_at(&server.base_url(), attributes)
+}
+
+/// A plan without credentials against the API at `base_url`.
+fn plan_at(base_url: &str, attributes: Value) -> FetchPlan {
     let spec = spec(basic_auth_spec(), attributes);
     plan_with(
         &spec,
         Auth::none(),
-        &object(json!({"host": server.base_url()})),
+        &object(json!({"host": base_url})),
         None,
     )
+}
+
+/// OFFSET over `/items`, two records a page, on a hostile server.
+fn hostile_attributes() -> Value {
+    json!({
+        "urlParams": {"path": "/items", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 2, "offSetName": "offset"}
+    })
+}
+
+/// Page `n` of the hostile OFFSET API: records `r{2n}` and `r{2n+1}`, then an empty page from
+/// the fourth page on.
+fn hostile_page(n: usize) -> Reply {
+    let items: Vec<Value> = if n < 3 {
+        vec![
+            json!({"id": format!("r{}", 2 * n)}),
+            json!({"id": format!("r{}", 2 * n + 1)}),
+        ]
+    } else {
+        Vec::new()
+    };
+    Reply::json(json!({ "items": items }))
 }
 
 async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
     let mut fetch = fetch_pages(ctx, plan);
     let mut pages = Vec::new();
     let mut error = None;
+    let mut end = None;
     while let Some(item) = fetch.pages.recv().await {
+        assert!(
+            error.is_none() && end.is_none(),
+            "nothing follows the End or an error"
+        );
         match item {
-            Ok(page) => pages.push(page),
+            Ok(FetchEvent::Page(page)) => pages.push(page),
+            Ok(FetchEvent::End(last)) => end = Some(last),
             Err(err) => error = Some(err),
         }
     }
     fetch.task.await.unwrap();
+    assert!(
+        error.is_some() != end.is_some(),
+        "exactly one End or one error ends the stream"
+    );
     Outcome {
         pages,
         error,
+        end,
         stats: fetch.counters.snapshot(),
     }
 }
@@ -198,6 +241,9 @@ fn complete(outcome: &Outcome) {
         panic!("run failed: {err}");
     }
     assert_eq!(outcome.pages.last().unwrap().position.next, NextPage::Done);
+    let end = outcome.end.as_ref().unwrap();
+    assert!(!end.truncated);
+    assert_eq!(end.position, outcome.pages.last().unwrap().position);
 }
 
 #[tokio::test]
@@ -435,6 +481,9 @@ async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
         matches!(position.next, NextPage::Token { .. }),
         "{position:?}"
     );
+    let end = first.end.clone().unwrap();
+    assert!(end.truncated, "the End says pages were left");
+    assert_eq!(end.position, position);
     // A checkpoint survives a round trip through JSON.
     let position: tributary_fetch::Position =
         serde_json::from_str(&serde_json::to_string(&position).unwrap()).unwrap();
@@ -458,12 +507,38 @@ async fn maximum_request_caps_a_run_and_its_position_resumes_the_rest() {
         "{err}"
     );
 
-    let mut attributes = attributes;
-    attributes["paginationParams"]["maximumRequest"] = json!(100);
-    let rest = run(&ctx, plan(&server, attributes).resume_from(position)).await;
-    complete(&rest);
-    assert_eq!(rest.pages[0].page_idx, 3, "page numbering continues");
+    // maximumRequest is per run: each resumed run of the same spec gets three more requests.
     let mut all = first.pages;
+    let mut position = position;
+    for run_idx in 1..=2 {
+        let next = run(
+            &ctx,
+            plan(&server, attributes.clone()).resume_from(position),
+        )
+        .await;
+        assert!(next.error.is_none());
+        assert_eq!(next.pages.len(), 3);
+        assert_eq!(
+            next.pages[0].page_idx,
+            3 * run_idx,
+            "page numbering continues"
+        );
+        let end = next.end.clone().unwrap();
+        assert!(end.truncated);
+        position = end.position;
+        all.extend(next.pages);
+    }
+    assert_eq!(
+        position.requests, 9,
+        "the position counts every request of the window"
+    );
+    let rest = run(&ctx, plan(&server, attributes).resume_from(position)).await;
+    assert!(rest.error.is_none());
+    assert_eq!(rest.pages.len(), 1, "the last of the ten pages");
+    assert!(
+        !rest.end.clone().unwrap().truncated,
+        "the window is complete"
+    );
     all.extend(rest.pages);
     assert_exactly(&all, 0..10_000);
 }
@@ -612,8 +687,9 @@ async fn oauth_refresh_after_401_under_concurrency_is_single_flight_and_hands_ba
     );
     let rotated: Arc<Mutex<Vec<RotatedTokens>>> = Arc::default();
     let sink = rotated.clone();
-    let callback: tributary_fetch::TokenCallback =
-        Arc::new(move |tokens: &RotatedTokens| sink.lock().unwrap().push(tokens.clone()));
+    let callback = tributary_fetch::TokenCallback::new("flow-1", move |tokens: &RotatedTokens| {
+        sink.lock().unwrap().push(tokens.clone())
+    });
     let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
     let plan = plan_with(&spec, auth.clone(), &params, None)
         .with_max_concurrent_requests(NonZeroU32::new(8).unwrap());
@@ -1120,5 +1196,611 @@ async fn schedule_windows_fill_start_and_end_params_or_the_advance_query() {
         .await;
         complete(&c);
         assert_exactly(&c.pages, 0..2_345);
+    }
+}
+
+#[tokio::test]
+async fn a_wait_beyond_the_maximum_fails_the_request_naming_the_header_instead_of_panicking() {
+    let in_two_days = (Utc::now() + chrono::Duration::days(2))
+        .timestamp()
+        .to_string();
+    // (the answer that asks for the wait, the request it answers, what the error says)
+    let cases = [
+        (
+            Reply::status(429).with_header("retry-after", "1e30"),
+            2,
+            "the API asked to wait 1e30 s (Retry-After: 1e30), more than the maximum wait of 15m (limits.max_wait_secs)".to_owned(),
+        ),
+        (
+            Reply::status(503).with_header("retry-after", "901"),
+            2,
+            "the API asked to wait 901 s (Retry-After: 901), more than the maximum wait of 15m".to_owned(),
+        ),
+        // A good page that says the quota is spent until a reset too far away: that page
+        // arrives, and the next request fails before it is sent.
+        (
+            hostile_page(1)
+                .with_header("x-ratelimit-remaining", "0")
+                .with_header("x-ratelimit-reset", "1e30"),
+            1,
+            "(X-RateLimit-Reset: 1e30), more than the maximum wait of 15m".to_owned(),
+        ),
+        (
+            hostile_page(1)
+                .with_header("ratelimit-remaining", "0")
+                .with_header("ratelimit-reset", &in_two_days),
+            1,
+            format!("s (RateLimit-Reset: {in_two_days}), more than the maximum wait of 15m"),
+        ),
+    ];
+    for (answer, at, expected) in cases {
+        let server = hostile::start(move |_, n| {
+            if n == at {
+                answer.clone()
+            } else {
+                hostile_page(n)
+            }
+        })
+        .await;
+        // `run` awaits the fetch task: a panic in it fails this test.
+        let outcome = run(
+            &context(settings()),
+            plan_at(&server.base_url(), hostile_attributes()),
+        )
+        .await;
+        let err = outcome.error.expect("the run fails");
+        assert!(
+            matches!(err, FetchError::WaitTooLong { .. }) && err.to_string().contains(&expected),
+            "expected {expected:?} in: {err}"
+        );
+        assert_eq!(err.cause(), ErrorCause::RemoteApi);
+        assert!(!err.is_retryable());
+        let ids: Vec<String> = ids(&outcome.pages);
+        assert_eq!(
+            ids,
+            ["r0", "r1", "r2", "r3"],
+            "only pages 1 and 2: {expected}"
+        );
+        assert_eq!(
+            server.requests().len(),
+            at + 1,
+            "no request after the refusal, no retry of it: {expected}"
+        );
+    }
+}
+
+/// An engine on temp dirs, for runs fed with pages at hand.
+fn engine(dir: &std::path::Path) -> tributary_engine::run::Engine {
+    tributary_engine::run::Engine {
+        layout: tributary_write::DatasetLayout::new(dir.join("data")),
+        db: tributary_state::Db::open(&dir.join("state"), Default::default()).unwrap(),
+        fetch: context(settings()),
+        options: tributary_engine::run::EngineOptions::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_page_stream_that_closes_without_its_end_fails_the_run_instead_of_committing() {
+    use tributary_engine::run::{Progress, RunRequest, RunStatus, bundle_flow_id};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let bundle = json!({
+        "name": "cut-short",
+        "connectionSpec": {
+            "name": "in-memory",
+            "authSpec": [basic_auth_spec()],
+            "sourceSpec": {"attributes": {
+                "urlParams": {"path": "/members", "method": "GET"},
+                "contentPath": "$.members",
+                "paginationParams": {"type": "NONE"}
+            }}
+        },
+        "baseConnection": {"auth": {"specName": "Basic Authentication",
+                                    "params": {"host": "http://127.0.0.1:9", "username": "u", "password": "p"}}},
+        "sourceConnection": {"params": {}},
+        "targetConnection": {"params": {"dataSetId": "members"}}
+    });
+    let bundle = Arc::new(
+        tributary_spec::load_bundle("cut-short", &bundle.to_string(), |_, _| {
+            Err("inline".to_owned())
+        })
+        .unwrap(),
+    );
+    // One page, then the channel closes with neither an End nor an error: what a fetch task
+    // that panicked leaves behind.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        let page = Page {
+            page_idx: 0,
+            url: "memory://members".to_owned(),
+            status: 200,
+            body: None,
+            body_len: 11,
+            records: b"{\"id\":\"a\"}\n".to_vec().into(),
+            record_count: 1,
+            position: tributary_fetch::Position {
+                next: NextPage::Offset { offset: 1 },
+                requests: 1,
+                pages: 1,
+                window: None,
+            },
+            budget: None,
+        };
+        sender.send(Ok(FetchEvent::Page(page))).await.unwrap();
+    });
+    let pages = tributary_fetch::FetchRun {
+        pages: receiver,
+        task,
+        counters: Arc::default(),
+    };
+    let request = RunRequest {
+        flow_id: bundle_flow_id(&bundle.name),
+        bundle: bundle.clone(),
+        window: None,
+        progress: Arc::new(Progress::default()),
+    };
+    let report = tributary_engine::run::run_flow_on_pages(&engine, request, pages)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let error = report.error.unwrap_or_default();
+    assert!(
+        error.contains("the fetcher stopped before the end of the pages (internal error)"),
+        "{error}"
+    );
+    assert!(
+        report.files.is_empty(),
+        "nothing published: {:?}",
+        report.files
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_named_by_its_content_type_and_first_bytes() {
+    let secret = "html-echoed-api-key";
+    let server = hostile::start(move |_, n| match n {
+        1 => Reply::status(200).with_body(
+            "text/html; charset=utf-8",
+            &format!("<!DOCTYPE html><html><head><title>Maintenance</title></head><body>key {secret} is fine, we are not</body></html>"),
+        ),
+        n => hostile_page(n),
+    })
+    .await;
+    let spec = spec(key_auth_spec(), hostile_attributes());
+    let params = object(json!({"host": server.base_url(), "authKey1": secret}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    let err = outcome.error.expect("an HTML page fails the run");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            r#"page 1 is not JSON (content-type text/html; charset=utf-8): starts with "<!DOCTYPE html><html><head><title>Maintenance</title></head>"#
+        ),
+        "{message}"
+    );
+    assert!(matches!(err, FetchError::NotJson { .. }) && !err.is_retryable());
+    assert!(!message.contains(secret), "{message}");
+    assert_eq!(ids(&outcome.pages), ["r0", "r1"], "the page before it only");
+}
+
+#[tokio::test]
+async fn pages_hold_their_records_once_and_their_bytes_against_the_page_budget() {
+    let server = mock(MockConfig {
+        records: 5_000,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 500, "offSetName": "offset"}
+    });
+    let outcome = run(&context(settings()), plan(&server, attributes.clone())).await;
+    complete(&outcome);
+    let page = &outcome.pages[0];
+    assert!(page.body.is_none(), "no raw body unless asked for");
+    assert!(page.body_len > page.records.len() as u64 / 2, "{page:?}");
+    let raw = run(
+        &context(settings()),
+        plan(&server, attributes.clone()).with_raw_bodies(),
+    )
+    .await;
+    complete(&raw);
+    let body = raw.pages[0].body.as_ref().expect("kept when asked for");
+    assert_eq!(body.len() as u64, raw.pages[0].body_len);
+    let as_sent: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(as_sent["members"].as_array().unwrap().len(), 500);
+
+    // A budget of one page: the fetcher holds a page's bytes from before it is queued until
+    // the consumer drops it, so with a page in the consumer's hand it cannot queue another.
+    let one_page = page.records.len() as u64 + 1024;
+    let budget = tributary_fetch::MemoryBudget::new(one_page);
+    let ctx = context(settings()).with_page_budget(budget.clone());
+    let before = server.stats().data_requests;
+    let mut fetch = fetch_pages(&ctx, plan(&server, attributes));
+    let Some(Ok(FetchEvent::Page(first))) = fetch.pages.recv().await else {
+        panic!("a first page")
+    };
+    assert!(first.budget.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.stats().data_requests - before,
+        2,
+        "the second page waits for budget, the channel's room notwithstanding"
+    );
+    assert!(budget.available_bytes() < one_page);
+    drop(first);
+    let mut pages = 1;
+    while let Some(event) = fetch.pages.recv().await {
+        match event.unwrap() {
+            FetchEvent::Page(_) => pages += 1,
+            FetchEvent::End(end) => assert!(!end.truncated),
+        }
+    }
+    assert_eq!(pages, 11, "ten full pages and the empty one after them");
+    assert_eq!(
+        budget.available_bytes(),
+        budget.total_bytes(),
+        "all given back"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_carries_no_credential_and_one_with_a_secret_is_refused() {
+    let (key, header_secret) = ("redirect-key-value-1", "header-secret-value-2");
+    // B, another origin (another port), serves the pages and records what it got.
+    let foreign = hostile::start(|_, n| hostile_page(n)).await;
+    let foreign_url = foreign.base_url();
+    // A, the spec's origin: /items redirects within A, /v2/items redirects to B.
+    let home = hostile::start(move |request, _| {
+        let query = request.target.split_once('?').map_or("", |(_, q)| q);
+        if request.target.starts_with("/items") {
+            Reply::status(302).with_header("location", &format!("/v2/items?{query}"))
+        } else {
+            Reply::status(307).with_header("location", &format!("{foreign_url}/items?{query}"))
+        }
+    })
+    .await;
+    let mut attributes = hostile_attributes();
+    attributes["headerParams"] = json!({
+        "X-Echo-Secret": "${authKey2}",
+        "X-Session-Token": "written-in-the-spec",
+        "Accept": "application/json"
+    });
+    let spec = spec(key_auth_spec(), attributes);
+    let params =
+        object(json!({"host": home.base_url(), "authKey1": key, "authKey2": header_secret}));
+    let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    complete(&outcome);
+    assert_eq!(ids(&outcome.pages), ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    let home_requests = home.requests();
+    assert!(
+        home_requests
+            .iter()
+            .all(|r| r.header("x-auth-key1") == Some(key)),
+        "a redirect within the origin keeps the credentials: {home_requests:?}"
+    );
+    assert_eq!(home_requests.len(), 8, "4 pages, 2 hops each");
+    let foreign_requests = foreign.requests();
+    assert_eq!(foreign_requests.len(), 4);
+    for request in &foreign_requests {
+        assert_eq!(request.method, "GET");
+        for (name, value) in &request.headers {
+            assert!(
+                !value.contains(key) && !value.contains(header_secret),
+                "{name} leaked to another origin"
+            );
+        }
+        for name in [
+            "x-auth-key1",
+            "authkey2",
+            "x-echo-secret",
+            "x-session-token",
+            "authorization",
+        ] {
+            assert!(
+                request.header(name).is_none(),
+                "{name} sent to another origin"
+            );
+        }
+        assert_eq!(request.header("accept"), Some("application/json"));
+    }
+
+    // A Location that echoes the key to another origin, and a next pointer that does: refused.
+    let foreign = hostile::start(|_, n| hostile_page(n)).await;
+    let foreign_url = foreign.base_url();
+    let echoing = hostile::start(move |_, _| {
+        Reply::status(302).with_header("location", &format!("{foreign_url}/items?api_key={key}"))
+    })
+    .await;
+    let foreign_url = foreign.base_url();
+    let pointing = hostile::start(move |_, _| {
+        Reply::json(
+            json!({"items": [{"id": "p0"}], "next": format!("{foreign_url}/items?page=2&k={key}")}),
+        )
+    })
+    .await;
+    let pointer_attributes = json!({
+        "urlParams": {"path": "/items", "method": "GET"},
+        "contentPath": "$.items",
+        "paginationParams": {"type": "POINTER", "pointerPath": "$.next"}
+    });
+    // The page whose pointer leaks is not emitted either: its position would lead there.
+    for (server, attributes, via) in [
+        (&echoing, hostile_attributes(), "redirect"),
+        (&pointing, pointer_attributes, "next pointer URL"),
+    ] {
+        let spec = self::spec(key_auth_spec(), attributes);
+        let params = object(json!({"host": server.base_url(), "authKey1": key}));
+        let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+        let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+        let err = outcome.error.expect("refused");
+        let message = err.to_string();
+        assert!(
+            matches!(err, FetchError::CredentialOffOrigin { .. })
+                && message.contains(&format!(
+                    "the {via} leads to another origin ({}/items?",
+                    foreign.base_url()
+                ))
+                && message.contains("=***")
+                && message.ends_with("with a credential in its URL; refusing to send it there"),
+            "{message}"
+        );
+        assert!(!message.contains(key), "{message}");
+        assert!(!err.is_retryable());
+        assert!(outcome.pages.is_empty());
+    }
+    assert!(
+        foreign.requests().is_empty(),
+        "nothing reached the other origin"
+    );
+}
+
+#[tokio::test]
+async fn parallel_runs_of_one_spec_share_its_declared_delay_on_one_limiter() {
+    let server = mock(MockConfig {
+        records: 600,
+        ..Default::default()
+    })
+    .await;
+    let attributes = json!({
+        "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+        "contentPath": "$.members",
+        "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 100, "offSetName": "offset",
+                             "delayRequestMillis": 100}
+    });
+    let ctx = context(settings());
+    // Four windows in parallel, each with two requests in flight: the declared delay holds
+    // for all of them together.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let ctx = ctx.clone();
+            let plan = plan(&server, attributes.clone())
+                .with_max_concurrent_requests(NonZeroU32::new(2).unwrap());
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..600);
+    }
+    assert_eq!(
+        ctx.limiters.len(),
+        1,
+        "one limiter for the origin and credential"
+    );
+    let stats = server.stats();
+    let burst = 1;
+    let busiest = stats.max_in_window("/3.0", Duration::from_secs(1));
+    assert!(
+        busiest <= 10 + burst,
+        "{busiest} requests in one second across four runs, declared 1 per 100 ms: {:?}",
+        stats.arrivals("/3.0")
+    );
+    assert!(stats.data_requests >= 28, "{stats:?}");
+}
+
+#[tokio::test]
+async fn parallel_runs_with_an_expired_token_refresh_once_and_each_party_persists_once() {
+    // Rotating refresh tokens: a second refresh with the initial refresh token would fail.
+    let server = mock(oauth_mock(true, Duration::from_secs(600))).await;
+    let spec = spec(
+        oauth_spec(),
+        json!({
+            "urlParams": {"path": "/3.0/lists/${listId}/members", "method": "GET"},
+            "contentPath": "$.members",
+            "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 1000, "offSetName": "offset"}
+        }),
+    );
+    let params = oauth_params(
+        &server,
+        "initial-access-token",
+        Utc::now() - chrono::Duration::hours(1),
+    );
+    let persisted: Arc<Mutex<Vec<(String, RotatedTokens)>>> = Arc::default();
+    // Three windows of one flow and one window of another flow on the same grant, each from
+    // its own plan and auth, as the engine builds them; one context.
+    let ctx = context(settings());
+    let plans: Vec<FetchPlan> = ["flow-a", "flow-a", "flow-a", "flow-b"]
+        .into_iter()
+        .map(|flow| {
+            let sink = persisted.clone();
+            let callback =
+                tributary_fetch::TokenCallback::new(flow, move |tokens: &RotatedTokens| {
+                    sink.lock().unwrap().push((flow.to_owned(), tokens.clone()))
+                });
+            let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
+            plan_with(&spec, auth, &params, None)
+                .with_max_concurrent_requests(NonZeroU32::new(2).unwrap())
+        })
+        .collect();
+    let tasks: Vec<_> = plans
+        .into_iter()
+        .map(|plan| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..10_000);
+    }
+    let stats = server.stats();
+    assert_eq!(
+        stats.token_requests, 1,
+        "one refresh for all four runs: {stats:?}"
+    );
+    assert_eq!(stats.unauthorized, 0);
+    assert_eq!(ctx.auths.len(), 1, "one grant");
+    let persisted = persisted.lock().unwrap();
+    let flows: Vec<&str> = persisted.iter().map(|(flow, _)| flow.as_str()).collect();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert!(
+        flows.contains(&"flow-a") && flows.contains(&"flow-b"),
+        "{flows:?}"
+    );
+    let (_, tokens) = &persisted[0];
+    assert!(
+        tokens.refresh_token.is_some(),
+        "the rotated refresh token is handed back"
+    );
+    assert_eq!(
+        persisted[0].1, persisted[1].1,
+        "both flows persist the same rotation"
+    );
+}
+
+#[tokio::test]
+async fn a_next_url_that_echoes_a_key_is_checkpointed_without_it_and_resumes_with_it() {
+    let key = "echoed-api-key-value-42";
+    let server = hostile::start(move |request, _| {
+        let page: usize = request
+            .target
+            .split("page=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let next = if page < 2 {
+            json!(format!("/items?page={}&api_key={key}", page + 1))
+        } else {
+            Value::Null
+        };
+        Reply::json(json!({
+            "items": [{"id": format!("r{}", 2 * page)}, {"id": format!("r{}", 2 * page + 1)}],
+            "next": next
+        }))
+    })
+    .await;
+    let attributes = |maximum: u32| {
+        json!({
+            "urlParams": {"path": "/items", "method": "GET"},
+            "contentPath": "$.items",
+            "paginationParams": {"type": "POINTER", "pointerPath": "$.next", "maximumRequest": maximum}
+        })
+    };
+    let params = object(json!({"host": server.base_url(), "authKey1": key}));
+    let plan = |maximum: u32| {
+        let spec = spec(key_auth_spec(), attributes(maximum));
+        let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
+        plan_with(&spec, auth, &params, None)
+    };
+    let first = run(&context(settings()), plan(1)).await;
+    let end = first.end.expect("stopped by maximumRequest");
+    assert!(end.truncated);
+    let stored = serde_json::to_string(&end.position).unwrap();
+    assert!(!stored.contains(key), "{stored}");
+    assert!(stored.contains("api_key={{secret:authKey1}}"), "{stored}");
+    assert_eq!(first.pages[0].position, end.position);
+
+    let position: tributary_fetch::Position = serde_json::from_str(&stored).unwrap();
+    let rest = run(&context(settings()), plan(10).resume_from(position)).await;
+    complete(&rest);
+    let mut all = first.pages;
+    all.extend(rest.pages);
+    assert_eq!(ids(&all), ["r0", "r1", "r2", "r3", "r4", "r5"]);
+    let resumed = &server.requests()[1];
+    assert_eq!(
+        resumed.target,
+        format!("/items?page=1&api_key={key}"),
+        "the key is filled back in"
+    );
+}
+
+/// `tributary run` of a one-page-of-two-records-at-a-time OFFSET bundle with an API key, against
+/// `base_url`; returns what the binary did and the sandbox it wrote to.
+fn run_binary_against(base_url: &str, key: &str) -> (crate::run::Ran, crate::run::Sandbox) {
+    let sandbox = crate::run::Sandbox::new();
+    let path = sandbox.bundle(
+        "hostile",
+        &crate::run::bundle(
+            "it-hostile",
+            key_auth_spec(),
+            hostile_attributes(),
+            json!({"host": base_url, "authKey1": key}),
+            "hostile",
+        ),
+    );
+    let ran = sandbox.tributary(&["run", &path]);
+    (ran, sandbox)
+}
+
+#[test]
+fn the_binary_fails_a_run_whose_source_asks_to_wait_1e30_seconds_and_publishes_nothing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(hostile::start(|_, n| match n {
+        2 => Reply::status(429).with_header("retry-after", "1e30"),
+        n => hostile_page(n),
+    }));
+    let (ran, sandbox) = run_binary_against(&server.base_url(), "binary-key-value-1");
+    assert_eq!(
+        ran.code, 1,
+        "the run fails, it is not a truncated success: {ran:?}"
+    );
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("the API asked to wait 1e30 s (Retry-After: 1e30), more than the maximum wait of 15m (limits.max_wait_secs)"),
+        "{ran:?}"
+    );
+    assert!(!all.contains("panicked"), "{ran:?}");
+    assert!(
+        sandbox
+            .dataset_files("hostile")
+            .iter()
+            .all(|file| !file.ends_with(".parquet")),
+        "nothing published: {:?}",
+        sandbox.dataset_files("hostile")
+    );
+}
+
+#[test]
+fn the_binary_follows_a_redirect_to_another_origin_without_the_api_key() {
+    let key = "binary-redirect-key-2";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let foreign = runtime.block_on(hostile::start(|_, n| hostile_page(n)));
+    let foreign_url = foreign.base_url();
+    let home = runtime.block_on(hostile::start(move |request, _| {
+        Reply::status(302).with_header("location", &format!("{foreign_url}{}", request.target))
+    }));
+    let (ran, _sandbox) = run_binary_against(&home.base_url(), key);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(
+        home.requests()
+            .iter()
+            .all(|r| r.header("x-auth-key1") == Some(key))
+    );
+    let foreign_requests = foreign.requests();
+    assert_eq!(foreign_requests.len(), 4, "{foreign_requests:?}");
+    for request in &foreign_requests {
+        assert!(
+            request
+                .headers
+                .iter()
+                .all(|(_, value)| !value.contains(key)),
+            "the key went to another origin: {request:?}"
+        );
     }
 }

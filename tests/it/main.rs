@@ -8,6 +8,7 @@ mod configs;
 mod crash;
 mod daemon;
 mod fetch;
+mod hostile;
 mod mapping;
 mod run;
 mod safety;

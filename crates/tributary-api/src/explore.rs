@@ -189,17 +189,26 @@ pub async fn explore_connection(
     })?;
     let env = |name: &str| std::env::var(name).ok();
     let plan = tributary_fetch::FetchPlan::from_bundle(&bundle, None, &env, None)
-        .map_err(|err| source_error("explore", err))?;
+        .map_err(|err| source_error("explore", err))?
+        .with_raw_bodies();
     let mut run = tributary_fetch::fetch_pages(&state.engine().fetch, plan);
     let first = tokio::time::timeout(SOURCE_TIMEOUT, run.pages.recv()).await;
     run.task.abort();
     let page = match first {
         Err(_) => return Err(source_error("explore", "the source did not answer in time")),
-        Ok(None) => return Err(source_error("explore", "the source returned no page")),
+        Ok(None) => {
+            return Err(ApiError::internal(
+                "explore",
+                "the fetcher stopped before its first page",
+            ));
+        }
         Ok(Some(Err(err))) => return Err(source_error("fetching the first page", err)),
-        Ok(Some(Ok(page))) => page,
+        Ok(Some(Ok(tributary_fetch::FetchEvent::End(_)))) => {
+            return Err(source_error("explore", "the source returned no page"));
+        }
+        Ok(Some(Ok(tributary_fetch::FetchEvent::Page(page)))) => page,
     };
-    let body: Value = serde_json::from_slice(&page.body)
+    let body: Value = serde_json::from_slice(page.body.as_deref().unwrap_or_default())
         .map_err(|err| source_error("the first page is not JSON", err))?;
     let schema = tributary_transform::decode::infer_schema(&page.records, 1000)
         .map_err(|err| source_error("inferring the record schema", err))?;

@@ -55,7 +55,7 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
     }
     let fetch = tributary_fetch::FetchContext::try_new(
         tributary_fetch::Limiters::new(),
-        tributary_fetch::FetchSettings::default(),
+        fetch_settings(config),
     )?;
     let mut options = EngineOptions::default();
     if let Some(rows) = checkpoint_rows_override()? {
@@ -67,6 +67,15 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
         fetch,
         options,
     })
+}
+
+/// The fetcher's settings from the config's `[limits]`.
+pub fn fetch_settings(config: &DaemonConfig) -> tributary_fetch::FetchSettings {
+    tributary_fetch::FetchSettings {
+        max_wait: std::time::Duration::from_secs(config.limits.max_wait_secs),
+        host_quotas: config.limits.host_quotas(),
+        ..tributary_fetch::FetchSettings::default()
+    }
 }
 
 /// Tuning knob: `TRIBUTARY_CHECKPOINT_ROWS` closes a part (and records a checkpoint) after this

@@ -7,31 +7,37 @@ use anyhow::Context as _;
 
 use crate::BadInput;
 use crate::cli::{CommonArgs, ExploreArgs};
-use crate::context::load_bundle;
+use crate::context::{fetch_settings, load_bundle, load_config};
 
-pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
+pub fn run(common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(common)?;
     let bundle = load_bundle(&args.bundle)?;
     let runtime = crate::run::runtime()?;
     let page = runtime.block_on(async {
         let fetch = tributary_fetch::FetchContext::try_new(
             tributary_fetch::Limiters::new(),
-            tributary_fetch::FetchSettings::default(),
+            fetch_settings(&config),
         )?;
         let env = |name: &str| std::env::var(name).ok();
         let plan = tributary_fetch::FetchPlan::from_bundle(&bundle, None, &env, None)
-            .map_err(|err| BadInput(err.to_string()))?;
+            .map_err(|err| BadInput(err.to_string()))?
+            .with_raw_bodies();
         let mut run = tributary_fetch::fetch_pages(&fetch, plan);
         let first = run.pages.recv().await;
         run.task.abort();
         match first {
-            None => anyhow::bail!("the source returned no page"),
+            None => anyhow::bail!("the fetcher stopped before the first page (internal error)"),
             Some(Err(err)) => Err(anyhow::Error::new(err).context("fetching the first page")),
-            Some(Ok(page)) => Ok(page),
+            Some(Ok(tributary_fetch::FetchEvent::End(_))) => {
+                anyhow::bail!("the source returned no page")
+            }
+            Some(Ok(tributary_fetch::FetchEvent::Page(page))) => Ok(page),
         }
     })?;
 
+    let raw_body = page.body.clone().unwrap_or_default();
     let body: serde_json::Value =
-        serde_json::from_slice(&page.body).context("the first page is not JSON")?;
+        serde_json::from_slice(&raw_body).context("the first page is not JSON")?;
     let schema = tributary_transform::decode::infer_schema(&page.records, 1000)
         .map_err(|err| anyhow::anyhow!("inferring the record schema: {err}"))?;
     if args.json {
@@ -52,9 +58,7 @@ pub fn run(_common: &CommonArgs, args: &ExploreArgs) -> anyhow::Result<ExitCode>
     println!();
     println!(
         "{} records on the first page ({} bytes, {})",
-        page.record_count,
-        page.body.len(),
-        page.url
+        page.record_count, page.body_len, page.url
     );
     let width = schema
         .fields()

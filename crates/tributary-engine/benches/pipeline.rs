@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tributary_engine::run::{
     Engine, EngineOptions, Progress, RunRequest, RunStatus, bundle_flow_id, run_flow_on_pages,
 };
-use tributary_fetch::{FetchCounters, FetchRun, NextPage, Page, Position};
+use tributary_fetch::{FetchCounters, FetchEnd, FetchEvent, FetchRun, NextPage, Page, Position};
 
 const PAGES: u64 = 100;
 const PAGE_SIZE: u64 = 1_000;
@@ -31,7 +31,8 @@ fn pages() -> Vec<Page> {
             page_idx,
             url: format!("memory://members?page={page_idx}"),
             status: 200,
-            body: records.clone(),
+            body: None,
+            body_len: records.len() as u64,
             records,
             record_count: PAGE_SIZE as usize,
             position: Position {
@@ -40,6 +41,7 @@ fn pages() -> Vec<Page> {
                 pages: page_idx + 1,
                 window: None,
             },
+            budget: None,
         });
     }
     pages
@@ -119,11 +121,19 @@ fn bench_pipeline(c: &mut Criterion) {
                     let (sender, receiver) = mpsc::channel(4);
                     let feed = pages.clone();
                     let task = tokio::spawn(async move {
+                        let mut position = None;
                         for page in feed {
-                            if sender.send(Ok(page)).await.is_err() {
-                                break;
+                            position = Some(page.position.clone());
+                            if sender.send(Ok(FetchEvent::Page(page))).await.is_err() {
+                                return;
                             }
                         }
+                        let Some(position) = position else { return };
+                        let end = FetchEnd {
+                            position,
+                            truncated: false,
+                        };
+                        let _ = sender.send(Ok(FetchEvent::End(end))).await;
                     });
                     let fetch_run = FetchRun {
                         pages: receiver,

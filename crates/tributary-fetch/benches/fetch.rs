@@ -191,10 +191,12 @@ fn loopback(c: &mut Criterion) {
         runtime.block_on(async {
             let mut run = fetch_pages(&ctx, plan);
             let (mut pages, mut bytes, mut n_records) = (0u64, 0u64, 0u64);
-            while let Some(page) = run.pages.recv().await {
-                let page = page.unwrap();
+            while let Some(event) = run.pages.recv().await {
+                let tributary_fetch::FetchEvent::Page(page) = event.unwrap() else {
+                    break;
+                };
                 pages += 1;
-                bytes += page.body.len() as u64;
+                bytes += page.body_len;
                 n_records += page.record_count as u64;
             }
             assert_eq!(n_records, records);

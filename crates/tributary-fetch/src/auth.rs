@@ -13,7 +13,9 @@
 //! so their refreshes are single-flight too. Its `Debug` prints no secret; every credential is a
 //! [`Secret`] and every header value is marked sensitive.
 
-use std::sync::{Arc, Mutex};
+mod shared;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -26,6 +28,9 @@ use crate::error::{FetchError, Redactor};
 use crate::limit::CredentialFingerprint;
 use crate::secret::Secret;
 
+pub use shared::AuthRegistry;
+use shared::{Membership, TokenState};
+
 /// Tokens after a refresh, handed to the caller to persist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotatedTokens {
@@ -36,8 +41,14 @@ pub struct RotatedTokens {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Called after every successful refresh.
-pub type TokenCallback = Arc<dyn Fn(&RotatedTokens) + Send + Sync>;
+/// Called with the tokens after a refresh, to persist them. `key` names the persisting party
+/// (the engine uses the flow's token key): when several runs share one grant (see
+/// [`AuthRegistry`]), each distinct key is called once per rotation.
+#[derive(Clone)]
+pub struct TokenCallback {
+    key: String,
+    call: Arc<dyn Fn(&RotatedTokens) + Send + Sync>,
+}
 
 /// The credentials of a base connection, ready to sign requests.
 #[derive(Clone)]
@@ -69,6 +80,9 @@ struct AuthInner {
     /// `authorizationTestUrl` (the param, else the schema's default) with its placeholders
     /// rendered from the auth params, or why it could not be rendered.
     test_url: Option<Result<String, String>>,
+    /// The secret auth params by name, so a stored next-page URL can name a secret instead of
+    /// holding it (see `FetchPlan::stored_url`).
+    named_secrets: Vec<(String, Secret)>,
 }
 
 enum AuthMethod {
@@ -79,13 +93,24 @@ enum AuthMethod {
 }
 
 struct OAuth {
-    tokens: Mutex<Tokens>,
-    /// Held while a refresh is in flight.
-    refresh_gate: tokio::sync::Mutex<()>,
-    token_url: Option<String>,
     client_id: Option<Secret>,
     client_secret: Option<Secret>,
     names: TokenRequestNames,
+    on_rotate: Option<TokenCallback>,
+    /// The tokens, the refresh gate and the token URL: this auth's own, or those of the grant
+    /// it shares with other runs ([`AuthRegistry::share`]).
+    state: Arc<TokenState>,
+    /// This auth's place among the state's parties, left when the auth is dropped.
+    _membership: Membership,
+}
+
+/// An OAuth2 credential before its token state is built.
+struct OAuthParts {
+    tokens: Tokens,
+    token_url: Option<String>,
+    client: Option<CredentialFingerprint>,
+    client_id: Option<Secret>,
+    client_secret: Option<Secret>,
     on_rotate: Option<TokenCallback>,
 }
 
@@ -111,6 +136,7 @@ impl Auth {
                 fingerprint: CredentialFingerprint::NONE,
                 redactor: Redactor::default(),
                 test_url: None,
+                named_secrets: Vec::new(),
             }),
         }
     }
@@ -123,12 +149,16 @@ impl Auth {
         secret_fields: &[String],
         on_rotate: Option<TokenCallback>,
     ) -> Result<Auth, FetchError> {
-        let mut secrets: Vec<Secret> = secret_fields
-            .iter()
-            .chain(&auth_spec.secret_fields)
-            .filter_map(|field| param_text(params, field))
-            .map(Secret::new)
-            .collect();
+        let mut named_secrets: Vec<(String, Secret)> = Vec::new();
+        for field in secret_fields.iter().chain(&auth_spec.secret_fields) {
+            let Some(value) = param_text(params, field).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if !named_secrets.iter().any(|(name, _)| name == field) {
+                named_secrets.push((field.clone(), Secret::new(value)));
+            }
+        }
+        let mut secrets: Vec<Secret> = named_secrets.iter().map(|(_, s)| s.clone()).collect();
         let text = |name: &str| param_text(params, name);
         let secret = |name: &str| -> Result<Secret, FetchError> {
             text(name)
@@ -138,6 +168,7 @@ impl Auth {
                     field: name.to_owned(),
                 })
         };
+        let mut oauth_parts: Option<OAuthParts> = None;
         let (method, fingerprint) = match &auth_spec.kind {
             AuthKind::Basic => {
                 let username = secret("username")?;
@@ -219,37 +250,66 @@ impl Auth {
                     _ => vec![&access],
                 };
                 let fingerprint = CredentialFingerprint::of(&stable);
+                let client = match (&client_id, &client_secret) {
+                    (Some(id), Some(secret)) => Some(CredentialFingerprint::of(&[id, secret])),
+                    _ => None,
+                };
                 secrets.extend(
                     [Some(access.clone()), refresh.clone(), client_secret.clone()]
                         .into_iter()
                         .flatten(),
                 );
-                let oauth = OAuth {
-                    tokens: Mutex::new(Tokens {
-                        access,
-                        refresh,
-                        expires_at,
-                        lifetime: None,
-                        generation: 0,
-                    }),
-                    refresh_gate: tokio::sync::Mutex::new(()),
+                let tokens = Tokens {
+                    access,
+                    refresh,
+                    expires_at,
+                    lifetime: None,
+                    generation: 0,
+                };
+                // Finished below, once the redactor (the state's first party) exists.
+                oauth_parts = Some(OAuthParts {
+                    tokens,
                     token_url,
+                    client,
                     client_id,
                     client_secret,
-                    names: TokenRequestNames::from_params(params),
                     on_rotate,
-                };
-                (AuthMethod::OAuth(Box::new(oauth)), fingerprint)
+                });
+                (AuthMethod::None, fingerprint)
             }
         };
         let mut secret_params: Vec<String> = secret_fields.to_vec();
         secret_params.extend(auth_spec.secret_fields.iter().cloned());
+        let redactor = Redactor::new(secrets, secret_params);
+        // The token state's first party is this auth: its redactor learns refreshed tokens,
+        // its callback persists them.
+        let method = match oauth_parts {
+            Some(parts) => {
+                let (state, membership) = TokenState::with_member(
+                    parts.tokens,
+                    parts.token_url,
+                    parts.client,
+                    parts.on_rotate.clone(),
+                    &redactor,
+                );
+                AuthMethod::OAuth(Box::new(OAuth {
+                    client_id: parts.client_id,
+                    client_secret: parts.client_secret,
+                    names: TokenRequestNames::from_params(params),
+                    on_rotate: parts.on_rotate,
+                    state,
+                    _membership: membership,
+                }))
+            }
+            None => method,
+        };
         Ok(Auth {
             inner: Arc::new(AuthInner {
                 method,
                 fingerprint,
-                redactor: Redactor::new(secrets, secret_params),
+                redactor,
                 test_url: test_url_of(auth_spec, params),
+                named_secrets,
             }),
         })
     }
@@ -264,6 +324,11 @@ impl Auth {
         &self.inner.redactor
     }
 
+    /// The secret auth params by name.
+    pub(crate) fn named_secrets(&self) -> &[(String, Secret)] {
+        &self.inner.named_secrets
+    }
+
     /// `authorizationTestUrl`, rendered; `Err` says why it could not be rendered.
     pub fn test_url(&self) -> Option<Result<&str, &str>> {
         self.inner
@@ -276,7 +341,7 @@ impl Auth {
     pub(crate) fn can_refresh(&self) -> bool {
         match &self.inner.method {
             AuthMethod::OAuth(oauth) => {
-                oauth.token_url.is_some() && oauth.tokens().refresh.is_some()
+                oauth.state.token_url().is_some() && oauth.tokens().refresh.is_some()
             }
             _ => false,
         }
@@ -341,7 +406,7 @@ impl Auth {
         let AuthMethod::OAuth(oauth) = &self.inner.method else {
             return Ok(());
         };
-        let _gate = oauth.refresh_gate.lock().await;
+        let _gate = oauth.state.refresh_gate.lock().await;
         let current = oauth.tokens();
         if seen.is_some_and(|seen| seen != current.generation) {
             return Ok(());
@@ -349,7 +414,8 @@ impl Auth {
         if only_if_stale && !oauth.is_stale(&current) {
             return Ok(());
         }
-        let (Some(token_url), Some(refresh_token)) = (&oauth.token_url, &current.refresh) else {
+        let (Some(token_url), Some(refresh_token)) = (oauth.state.token_url(), &current.refresh)
+        else {
             return Err(FetchError::MissingCredential {
                 field: "refreshToken".to_owned(),
             });
@@ -407,6 +473,18 @@ impl Auth {
             detail: redactor.text(&err.without_url().to_string()),
             retryable: true,
         })?;
+        if status.is_redirection() {
+            // The request carries the refresh token and the client secret: it goes to the
+            // configured URL only, never where a redirect points.
+            return Err(FetchError::Refresh {
+                url: shown_url,
+                detail: format!(
+                    "http status {}: the token endpoint redirects, and token requests do not follow redirects; set accessTokenUrl to the final URL",
+                    status.as_u16()
+                ),
+                retryable: false,
+            });
+        }
         if !status.is_success() {
             return Err(FetchError::Refresh {
                 url: shown_url,
@@ -449,12 +527,13 @@ impl Auth {
                 Value::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             });
-        let lifetime = lifetime
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        // A lifetime too long for a `Duration` or a date (`expires_in: 1e30`) is no expiry: the
+        // token is used until the API rejects it, and a 401 refreshes it then.
+        let lifetime = lifetime.and_then(|s| Duration::try_from_secs_f64(s).ok());
         let expires_at = lifetime
             .and_then(|l| chrono::Duration::from_std(l).ok())
-            .map(|l| Utc::now() + l);
+            .and_then(|l| Utc::now().checked_add_signed(l));
+        let lifetime = lifetime.filter(|_| expires_at.is_some());
         let access = Secret::new(access);
         redactor.add_secret(&access);
         if let Some(refresh) = &rotated_refresh {
@@ -465,33 +544,18 @@ impl Auth {
             refresh_token: rotated_refresh.clone(),
             expires_at,
         };
-        {
-            let mut tokens = oauth
-                .tokens
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            tokens.access = access;
-            if let Some(refresh) = rotated_refresh {
-                tokens.refresh = Some(refresh);
-            }
-            tokens.expires_at = expires_at;
-            tokens.lifetime = lifetime;
-            tokens.generation += 1;
-        }
         tracing::info!(token_url = %shown_url, rotated_refresh_token = rotated.refresh_token.is_some(), "oauth2 access token refreshed");
-        if let Some(callback) = &oauth.on_rotate {
-            callback(&rotated);
-        }
+        // Every run on this grant learns the tokens; each persisting party is called once.
+        oauth
+            .state
+            .rotate(access, rotated_refresh, lifetime, &rotated);
         Ok(())
     }
 }
 
 impl OAuth {
     fn tokens(&self) -> Tokens {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.state.tokens()
     }
 
     fn is_stale(&self, tokens: &Tokens) -> bool {
@@ -502,7 +566,39 @@ impl OAuth {
             .lifetime
             .map_or(MAX_REFRESH_MARGIN, |l| (l / 10).min(MAX_REFRESH_MARGIN));
         let margin = chrono::Duration::from_std(margin).unwrap_or_default();
-        Utc::now() + margin >= expires_at
+        let now = Utc::now();
+        now.checked_add_signed(margin).unwrap_or(now) >= expires_at
+    }
+}
+
+impl TokenCallback {
+    /// A callback of the party `key` (callbacks with equal keys persist to the same place).
+    pub fn new(
+        key: impl Into<String>,
+        call: impl Fn(&RotatedTokens) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            call: Arc::new(call),
+        }
+    }
+
+    /// The persisting party's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Hands `tokens` to the party.
+    pub fn call(&self, tokens: &RotatedTokens) {
+        (self.call)(tokens);
+    }
+}
+
+impl std::fmt::Debug for TokenCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCallback")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -674,7 +770,11 @@ fn sensitive_value(value: &str, field: &str) -> Result<HeaderValue, FetchError> 
 /// epoch seconds / milliseconds as a number or numeric string.
 fn parse_expiration(value: &Value) -> Option<DateTime<Utc>> {
     let epoch = |n: f64| -> Option<DateTime<Utc>> {
-        // Numbers past year 5138 in seconds are read as milliseconds.
+        if !n.is_finite() {
+            return None;
+        }
+        // Numbers past year 5138 in seconds are read as milliseconds. The cast saturates, and a
+        // saturated value is past chrono's range, so it is refused, not wrapped.
         let seconds = if n > 1e11 { n / 1000.0 } else { n };
         DateTime::from_timestamp(seconds as i64, 0)
     };

@@ -14,6 +14,13 @@ use crate::secret::Secret;
 /// How many bytes of a response body an error message quotes.
 pub const BODY_HEAD_BYTES: usize = 200;
 
+/// How many characters of a body that is not JSON an error message quotes.
+pub const NOT_JSON_HEAD_CHARS: usize = 60;
+
+/// Secrets are scrubbed from this much text around a quoted excerpt before it is cut, so a
+/// secret that straddles the cut is still replaced, not half shown.
+const SCRUB_WINDOW_BYTES: usize = 4096;
+
 /// Whose fault a failure is, which decides how the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCause {
@@ -71,6 +78,19 @@ pub enum FetchError {
         offset: usize,
         detail: String,
     },
+    /// The body of a success answer is not JSON at all (an HTML error page answered `200`).
+    #[error(
+        "page {page_idx} is not JSON ({}): starts with {head} (url {url})",
+        content_type.as_deref().map_or("no content-type".to_owned(), |ct| format!("content-type {ct}"))
+    )]
+    NotJson {
+        page_idx: u64,
+        url: String,
+        /// The `Content-Type` as sent (scrubbed, cut), if any.
+        content_type: Option<String>,
+        /// The first characters of the body, scrubbed, escaped and quoted.
+        head: String,
+    },
     /// The contentPath is missing from the page or does not point at an array.
     #[error("page {page_idx}: contentPath {path} {problem}; keys at {at}: [{keys}]", keys = keys.join(", "))]
     ContentPath {
@@ -107,6 +127,39 @@ pub enum FetchError {
     /// A credential the auth type needs is missing.
     #[error("auth param {field} is missing or empty")]
     MissingCredential { field: String },
+    /// A redirect that cannot be followed (too many, or a Location that is no http(s) URL).
+    #[error("{url}: the redirect (http status {status}) cannot be followed: {detail}")]
+    Redirect {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+    /// A request to another origin would carry a secret value in its URL or body.
+    #[error(
+        "page {page_idx}: the {via} leads to another origin ({url}) with a credential {carrier}; refusing to send it there"
+    )]
+    CredentialOffOrigin {
+        page_idx: u64,
+        /// What led there: `redirect`, `next pointer URL`, `Link next URL`, `request`.
+        via: &'static str,
+        /// The target, redacted.
+        url: String,
+        /// `in its URL`, `in the request body it would send`.
+        carrier: &'static str,
+    },
+    /// A `Retry-After` or rate-limit reset asked for a wait longer than the maximum wait.
+    #[error(
+        "{url}: the API asked to wait {} s ({header}: {value}), more than the maximum wait of {} (limits.max_wait_secs)",
+        seconds_text(*seconds),
+        duration_text(*max_wait)
+    )]
+    WaitTooLong {
+        url: String,
+        seconds: f64,
+        header: &'static str,
+        value: String,
+        max_wait: Duration,
+    },
     /// The OAuth2 token refresh failed.
     #[error("token refresh at {url} failed: {detail}")]
     Refresh {
@@ -139,9 +192,13 @@ impl FetchError {
     /// Whose fault the failure is.
     pub fn cause(&self) -> ErrorCause {
         match self {
-            FetchError::Status { .. } | FetchError::TooLarge { .. } | FetchError::Loop { .. } => {
-                ErrorCause::RemoteApi
-            }
+            FetchError::Status { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Loop { .. }
+            | FetchError::NotJson { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::CredentialOffOrigin { .. }
+            | FetchError::WaitTooLong { .. } => ErrorCause::RemoteApi,
             FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
                 ErrorCause::Network
             }
@@ -169,12 +226,92 @@ impl FetchError {
             FetchError::Unauthorized { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Malformed { .. }
+            | FetchError::NotJson { .. }
             | FetchError::ContentPath { .. }
             | FetchError::RecordNotObject { .. }
             | FetchError::Data { .. }
             | FetchError::Loop { .. }
+            | FetchError::WaitTooLong { .. }
+            | FetchError::Redirect { .. }
+            | FetchError::CredentialOffOrigin { .. }
             | FetchError::Spec(_)
             | FetchError::MissingCredential { .. } => false,
+        }
+    }
+
+    /// The refusal of a wait `hint` longer than `max_wait`, for the request to `url` (redacted).
+    pub(crate) fn wait_too_long(
+        url: &str,
+        hint: &crate::headers::WaitHint,
+        max_wait: Duration,
+        redactor: &Redactor,
+    ) -> FetchError {
+        FetchError::WaitTooLong {
+            url: url.to_owned(),
+            seconds: hint.seconds,
+            header: hint.header,
+            value: redactor.text(&hint.value),
+            max_wait,
+        }
+    }
+
+    /// The failure of page `page_idx` whose body is not JSON: names the content type and the
+    /// body's first characters (scrubbed, escaped, at most [`NOT_JSON_HEAD_CHARS`]).
+    pub(crate) fn not_json(
+        page_idx: u64,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        redactor: &Redactor,
+    ) -> FetchError {
+        let content_type = headers.get(http::header::CONTENT_TYPE).map(|value| {
+            cut(
+                &redactor.text(&String::from_utf8_lossy(value.as_bytes())),
+                100,
+            )
+        });
+        let head = redactor.text_head(body, NOT_JSON_HEAD_CHARS);
+        FetchError::NotJson {
+            page_idx,
+            url: url.to_owned(),
+            content_type,
+            head: format!("\"{}\"", head.escape_debug()),
+        }
+    }
+
+    /// The error with the text it quotes from the API (object keys of a page, details) scrubbed
+    /// by `redactor`.
+    pub(crate) fn redacted(self, redactor: &Redactor) -> FetchError {
+        match self {
+            FetchError::ContentPath {
+                page_idx,
+                path,
+                problem,
+                at,
+                keys,
+            } => FetchError::ContentPath {
+                page_idx,
+                path,
+                problem,
+                at,
+                keys: keys.iter().map(|key| redactor.text(key)).collect(),
+            },
+            FetchError::Data { page_idx, detail } => FetchError::Data {
+                page_idx,
+                detail: redactor.text(&detail),
+            },
+            FetchError::Malformed {
+                page_idx,
+                url,
+                offset,
+                detail,
+            } => FetchError::Malformed {
+                page_idx,
+                url,
+                offset,
+                detail: redactor.text(&detail),
+            },
+            other => other,
         }
     }
 
@@ -294,12 +431,41 @@ impl Redactor {
 
     /// The first [`BODY_HEAD_BYTES`] bytes of a body as text (lossy UTF-8), scrubbed.
     pub fn body_head(&self, body: &[u8]) -> String {
-        let cut = body.len().min(BODY_HEAD_BYTES);
-        let mut head = String::from_utf8_lossy(&body[..cut]).into_owned();
-        if body.len() > cut {
+        // Scrub before cutting: a secret across the cut would otherwise be shown in part.
+        let window = &body[..body.len().min(SCRUB_WINDOW_BYTES)];
+        let scrubbed = self.text(&String::from_utf8_lossy(window));
+        let scrubbed = scrubbed.trim();
+        let mut end = scrubbed.len().min(BODY_HEAD_BYTES);
+        while !scrubbed.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut head = scrubbed[..end].to_owned();
+        if end < scrubbed.len() || body.len() > window.len() {
             head.push('…');
         }
-        self.text(head.trim())
+        head
+    }
+
+    /// The first `chars` characters of a body as text (lossy UTF-8), scrubbed before it is cut,
+    /// with `…` when there is more.
+    pub fn text_head(&self, body: &[u8], chars: usize) -> String {
+        let window = &body[..body.len().min(SCRUB_WINDOW_BYTES)];
+        let scrubbed = self.text(&String::from_utf8_lossy(window));
+        let mut head = cut(&scrubbed, chars);
+        if !head.ends_with('…') && body.len() > window.len() {
+            head.push('…');
+        }
+        head
+    }
+
+    /// Whether `text` holds a known secret value, as is or percent-decoded.
+    pub fn contains_secret(&self, text: &str) -> bool {
+        let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+        let form_decoded = decoded.replace('+', " ");
+        self.values().iter().any(|secret| {
+            let value = secret.expose();
+            text.contains(value) || decoded.contains(value) || form_decoded.contains(value)
+        })
     }
 
     fn is_sensitive_param(&self, name: &str) -> bool {
@@ -309,6 +475,44 @@ impl Redactor {
             .any(|p| p.eq_ignore_ascii_case(name))
             || SENSITIVE_PARAM_WORDS.iter().any(|w| lower.contains(w))
     }
+}
+
+/// The first `chars` characters of `text`, with `…` when there is more.
+pub(crate) fn cut(text: &str, chars: usize) -> String {
+    let mut rest = text.chars();
+    let mut shown: String = rest.by_ref().take(chars).collect();
+    if rest.next().is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// Seconds for a message: `30`, `0.5`, `1e30`.
+fn seconds_text(seconds: f64) -> String {
+    if seconds >= 1e9 {
+        format!("{seconds:e}")
+    } else if seconds.fract() == 0.0 {
+        format!("{seconds:.0}")
+    } else {
+        let text = format!("{seconds:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// A duration for a message, the way config files write them: `15m`, `1h30m`, `90ms`.
+pub(crate) fn duration_text(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s")] {
+        if value > 0 {
+            text.push_str(&format!("{value}{unit}"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

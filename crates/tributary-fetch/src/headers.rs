@@ -3,19 +3,44 @@
 //! fields, and RFC 8288 `Link` (for `rel="next"` pagination).
 //!
 //! Every parser is lenient: a header it cannot read is ignored (`None`), never an error, because
-//! a malformed advisory header must not fail a run that would otherwise succeed.
+//! a malformed advisory header must not fail a run that would otherwise succeed. No parser does
+//! unchecked arithmetic on a value: a wait too long for a `Duration` (`Retry-After: 1e30`) is a
+//! [`WaitHint`] without a delay, which every maximum wait refuses, never a panic.
 
+use std::num::NonZeroU64;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
+/// A wait an API asked for in a response header, with what it wrote (for messages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitHint {
+    /// How long to wait; `None` when that is too long to represent (longer than any maximum).
+    pub delay: Option<Duration>,
+    /// The same in seconds, for messages: finite, not negative, possibly huge.
+    pub seconds: f64,
+    /// The header that asked, as messages name it (`Retry-After`, `X-RateLimit-Reset`, ...).
+    pub header: &'static str,
+    /// The header's value as sent, cut to [`HINT_VALUE_CHARS`] characters.
+    pub value: String,
+}
+
 /// What the rate-limit headers of one response say about the remaining quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuotaHint {
     /// Requests left in the current window.
     pub remaining: u64,
-    /// Time until the window resets (and `remaining` is refilled).
-    pub reset_in: Duration,
+    /// Time until the window resets (and `remaining` is refilled), when the headers say.
+    pub reset: Option<WaitHint>,
+}
+
+/// `RateLimit-Policy`: at most `requests` per `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyHint {
+    pub requests: NonZeroU64,
+    pub window: Duration,
+    /// The field's value as sent, cut to [`HINT_VALUE_CHARS`] characters.
+    pub value: String,
 }
 
 /// One link of an RFC 8288 `Link` header.
@@ -27,33 +52,40 @@ pub struct Link {
     pub rels: Vec<String>,
 }
 
+/// How many characters of a header value a hint keeps for messages.
+pub const HINT_VALUE_CHARS: usize = 64;
+
+/// Reset values above this many seconds are epoch timestamps, not delays.
+const YEAR_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// `Retry-After` as a delay from `now`: delta-seconds or an HTTP date (a date in the past is 0).
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<WaitHint> {
+    const NAME: &str = "Retry-After";
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
     // Some APIs send fractional seconds; accept them rather than ignoring the hint.
-    if let Ok(seconds) = value.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Some(Duration::from_secs_f64(seconds));
+    if let Some(seconds) = non_negative_number(value) {
+        return Some(wait_of_seconds(seconds, NAME, value));
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    let delay = date.duration_since(now).unwrap_or(Duration::ZERO);
+    Some(WaitHint {
+        delay: Some(delay),
+        seconds: delay.as_secs_f64(),
+        header: NAME,
+        value: shown_value(value),
+    })
 }
 
 /// The remaining quota from `X-RateLimit-Remaining` + `X-RateLimit-Reset`, or from the IETF
 /// `RateLimit` field (`limit=100, remaining=50, reset=30`, or the newer structured
 /// `"default";r=50;t=30`) with `RateLimit-Remaining` / `RateLimit-Reset` as separate fields.
 ///
-/// `X-RateLimit-Reset` is read as seconds from now when small, or as an epoch timestamp
-/// (seconds) when it is larger than a year of seconds, since APIs use both.
+/// A reset is read as seconds from now when small, or as an epoch timestamp (seconds) when it is
+/// larger than a year of seconds, since APIs use both.
 pub fn quota_hint(headers: &HeaderMap, now: SystemTime) -> Option<QuotaHint> {
     let text = |name: &str| {
         headers
@@ -61,28 +93,23 @@ pub fn quota_hint(headers: &HeaderMap, now: SystemTime) -> Option<QuotaHint> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let number = |name: &str| {
-        text(name)
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
+    let number = |name: &str| text(name).and_then(non_negative_number);
+    let reset_of = |name: &str, header: &'static str| {
+        let value = text(name)?;
+        let reset = non_negative_number(value)?;
+        Some(reset_wait(reset, now, header, value))
     };
 
     if let Some(remaining) = number("x-ratelimit-remaining") {
-        let reset_in = number("x-ratelimit-reset")
-            .map(|reset| reset_delay(reset, now))
-            .unwrap_or(Duration::from_secs(1));
         return Some(QuotaHint {
             remaining: remaining as u64,
-            reset_in,
+            reset: reset_of("x-ratelimit-reset", "X-RateLimit-Reset"),
         });
     }
     if let Some(remaining) = number("ratelimit-remaining") {
-        let reset_in = number("ratelimit-reset")
-            .map(|reset| reset_delay(reset, now))
-            .unwrap_or(Duration::from_secs(1));
         return Some(QuotaHint {
             remaining: remaining as u64,
-            reset_in,
+            reset: reset_of("ratelimit-reset", "RateLimit-Reset"),
         });
     }
     let field = text("ratelimit")?;
@@ -92,12 +119,7 @@ pub fn quota_hint(headers: &HeaderMap, now: SystemTime) -> Option<QuotaHint> {
         let Some((key, value)) = part.split_once('=') else {
             continue;
         };
-        let value = value
-            .trim()
-            .trim_matches('"')
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0);
+        let value = non_negative_number(value.trim().trim_matches('"'));
         match key.trim().to_ascii_lowercase().as_str() {
             "remaining" | "r" => remaining = remaining.or(value),
             "reset" | "t" => reset = reset.or(value),
@@ -106,15 +128,14 @@ pub fn quota_hint(headers: &HeaderMap, now: SystemTime) -> Option<QuotaHint> {
     }
     Some(QuotaHint {
         remaining: remaining? as u64,
-        reset_in: reset
-            .map(Duration::from_secs_f64)
-            .unwrap_or(Duration::from_secs(1)),
+        reset: reset.map(|reset| reset_wait(reset, now, "RateLimit", field)),
     })
 }
 
-/// The quota of `RateLimit-Policy` (`100;w=60` or `"default";q=100;w=60`): requests per window.
-pub fn quota_policy(headers: &HeaderMap) -> Option<(u64, Duration)> {
-    let field = headers.get("ratelimit-policy")?.to_str().ok()?;
+/// The quota of `RateLimit-Policy` (`100;w=60` or `"default";q=100;w=60`): requests per window
+/// (1 s when the field names none). A quota or window of 0 is ignored.
+pub fn quota_policy(headers: &HeaderMap) -> Option<PolicyHint> {
+    let field = headers.get("ratelimit-policy")?.to_str().ok()?.trim();
     let first = field.split(',').next()?.trim();
     let mut quota = None;
     let mut window = None;
@@ -133,7 +154,15 @@ pub fn quota_policy(headers: &HeaderMap) -> Option<(u64, Duration)> {
             None => {}
         }
     }
-    Some((quota?, window.unwrap_or(Duration::from_secs(1))))
+    let window = window.unwrap_or(Duration::from_secs(1));
+    if window.is_zero() {
+        return None;
+    }
+    Some(PolicyHint {
+        requests: NonZeroU64::new(quota?)?,
+        window,
+        value: shown_value(field),
+    })
 }
 
 /// Every link of every `Link` header, in order.
@@ -154,14 +183,41 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         .map(|link| link.target)
 }
 
-fn reset_delay(reset: f64, now: SystemTime) -> Duration {
-    const YEAR_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
-    if reset > YEAR_SECONDS {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(reset);
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    } else {
-        Duration::from_secs_f64(reset)
+/// A reset value as a wait: seconds from now, or an epoch timestamp when above a year.
+fn reset_wait(reset: f64, now: SystemTime, header: &'static str, value: &str) -> WaitHint {
+    if reset <= YEAR_SECONDS {
+        return wait_of_seconds(reset, header, value);
     }
+    // Float seconds since the epoch: no `SystemTime` arithmetic that could overflow.
+    let now_seconds = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    wait_of_seconds((reset - now_seconds).max(0.0), header, value)
+}
+
+fn wait_of_seconds(seconds: f64, header: &'static str, value: &str) -> WaitHint {
+    WaitHint {
+        delay: Duration::try_from_secs_f64(seconds).ok(),
+        seconds,
+        header,
+        value: shown_value(value),
+    }
+}
+
+/// A finite, non-negative number (`7`, `0.5`, `1e30`).
+fn non_negative_number(text: &str) -> Option<f64> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+}
+
+fn shown_value(value: &str) -> String {
+    let mut chars = value.chars();
+    let mut shown: String = chars.by_ref().take(HINT_VALUE_CHARS).collect();
+    if chars.next().is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Parses `<a>; rel="next", <b>; rel=prev; title="x, y"` (commas may appear inside quotes).

@@ -1,28 +1,41 @@
 //! Throughput limits shared across runs: one limiter per (API origin, credential fingerprint).
 //!
 //! [`Limiters`] is a cheap, cloneable registry the engine creates once and passes to every run,
-//! so two flows that call the same API with the same credentials share one budget. A
-//! [`HostLimiter`] combines three brakes, in this order:
+//! so every run, backfill window and daemon slot that calls the same API with the same
+//! credentials shares one budget. A [`HostLimiter`] lets a request out at the latest of:
 //! 1. a "blocked until" instant: a 429/503 with `Retry-After` pauses EVERY request on the
 //!    limiter, not only the one that got it;
-//! 2. a governor token bucket with the configured [`RateQuota`] (requests per period + burst);
-//! 3. pacing from the API's own rate-limit headers: when few requests remain in the window,
+//! 2. rate gates, the strictest of them deciding: the configured [`RateQuota`] (a host's
+//!    `[limits.hosts]` entry, with its burst), the spec's `delayRequestMillis` (one request per
+//!    delay, burst 1; the longest delay of any plan on the limiter), and the API's own
+//!    `RateLimit-Policy` (its quota spread evenly over its window, replaced when it changes);
+//! 3. pacing from the API's rate-limit headers: when few requests remain in the window,
 //!    requests are spaced so the rest of the window's budget lasts until its reset, and at zero
 //!    remaining they wait for the reset, so the API never has to refuse.
+//!
+//! Each gate is a GCRA (a virtual scheduling token bucket). A request reserves its slot in every
+//! gate at once, under one lock, so concurrent runs get distinct, evenly spaced slots and the
+//! rate holds at the moment requests are sent, not at some earlier check; a request whose slot
+//! falls inside a pause that began while it waited reserves a new slot after the pause, so a
+//! pause never ends in a burst. (This replaces a governor bucket: quotas here change at
+//! runtime, and all brakes must be decided at one instant.)
+//!
+//! No wait computed from a header is longer than the caller's maximum wait: a reset or policy
+//! beyond it makes every request on the limiter fail with that hint (for the maximum wait)
+//! instead of sleeping, and deadlines are computed with checked arithmetic.
 //!
 //! The credential part of the key is a keyed hash with a per-process random key: the registry
 //! never holds a secret, and the fingerprint cannot be reversed offline.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::headers::QuotaHint;
+use crate::headers::{PolicyHint, WaitHint};
 use crate::secret::Secret;
 
 /// The registry of limiters, shared by every run of the process.
@@ -46,9 +59,8 @@ pub struct CredentialFingerprint(u64);
 /// The limiter of one (origin, credential) pair.
 pub struct HostLimiter {
     origin: String,
-    bucket: Option<DefaultDirectRateLimiter>,
     quota: Option<RateQuota>,
-    pace: Mutex<Pace>,
+    state: Mutex<State>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,10 +70,27 @@ struct LimiterKey {
 }
 
 #[derive(Debug)]
-struct Pace {
+struct State {
     blocked_until: Option<Instant>,
+    /// A wait beyond the maximum that the API asked for: requests fail with it until then.
+    refused: Option<(Instant, WaitHint)>,
+    /// The configured quota.
+    quota: Option<Gate>,
+    /// `delayRequestMillis`: the longest delay any plan declared for this limiter.
+    delay: Option<Gate>,
+    /// `RateLimit-Policy` as last sent: (requests, window) and its gate.
+    policy: Option<((NonZeroU64, Duration), Gate)>,
+    /// Spacing while few requests remain in the API's window.
+    pacing: Option<Gate>,
+}
+
+/// A GCRA: one request per `interval`, up to `tolerance / interval + 1` at once.
+#[derive(Debug, Clone)]
+struct Gate {
     interval: Duration,
-    next_slot: Option<Instant>,
+    tolerance: Duration,
+    /// The theoretical arrival time of the next request; `None` before the first.
+    tat: Option<Instant>,
 }
 
 /// Below this many remaining requests the limiter starts spacing requests out.
@@ -138,9 +167,29 @@ impl RateQuota {
         Self { burst, ..self }
     }
 
-    fn governor_quota(&self) -> Option<Quota> {
-        let replenish = self.period / self.requests.get();
-        Quota::with_period(replenish).map(|q| q.allow_burst(self.burst))
+    /// `requests_per_second` (a float, so `0.5` is one request every 2 s) with `burst`; `None`
+    /// unless it is finite, above 0 and at most a billion a second.
+    pub fn from_rate(requests_per_second: f64, burst: NonZeroU32) -> Option<Self> {
+        if !(requests_per_second.is_finite()
+            && requests_per_second > 0.0
+            && requests_per_second <= 1e9)
+        {
+            return None;
+        }
+        let period = Duration::try_from_secs_f64(1.0 / requests_per_second).ok()?;
+        if period.is_zero() {
+            return None;
+        }
+        Some(Self {
+            requests: NonZeroU32::MIN,
+            period,
+            burst,
+        })
+    }
+
+    /// The time between two requests at this rate.
+    pub fn interval(&self) -> Duration {
+        self.period / self.requests.get()
     }
 }
 
@@ -159,74 +208,118 @@ impl CredentialFingerprint {
 
 impl HostLimiter {
     fn new(origin: &str, quota: Option<RateQuota>) -> Self {
-        let bucket = quota
-            .and_then(|q| q.governor_quota())
-            .map(RateLimiter::direct);
         Self {
             origin: origin.to_owned(),
-            bucket,
             quota,
-            pace: Mutex::new(Pace {
+            state: Mutex::new(State {
                 blocked_until: None,
-                interval: Duration::ZERO,
-                next_slot: None,
+                refused: None,
+                quota: quota.map(|quota| Gate::new(quota.interval(), quota.burst)),
+                delay: None,
+                policy: None,
+                pacing: None,
             }),
         }
     }
 
-    /// Waits until a request may go out; returns how long it waited (throttled time).
-    pub async fn acquire(&self) -> Duration {
+    /// Waits until a request may go out; returns how long it waited (throttled time), or the
+    /// hint of the API that asked for a wait longer than the maximum (see [`HostLimiter::observe`]).
+    pub async fn acquire(&self) -> Result<Duration, WaitHint> {
         let started = Instant::now();
         loop {
-            self.wait_unblocked().await;
-            if let Some(bucket) = &self.bucket {
-                bucket.until_ready().await;
-            }
-            let slot = {
-                let mut pace = self.pace();
-                let now = Instant::now();
-                if pace.interval.is_zero() {
-                    None
-                } else {
-                    let slot = pace.next_slot.map_or(now, |next| next.max(now));
-                    pace.next_slot = Some(slot + pace.interval);
-                    Some(slot)
-                }
-            };
-            if let Some(slot) = slot {
-                tokio::time::sleep_until(slot).await;
-            }
-            // A 429 may have blocked the limiter while this request waited for its slot.
+            let slot = self.state().reserve(Instant::now())?;
+            tokio::time::sleep_until(slot).await;
+            // A 429 may have paused the limiter while this request waited for its slot; then it
+            // reserves a slot after the pause.
             if !self.is_blocked() {
-                return started.elapsed();
+                return Ok(started.elapsed());
             }
         }
     }
 
     /// Pauses every request on this limiter until `now + delay` (never shortens a pause).
     pub fn block_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
-        let mut pace = self.pace();
-        if pace.blocked_until.is_none_or(|current| current < until) {
-            pace.blocked_until = Some(until);
+        let until = deadline(Instant::now(), delay);
+        self.state().block_until(until);
+    }
+
+    /// At most one request per `delay` on this limiter (`delayRequestMillis`). The longest delay
+    /// any caller asked for stays in force.
+    pub fn require_interval(&self, delay: Duration) {
+        if delay.is_zero() {
+            return;
+        }
+        let mut state = self.state();
+        match &mut state.delay {
+            Some(gate) if gate.interval >= delay => {}
+            Some(gate) => gate.interval = delay,
+            None => state.delay = Some(Gate::new(delay, NonZeroU32::MIN)),
         }
     }
 
-    /// Adapts the pacing to what the API says is left of its window.
-    pub fn observe(&self, hint: QuotaHint) {
-        let mut pace = self.pace();
-        if hint.remaining == 0 {
-            let until = Instant::now() + hint.reset_in;
-            if pace.blocked_until.is_none_or(|current| current < until) {
-                pace.blocked_until = Some(until);
+    /// Adopts the API's `RateLimit-Policy`: its quota spread evenly over its window (burst 1,
+    /// so no window ever holds more than the quota), replacing an earlier, different policy. A
+    /// policy slower than one request per `max_wait` makes requests fail with it instead.
+    pub fn learn_policy(&self, policy: &PolicyHint, max_wait: Duration) {
+        let key = (policy.requests, policy.window);
+        let nanos = policy.window.as_nanos() / u128::from(policy.requests.get());
+        let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        let mut state = self.state();
+        if state
+            .policy
+            .as_ref()
+            .is_some_and(|(known, _)| *known == key)
+        {
+            return;
+        }
+        if interval > max_wait {
+            let hint = WaitHint {
+                delay: Some(interval),
+                seconds: interval.as_secs_f64(),
+                header: "RateLimit-Policy",
+                value: policy.value.clone(),
+            };
+            state.refused = Some((deadline(Instant::now(), max_wait), hint));
+            state.policy = None;
+            return;
+        }
+        let tat = state.policy.as_ref().and_then(|(_, gate)| gate.tat);
+        let mut gate = Gate::new(interval, NonZeroU32::MIN);
+        gate.tat = tat;
+        state.policy = Some((key, gate));
+    }
+
+    /// Adapts the pacing to what the API says is left of its window: `remaining` requests until
+    /// `reset` (1 s when the API names no reset). At zero remaining every request waits for the
+    /// reset; a reset beyond `max_wait` makes requests fail with its hint for `max_wait` instead.
+    /// Spacing never assumes a window longer than `max_wait`.
+    pub fn observe(&self, remaining: u64, reset: Option<&WaitHint>, max_wait: Duration) {
+        let reset_in = match reset {
+            None => Some(Duration::from_secs(1)),
+            Some(hint) => hint.delay,
+        };
+        let within_max = reset_in.filter(|reset_in| *reset_in <= max_wait);
+        let now = Instant::now();
+        let mut state = self.state();
+        if remaining == 0 {
+            state.pacing = None;
+            match (within_max, reset) {
+                (Some(reset_in), _) => state.block_until(deadline(now, reset_in)),
+                (None, Some(hint)) => {
+                    state.refused = Some((deadline(now, max_wait), hint.clone()));
+                }
+                (None, None) => {}
             }
-            pace.interval = Duration::ZERO;
-        } else if hint.remaining <= LOW_REMAINING {
+        } else if remaining <= LOW_REMAINING {
             // Spread what is left over the rest of the window.
-            pace.interval = hint.reset_in / u32::try_from(hint.remaining + 1).unwrap_or(u32::MAX);
+            let window = within_max.unwrap_or(max_wait);
+            let interval = window / u32::try_from(remaining + 1).unwrap_or(u32::MAX);
+            match &mut state.pacing {
+                Some(gate) => gate.interval = interval,
+                None => state.pacing = Some(Gate::new(interval, NonZeroU32::MIN)),
+            }
         } else {
-            pace.interval = Duration::ZERO;
-            pace.next_slot = None;
+            state.pacing = None;
         }
     }
 
@@ -240,27 +333,85 @@ impl HostLimiter {
         self.quota
     }
 
+    /// The spacing `delayRequestMillis` imposes, if any plan declared one.
+    pub fn min_interval(&self) -> Option<Duration> {
+        self.state().delay.as_ref().map(|gate| gate.interval)
+    }
+
     fn is_blocked(&self) -> bool {
-        self.pace()
+        self.state()
             .blocked_until
             .is_some_and(|until| until > Instant::now())
     }
 
-    async fn wait_unblocked(&self) {
-        loop {
-            let until = self.pace().blocked_until;
-            match until {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => return,
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The lock guards plain data with no invariant a panic could break.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    /// The slot of the next request: no earlier than `now`, the end of a pause, or what any
+    /// gate allows; reserved in every gate.
+    fn reserve(&mut self, now: Instant) -> Result<Instant, WaitHint> {
+        match &self.refused {
+            Some((until, hint)) if *until > now => return Err(hint.clone()),
+            Some(_) => self.refused = None,
+            None => {}
+        }
+        let mut slot = now;
+        if let Some(until) = self.blocked_until {
+            slot = slot.max(until);
+        }
+        for gate in self.gates() {
+            if let Some(earliest) = gate.earliest() {
+                slot = slot.max(earliest);
             }
+        }
+        for gate in self.gates() {
+            gate.take(slot);
+        }
+        Ok(slot)
+    }
+
+    fn block_until(&mut self, until: Instant) {
+        if self.blocked_until.is_none_or(|current| current < until) {
+            self.blocked_until = Some(until);
         }
     }
 
-    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
-        // The lock guards plain data with no invariant a panic could break.
-        self.pace
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn gates(&mut self) -> impl Iterator<Item = &mut Gate> {
+        [
+            self.quota.as_mut(),
+            self.delay.as_mut(),
+            self.policy.as_mut().map(|(_, gate)| gate),
+            self.pacing.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+impl Gate {
+    fn new(interval: Duration, burst: NonZeroU32) -> Self {
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(burst.get() - 1),
+            tat: None,
+        }
+    }
+
+    /// The earliest instant this gate lets the next request out (`None`: at once).
+    fn earliest(&self) -> Option<Instant> {
+        self.tat?.checked_sub(self.tolerance)
+    }
+
+    /// Records a request sent at `slot`.
+    fn take(&mut self, slot: Instant) {
+        let base = self.tat.map_or(slot, |tat| tat.max(slot));
+        self.tat = Some(deadline(base, self.interval));
     }
 }
 
@@ -269,9 +420,26 @@ impl std::fmt::Debug for HostLimiter {
         f.debug_struct("HostLimiter")
             .field("origin", &self.origin)
             .field("quota", &self.quota)
-            .field("pace", &*self.pace())
+            .field("state", &*self.state())
             .finish()
     }
+}
+
+/// `now + delay`, or the latest instant this clock can hold near it: never an overflow panic.
+/// Callers bound `delay` by the maximum wait, so the fallbacks only matter for absurd settings.
+fn deadline(now: Instant, delay: Duration) -> Instant {
+    const FALLBACKS: [Duration; 3] = [
+        Duration::from_secs(365 * 24 * 3600),
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(3600),
+    ];
+    now.checked_add(delay)
+        .or_else(|| {
+            FALLBACKS
+                .iter()
+                .find_map(|fallback| now.checked_add(*fallback))
+        })
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

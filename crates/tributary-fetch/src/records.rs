@@ -330,14 +330,14 @@ impl RecordSelector {
                 path,
                 problem,
                 at: render_segments(&segments[..level]),
-                keys,
+                keys: shown_keys(keys),
             },
             LocateError::NotArray { found, keys } => FetchError::ContentPath {
                 page_idx,
                 path,
                 problem: format!("points at {found}, expected an array"),
                 at: render_segments(&segments[..segments.len().saturating_sub(1)]),
-                keys,
+                keys: shown_keys(keys),
             },
             LocateError::NotObject { element_idx, found } => FetchError::RecordNotObject {
                 page_idx,
@@ -795,6 +795,24 @@ fn navigate(
         }
     }
 }
+
+/// The keys an error message lists: the first [`SHOWN_KEYS`], each cut to [`SHOWN_KEY_CHARS`],
+/// so an object with thousands of keys (or one huge key) cannot flood a message.
+fn shown_keys(keys: Vec<String>) -> Vec<String> {
+    let n_keys = keys.len();
+    let mut shown: Vec<String> = keys
+        .into_iter()
+        .take(SHOWN_KEYS)
+        .map(|key| crate::error::cut(&key, SHOWN_KEY_CHARS))
+        .collect();
+    if n_keys > SHOWN_KEYS {
+        shown.push(format!("… {} more", n_keys - SHOWN_KEYS));
+    }
+    shown
+}
+
+const SHOWN_KEYS: usize = 20;
+const SHOWN_KEY_CHARS: usize = 64;
 
 /// Plain segments of a normalised path, or `None` when it uses wildcards, slices, filters or
 /// recursive descent.

@@ -2,10 +2,13 @@
 //! `flows_dir`, `[api]`, `[limits]`, `[log]`; we add `[scheduler]` and `[state]`. Every key has a
 //! default and an unknown key is an error, so a typo never goes unnoticed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tributary_fetch::RateQuota;
 
 /// Everything `tributary serve` (and the one-shot commands, for paths) reads from the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -60,6 +63,24 @@ pub struct LimitsConfig {
     pub max_concurrent_runs: u32,
     /// Upper bound for buffered pages and batches across running flows, in MiB.
     pub memory_budget_mb: u64,
+    /// The longest wait a source's `Retry-After` or rate-limit reset may ask for, in seconds; a
+    /// longer one fails the request (and the run) with a message naming the header.
+    pub max_wait_secs: u64,
+    /// `[limits.hosts."HOST"]`: the request rate of an API host, keyed by host (`api.test`) or
+    /// host and port (`127.0.0.1:8080`, which wins over the bare host).
+    pub hosts: BTreeMap<String, HostLimit>,
+}
+
+/// The request rate one API host gets: every (origin, credential) limiter of the host, shared
+/// by all runs of the process, lets at most this many requests out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLimit {
+    /// Requests per second; a fraction is allowed (`0.5`: one request every 2 s).
+    pub requests_per_second: f64,
+    /// Requests that may go out at once after a quiet spell (default 1).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,6 +128,30 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+fn default_burst() -> u32 {
+    1
+}
+
+impl LimitsConfig {
+    /// The per-host quotas for the fetcher's settings (every entry was checked at load).
+    pub fn host_quotas(&self) -> BTreeMap<String, RateQuota> {
+        self.hosts
+            .iter()
+            .filter_map(|(host, limit)| Some((host.clone(), limit.quota()?)))
+            .collect()
+    }
+}
+
+impl HostLimit {
+    /// The quota, or `None` when the rate or burst is out of range.
+    pub fn quota(&self) -> Option<RateQuota> {
+        RateQuota::from_rate(self.requests_per_second, NonZeroU32::new(self.burst)?)
+    }
+}
+
+/// The largest `limits.max_wait_secs`: a year. Longer waits are a typo, not a policy.
+const MAX_WAIT_SECS_LIMIT: u64 = 365 * 24 * 3600;
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
@@ -128,6 +173,8 @@ impl Default for LimitsConfig {
         Self {
             max_concurrent_runs: 4,
             memory_budget_mb: 256,
+            max_wait_secs: 900,
+            hosts: BTreeMap::new(),
         }
     }
 }
@@ -184,6 +231,34 @@ impl DaemonConfig {
                 "limits.memory_budget_mb: expected at least 16, found {}",
                 self.limits.memory_budget_mb
             ));
+        }
+        if !(1..=MAX_WAIT_SECS_LIMIT).contains(&self.limits.max_wait_secs) {
+            return Err(format!(
+                "limits.max_wait_secs: expected 1 to {MAX_WAIT_SECS_LIMIT} seconds (a year), found {}",
+                self.limits.max_wait_secs
+            ));
+        }
+        for (host, limit) in &self.limits.hosts {
+            let host_is_plain = !host.trim().is_empty()
+                && !host.contains("://")
+                && !host.contains('/')
+                && host.trim() == host;
+            if !host_is_plain {
+                return Err(format!(
+                    "limits.hosts.{host:?}: expected a host (api.example.com) or host:port, without scheme or path"
+                ));
+            }
+            if limit.burst == 0 {
+                return Err(format!(
+                    "limits.hosts.{host:?}.burst: expected at least 1, found 0"
+                ));
+            }
+            if limit.quota().is_none() {
+                return Err(format!(
+                    "limits.hosts.{host:?}.requests_per_second: expected a number above 0 (at most 1e9), found {}",
+                    limit.requests_per_second
+                ));
+            }
         }
         for (idx, org) in self.api.orgs.iter().enumerate() {
             if org.org_id.trim().is_empty() {

@@ -41,3 +41,62 @@ fn credentials_are_not_printed_by_debug() {
         "{shown}"
     );
 }
+
+#[test]
+fn max_wait_defaults_to_fifteen_minutes_and_is_checked() {
+    assert_eq!(parse("").unwrap().limits.max_wait_secs, 900);
+    let config = parse("[limits]\nmax_wait_secs = 60\n").unwrap();
+    assert_eq!(config.limits.max_wait_secs, 60);
+    for bad in ["0", "31536001"] {
+        let err = parse(&format!("[limits]\nmax_wait_secs = {bad}\n")).unwrap_err();
+        assert!(
+            err.contains("limits.max_wait_secs") && err.contains(bad),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn host_limits_are_read_with_a_default_burst_and_checked() {
+    let config = parse(
+        "[limits.hosts.\"api.test\"]\nrequests_per_second = 10\n[limits.hosts.\"127.0.0.1:8080\"]\nrequests_per_second = 0.5\nburst = 3\n",
+    )
+    .unwrap();
+    let quotas = config.limits.host_quotas();
+    assert_eq!(
+        quotas["api.test"].interval(),
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(quotas["api.test"].burst.get(), 1, "burst defaults to 1");
+    assert_eq!(
+        quotas["127.0.0.1:8080"].interval(),
+        std::time::Duration::from_secs(2)
+    );
+    assert_eq!(quotas["127.0.0.1:8080"].burst.get(), 3);
+    for (text, expected) in [
+        (
+            "[limits.hosts.\"h\"]\nrequests_per_second = 0\n",
+            "limits.hosts.\"h\".requests_per_second",
+        ),
+        (
+            "[limits.hosts.\"h\"]\nrequests_per_second = -2\n",
+            "found -2",
+        ),
+        (
+            "[limits.hosts.\"h\"]\nrequests_per_second = 5\nburst = 0\n",
+            "limits.hosts.\"h\".burst",
+        ),
+        ("[limits.hosts.\"h\"]\nburst = 2\n", "requests_per_second"),
+        (
+            "[limits.hosts.\"h\"]\nrequests_per_second = 5\nrate = 2\n",
+            "rate",
+        ),
+        (
+            "[limits.hosts.\"https://h/x\"]\nrequests_per_second = 5\n",
+            "without scheme or path",
+        ),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+}

@@ -263,7 +263,7 @@ async fn run_window(
     };
     let batch_id = checkpoint.batch_id.clone();
     let write_dataset = tributary_write::DatasetId::try_new(checkpoint.dataset_id.to_string())?;
-    let saved = saved_position(&key, &checkpoint, attempt)?;
+    let saved = saved_position(&key, &checkpoint)?;
     let identity = RunIdentity {
         run_id: run_id.to_string(),
         flow_id: request.flow_id.to_string(),
@@ -493,13 +493,9 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// The position and counters an attempt starts from. Counters belong to the parts of this
 /// attempt: an attempt without recorded parts (fresh, continued, or started again after a
-/// rejection) counts from zero, from wherever its position is. A continued window is a new run,
-/// with a new `maximumRequest` budget.
-fn saved_position(
-    key: &WindowKey,
-    checkpoint: &Checkpoint,
-    attempt: Attempt,
-) -> Result<SavedPosition, RunError> {
+/// rejection) counts from zero, from wherever its position is. (`maximumRequest` is a budget per
+/// run, which the fetcher keeps.)
+fn saved_position(key: &WindowKey, checkpoint: &Checkpoint) -> Result<SavedPosition, RunError> {
     // `null` until the first part is recorded; anything else must read back, or resuming would
     // start over on top of parts that are already staged.
     let saved: SavedPosition = match &checkpoint.position {
@@ -511,14 +507,8 @@ fn saved_position(
     if !checkpoint.parts.is_empty() {
         return Ok(saved);
     }
-    let mut fetch = saved.fetch;
-    if attempt == Attempt::Continued
-        && let Some(position) = &mut fetch
-    {
-        position.requests = 0;
-    }
     Ok(SavedPosition {
-        fetch,
+        fetch: saved.fetch,
         ..SavedPosition::default()
     })
 }
@@ -593,9 +583,13 @@ fn start_fetch(
     if let Ok(Some(tokens)) = engine.db.oauth_tokens(&token_key) {
         apply_stored_tokens(&mut bundle_for_plan, &tokens);
     }
-    let on_rotate: TokenCallback = {
+    // Keyed by the flow's token key: parallel runs of one flow persist a rotation once.
+    let on_rotate = {
         let db = engine.db.clone();
-        Arc::new(move |rotated: &RotatedTokens| persist_tokens(&db, &token_key, rotated))
+        let key = token_key.clone();
+        TokenCallback::new(token_key, move |rotated: &RotatedTokens| {
+            persist_tokens(&db, &key, rotated)
+        })
     };
     let env = |name: &str| std::env::var(name).ok();
     let plan = FetchPlan::from_bundle(&bundle_for_plan, request.window, &env, Some(on_rotate))

@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tributary_fetch::{FetchError, FetchRun, NextPage, Page};
+use tributary_fetch::{FetchError, FetchEvent, FetchRun};
 use tributary_spec::FlowBundle;
 use tributary_state::{PartEntry, PartState, WindowKey};
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
@@ -164,7 +164,7 @@ fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics, truncated: bool) -
 
 fn decode_stage(
     job: &PipelineJob,
-    mut pages: mpsc::Receiver<Result<Page, FetchError>>,
+    mut pages: mpsc::Receiver<Result<FetchEvent, FetchError>>,
     out: &SyncSender<ToEncoder>,
 ) -> (Result<Verdict, String>, DecodeTimes, Counters) {
     let mut times = DecodeTimes::default();
@@ -191,7 +191,7 @@ fn decode_stage(
 /// The decode stage's loop; returns how the pages ended.
 fn decode_loop(
     job: &PipelineJob,
-    pages: &mut mpsc::Receiver<Result<Page, FetchError>>,
+    pages: &mut mpsc::Receiver<Result<FetchEvent, FetchError>>,
     out: &SyncSender<ToEncoder>,
     times: &mut DecodeTimes,
     position: &mut SavedPosition,
@@ -217,6 +217,8 @@ fn decode_loop(
     let mut json_since_checkpoint = 0u64;
     // The position after the last page whose rows were all handed on.
     let mut last_page_position = position.clone();
+    // Set by the fetcher's end marker: `maximumRequest` stopped it with pages left.
+    let truncated;
 
     loop {
         if job.progress.is_cancelled() {
@@ -230,9 +232,18 @@ fn decode_loop(
         let next = pages.blocking_recv();
         times.fetch_wait += waited.elapsed();
         let page = match next {
-            None => break,
+            // The fetcher always ends with `End` or an error; a bare close means its task died.
+            None => {
+                return Err(
+                    "the fetcher stopped before the end of the pages (internal error)".to_owned(),
+                );
+            }
             Some(Err(err)) => return Err(format!("{err}")),
-            Some(Ok(page)) => page,
+            Some(Ok(FetchEvent::End(end))) => {
+                truncated = end.truncated;
+                break;
+            }
+            Some(Ok(FetchEvent::Page(page))) => page,
         };
 
         let started = Instant::now();
@@ -254,7 +265,7 @@ fn decode_loop(
 
         counters.pages += 1;
         counters.records_read += page.record_count as u64;
-        counters.bytes_in += page.body.len() as u64;
+        counters.bytes_in += page.body_len;
         job.progress
             .pages
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -264,7 +275,7 @@ fn decode_loop(
         );
         job.progress
             .bytes
-            .fetch_add(page.body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(page.body_len, std::sync::atomic::Ordering::Relaxed);
         rows_since_checkpoint += page.record_count as u64;
         json_since_checkpoint += page.records.len() as u64;
         position.fetch = Some(page.position.clone());
@@ -290,11 +301,6 @@ fn decode_loop(
         *counters.error_codes.entry(code).or_default() += n;
     }
     send(out, ToEncoder::Checkpoint(position.clone()))?;
-    // The fetcher stops early only at `maximumRequest`; the position then says what is left.
-    let truncated = position
-        .fetch
-        .as_ref()
-        .is_some_and(|fetch| fetch.next != NextPage::Done);
     Ok(Verdict::Commit { truncated })
 }
 

@@ -89,3 +89,56 @@ fn causes_and_retryability() {
         );
     }
 }
+
+#[test]
+fn excerpts_are_scrubbed_before_they_are_cut_and_secrets_are_found_encoded() {
+    let secret = "s3cr3t-value-that-is-long";
+    let redactor = Redactor::new(vec![Secret::new(secret)], Vec::new());
+    // The secret straddles the cut of both excerpts: scrubbing the cut text would leave its
+    // first half in the message.
+    let body = format!("{}{secret} and more", "x".repeat(BODY_HEAD_BYTES - 5));
+    let head = redactor.body_head(body.as_bytes());
+    assert!(!head.contains("s3cr"), "{head}");
+    let body = format!("{}{secret}", "y".repeat(NOT_JSON_HEAD_CHARS - 4));
+    let head = redactor.text_head(body.as_bytes(), NOT_JSON_HEAD_CHARS);
+    assert!(!head.contains("s3cr"), "{head}");
+
+    assert!(redactor.contains_secret(&format!("https://h/?k={secret}")));
+    assert!(redactor.contains_secret("https://h/?k=s3cr3t%2Dvalue%2Dthat%2Dis%2Dlong"));
+    assert!(!redactor.contains_secret("https://h/?k=other"));
+}
+
+#[test]
+fn waits_and_bodies_that_are_not_json_are_described_with_what_the_api_sent() {
+    let redactor = Redactor::new(vec![Secret::new("key-123456")], Vec::new());
+    let hint = crate::headers::WaitHint {
+        delay: None,
+        seconds: 1e30,
+        header: "Retry-After",
+        value: "1e30".to_owned(),
+    };
+    let err = FetchError::wait_too_long("http://h/x", &hint, Duration::from_secs(900), &redactor);
+    assert_eq!(
+        err.to_string(),
+        "http://h/x: the API asked to wait 1e30 s (Retry-After: 1e30), more than the maximum wait of 15m (limits.max_wait_secs)"
+    );
+    assert_eq!(duration_text(Duration::from_secs(5400)), "1h30m");
+    assert_eq!(duration_text(Duration::from_millis(250)), "250ms");
+
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let body = "<!DOCTYPE html><html>\n<body>\"key-123456\" expired, see the portal for a new one</body></html>";
+    let err = FetchError::not_json(0, "http://h/x", &headers, body.as_bytes(), &redactor);
+    assert_eq!(
+        err.to_string(),
+        r#"page 0 is not JSON (content-type text/html; charset=utf-8): starts with "<!DOCTYPE html><html>\n<body>\"***\" expired, see the portal fo…" (url http://h/x)"#
+    );
+    let err = FetchError::not_json(3, "http://h/x", &http::HeaderMap::new(), b"", &redactor);
+    assert_eq!(
+        err.to_string(),
+        r#"page 3 is not JSON (no content-type): starts with "" (url http://h/x)"#
+    );
+}

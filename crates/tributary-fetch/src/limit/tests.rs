@@ -1,4 +1,5 @@
-//! Tests of the limiter registry, on tokio's paused clock where no governor bucket is involved.
+//! Tests of the limiter registry and its brakes, on tokio's paused clock (time advances only
+//! when every task waits, so slots are exact).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -7,6 +8,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+
+const MAX_WAIT: Duration = Duration::from_secs(900);
+
+fn reset(seconds: f64) -> WaitHint {
+    WaitHint {
+        delay: Duration::try_from_secs_f64(seconds).ok(),
+        seconds,
+        header: "X-RateLimit-Reset",
+        value: seconds.to_string(),
+    }
+}
 
 #[test]
 fn limiters_are_shared_per_origin_and_credential() {
@@ -41,7 +53,7 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.acquire().await })
+            tokio::spawn(async move { limiter.acquire().await.unwrap() })
         })
         .collect();
     for waiter in waiters {
@@ -50,7 +62,7 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
     }
     assert!(start.elapsed() >= Duration::from_secs(5));
     assert!(
-        limiter.acquire().await < Duration::from_millis(1),
+        limiter.acquire().await.unwrap() < Duration::from_millis(1),
         "the pause is over"
     );
 }
@@ -58,31 +70,41 @@ async fn retry_after_blocks_every_waiter_on_the_limiter() {
 #[tokio::test(start_paused = true)]
 async fn low_remaining_quota_spaces_requests_and_zero_waits_for_the_reset() {
     let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
-    limiter.observe(QuotaHint {
-        remaining: 3,
-        reset_in: Duration::from_secs(4),
-    });
+    limiter.observe(3, Some(&reset(4.0)), MAX_WAIT);
     let start = Instant::now();
     for _ in 0..3 {
-        limiter.acquire().await;
+        limiter.acquire().await.unwrap();
     }
     // Slots at 0, 1 s and 2 s: a quarter of the window each.
     assert_eq!(start.elapsed(), Duration::from_secs(2));
-    limiter.observe(QuotaHint {
-        remaining: 0,
-        reset_in: Duration::from_secs(10),
-    });
-    let waited = limiter.acquire().await;
+    limiter.observe(0, Some(&reset(10.0)), MAX_WAIT);
+    let waited = limiter.acquire().await.unwrap();
     assert_eq!(waited, Duration::from_secs(10));
-    limiter.observe(QuotaHint {
-        remaining: 500,
-        reset_in: Duration::from_secs(10),
-    });
+    limiter.observe(500, Some(&reset(10.0)), MAX_WAIT);
     assert_eq!(
-        limiter.acquire().await,
+        limiter.acquire().await.unwrap(),
         Duration::ZERO,
         "plenty remaining: no pacing"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_beyond_the_maximum_wait_fails_requests_for_that_long_instead_of_sleeping() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    // Too long for a `Duration` at all, and merely longer than the maximum: both refused.
+    for seconds in [1e30, 901.0] {
+        limiter.observe(0, Some(&reset(seconds)), MAX_WAIT);
+        let start = Instant::now();
+        let refused = limiter.acquire().await.unwrap_err();
+        assert_eq!(refused.seconds, seconds);
+        assert_eq!(start.elapsed(), Duration::ZERO, "no sleep");
+        tokio::time::advance(MAX_WAIT).await;
+        assert!(limiter.acquire().await.is_ok(), "the refusal lapses");
+    }
+    // With requests left, spacing assumes a window of at most the maximum wait.
+    limiter.observe(2, Some(&reset(1e30)), MAX_WAIT);
+    limiter.acquire().await.unwrap();
+    assert_eq!(limiter.acquire().await.unwrap(), MAX_WAIT / 3);
 }
 
 #[tokio::test]
@@ -92,7 +114,7 @@ async fn the_quota_bounds_the_request_rate() {
     let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, Some(quota));
     let start = std::time::Instant::now();
     for _ in 0..25 {
-        limiter.acquire().await;
+        limiter.acquire().await.unwrap();
     }
     // 5 from the burst, then 20 at 10 ms each.
     let elapsed = start.elapsed();
@@ -119,4 +141,109 @@ fn backoff_is_full_jitter_under_an_exponential_ceiling() {
         "jitter spreads delays down to zero"
     );
     assert!(samples.iter().any(|d| *d > Duration::from_millis(200)));
+}
+
+/// Acquires `n` slots from `n` concurrent tasks and returns when each got its slot, from now.
+async fn concurrent_slots(limiter: &Arc<HostLimiter>, n: usize) -> Vec<Duration> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                limiter.acquire().await.unwrap();
+                Instant::now()
+            })
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for task in tasks {
+        slots.push(task.await.unwrap() - start);
+    }
+    slots.sort();
+    slots
+}
+
+fn ms(values: &[u64]) -> Vec<Duration> {
+    values.iter().map(|v| Duration::from_millis(*v)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_longest_declared_delay_spaces_every_request_on_the_limiter() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    limiter.require_interval(Duration::from_millis(100));
+    limiter.require_interval(Duration::from_millis(50)); // a shorter delay never loosens it
+    assert_eq!(limiter.min_interval(), Some(Duration::from_millis(100)));
+    assert_eq!(
+        concurrent_slots(&limiter, 5).await,
+        ms(&[0, 100, 200, 300, 400])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_strictest_of_quota_delay_and_policy_decides() {
+    // 20/s with a burst of 5 would let five out at once; a 100 ms delay does not.
+    let quota =
+        RateQuota::per_second(NonZeroU32::new(20).unwrap()).with_burst(NonZeroU32::new(5).unwrap());
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, Some(quota));
+    assert_eq!(
+        concurrent_slots(&limiter, 5).await[..2],
+        ms(&[0, 0]),
+        "the burst"
+    );
+    limiter.require_interval(Duration::from_millis(100));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(concurrent_slots(&limiter, 3).await, ms(&[0, 100, 200]));
+
+    // The API's policy, 4 per second: 250 ms apart, replaced when it changes.
+    let policy = |requests: u64, window: u64| PolicyHint {
+        requests: NonZeroU64::new(requests).unwrap(),
+        window: Duration::from_secs(window),
+        value: format!("{requests};w={window}"),
+    };
+    tokio::time::advance(Duration::from_secs(1)).await;
+    limiter.learn_policy(&policy(4, 1), MAX_WAIT);
+    assert_eq!(concurrent_slots(&limiter, 3).await, ms(&[0, 250, 500]));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    limiter.learn_policy(&policy(2, 1), MAX_WAIT);
+    assert_eq!(concurrent_slots(&limiter, 3).await, ms(&[0, 500, 1000]));
+
+    // A policy slower than one request per maximum wait refuses instead of sleeping a day.
+    limiter.learn_policy(&policy(1, 86_400), MAX_WAIT);
+    let refused = limiter.acquire().await.unwrap_err();
+    assert_eq!(
+        (refused.header, refused.value.as_str()),
+        ("RateLimit-Policy", "1;w=86400")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_waiting_through_a_pause_do_not_burst_when_it_ends() {
+    let quota = RateQuota::per_second(NonZeroU32::new(10).unwrap()).with_burst(NonZeroU32::MIN);
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, Some(quota));
+    let waiters = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move { concurrent_slots(&limiter, 4).await })
+    };
+    // The first request is out; the others hold slots at 100, 200 and 300 ms.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    limiter.block_for(Duration::from_secs(1));
+    let slots = waiters.await.unwrap();
+    assert_eq!(slots[0], Duration::ZERO);
+    for pair in slots[1..].windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(100), "{slots:?}");
+    }
+    assert!(slots[1] >= Duration::from_millis(1050), "{slots:?}");
+}
+
+#[test]
+fn rates_from_the_config_are_checked() {
+    let quota = RateQuota::from_rate(0.5, NonZeroU32::new(3).unwrap()).unwrap();
+    assert_eq!(quota.interval(), Duration::from_secs(2));
+    assert_eq!(quota.burst.get(), 3);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12, 1e-300] {
+        assert!(
+            RateQuota::from_rate(bad, NonZeroU32::MIN).is_none(),
+            "{bad}"
+        );
+    }
 }
