@@ -400,3 +400,140 @@ fn no_secret_reaches_state_files_or_logs_next_page_urls_included() {
         "four of five pages in two runs of two requests"
     );
 }
+
+#[test]
+fn four_runs_under_a_budget_smaller_than_one_page_finish_with_every_record() {
+    use std::sync::Arc;
+    use tributary_engine::run::{Engine, EngineOptions, Progress, RunRequest, RunStatus};
+    use tributary_fetch::{FetchContext, FetchSettings, Limiters, MemoryBudget};
+
+    const RECORDS: u64 = 6_000;
+    let mock = mock(basic_mock(RECORDS));
+    let sandbox = Sandbox::new();
+    // A page of 1,000 mock records is about 600 KiB: both budgets are smaller than one page, so
+    // every page and every batch waits for the others across the four runs.
+    let page_budget = MemoryBudget::new(256 * 1024);
+    let batch_budget = MemoryBudget::new(256 * 1024);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = Engine {
+        layout: tributary_write::DatasetLayout::new(sandbox.data()),
+        db: tributary_state::Db::open(&sandbox.dir.path().join("state"), Default::default())
+            .unwrap(),
+        fetch: FetchContext::try_new(Limiters::new(), FetchSettings::default())
+            .unwrap()
+            .with_page_budget(page_budget.clone()),
+        options: EngineOptions {
+            batch_budget: Some(batch_budget.clone()),
+            batch_rows: 1_000,
+            ..EngineOptions::default()
+        },
+    };
+    let reports = runtime.block_on(async {
+        let mut runs = Vec::new();
+        for n in 0..4 {
+            let name = format!("budget-{n}");
+            let path = members_bundle(&sandbox, &mock.server.base_url(), &name, 1000, json!({}));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let bundle = Arc::new(
+                tributary_spec::load_bundle(&name, &text, |_, _| Err("no references".to_owned()))
+                    .unwrap(),
+            );
+            let request = RunRequest {
+                flow_id: tributary_engine::run::bundle_flow_id(&name),
+                bundle,
+                window: None,
+                progress: Arc::new(Progress::default()),
+            };
+            let engine = engine.clone();
+            runs.push(tokio::spawn(async move {
+                tributary_engine::run::run_flow(&engine, request).await
+            }));
+        }
+        let mut reports = Vec::new();
+        for run in runs {
+            reports.push(run.await.unwrap().unwrap());
+        }
+        reports
+    });
+    for (n, report) in reports.iter().enumerate() {
+        assert_eq!(report.status, RunStatus::Success, "{:?}", report.error);
+        assert_each_id_once(&sandbox.data(), &format!("budget-{n}"), RECORDS as usize);
+    }
+    assert_eq!(
+        page_budget.peak_bytes(),
+        page_budget.total_bytes(),
+        "pages were held to the budget"
+    );
+    assert_eq!(
+        batch_budget.peak_bytes(),
+        batch_budget.total_bytes(),
+        "batches were held to the budget"
+    );
+    assert_eq!(
+        page_budget.available_bytes(),
+        page_budget.total_bytes(),
+        "every page gave its bytes back"
+    );
+    assert_eq!(
+        batch_budget.available_bytes(),
+        batch_budget.total_bytes(),
+        "every batch gave its bytes back"
+    );
+}
+
+#[test]
+fn a_parallel_backfill_keeps_to_the_rate_its_spec_declares() {
+    // Four days, a record a minute, 120 a page: 12 pages (+1 empty) a day, 52 requests.
+    let mock = timed_mock(4 * 1_440);
+    let sandbox = Sandbox::new();
+    let paced = json!({"connectionSpec": {"sourceSpec": {"attributes": {
+        "paginationParams": {"delayRequestMillis": 100}}}}});
+    let bundle = members_bundle(&sandbox, &mock.server.base_url(), "paced", 120, paced);
+    let ran = sandbox.tributary(&[
+        "backfill",
+        &bundle,
+        "--from",
+        "2024-01-01T00:00:00Z",
+        "--to",
+        "2024-01-05T00:00:00Z",
+        "--step",
+        "1d",
+        "--parallel",
+        "4",
+    ]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_each_id_once(&sandbox.data(), "paced", 4 * 1_440);
+    let log = mock.server.stats().log;
+    let data_requests: Vec<std::time::Duration> = log
+        .iter()
+        .filter(|record| record.path.ends_with("/members"))
+        .map(|record| record.at)
+        .collect();
+    assert!(
+        data_requests.len() >= 52,
+        "{} requests",
+        data_requests.len()
+    );
+    // The busiest one-second span, sliding over every request, as the server saw them (less
+    // 10 ms for the jitter of arrival on a loaded machine).
+    let mut busiest = 0;
+    for (idx, start) in data_requests.iter().enumerate() {
+        let within = data_requests[idx..]
+            .iter()
+            .take_while(|at| **at < *start + std::time::Duration::from_millis(990))
+            .count();
+        busiest = busiest.max(within);
+    }
+    eprintln!(
+        "parallel backfill: {} requests, busiest second {busiest}",
+        data_requests.len()
+    );
+    assert!(
+        busiest <= 10 + 1,
+        "{busiest} requests in one second: 100 ms apart allows 10 + a burst of 1"
+    );
+}

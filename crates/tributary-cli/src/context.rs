@@ -53,11 +53,18 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
             "recovered state left by an earlier process"
         );
     }
+    // `limits.memory_budget_mb` bounds what every run of the process holds in flight: half for
+    // fetched pages waiting to be decoded, half for decoded batches waiting to be encoded.
+    let budget_bytes = config.limits.memory_budget_mb.saturating_mul(1024 * 1024);
     let fetch = tributary_fetch::FetchContext::try_new(
         tributary_fetch::Limiters::new(),
         fetch_settings(config),
-    )?;
-    let mut options = EngineOptions::default();
+    )?
+    .with_page_budget(tributary_fetch::MemoryBudget::new(budget_bytes / 2));
+    let mut options = EngineOptions {
+        batch_budget: Some(tributary_fetch::MemoryBudget::new(budget_bytes / 2)),
+        ..EngineOptions::default()
+    };
     if let Some(rows) = checkpoint_rows_override()? {
         options.checkpoint_rows = rows;
     }

@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -23,6 +24,8 @@ pub struct MemoryBudget {
     semaphore: Arc<Semaphore>,
     /// The whole budget, in units.
     units: u32,
+    /// The most units held at once so far (for metrics and tests).
+    peak_units: Arc<AtomicU32>,
 }
 
 /// Bytes taken from a [`MemoryBudget`], given back on drop.
@@ -42,7 +45,19 @@ impl MemoryBudget {
         Self {
             semaphore: Arc::new(Semaphore::new(units as usize)),
             units,
+            peak_units: Arc::new(AtomicU32::new(0)),
         }
+    }
+
+    /// The most bytes held at once since the budget was made.
+    pub fn peak_bytes(&self) -> u64 {
+        u64::from(self.peak_units.load(Ordering::Relaxed)) * UNIT_BYTES
+    }
+
+    fn note_in_use(&self) {
+        let available = u32::try_from(self.semaphore.available_permits()).unwrap_or(u32::MAX);
+        let in_use = self.units.saturating_sub(available);
+        self.peak_units.fetch_max(in_use, Ordering::Relaxed);
     }
 
     /// The whole budget in bytes.
@@ -64,6 +79,7 @@ impl MemoryBudget {
             .acquire_many_owned(units)
             .await
             .expect("the budget's semaphore is never closed");
+        self.note_in_use();
         BudgetPermit {
             _permit: permit,
             units,
@@ -81,6 +97,7 @@ impl MemoryBudget {
     pub fn try_acquire(&self, bytes: u64) -> Option<BudgetPermit> {
         let units = self.clamp(bytes);
         let permit = self.semaphore.clone().try_acquire_many_owned(units).ok()?;
+        self.note_in_use();
         Some(BudgetPermit {
             _permit: permit,
             units,

@@ -71,6 +71,9 @@ pub struct EngineOptions {
     pub batch_channel_capacity: usize,
     /// Rows per decoded batch.
     pub batch_rows: usize,
+    /// Bytes of decoded batches in flight between decoding and encoding, across every run of
+    /// the process (clones share it); with the fetcher's page budget, `limits.memory_budget_mb`.
+    pub batch_budget: Option<tributary_fetch::MemoryBudget>,
 }
 
 /// Live counters of a run, for progress bars and the daemon's logs.
@@ -156,6 +159,7 @@ impl Default for EngineOptions {
             checkpoint_json_bytes: 512 * 1024 * 1024,
             batch_channel_capacity: 4,
             batch_rows: 8192,
+            batch_budget: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tributary_fetch::{FetchError, FetchEvent, FetchRun};
+use tributary_fetch::{BudgetPermit, FetchError, FetchEvent, FetchRun};
 use tributary_spec::FlowBundle;
 use tributary_state::{PartEntry, PartState, WindowKey};
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
@@ -46,7 +46,8 @@ pub(crate) struct PipelineOutcome {
 
 /// From the decode stage to the encode stage.
 enum ToEncoder {
-    Batch(RecordBatch),
+    /// A batch and the memory budget it holds until it is encoded.
+    Batch(RecordBatch, Option<BudgetPermit>),
     Rejected(Value),
     /// Close the open parts and record them with this position.
     Checkpoint(SavedPosition),
@@ -340,7 +341,16 @@ impl BatchSender<'_> {
                 send(self.out, ToEncoder::Checkpoint(position_before.clone()))?;
             }
             self.last_schema = Some(batch.schema());
-            send(self.out, ToEncoder::Batch(batch))?;
+            // Across concurrent runs, decoded batches wait here when the budget is spent; the
+            // encoder gives the bytes back once the batch is written.
+            let permit = self
+                .job
+                .engine
+                .options
+                .batch_budget
+                .as_ref()
+                .map(|budget| budget.acquire_blocking(batch.get_array_memory_size() as u64));
+            send(self.out, ToEncoder::Batch(batch, permit))?;
         }
         Ok(())
     }
@@ -514,7 +524,7 @@ fn encode_loop(
         .saturating_sub(job.saved.records_failed);
     while let Ok(message) = input.recv() {
         match message {
-            ToEncoder::Batch(batch) => {
+            ToEncoder::Batch(batch, permit) => {
                 if segment.data.is_none() {
                     let writer = PartWriter::try_new(
                         &engine.layout,
@@ -531,6 +541,9 @@ fn encode_loop(
                 let writer = segment.data.as_mut().expect("created just above");
                 let closed = writer.write(&batch).map_err(|err| err.to_string())?;
                 times.encode += started.elapsed();
+                // The batch is in the writer's row group now (encoded); its bytes go back.
+                drop(batch);
+                drop(permit);
                 if !closed.is_empty() {
                     // Parts roll only at checkpoints (the writer's own limits are off).
                     return Err(format!(
