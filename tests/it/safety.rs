@@ -537,3 +537,19 @@ fn a_parallel_backfill_keeps_to_the_rate_its_spec_declares() {
         "{busiest} requests in one second: 100 ms apart allows 10 + a burst of 1"
     );
 }
+
+#[test]
+fn a_setting_this_build_cannot_honour_is_refused_not_ignored() {
+    let mock = mock(basic_mock(10));
+    let sandbox = Sandbox::new();
+    let delta = json!({"targetConnection": {"data": {"format": "delta"}}});
+    let bundle = members_bundle(&sandbox, &mock.server.base_url(), "delta", 10, delta);
+    let ran = sandbox.tributary(&["run", &bundle]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("targetConnection.data.format \"delta\""),
+        "{ran:?}"
+    );
+    assert_eq!(sandbox.dataset_files("delta"), Vec::<String>::new());
+}

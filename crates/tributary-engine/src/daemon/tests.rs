@@ -457,3 +457,111 @@ async fn flows_added_and_removed_while_running_take_effect_at_once() {
     );
     assert_eq!(windows_of(&calls, "kept").len(), 5, "{calls:?}");
 }
+
+/// A runner that does in state what a run of its window does: begins or resumes it and
+/// commits it (no files), so the scheduler sees windows complete.
+fn committing_runner(db: Db, recorder: Arc<Recorder>, clock: Arc<dyn Clock>) -> WindowRunner {
+    Arc::new(move |scheduled: ScheduledRun| {
+        let db = db.clone();
+        let recorder = recorder.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let started = clock.now();
+            let key = crate::run::window_key(&scheduled.flow_id, scheduled.window.as_ref());
+            let status = db.checkpoint(&key).unwrap().map(|c| c.status);
+            if status != Some(tributary_state::CheckpointStatus::InProgress) {
+                let n = recorder.calls.lock().unwrap().len();
+                db.begin_window(
+                    &key,
+                    &tributary_state::RunId::new(format!("run-{n}")),
+                    &tributary_state::BatchId::new(format!("batch-{n}")),
+                    &tributary_state::DatasetId::new("ds"),
+                )
+                .unwrap();
+            }
+            db.start_commit(&key, false).unwrap();
+            db.complete_window(&key, None).unwrap();
+            tokio::time::sleep(StdDuration::from_secs(1)).await;
+            recorder.calls.lock().unwrap().push(Call {
+                flow: scheduled.bundle.name.clone(),
+                window: scheduled.window.map(|w| (w.start, w.end)),
+                started,
+                ended: clock.now(),
+            });
+            RunStatus::Success
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_window_resumes_with_its_own_bounds_and_covered_time_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    let h = |n: u32| t(&format!("2024-01-01T{n:02}:00:00Z"));
+    let hourly = json!({"startTime": h(0).timestamp(), "frequency": "hour", "interval": 1, "backfill": false});
+    let flow_id = FlowId::new("hourly");
+    set_last_end(&db, "hourly", "2024-01-01T01:00:00Z", true);
+    // A run of [01:00, 02:00) was interrupted; a backfill committed [05:00, 07:00).
+    let interrupted = Window {
+        start: Some(h(1)),
+        end: h(2),
+    };
+    db.begin_window(
+        &crate::run::window_key(&flow_id, Some(&interrupted)),
+        &tributary_state::RunId::new("old"),
+        &tributary_state::BatchId::new("old-batch"),
+        &tributary_state::DatasetId::new("ds"),
+    )
+    .unwrap();
+    let backfilled = crate::run::window_key(
+        &flow_id,
+        Some(&Window {
+            start: Some(h(5)),
+            end: h(7),
+        }),
+    );
+    db.begin_window(
+        &backfilled,
+        &tributary_state::RunId::new("bf"),
+        &tributary_state::BatchId::new("bf-batch"),
+        &tributary_state::DatasetId::new("ds"),
+    )
+    .unwrap();
+    db.start_commit(&backfilled, false).unwrap();
+    db.complete_window(&backfilled, None).unwrap();
+
+    // Down until 09:30 with a catch-up bound of 2: without care, [01:00, 08:00) would be merged
+    // into one window over the interrupted one and the backfilled hours.
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+        base: t("2024-01-01T09:30:00Z"),
+        origin: tokio::time::Instant::now(),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let runner = committing_runner(db.clone(), recorder.clone(), clock.clone());
+    let shutdown = Shutdown::default();
+    let scheduler = tokio::spawn(run_scheduler(
+        db.clone(),
+        FlowRegistry::from_flows([flow("hourly", hourly)]),
+        options(2, 4),
+        clock,
+        runner,
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(StdDuration::from_secs(600)).await;
+    shutdown.trigger();
+    scheduler.await.unwrap().unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert_eq!(
+        windows_of(&calls, "hourly"),
+        vec![
+            // First the interrupted window, with its own bounds.
+            (Some(h(1)), h(2)),
+            // Then the catch-up from its end, merged to two windows, less the backfilled hours.
+            (Some(h(2)), h(5)),
+            (Some(h(7)), h(8)),
+            (Some(h(8)), h(9)),
+        ]
+    );
+    let state = db.schedule_state(&flow_id).unwrap().unwrap();
+    assert_eq!(state.last_window_end_ms, Some(h(9).timestamp_millis()));
+}

@@ -390,8 +390,8 @@ impl BatchSender<'_> {
         }
         let (_, plan) = self.plan.as_ref().expect("compiled just above");
         let mapped = mapping::apply(plan, &batch).map_err(|err| err.to_string())?;
+        self.counters_warned += mapped.warned_rows as u64;
         for (code, n) in &mapped.warnings {
-            self.counters_warned += *n as u64;
             *self
                 .warning_codes
                 .entry(code.as_str().to_owned())

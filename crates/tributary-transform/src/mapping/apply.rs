@@ -68,6 +68,18 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
             .or_default()
             .push(problem.error);
     }
+    // Accepted rows with at least one warning, whatever its codes.
+    let mut any_warning = vec![false; n_rows];
+    for rows in warned_rows.values() {
+        for (row, warned) in rows.iter().enumerate() {
+            any_warning[row] |= *warned;
+        }
+    }
+    let warned_accepted_rows = any_warning
+        .iter()
+        .zip(&rejected_flags)
+        .filter(|(warned, rejected)| **warned && !**rejected)
+        .count();
     let warnings = warned_rows
         .into_iter()
         .map(|(code, rows)| (code, rows.iter().filter(|w| **w).count()))
@@ -115,6 +127,7 @@ pub fn apply(plan: &MappingPlan, batch: &RecordBatch) -> Result<MappedBatch, Map
         batch,
         rejected,
         warnings,
+        warned_rows: warned_accepted_rows,
         warning_samples,
         rows_per_code,
     })

@@ -99,6 +99,9 @@ pub struct MappedBatch {
     /// Rows with at least one warning, per error code (`MAPPER-3700-400` by default;
     /// `INGEST-1555-400` with `allowNullValues`), rejected rows included.
     pub warnings: BTreeMap<ErrorCode, usize>,
+    /// Accepted rows with at least one warning, counted once whatever their codes (a run's
+    /// `warningRecordCount`).
+    pub warned_rows: usize,
     /// The first warnings in detail (at most [`MAX_WARNING_SAMPLES`]), for diagnostics.
     pub warning_samples: Vec<RowWarning>,
     /// Rows per error code, over every row with a problem (see [`MappedBatch::error_counts`]).

@@ -91,6 +91,12 @@ fn render_mapped(mapped: &super::MappedBatch) -> String {
     for (code, rows) in &mapped.warnings {
         out.push_str(&format!("warnings {code}: {rows} row(s)\n"));
     }
+    if mapped.warned_rows > 0 {
+        out.push_str(&format!(
+            "accepted rows with warnings: {}\n",
+            mapped.warned_rows
+        ));
+    }
     for sample in &mapped.warning_samples {
         out.push_str(&format!(
             "  row {} {}: {}\n",
@@ -228,6 +234,7 @@ fn mailchimp_members_mapping_without_a_target_schema_derives_types() {
             |          | {address: grace@example.com} | {name: {firstName: Grace, lastName: Hopper, fullName: Grace Hopper}} |                  |                   | {status: cleaned}      | 2024-05-03T13:30:00Z | 5      |
             +----------+------------------------------+----------------------------------------------------------------------+------------------+-------------------+------------------------+----------------------+--------+
             warnings MAPPER-3700-400: 1 row(s)
+            accepted rows with warnings: 1
               row 1 lastChanged: date: "yesterday" does not match the date format "yyyy-MM-dd'T'HH:mm:ssXXX"
         "#]],
     );
@@ -455,6 +462,7 @@ fn calculated_fields_nullify_their_column_and_warn() {
             | 3  |       | single |                      |
             +----+-------+--------+----------------------+
             warnings MAPPER-3700-400: 1 row(s)
+            accepted rows with warnings: 1
               row 1 total: to_integer: cannot convert the string "three" to an integer
               row 1 kind: cannot compare the string "three" with a number
               row 1 day: date: "2024-02-01" does not match the date format "dd/MM/yyyy"
@@ -561,6 +569,7 @@ fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
         | d  |     | {email: , name: D}    |
         +----+-----+-----------------------+
         warnings MAPPER-3700-400: 2 row(s)
+        accepted rows with warnings: 2
           row 1 qty: to_integer: cannot convert the string "three" to an integer
           row 3 qty: to_integer: cannot convert the string "four" to an integer
         == strictMapping false, allowNullValues true, no target schema
@@ -576,6 +585,7 @@ fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
         | d  |     | {email: , name: D}    |
         +----+-----+-----------------------+
         warnings MAPPER-3700-400: 2 row(s)
+        accepted rows with warnings: 2
           row 1 qty: to_integer: cannot convert the string "three" to an integer
           row 3 qty: to_integer: cannot convert the string "four" to an integer
         == strictMapping true, allowNullValues false, no target schema
@@ -623,6 +633,7 @@ fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
           MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
           INGEST-1555-400 person.email: required field `person.email` is missing or null
         warnings MAPPER-3700-400: 2 row(s)
+        accepted rows with warnings: 1
           row 1 qty: to_integer: cannot convert the string "three" to an integer
           row 3 qty: to_integer: cannot convert the string "four" to an integer
         == strictMapping false, allowNullValues true, target schema
@@ -639,6 +650,7 @@ fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
         +----+-----+-----------------------+
         warnings MAPPER-3700-400: 2 row(s)
         warnings INGEST-1555-400: 2 row(s)
+        accepted rows with warnings: 3
           row 1 qty: to_integer: cannot convert the string "three" to an integer
           row 2 id: required field `id` is missing or null
           row 2 person.email: required field `person.email` is missing or null
@@ -677,6 +689,7 @@ fn strict_mapping_and_allow_null_values_decide_which_problems_reject_a_row() {
           MAPPER-3700-400 qty: to_integer: cannot convert the string "four" to an integer
           INGEST-1555-400 person.email: required field `person.email` is missing or null
         warnings INGEST-1555-400: 2 row(s)
+        accepted rows with warnings: 1
           row 2 id: required field `id` is missing or null
           row 2 person.email: required field `person.email` is missing or null
           row 3 person.email: required field `person.email` is missing or null
