@@ -720,13 +720,13 @@ fn apply_stored_tokens(bundle: &mut FlowBundle, tokens: &OAuthTokens) {
     if let Some(refresh) = &tokens.refresh_token {
         params.insert("refreshToken".to_owned(), Value::String(refresh.clone()));
     }
-    if let Some(expires_ms) = tokens.expires_at_ms {
-        if let Some(expires) = DateTime::from_timestamp_millis(expires_ms) {
-            params.insert(
-                "expirationDate".to_owned(),
-                Value::String(expires.to_rfc3339()),
-            );
-        }
+    if let Some(expires_ms) = tokens.expires_at_ms
+        && let Some(expires) = DateTime::from_timestamp_millis(expires_ms)
+    {
+        params.insert(
+            "expirationDate".to_owned(),
+            Value::String(expires.to_rfc3339()),
+        );
     }
 }
 
