@@ -60,6 +60,29 @@ pub async fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 's
     }
 }
 
+/// A server on a runtime of its own, for tests that drive the real binary (no async of their
+/// own); stops when dropped.
+pub struct Serving {
+    pub server: Hostile,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// [`start`] on a runtime of its own.
+pub fn serve_in_background(
+    handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+) -> Serving {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(start(handler));
+    Serving {
+        server,
+        _runtime: runtime,
+    }
+}
+
 impl Hostile {
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
@@ -79,6 +102,14 @@ impl Drop for Hostile {
 }
 
 impl Request {
+    /// The value of query parameter `name` in the target, as sent (not decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+
     /// The value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -793,43 +793,17 @@ fn demo_runs_from_a_fresh_directory_and_prints_a_parquet_path() {
 }
 
 /// Serves `{dir}/{prefix}-page-{N}.json` for `GET /widen?page=N` (an empty page past the last
-/// file) over plain HTTP/1.1 on 127.0.0.1:0, one connection at a time. Returns the base URL.
-fn serve_fixture_pages(fixtures: PathBuf, prefix: &'static str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            loop {
-                let mut header = String::new();
-                match reader.read_line(&mut header) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if header == "\r\n" => break,
-                    Ok(_) => {}
-                }
-            }
-            let page = request_line
-                .split(['?', '&', ' '])
-                .find_map(|part| part.strip_prefix("page="))
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(0);
-            let body = std::fs::read(fixtures.join(format!("{prefix}-page-{page}.json")))
-                .unwrap_or_else(|_| b"{\"items\": []}".to_vec());
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    base_url
+/// file) on 127.0.0.1:0, until dropped.
+fn serve_fixture_pages(fixtures: PathBuf, prefix: &'static str) -> crate::hostile::Serving {
+    crate::hostile::serve_in_background(move |request, _| {
+        let page = request
+            .query_param("page")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        let body = std::fs::read_to_string(fixtures.join(format!("{prefix}-page-{page}.json")))
+            .unwrap_or_else(|_| "{\"items\": []}".to_owned());
+        crate::hostile::Reply::status(200).with_body("application/json", &body)
+    })
 }
 
 /// The values of a numeric column as f64, whether the file holds it as Int64 or Float64.
@@ -846,7 +820,8 @@ fn numbers(batch: &RecordBatch, column: &str) -> Vec<Option<f64>> {
 #[test]
 fn later_pages_widen_the_schema_without_losing_values() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/run");
-    let base_url = serve_fixture_pages(fixtures, "widen");
+    let source = serve_fixture_pages(fixtures, "widen");
+    let base_url = source.server.base_url();
     let sandbox = Sandbox::new();
     let attributes = json!({
         "urlParams": {"path": "/widen", "method": "GET"},
@@ -1043,7 +1018,8 @@ fn check_odd_page(records: &str) -> (Ran, Sandbox) {
         format!("{{\"items\": {records}}}"),
     )
     .unwrap();
-    let base_url = serve_fixture_pages(pages, "odd");
+    let source = serve_fixture_pages(pages, "odd");
+    let base_url = source.server.base_url();
     let attributes = json!({
         "urlParams": {"path": "/widen", "method": "GET"},
         "contentPath": "$.items",

@@ -5,14 +5,14 @@
 //! diagnostics; no secret reaches state files or logs, next-page URLs included.
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tributary_mockapi::MockConfig;
 
 use crate::backfill::{assert_each_id_once, bundle_json, files_under, published_id_counts};
+use crate::hostile::{Reply, Serving, serve_in_background};
 use crate::run::{Sandbox, basic_mock, mock};
 
 fn t(text: &str) -> DateTime<Utc> {
@@ -295,47 +295,24 @@ fn rejected_rows_are_kept_only_with_error_diagnostics() {
 }
 
 /// Serves `/items?page=N` with ten records and a `next` URL that echoes the API key, as some
-/// APIs do, until page 5. Returns its base URL.
-fn serve_pages_with_keyed_next_urls(key: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+/// APIs do, until page 5.
+fn serve_pages_with_keyed_next_urls(key: &'static str) -> Serving {
+    let base: Arc<OnceLock<String>> = Arc::default();
     let next_base = base.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            loop {
-                let mut header = String::new();
-                match reader.read_line(&mut header) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if header == "\r\n" => break,
-                    Ok(_) => {}
-                }
-            }
-            let page: u32 = request_line
-                .split(['?', '&', ' '])
-                .find_map(|part| part.strip_prefix("page="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            let items: Vec<Value> = (0..10)
-                .map(|i| json!({"id": format!("p{page}-{i}"), "n": i}))
-                .collect();
-            let next =
-                (page < 5).then(|| format!("{next_base}/items?page={}&api_key={key}", page + 1));
-            let body = json!({"items": items, "next": next}).to_string();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body.as_bytes());
-        }
+    let serving = serve_in_background(move |request, _| {
+        let page: u32 = request
+            .query_param("page")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let items: Vec<Value> = (0..10)
+            .map(|i| json!({"id": format!("p{page}-{i}"), "n": i}))
+            .collect();
+        let base = next_base.get().expect("set before the first request");
+        let next = (page < 5).then(|| format!("{base}/items?page={}&api_key={key}", page + 1));
+        Reply::json(json!({"items": items, "next": next}))
     });
-    base
+    base.set(serving.server.base_url()).unwrap();
+    serving
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -345,7 +322,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn no_secret_reaches_state_files_or_logs_next_page_urls_included() {
     const KEY: &str = "sk-live-4f9a1c77e2b04d1e";
-    let base = serve_pages_with_keyed_next_urls(KEY);
+    let source = serve_pages_with_keyed_next_urls(KEY);
+    let base = source.server.base_url();
     let sandbox = Sandbox::new();
     let bundle = json!({
         "name": "keyed",
