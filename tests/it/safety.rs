@@ -531,3 +531,91 @@ fn a_setting_this_build_cannot_honour_is_refused_not_ignored() {
     );
     assert_eq!(sandbox.dataset_files("delta"), Vec::<String>::new());
 }
+
+#[test]
+fn a_run_that_finds_an_interrupted_commit_finishes_it_without_fetching_again() {
+    use std::sync::Arc;
+    use tributary_engine::run::{Engine, EngineOptions, Progress, RunRequest, RunStatus};
+    use tributary_state::{BatchId, DatasetId, PartEntry, PartState, RunId};
+
+    let sandbox = Sandbox::new();
+    // The source is gone: a run that fetched would fail.
+    let path = members_bundle(&sandbox, "http://127.0.0.1:9", "finish", 10, json!({}));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bundle = Arc::new(
+        tributary_spec::load_bundle("finish", &text, |_, _| Err("no references".to_owned()))
+            .unwrap(),
+    );
+    let flow_id = tributary_engine::run::bundle_flow_id("finish");
+    let engine = Engine {
+        layout: tributary_write::DatasetLayout::new(sandbox.data()),
+        db: tributary_state::Db::open(&sandbox.dir.path().join("state"), Default::default())
+            .unwrap(),
+        fetch: tributary_fetch::FetchContext::try_new(
+            tributary_fetch::Limiters::new(),
+            tributary_fetch::FetchSettings::default(),
+        )
+        .unwrap(),
+        options: EngineOptions::default(),
+    };
+    // An attempt whose part is staged and recorded, and whose commit started: what a crash
+    // between `start_commit` and the rename leaves.
+    let key = tributary_engine::run::window_key(&flow_id, None);
+    engine
+        .db
+        .begin_window(
+            &key,
+            &RunId::new("r1"),
+            &BatchId::new("b1"),
+            &DatasetId::new("finish"),
+        )
+        .unwrap();
+    let dataset = tributary_write::DatasetId::try_new("finish").unwrap();
+    let batch = tributary_write::BatchId::try_new("b1").unwrap();
+    let mut writer = tributary_write::PartWriter::try_new(
+        &engine.layout,
+        &dataset,
+        &batch,
+        0,
+        tributary_write::WriterOptions::default(),
+    )
+    .unwrap();
+    let ids: arrow_array::ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["a", "b", "c"]));
+    let record_batch = arrow_array::RecordBatch::try_from_iter([("id", ids)]).unwrap();
+    writer.write(&record_batch).unwrap();
+    let part = writer.finish().unwrap().unwrap();
+    let entry = PartEntry {
+        seq: 0,
+        staged_path: part.staged_path.display().to_string(),
+        final_path: part.final_path.display().to_string(),
+        rows: 3,
+        bytes: part.bytes,
+        state: PartState::Pending,
+    };
+    let position = json!({"fetch": null, "records_read": 3, "records_failed": 0, "records_warned": 0, "bytes_in": 30, "pages": 1});
+    engine
+        .db
+        .record_parts(&key, &[entry], &position, 3)
+        .unwrap();
+    engine.db.start_commit(&key, false).unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let report = runtime
+        .block_on(tributary_engine::run::run_flow(
+            &engine,
+            RunRequest {
+                flow_id,
+                bundle,
+                window: None,
+                progress: Arc::new(Progress::default()),
+            },
+        ))
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Success, "{:?}", report.error);
+    assert_eq!(report.metrics.requests, 0, "nothing was fetched");
+    assert_eq!(report.metrics.records_written, 3);
+    assert_eq!(
+        sandbox.dataset_files("finish"),
+        vec!["batch=b1/part-00000.parquet".to_owned()]
+    );
+}

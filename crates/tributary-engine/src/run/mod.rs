@@ -300,20 +300,37 @@ async fn run_window(
     );
 
     // A panic anywhere in the run's tasks fails the run; state and datasets stay as a failed run
-    // leaves them (the window resumes from its last checkpoint).
-    let executed = std::panic::AssertUnwindSafe(execute(
-        engine,
-        &request,
-        &key,
-        &checkpoint,
-        &saved,
-        &write_dataset,
-        &batch_id,
-        &run_id,
-        pages,
-    ))
-    .catch_unwind()
-    .await;
+    // leaves them (the window resumes from its last checkpoint). An interrupted commit needs no
+    // fetching: its attempt is all in staging.
+    let executed = if attempt == Attempt::FinishingCommit {
+        Ok(Ok((
+            RunMetrics {
+                records_read: saved.records_read,
+                records_failed: saved.records_failed,
+                records_warned: saved.records_warned,
+                bytes_in: saved.bytes_in,
+                pages: saved.pages,
+                ..RunMetrics::default()
+            },
+            Verdict::Commit {
+                truncated: checkpoint.truncated,
+            },
+        )))
+    } else {
+        std::panic::AssertUnwindSafe(execute(
+            engine,
+            &request,
+            &key,
+            &checkpoint,
+            &saved,
+            &write_dataset,
+            &batch_id,
+            &run_id,
+            pages,
+        ))
+        .catch_unwind()
+        .await
+    };
     let (mut metrics, verdict) = match executed {
         Ok(Ok((metrics, verdict))) => (metrics, verdict),
         Ok(Err((metrics, message))) => (metrics, Verdict::Failed(message)),
@@ -400,6 +417,9 @@ enum Attempt {
     Continued,
     /// A complete window runs again; its batches are replaced at commit.
     Rerun,
+    /// The window's last attempt was complete and its commit was interrupted: this run only
+    /// finishes the commit.
+    FinishingCommit,
 }
 
 impl Attempt {
@@ -409,6 +429,7 @@ impl Attempt {
             Attempt::Resumed => "resumed",
             Attempt::Continued => "continued",
             Attempt::Rerun => "rerun",
+            Attempt::FinishingCommit => "finishing a commit",
         }
     }
 }
@@ -623,7 +644,7 @@ fn start_attempt(
     run_id: &RunId,
     dataset_id: &DatasetId,
 ) -> Result<(Checkpoint, Attempt), RunError> {
-    loop {
+    {
         let status = db.checkpoint(key)?.map(|checkpoint| checkpoint.status);
         let (began, attempt) = match status {
             Some(CheckpointStatus::InProgress) => {
@@ -637,9 +658,10 @@ fn start_attempt(
                 ));
             }
             Some(CheckpointStatus::Committing) => {
-                recovery::publish_window(db, layout, key, false)
-                    .map_err(|err| RunError::Internal(format!("{err:#}")))?;
-                continue;
+                let checkpoint = db.checkpoint(key)?.ok_or_else(|| {
+                    RunError::Internal(format!("the checkpoint of {key} vanished"))
+                })?;
+                return Ok((checkpoint, Attempt::FinishingCommit));
             }
             None => (
                 db.begin_window(key, run_id, &BatchId::new(new_batch_id()), dataset_id)?,
