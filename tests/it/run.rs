@@ -319,6 +319,19 @@ pub(crate) fn check_run(sandbox: &Sandbox, bundle_path: &str, dataset: &str, n: 
         let shown = ran.stdout.contains(secret) || ran.stderr.contains(secret);
         assert!(!shown, "a secret was printed: {ran:?}");
     }
+    // Nor is one kept in clear in state (rotated tokens and positions are sealed) or the data.
+    for root in [sandbox.dir.path().join("state"), sandbox.data()] {
+        for file in files_under(&root) {
+            let bytes = std::fs::read(&file).unwrap();
+            for secret in SECRETS {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds a secret in clear",
+                    file.display()
+                );
+            }
+        }
+    }
     let run: Value =
         serde_json::from_str(&ran.stdout).unwrap_or_else(|err| panic!("{err}: {ran:?}"));
     assert_eq!(
