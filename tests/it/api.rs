@@ -121,6 +121,7 @@ impl Api {
             )
             .unwrap(),
             options: tributary_engine::run::EngineOptions::default(),
+            running: Default::default(),
         };
         let auth = ApiAuth {
             orgs: vec![
@@ -1088,6 +1089,85 @@ async fn test_explore_and_runs_against_the_mock_api() {
         412,
         "FLOW-1404-412",
     );
+}
+
+/// Two runs never work on one window at once: while an ad hoc run of a window is under way, a
+/// second request for that window or an overlapping one is refused with 409 and records
+/// nothing; an adjacent window runs beside it, and the window runs again once the first ended.
+#[tokio::test]
+async fn a_window_that_is_running_is_not_started_twice() {
+    let mock = tributary_mockapi::start(
+        tributary_mockapi::MockConfig {
+            records: 300,
+            faults: tributary_mockapi::Faults {
+                latency: Duration::from_millis(1000),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let api = Api::new();
+    let [.., flow_id] = workflow(
+        &api,
+        &mock.base_url(),
+        json!({"startTime": 4_102_444_800u64, "frequency": "once"}),
+    )
+    .await;
+    let run_of = |start: u64, end: u64| json!({"flowId": flow_id, "params": {"windowStartTime": start, "windowEndTime": end}});
+    let first = api
+        .call(
+            "POST",
+            &format!("{FS}/runs"),
+            Some(run_of(1_500_000_000_000, 1_600_000_000_000)),
+        )
+        .await;
+    expect(&first, 201, "");
+    let first_id = first.body["id"].as_str().unwrap().to_owned();
+    for (start, end) in [
+        (1_500_000_000_000, 1_600_000_000_000),
+        (1_550_000_000_000, 1_650_000_000_000),
+    ] {
+        let refused = api
+            .call("POST", &format!("{FS}/runs"), Some(run_of(start, end)))
+            .await;
+        expect(&refused, 409, "FLOW-1409-409");
+        assert!(
+            refused.body.to_string().contains("already running"),
+            "{}",
+            refused.body
+        );
+    }
+    let beside = api
+        .call(
+            "POST",
+            &format!("{FS}/runs"),
+            Some(run_of(1_600_000_000_000, 1_700_000_000_000)),
+        )
+        .await;
+    expect(&beside, 201, "");
+    let listed = api
+        .call(
+            "GET",
+            &format!("{FS}/runs?property=flowId=={flow_id}&count=true"),
+            None,
+        )
+        .await;
+    assert_eq!(listed.body["count"], 2, "{}", listed.body);
+
+    wait_for_run(&api, &first_id).await;
+    wait_for_run(&api, beside.body["id"].as_str().unwrap()).await;
+    let again = api
+        .call(
+            "POST",
+            &format!("{FS}/runs"),
+            Some(run_of(1_500_000_000_000, 1_600_000_000_000)),
+        )
+        .await;
+    expect(&again, 201, "");
+    wait_for_run(&api, again.body["id"].as_str().unwrap()).await;
 }
 
 async fn wait_for_run(api: &Api, run_id: &str) -> Value {

@@ -1276,6 +1276,7 @@ fn engine(dir: &std::path::Path) -> tributary_engine::run::Engine {
         db: tributary_state::Db::open(&dir.join("state"), Default::default()).unwrap(),
         fetch: context(settings()),
         options: tributary_engine::run::EngineOptions::default(),
+        running: Default::default(),
     }
 }
 

@@ -409,6 +409,7 @@ fn four_runs_under_a_budget_smaller_than_one_page_finish_with_every_record() {
             batch_rows: 1_000,
             ..EngineOptions::default()
         },
+        running: Default::default(),
     };
     let reports = runtime.block_on(async {
         let mut runs = Vec::new();
@@ -557,6 +558,7 @@ fn a_run_that_finds_an_interrupted_commit_finishes_it_without_fetching_again() {
         )
         .unwrap(),
         options: EngineOptions::default(),
+        running: Default::default(),
     };
     // An attempt whose part is staged and recorded, and whose commit started: what a crash
     // between `start_commit` and the rename leaves.

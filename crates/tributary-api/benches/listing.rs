@@ -89,6 +89,7 @@ async fn bench(n_flows: usize, n_runs: usize) {
         )
         .expect("a fetch context"),
         options: tributary_engine::run::EngineOptions::default(),
+        running: Default::default(),
     };
     let auth = ApiAuth {
         orgs: vec![OrgCredential {

@@ -337,6 +337,7 @@ pub fn document() -> Value {
             ("401", "missing or invalid token"),
             ("403", "missing or invalid API key, or another org"),
             ("404", "no such resource in this org and sandbox"),
+            ("409", "a run of the flow's window is already under way"),
             ("412", "If-Match does not match the current etag"),
             ("413", "body too large"),
         ] {

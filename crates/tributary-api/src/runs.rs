@@ -172,6 +172,14 @@ async fn start_run(
     window: Option<ScheduleWindow>,
 ) -> ApiResult<Value> {
     let bundle = Arc::new(bundle_of(state, tenant, flow_id)?);
+    // One run per window: a request for a window that a run (scheduled or ad hoc) is working on
+    // is refused before anything is recorded; the claim goes with the run and is released when
+    // it ends.
+    let claim = state
+        .engine()
+        .running
+        .claim(&FlowId::new(flow_id), window.as_ref())
+        .map_err(|busy| ApiError::flow(StatusCode::CONFLICT, 1409, "Conflict", busy.to_string()))?;
     let run_id = RunId::new(uuid::Uuid::new_v4().simple().to_string());
     let now = Utc::now();
     let identity = RunIdentity {
@@ -227,7 +235,7 @@ async fn start_run(
         let Ok(_permit) = permits.acquire_owned().await else {
             return;
         };
-        if let Err(err) = run_flow_as(&engine, request, run_id.clone()).await {
+        if let Err(err) = run_flow_as(&engine, request, run_id.clone(), claim).await {
             tracing::warn!(run_id = %run_id, error = %err, "ad hoc run could not start");
             let mut failed = failed_record;
             failed.status = tributary_state::RunStatus::Failed;

@@ -73,6 +73,7 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
         db,
         fetch,
         options,
+        running: Default::default(),
     })
 }
 

@@ -64,6 +64,7 @@ async fn bench() {
         )
         .expect("http client"),
         options: EngineOptions::default(),
+        running: Default::default(),
     };
 
     let first_slot = (started + chrono::Duration::seconds(25))

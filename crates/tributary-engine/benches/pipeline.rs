@@ -101,6 +101,7 @@ fn bench_pipeline(c: &mut Criterion) {
         )
         .unwrap(),
         options: EngineOptions::default(),
+        running: Default::default(),
     };
     let pages = pages();
     let json_bytes: usize = pages.iter().map(|page| page.records.len()).sum();

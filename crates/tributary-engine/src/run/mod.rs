@@ -19,10 +19,11 @@
 //! by `maximumRequest` publishes what it fetched and leaves the window open, and the next run of
 //! the window continues from the saved position into a further batch.
 //!
-//! Windows of one flow never overlap (`crate::coverage`): a run whose window overlaps another
+//! A window is run by one run at a time (`claims`). Windows of one flow never overlap (`crate::coverage`): a run whose window overlaps another
 //! window of its flow is refused as bad input. A panic in any of a run's tasks or threads fails
 //! the run like any other error.
 
+mod claims;
 mod pipeline;
 pub mod recovery;
 pub mod report;
@@ -46,6 +47,7 @@ use tributary_state::{
 };
 use tributary_write::{DatasetLayout, WriterOptions};
 
+pub use claims::{RunningWindows, WindowBusy, WindowClaim};
 pub use report::{RunIdentity, RunMetrics, RunOutcome, RunStatus, run_object};
 
 use crate::schedule::Window;
@@ -57,6 +59,8 @@ pub struct Engine {
     pub db: Db,
     pub fetch: FetchContext,
     pub options: EngineOptions,
+    /// The windows runs of this process are working on (a window runs once at a time).
+    pub running: RunningWindows,
 }
 
 /// Knobs of the pipeline that are not in the spec.
@@ -130,6 +134,9 @@ pub enum RunError {
     State(#[from] tributary_state::StateError),
     #[error("dataset: {0}")]
     Write(#[from] tributary_write::WriteError),
+    /// Another run of this process is working on the window (or one overlapping it).
+    #[error("{0}")]
+    Busy(WindowBusy),
     #[error("{0}")]
     Internal(String),
 }
@@ -197,14 +204,21 @@ pub async fn run_flow(engine: &Engine, request: RunRequest) -> Result<RunReport,
     run_window(engine, request, None, None).await
 }
 
-/// Like [`run_flow`], under a run id the caller chose: the API answers `POST /runs` with the
-/// id before the run has started.
+/// Like [`run_flow`], under a run id the caller chose and with the window already claimed
+/// (from [`Engine::running`]): the API claims the window and answers `POST /runs` with the id
+/// before the run has started, so a second request for the window is refused at once.
 pub async fn run_flow_as(
     engine: &Engine,
     request: RunRequest,
     run_id: RunId,
+    claim: WindowClaim,
 ) -> Result<RunReport, RunError> {
-    run_window(engine, request, None, Some(run_id)).await
+    if !claim.holds(&request.flow_id, request.window.as_ref()) {
+        return Err(RunError::Internal(format!(
+            "run {run_id} was started with a claim on another window"
+        )));
+    }
+    run_window(engine, request, None, Some((run_id, claim))).await
 }
 
 /// Like [`run_flow`], on pages that are already at hand instead of fetched from the source:
@@ -221,11 +235,22 @@ async fn run_window(
     engine: &Engine,
     request: RunRequest,
     pages: Option<tributary_fetch::FetchRun>,
-    run_id: Option<RunId>,
+    claimed: Option<(RunId, WindowClaim)>,
 ) -> Result<RunReport, RunError> {
     let bundle = request.bundle.clone();
     let started_at = Utc::now();
-    let run_id = run_id.unwrap_or_else(|| RunId::new(uuid::Uuid::new_v4().simple().to_string()));
+    // One run per window at a time: the claim is held until this function returns, so the
+    // window's checkpoint is never resumed by a second run beside this one.
+    let (run_id, _claim) = match claimed {
+        Some((run_id, claim)) => (run_id, claim),
+        None => (
+            RunId::new(uuid::Uuid::new_v4().simple().to_string()),
+            engine
+                .running
+                .claim(&request.flow_id, request.window.as_ref())
+                .map_err(RunError::Busy)?,
+        ),
+    };
     let bundle_dataset = DatasetId::new(bundle.target.dataset_id.clone());
     tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())
         .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
