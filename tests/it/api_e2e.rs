@@ -22,23 +22,12 @@ fn readme_session() -> String {
     readme[start..end].to_owned()
 }
 
-#[test]
-fn readme_api_session_runs_against_serve_and_the_first_scheduled_run_publishes_parquet() {
-    let mock = start_mock(&["--records", "300"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("tributary.toml");
-    std::fs::write(&config, format!(
-        "listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\ndata_dir = {:?}\n[scheduler]\nshutdown_grace_secs = 5\n[[api.orgs]]\norg_id = \"DEMO@AdobeOrg\"\napi_key = \"demo-key\"\nbearer_token = \"${{env:DEMO_TOKEN}}\"\n",
-        dir.path().join("state"), dir.path().join("data"),
-    )).unwrap();
+/// Starts `tributary serve --config CONFIG` and waits until its API listens; its log lines are
+/// collected in the returned vector.
+fn start_serve(config: &std::path::Path) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
     let mut serve = Command::new(BIN)
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .env(
             "TRIBUTARY_SECRET_KEY",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -71,7 +60,98 @@ fn readme_api_session_runs_against_serve_and_the_first_scheduled_run_publishes_p
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let base = format!("http://127.0.0.1:{port}");
+    (serve, log)
+}
+
+fn serve_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("tributary.toml");
+    std::fs::write(&config, format!(
+        "listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\ndata_dir = {:?}\n[scheduler]\nshutdown_grace_secs = 5\n[[api.orgs]]\norg_id = \"DEMO@AdobeOrg\"\napi_key = \"demo-key\"\nbearer_token = \"${{env:DEMO_TOKEN}}\"\n",
+        dir.join("state"), dir.join("data"),
+    )).unwrap();
+    (config, format!("http://127.0.0.1:{port}"))
+}
+
+/// What the API answered 201 to is in state: `serve` killed with SIGKILL right after the answer
+/// (well inside sled's own flush interval) and started again still has every entity and the
+/// flow's disabled state.
+#[test]
+fn an_answered_write_survives_a_kill_9_right_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, base) = serve_config(dir.path());
+    let curl = |args: &[&str]| -> String {
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "-H",
+                "Authorization: Bearer demo-token",
+                "-H",
+                "x-api-key: demo-key",
+                "-H",
+                "x-gw-ims-org-id: DEMO@AdobeOrg",
+                "-H",
+                "x-sandbox-name: prod",
+                "-H",
+                "Content-Type: application/json",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .expect("running curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for round in 0..3 {
+        let (mut serve, _log) = start_serve(&config);
+        let created = curl(&[
+            "-X",
+            "POST",
+            &format!("{base}/data/foundation/flowservice/targetConnections"),
+            "-d",
+            &format!(
+                r#"{{"name": "t{round}", "connectionSpec": {{"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"}}, "data": {{"format": "parquet_xdm"}}, "params": {{"dataSetId": "d{round}"}}}}"#
+            ),
+        ]);
+        let _ = Command::new("kill")
+            .args(["-KILL", &serve.id().to_string()])
+            .status();
+        let _ = serve.wait();
+        assert!(
+            created.ends_with("\n201") || created.ends_with("\n200"),
+            "round {round}: {created}"
+        );
+        let id = serde_json::from_str::<serde_json::Value>(created.lines().next().unwrap())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let (mut serve, _log) = start_serve(&config);
+        let got = curl(&[&format!(
+            "{base}/data/foundation/flowservice/targetConnections/{id}"
+        )]);
+        let _ = Command::new("kill")
+            .args(["-KILL", &serve.id().to_string()])
+            .status();
+        let _ = serve.wait();
+        assert!(
+            got.ends_with("\n200"),
+            "round {round}: the answered target connection {id} is gone after kill -9: {got}"
+        );
+    }
+}
+
+#[test]
+fn readme_api_session_runs_against_serve_and_the_first_scheduled_run_publishes_parquet() {
+    let mock = start_mock(&["--records", "300"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, base) = serve_config(dir.path());
+    let (mut serve, log) = start_serve(&config);
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_session()])
         .current_dir(REPO)

@@ -192,14 +192,17 @@ pub async fn create_mapping_set(
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().simple().to_string();
     let _guard = state.store().write_lock().await;
-    let cached = state.store().put(
-        EntityKind::MappingSet,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::MappingSet,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            None,
+        )
+        .await?;
     Ok(Json(simple(&cached.view)))
 }
 
@@ -472,14 +475,17 @@ pub async fn put_mapping_set(
     assign_mapping_ids(&mut doc);
     audit_fields(&mut doc, Writer::Api, false);
     doc.insert("_versions".to_owned(), Value::Array(versions));
-    let cached = state.store().put(
-        EntityKind::MappingSet,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        Some(&cached.etag),
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::MappingSet,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            Some(&cached.etag),
+        )
+        .await?;
     Ok(Json((*cached.view).clone()))
 }
 

@@ -594,17 +594,22 @@ fn stored_flow(
     Value::Object(doc)
 }
 
-fn set_enabled(state: &ApiState, flow_id: &str, enabled: bool) -> ApiResult<()> {
-    let db = &state.engine().db;
+/// Records whether the scheduler runs a flow, durably, on a blocking thread.
+async fn set_enabled(state: &ApiState, flow_id: &str, enabled: bool) -> ApiResult<()> {
+    let db = state.engine().db.clone();
     let flow_id = FlowId::new(flow_id);
-    let mut schedule = db.schedule_state(&flow_id)?.unwrap_or(FlowScheduleState {
-        last_window_end_ms: None,
-        next_due_ms: None,
-        enabled,
-    });
-    schedule.enabled = enabled;
-    db.put_schedule_state(&flow_id, &schedule)?;
-    db.flush()?;
+    tokio::task::spawn_blocking(move || {
+        let mut schedule = db.schedule_state(&flow_id)?.unwrap_or(FlowScheduleState {
+            last_window_end_ms: None,
+            next_due_ms: None,
+            enabled,
+        });
+        schedule.enabled = enabled;
+        db.put_schedule_state(&flow_id, &schedule)?;
+        db.flush()
+    })
+    .await
+    .map_err(|err| ApiError::internal("recording a flow's state", err))??;
     Ok(())
 }
 
@@ -630,8 +635,9 @@ pub async fn create_flow(
     let stored = stored_flow(&client, assembled.inherited, "enabled", "create", &id, None);
     let cached = state
         .store()
-        .put(EntityKind::Flow, &tenant, &id, stored, &[], None)?;
-    set_enabled(&state, &id, true)?;
+        .put(EntityKind::Flow, &tenant, &id, stored, &[], None)
+        .await?;
+    set_enabled(&state, &id, true).await?;
     if let Some(daemon_flow) = daemon_flow {
         state.registry().upsert(daemon_flow);
     }
@@ -715,14 +721,17 @@ pub async fn patch_flow(
         &id,
         Some(&current),
     );
-    let cached = state.store().put(
-        EntityKind::Flow,
-        &tenant,
-        &id,
-        stored,
-        &[],
-        Some(bare_etag(&expected)),
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::Flow,
+            &tenant,
+            &id,
+            stored,
+            &[],
+            Some(bare_etag(&expected)),
+        )
+        .await?;
     let _ = current_view;
     match daemon_flow {
         Some(daemon_flow) => {
@@ -743,11 +752,17 @@ pub async fn delete_flow(
 ) -> ApiResult<StatusCode> {
     let _guard = state.store().write_lock().await;
     found(&state, EntityKind::Flow, &tenant, &id)?;
-    state.store().delete(EntityKind::Flow, &tenant, &id)?;
+    state.store().delete(EntityKind::Flow, &tenant, &id).await?;
     let flow_id = FlowId::new(id.clone());
     state.registry().remove(&flow_id);
-    state.engine().db.delete_schedule_state(&flow_id)?;
-    state.engine().db.flush()?;
+    let db = state.engine().db.clone();
+    let forgotten = flow_id.clone();
+    tokio::task::spawn_blocking(move || {
+        db.delete_schedule_state(&forgotten)?;
+        db.flush()
+    })
+    .await
+    .map_err(|err| ApiError::internal("forgetting a flow's schedule", err))??;
     tracing::info!(flow_id = %id, "flow deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -816,16 +831,19 @@ pub async fn flow_action(
         }),
     );
     audit_fields(&mut doc, Writer::Api, false);
-    let cached = state.store().put(
-        EntityKind::Flow,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        Some(&expected),
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::Flow,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            Some(&expected),
+        )
+        .await?;
     if op == "ENABLE" || op == "DISABLE" {
-        set_enabled(&state, &id, op == "ENABLE")?;
+        set_enabled(&state, &id, op == "ENABLE").await?;
         // Wakes the scheduler so it re-reads the flow's state now, not at its next slot.
         if let Ok(assembled) = assemble(
             &state,
@@ -880,7 +898,8 @@ pub fn remove_imported_flow(
     if state.flow_exists(tenant, flow_id) {
         state
             .store()
-            .delete(EntityKind::Flow, tenant, flow_id.as_str())?;
+            .delete_unflushed(EntityKind::Flow, tenant, flow_id.as_str())?;
+        state.store().flush()?;
     }
     state.registry().remove(flow_id);
     Ok(())
@@ -921,7 +940,7 @@ pub fn import_bundle(
         .unwrap_or_default();
     spec_doc.shift_remove("id");
     audit_fields(&mut spec_doc, Writer::Bundle, true);
-    store.put(
+    store.put_unflushed(
         EntityKind::ConnectionSpec,
         tenant,
         &spec_id,
@@ -943,7 +962,7 @@ pub fn import_bundle(
     {
         ids.push(Value::String(spec_id.clone()));
         flow_spec.shift_remove("id");
-        store.put(
+        store.put_unflushed(
             EntityKind::FlowSpec,
             tenant,
             FLOW_SPEC_ID,
@@ -984,7 +1003,7 @@ pub fn import_bundle(
             .ok()
         })
         .collect();
-    store.put(
+    store.put_unflushed(
         EntityKind::Connection,
         tenant,
         &base_id,
@@ -1014,7 +1033,7 @@ pub fn import_bundle(
         json!({"baseConnection": {"id": base_id, "connectionSpec": spec_ref}}),
     );
     audit_fields(&mut source_doc, Writer::Bundle, true);
-    store.put(
+    store.put_unflushed(
         EntityKind::SourceConnection,
         tenant,
         &source_id,
@@ -1051,7 +1070,7 @@ pub fn import_bundle(
     );
     target_doc.insert("state".to_owned(), json!("enabled"));
     audit_fields(&mut target_doc, Writer::Bundle, true);
-    store.put(
+    store.put_unflushed(
         EntityKind::TargetConnection,
         tenant,
         &target_id,
@@ -1070,7 +1089,7 @@ pub fn import_bundle(
         mapping_doc.shift_remove("id");
         crate::dataprep::assign_mapping_ids(&mut mapping_doc);
         audit_fields(&mut mapping_doc, Writer::Bundle, true);
-        store.put(
+        store.put_unflushed(
             EntityKind::MappingSet,
             tenant,
             &mapping_id,
@@ -1130,6 +1149,8 @@ pub fn import_bundle(
     if let Value::Object(map) = &mut stored {
         audit_fields(map, Writer::Bundle, previous.is_none());
     }
-    store.put(EntityKind::Flow, tenant, flow, stored, &[], None)?;
+    store.put_unflushed(EntityKind::Flow, tenant, flow, stored, &[], None)?;
+    // The bundle's documents become durable together, the flow (written last) with them.
+    store.flush()?;
     Ok(())
 }

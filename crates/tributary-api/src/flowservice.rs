@@ -289,14 +289,17 @@ pub async fn create_connection_spec(
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().to_string();
     let _guard = state.store().write_lock().await;
-    let cached = state.store().put(
-        EntityKind::ConnectionSpec,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::ConnectionSpec,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            None,
+        )
+        .await?;
     Ok(full(
         StatusCode::CREATED,
         &cached,
@@ -362,14 +365,17 @@ async fn put_spec(
     }
     audit_fields(&mut doc, Writer::Api, false);
     flows::check_dependents(state, tenant, kind, id, &Value::Object(doc.clone()))?;
-    let cached = state.store().put(
-        kind,
-        tenant,
-        id,
-        Value::Object(doc),
-        &[],
-        expected.as_deref(),
-    )?;
+    let cached = state
+        .store()
+        .put(
+            kind,
+            tenant,
+            id,
+            Value::Object(doc),
+            &[],
+            expected.as_deref(),
+        )
+        .await?;
     flows::resync_dependents(state, tenant, kind, id);
     Ok(full(StatusCode::OK, &cached, None))
 }
@@ -431,14 +437,17 @@ pub async fn create_flow_spec(
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().to_string();
     let _guard = state.store().write_lock().await;
-    let cached = state.store().put(
-        EntityKind::FlowSpec,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::FlowSpec,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            None,
+        )
+        .await?;
     Ok(full(
         StatusCode::CREATED,
         &cached,
@@ -698,14 +707,17 @@ pub async fn create_connection(
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().to_string();
     let _guard = state.store().write_lock().await;
-    let cached = state.store().put(
-        EntityKind::Connection,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &secrets,
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::Connection,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &secrets,
+            None,
+        )
+        .await?;
     Ok(id_and_etag(
         StatusCode::CREATED,
         &id,
@@ -804,14 +816,17 @@ async fn patch_entity(
     audit_fields(&mut doc, Writer::Api, false);
     let doc = Value::Object(doc);
     flows::check_dependents(state, tenant, kind, id, &doc)?;
-    let cached = state.store().put(
-        kind,
-        tenant,
-        id,
-        doc,
-        &secrets,
-        Some(crate::http::bare_etag(&expected)),
-    )?;
+    let cached = state
+        .store()
+        .put(
+            kind,
+            tenant,
+            id,
+            doc,
+            &secrets,
+            Some(crate::http::bare_etag(&expected)),
+        )
+        .await?;
     flows::resync_dependents(state, tenant, kind, id);
     Ok(cached)
 }
@@ -882,7 +897,7 @@ async fn delete_entity(
         )
         .with_report("id", Value::String(id.to_owned())));
     }
-    state.store().delete(kind, tenant, id)?;
+    state.store().delete(kind, tenant, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -942,14 +957,17 @@ async fn record_action(
         _ => Vec::new(),
     };
     let expected = current.etag.clone();
-    state.store().put(
-        kind,
-        tenant,
-        id,
-        Value::Object(doc),
-        &secrets,
-        Some(&expected),
-    )
+    state
+        .store()
+        .put(
+            kind,
+            tenant,
+            id,
+            Value::Object(doc),
+            &secrets,
+            Some(&expected),
+        )
+        .await
 }
 
 /// `op` upper-cased, `-` as `_` (`re-trigger` → `RE_TRIGGER`).
@@ -1184,14 +1202,17 @@ pub async fn create_source_connection(
     doc.insert("state".to_owned(), Value::String("enabled".to_owned()));
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().to_string();
-    let cached = state.store().put(
-        EntityKind::SourceConnection,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &secrets,
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::SourceConnection,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &secrets,
+            None,
+        )
+        .await?;
     Ok(id_and_etag(
         StatusCode::CREATED,
         &id,
@@ -1290,14 +1311,17 @@ pub async fn create_target_connection(
     audit_fields(&mut doc, Writer::Api, true);
     let id = uuid::Uuid::new_v4().to_string();
     let _guard = state.store().write_lock().await;
-    let cached = state.store().put(
-        EntityKind::TargetConnection,
-        &tenant,
-        &id,
-        Value::Object(doc),
-        &[],
-        None,
-    )?;
+    let cached = state
+        .store()
+        .put(
+            EntityKind::TargetConnection,
+            &tenant,
+            &id,
+            Value::Object(doc),
+            &[],
+            None,
+        )
+        .await?;
     Ok(id_and_etag(
         StatusCode::CREATED,
         &id,

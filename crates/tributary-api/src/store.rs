@@ -169,8 +169,10 @@ impl EntityStore {
     }
 
     /// Creates or replaces a document; with `expected_etag` only if it still has that etag
-    /// (412 `FLOW-1404-412` otherwise).
-    pub fn put(
+    /// (412 `FLOW-1404-412` otherwise). Durable when it returns: the write and a flush of state
+    /// run on a blocking thread, so the answer that follows never names a write a crash could
+    /// lose, and the async caller is never blocked on the disk.
+    pub async fn put(
         &self,
         kind: EntityKind,
         tenant: &Tenant,
@@ -179,11 +181,75 @@ impl EntityStore {
         secrets: &[JsonPointer],
         expected_etag: Option<&str>,
     ) -> ApiResult<Cached> {
+        let db = self.db.clone();
         let stored_key = key(tenant, id);
-        let entity = match self
+        let secrets = secrets.to_vec();
+        let expected_etag = expected_etag.map(str::to_owned);
+        let written = tokio::task::spawn_blocking(move || {
+            let entity = db.put_entity(kind, &stored_key, doc, &secrets, expected_etag.as_deref());
+            if entity.is_ok() {
+                db.flush()?;
+            }
+            entity
+        })
+        .await
+        .map_err(|err| ApiError::internal("writing an entity", err))?;
+        self.cache_written(kind, tenant, id, written)
+    }
+
+    /// Like [`EntityStore::put`] on the calling thread and without the flush: for the import of
+    /// a flow bundle, which writes several documents and then calls [`EntityStore::flush`].
+    pub fn put_unflushed(
+        &self,
+        kind: EntityKind,
+        tenant: &Tenant,
+        id: &str,
+        doc: Value,
+        secrets: &[JsonPointer],
+        expected_etag: Option<&str>,
+    ) -> ApiResult<Cached> {
+        let written = self
             .db
-            .put_entity(kind, &stored_key, doc, secrets, expected_etag)
-        {
+            .put_entity(kind, &key(tenant, id), doc, secrets, expected_etag);
+        self.cache_written(kind, tenant, id, written)
+    }
+
+    /// Deletes a document, durably (as [`EntityStore::put`]); false when it did not exist.
+    pub async fn delete(&self, kind: EntityKind, tenant: &Tenant, id: &str) -> ApiResult<bool> {
+        let db = self.db.clone();
+        let stored_key = key(tenant, id);
+        let existed = tokio::task::spawn_blocking(move || {
+            let existed = db.delete_entity(kind, &stored_key, None)?;
+            db.flush()?;
+            Ok::<_, StateError>(existed)
+        })
+        .await
+        .map_err(|err| ApiError::internal("deleting an entity", err))??;
+        self.write_view().remove(kind, tenant, id);
+        Ok(existed)
+    }
+
+    /// Like [`EntityStore::delete`] on the calling thread and without the flush.
+    pub fn delete_unflushed(&self, kind: EntityKind, tenant: &Tenant, id: &str) -> ApiResult<bool> {
+        let existed = self.db.delete_entity(kind, &key(tenant, id), None)?;
+        self.write_view().remove(kind, tenant, id);
+        Ok(existed)
+    }
+
+    /// Makes the unflushed writes durable.
+    pub fn flush(&self) -> ApiResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn cache_written(
+        &self,
+        kind: EntityKind,
+        tenant: &Tenant,
+        id: &str,
+        written: Result<Entity, StateError>,
+    ) -> ApiResult<Cached> {
+        let entity = match written {
             Ok(entity) => entity,
             Err(StateError::EtagMismatch { .. }) => {
                 return Err(ApiError::flow(
@@ -205,13 +271,6 @@ impl EntityStore {
         self.write_view()
             .insert(kind, tenant.clone(), id.to_owned(), cached.clone());
         Ok(cached)
-    }
-
-    /// Deletes a document; false when it did not exist.
-    pub fn delete(&self, kind: EntityKind, tenant: &Tenant, id: &str) -> ApiResult<bool> {
-        let existed = self.db.delete_entity(kind, &key(tenant, id), None)?;
-        self.write_view().remove(kind, tenant, id);
-        Ok(existed)
     }
 
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
