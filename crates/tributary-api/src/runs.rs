@@ -221,7 +221,12 @@ async fn start_run(
     };
     let db = state.engine().db.clone();
     let stored = record.clone();
-    blocking(move || db.put_run(&stored)).await??;
+    // Durable before it is answered, as every write of the API.
+    blocking(move || {
+        db.put_run(&stored)?;
+        db.flush()
+    })
+    .await??;
     let engine = state.engine().clone();
     let permits = state.inner.adhoc_permits.clone();
     let request = RunRequest {
@@ -426,7 +431,12 @@ pub async fn put_run(
     }
     let db = state.engine().db.clone();
     let stored = record.clone();
-    blocking(move || db.put_run(&stored)).await??;
+    // Durable before it is answered, as every write of the API.
+    blocking(move || {
+        db.put_run(&stored)?;
+        db.flush()
+    })
+    .await??;
     let doc = decorate(&state, &tenant, &record);
     let mut response = Json(doc).into_response();
     if let Ok(location) =
