@@ -183,7 +183,15 @@ impl ListQuery {
     /// (already in the default order). `collection` is the path below the service root
     /// (`/flows`), for the next link.
     pub fn respond<'d>(&self, docs: impl Iterator<Item = &'d Value>, collection: &str) -> Value {
-        let mut matching: Vec<&Value> = docs.filter(|doc| self.matches(doc)).collect();
+        let mut matching: Vec<&Value> = if self.count || self.order.is_some() {
+            docs.filter(|doc| self.matches(doc)).collect()
+        } else {
+            // In the default order a page needs only the matches up to its end, plus one to
+            // know whether a next page exists: a page of 100 out of 10,000 flows reads as many
+            // documents as it takes to find 101 matches, not all of them.
+            let wanted = self.offset.saturating_add(self.limit).saturating_add(1);
+            docs.filter(|doc| self.matches(doc)).take(wanted).collect()
+        };
         if self.count {
             return json!({"count": matching.len()});
         }

@@ -86,6 +86,47 @@ fn order_limit_and_tokens_page_through_everything_once() {
     assert_eq!(seen, ["d0", "d1", "d2", "d3", "d4"]);
 }
 
+/// Paging a filtered list in the default order: every match once, in order, for page sizes
+/// that divide the matches and that do not; the last page has no next link; and a first page
+/// reads only as many documents as it needs (not the whole collection).
+#[test]
+fn filtered_pages_stop_reading_once_full_and_see_every_match_once() {
+    let docs: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("d{i:02}"), "even": i % 2 == 0}))
+        .collect();
+    let expected: Vec<String> = (0..40)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("d{i:02}"))
+        .collect();
+    for limit in ["1", "4", "7", "20", "21", "100"] {
+        let mut seen = Vec::new();
+        let mut next = Some(query(&[("limit", limit), ("property", "even==true")]));
+        while let Some(q) = next.take() {
+            let response = ListQuery::parse(&q).unwrap().respond(docs.iter(), "/flows");
+            for item in response["items"].as_array().unwrap() {
+                seen.push(item["id"].as_str().unwrap().to_owned());
+            }
+            match response["_links"]["next"]["href"].as_str() {
+                Some(href) => {
+                    let token = href.split_once("continuationToken=").unwrap().1;
+                    next = Some(query(&[("continuationToken", token)]));
+                }
+                None => assert_eq!(response["_links"], json!({}), "limit {limit}"),
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit}");
+    }
+    let read = std::cell::Cell::new(0);
+    let counted = docs.iter().inspect(|_| read.set(read.get() + 1));
+    let first = ListQuery::parse(&query(&[("limit", "4"), ("property", "even==true")]))
+        .unwrap()
+        .respond(counted, "/flows");
+    assert_eq!(first["items"].as_array().unwrap().len(), 4);
+    assert!(first["_links"]["next"]["href"].is_string());
+    // Five matches (four for the page, one to know a next page exists) lie in the first nine.
+    assert_eq!(read.get(), 9);
+}
+
 #[test]
 fn count_and_projection() {
     let docs = [
