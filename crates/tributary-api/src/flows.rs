@@ -482,8 +482,7 @@ fn resync(state: &ApiState, tenant: &Tenant, flow_id: &str) -> ApiResult<()> {
 }
 
 /// The flow with `lastRunDetails` of its newest run.
-fn with_last_run(state: &ApiState, view: &Value) -> Value {
-    let mut view = view.clone();
+fn with_last_run(state: &ApiState, mut view: Value) -> Value {
     let Some(id) = view.get("id").and_then(Value::as_str).map(str::to_owned) else {
         return view;
     };
@@ -507,17 +506,23 @@ pub fn list_flows_query(
     query: &Query,
 ) -> ApiResult<Json<Value>> {
     let list = ListQuery::parse(query)?;
-    let docs = state.store().list(EntityKind::Flow, tenant);
     let needs_runs = list.mentions("lastRunDetails");
     let mut response = if needs_runs {
-        let decorated: Vec<Value> = docs.iter().map(|doc| with_last_run(state, doc)).collect();
+        // The filter or order reads lastRunDetails: every flow is decorated first.
+        let docs = state.store().list(EntityKind::Flow, tenant);
+        let decorated: Vec<Value> = docs
+            .iter()
+            .map(|doc| with_last_run(state, (**doc).clone()))
+            .collect();
         list.respond(decorated.iter(), "/flows")
     } else {
-        list.respond(docs.iter().map(|doc| &**doc), "/flows")
+        state.store().read_list(EntityKind::Flow, tenant, |docs| {
+            list.respond(docs, "/flows")
+        })
     };
     if !needs_runs && let Some(items) = response.get_mut("items").and_then(Value::as_array_mut) {
         for item in items.iter_mut() {
-            *item = with_last_run(state, item);
+            *item = with_last_run(state, std::mem::take(item));
         }
     }
     Ok(Json(response))
@@ -538,7 +543,7 @@ pub async fn get_flow(
 ) -> ApiResult<Json<Value>> {
     let cached = found(&state, EntityKind::Flow, &tenant, &id)?;
     Ok(Json(
-        json!({"items": [with_last_run(&state, &cached.view)]}),
+        json!({"items": [with_last_run(&state, (*cached.view).clone())]}),
     ))
 }
 

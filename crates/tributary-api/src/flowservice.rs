@@ -214,11 +214,12 @@ pub fn list(
     query: &Query,
 ) -> ApiResult<Json<Value>> {
     let list = ListQuery::parse(query)?;
-    let docs = state.store().list(kind, tenant);
-    Ok(Json(list.respond(
-        docs.iter().map(|doc| &**doc),
-        &format!("/{}", collection(kind)),
-    )))
+    let path = format!("/{}", collection(kind));
+    Ok(Json(
+        state
+            .store()
+            .read_list(kind, tenant, |docs| list.respond(docs, &path)),
+    ))
 }
 
 fn ref_id(doc: &Map<String, Value>, field: &str) -> Option<String> {

@@ -137,6 +137,30 @@ impl EntityStore {
         docs
     }
 
+    /// Calls `read` with the documents of [`EntityStore::list`] in the same order, read in place
+    /// under the view's lock instead of copied out: a page of a large collection costs the
+    /// documents it reads, not one handle per document of the collection.
+    pub fn read_list<R>(
+        &self,
+        kind: EntityKind,
+        tenant: &Tenant,
+        read: impl FnOnce(&mut dyn Iterator<Item = &Value>) -> R,
+    ) -> R {
+        let view = self.read_view();
+        let collection = view.collections.get(&(kind, tenant.clone()));
+        let builtins: Vec<Arc<Value>> = builtins(kind)
+            .into_iter()
+            .filter(|(id, _)| !collection.is_some_and(|c| c.by_id.contains_key(*id)))
+            .map(|(_, doc)| builtin_cached(kind, tenant, doc).view)
+            .collect();
+        let mut docs = collection
+            .into_iter()
+            .flat_map(|collection| collection.ordered.values().rev())
+            .map(|doc| &**doc)
+            .chain(builtins.iter().map(|doc| &**doc));
+        read(&mut docs)
+    }
+
     /// Every (tenant, id) of a kind, across tenants.
     pub fn all_ids(&self, kind: EntityKind) -> Vec<(Tenant, String)> {
         let view = self.read_view();
