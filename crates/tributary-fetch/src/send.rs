@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::concurrency::Backoff;
 use crate::drive::Run;
 use crate::error::{FetchError, Redactor};
 use crate::headers;
@@ -78,6 +79,26 @@ enum Failure {
     Fatal(FetchError),
 }
 
+impl Failure {
+    /// Whether this failure asks the run's concurrency to shrink: the API throttles or is
+    /// overloaded (429, 502, 503, 504), or a request timed out.
+    fn backoff(&self) -> Option<Backoff> {
+        let err = match self {
+            Failure::Throttled { .. } => return Some(Backoff::Throttled),
+            Failure::Rejected { .. } => return None,
+            Failure::Failed(err) | Failure::Fatal(err) => err,
+        };
+        match err {
+            FetchError::Status {
+                status: 429 | 502 | 503 | 504,
+                ..
+            } => Some(Backoff::Throttled),
+            FetchError::Timeout { .. } => Some(Backoff::Timeout),
+            _ => None,
+        }
+    }
+}
+
 /// Sends one request with limiter, auth, redirects and retries; returns a success answer.
 pub(crate) async fn send(
     run: &Run,
@@ -94,7 +115,11 @@ pub(crate) async fn send(
     let mut refreshed = false;
     loop {
         attempts += 1;
-        let failure = match attempt(run, url, extra_headers, page_idx).await {
+        let result = attempt(run, url, extra_headers, page_idx).await;
+        if let Some(backoff) = result.as_ref().err().and_then(Failure::backoff) {
+            run.counters.concurrency.on_backoff(backoff);
+        }
+        let failure = match result {
             Ok(answer) => return Ok(answer),
             Err(Failure::Fatal(err)) => return Err(err),
             Err(Failure::Throttled {
@@ -169,7 +194,10 @@ async fn attempt(
     let mut method = plan.request.method.clone();
     let mut body = plan.request.body.clone();
     let mut hops = 0usize;
+    let mut in_flight = None;
     loop {
+        // A redirect hop is the same request in flight, counted once.
+        drop(in_flight.take());
         let same_origin = origin_of(&current) == plan.request.origin;
         let shown_url = redactor.url(&current);
         if !same_origin {
@@ -191,6 +219,8 @@ async fn attempt(
             ))
         })?;
         run.counters.add_throttled(waited);
+        in_flight = Some(run.counters.concurrency.start_request());
+        let sent = Instant::now();
         let signed = if same_origin {
             Some(
                 plan.auth
@@ -309,6 +339,7 @@ async fn attempt(
             run.counters
                 .bytes_in
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
+            run.counters.concurrency.on_answer(sent.elapsed(), waited);
             return Ok(Answer {
                 status: status.as_u16(),
                 headers,
