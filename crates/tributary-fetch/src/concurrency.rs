@@ -6,9 +6,10 @@
 //! within the tolerance of a moving baseline (an EWMA of past round trips plus their deviation)
 //! adds to the limit: one per answer until the first back-off (slow start: at most doubling per
 //! round trip), then one per round trip (congestion avoidance). The limit shrinks by half at once
-//! on a 429, on a 502/503/504, on a timeout, or on an answer slower than the baseline's
-//! tolerance; at most once per round trip, since the answers already in flight carry the same
-//! news. It never passes the ceiling (`maxConcurrentRequests`, else
+//! on every 429, 502, 503, 504 or timeout (the API says it is overwhelmed; each such request held
+//! a slot for nothing), and on an answer slower than the baseline's tolerance, but that at most
+//! once per round trip: latency is a noisy signal, and the answers already in flight carry the
+//! same news. It never passes the ceiling (`maxConcurrentRequests`, else
 //! [`DEFAULT_CONCURRENCY_CEILING`]) and never grows while the shared rate limiter holds requests
 //! back: the limiter, not the concurrency, bounds the rate, and more requests waiting for it
 //! would only queue.
@@ -81,6 +82,9 @@ pub(crate) struct Concurrency {
     state: Mutex<Aimd>,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Page requests that went out (each page's first attempt; retries and redirect hops not
+    /// counted).
+    page_requests_sent: AtomicU64,
     past_end_requests: AtomicU64,
 }
 
@@ -156,6 +160,7 @@ impl Concurrency {
             }),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            page_requests_sent: AtomicU64::new(0),
             past_end_requests: AtomicU64::new(0),
         }
     }
@@ -172,7 +177,7 @@ impl Concurrency {
         InFlight { concurrency: self }
     }
 
-    /// A clean (2xx) answer after `rtt`, whose request waited `limiter_wait` for the limiter.
+    /// A clean (2xx) answer after `rtt`, whose request the rate limiter held for `limiter_wait`.
     pub(crate) fn on_answer(&self, rtt: Duration, limiter_wait: Duration) {
         if self.ceiling == 1 {
             return;
@@ -194,7 +199,7 @@ impl Concurrency {
             // good is learned instead of keeping the run at one request forever.
             state.baseline = Some(baseline + EWMA_WEIGHT / 4.0 * (rtt - baseline));
             drop(state);
-            self.decrease(GrowthStop::Latency);
+            self.decrease(GrowthStop::Latency, true);
             return;
         }
         state.baseline = Some(baseline + EWMA_WEIGHT * (rtt - baseline));
@@ -208,15 +213,24 @@ impl Concurrency {
         if self.ceiling == 1 {
             return;
         }
-        self.decrease(match backoff {
+        let reason = match backoff {
             Backoff::Throttled => GrowthStop::Throttled,
             Backoff::Timeout => GrowthStop::Timeouts,
-        });
+        };
+        self.decrease(reason, false);
     }
 
-    /// Counts `n` page requests issued past the last page.
-    pub(crate) fn add_past_end(&self, n: u64) {
-        self.past_end_requests.fetch_add(n, Ordering::Relaxed);
+    /// Counts the first attempt of a page's request going out.
+    pub(crate) fn page_request_sent(&self) {
+        self.page_requests_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The run emitted its last page after `pages_emitted` pages in all: every page request
+    /// sent beyond those was past the end (it is dropped unread).
+    pub(crate) fn count_past_end(&self, pages_emitted: u64) {
+        let sent = self.page_requests_sent.load(Ordering::Relaxed);
+        self.past_end_requests
+            .store(sent.saturating_sub(pages_emitted), Ordering::Relaxed);
     }
 
     /// The run found the end of its pages: a limit still growing was stopped by the data.
@@ -268,7 +282,9 @@ impl Concurrency {
         }
     }
 
-    fn decrease(&self, reason: GrowthStop) {
+    /// Halves the limit; `once_per_round_trip`: unless it was halved less than a baseline
+    /// round trip ago.
+    fn decrease(&self, reason: GrowthStop, once_per_round_trip: bool) {
         let mut state = self.state();
         let now = Instant::now();
         state.stop = reason;
@@ -282,7 +298,7 @@ impl Concurrency {
         let recent = state
             .last_decrease
             .is_some_and(|last| now.saturating_duration_since(last) < spacing);
-        if recent {
+        if recent && once_per_round_trip {
             return;
         }
         state.last_decrease = Some(now);

@@ -263,8 +263,10 @@ async fn drive(
         page_idx += 1;
         if next == NextPage::Done {
             // Pages requested past the end are dropped unread (a request not yet answered is
-            // cancelled): count them, they are what concurrency cost at the end.
-            concurrency.add_past_end(in_flight.len() as u64);
+            // cancelled, one not yet sent never goes): count those that went out, they are what
+            // concurrency cost at the end, and fewer than the pages that were outstanding.
+            drop(in_flight);
+            concurrency.count_past_end(page_idx - start.pages);
             concurrency.end_of_data();
             break;
         }

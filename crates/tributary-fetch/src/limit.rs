@@ -225,14 +225,24 @@ impl HostLimiter {
     /// Waits until a request may go out; returns how long it waited (throttled time), or the
     /// hint of the API that asked for a wait longer than the maximum (see [`HostLimiter::observe`]).
     pub async fn acquire(&self) -> Result<Duration, WaitHint> {
+        self.acquire_held().await.map(|(waited, _)| waited)
+    }
+
+    /// [`HostLimiter::acquire`], and how long the limiter's gates and pauses held the request
+    /// (its slots' distance from the moment each was reserved), which unlike the time waited
+    /// holds no scheduling delay of the runtime.
+    pub(crate) async fn acquire_held(&self) -> Result<(Duration, Duration), WaitHint> {
         let started = Instant::now();
+        let mut held = Duration::ZERO;
         loop {
-            let slot = self.state().reserve(Instant::now())?;
+            let now = Instant::now();
+            let slot = self.state().reserve(now)?;
+            held += slot.saturating_duration_since(now);
             tokio::time::sleep_until(slot).await;
             // A 429 may have paused the limiter while this request waited for its slot; then it
             // reserves a slot after the pause.
             if !self.is_blocked() {
-                return Ok(started.elapsed());
+                return Ok((started.elapsed(), held));
             }
         }
     }

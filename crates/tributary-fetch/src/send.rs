@@ -113,9 +113,10 @@ pub(crate) async fn send(
     let mut attempts = 0u32;
     let mut throttled_answers = 0u32;
     let mut refreshed = false;
+    let mut first_send = true;
     loop {
         attempts += 1;
-        let result = attempt(run, url, extra_headers, page_idx).await;
+        let result = attempt(run, url, extra_headers, page_idx, &mut first_send).await;
         if let Some(backoff) = result.as_ref().err().and_then(Failure::backoff) {
             run.counters.concurrency.on_backoff(backoff);
         }
@@ -186,6 +187,7 @@ async fn attempt(
     url: &Url,
     extra_headers: &[(HeaderName, HeaderValue)],
     page_idx: u64,
+    first_send: &mut bool,
 ) -> Result<Answer, Failure> {
     let plan = &run.plan;
     let settings = &run.ctx.settings;
@@ -210,7 +212,7 @@ async fn attempt(
             CredentialFingerprint::NONE
         };
         let limiter = run.ctx.limiter(&current, credential);
-        let waited = limiter.acquire().await.map_err(|hint| {
+        let (waited, held) = limiter.acquire_held().await.map_err(|hint| {
             Failure::Fatal(FetchError::wait_too_long(
                 &shown_url,
                 &hint,
@@ -256,6 +258,9 @@ async fn attempt(
             request = request.body(body.clone());
         }
         run.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(first_send) {
+            run.counters.concurrency.page_request_sent();
+        }
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
@@ -339,7 +344,7 @@ async fn attempt(
             run.counters
                 .bytes_in
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
-            run.counters.concurrency.on_answer(sent.elapsed(), waited);
+            run.counters.concurrency.on_answer(sent.elapsed(), held);
             return Ok(Answer {
                 status: status.as_u16(),
                 headers,

@@ -24,24 +24,35 @@ fn slow_start_grows_one_per_clean_answer_up_to_the_ceiling() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn throttling_halves_once_per_round_trip_and_growth_turns_additive() {
+async fn throttling_halves_at_once_and_growth_turns_additive() {
     let concurrency = Concurrency::new(16, true);
     answers(&concurrency, 7, RTT);
     assert_eq!(concurrency.limit(), 8);
     concurrency.on_backoff(Backoff::Throttled);
-    // The other answers of the same round trip carry the same news.
-    concurrency.on_backoff(Backoff::Throttled);
     assert_eq!(concurrency.limit(), 4);
-    assert_eq!(concurrency.snapshot().stop, GrowthStop::Throttled);
-    tokio::time::advance(RTT * 2).await;
+    // Every 429 halves, even within one round trip.
     concurrency.on_backoff(Backoff::Throttled);
     assert_eq!(concurrency.limit(), 2);
+    assert_eq!(concurrency.snapshot().stop, GrowthStop::Throttled);
     // Congestion avoidance: one more per `limit` clean answers.
     answers(&concurrency, 1, RTT);
     assert_eq!(concurrency.limit(), 2);
     answers(&concurrency, 1, RTT);
     assert_eq!(concurrency.limit(), 3);
     assert_eq!(concurrency.snapshot().reached, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rising_latency_halves_once_per_round_trip() {
+    let concurrency = Concurrency::new(16, true);
+    answers(&concurrency, 7, RTT);
+    concurrency.on_answer(RTT * 3, Duration::ZERO);
+    concurrency.on_answer(RTT * 3, Duration::ZERO);
+    assert_eq!(concurrency.limit(), 4);
+    tokio::time::advance(RTT * 2).await;
+    concurrency.on_answer(RTT * 3, Duration::ZERO);
+    assert_eq!(concurrency.limit(), 2);
+    assert_eq!(concurrency.snapshot().stop, GrowthStop::Latency);
 }
 
 #[tokio::test(start_paused = true)]
