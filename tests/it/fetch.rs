@@ -264,9 +264,11 @@ async fn offset_walks_every_record_and_stops_on_a_short_page() {
     assert_eq!(outcome.pages.len(), 11, "ten full pages and a short one");
     // Requests issued before the short page was seen are the only ones after it, and counted.
     let concurrency = outcome.stats.concurrency;
-    assert_eq!(
-        server.stats().data_requests,
-        11 + concurrency.past_end_requests
+    // (A request cancelled on its way may never arrive.)
+    let data_requests = server.stats().data_requests;
+    assert!(
+        (11..=11 + concurrency.past_end_requests).contains(&data_requests),
+        "{data_requests} {concurrency:?}"
     );
     assert!(
         concurrency.past_end_requests < u64::from(concurrency.reached),
@@ -455,13 +457,25 @@ async fn none_is_a_single_request_and_delay_spaces_requests() {
     let outcome = run(&context(settings()), plan(&delayed, attributes)).await;
     complete(&outcome);
     let arrivals = delayed.stats().arrivals("/3.0");
-    assert_eq!(arrivals.len(), 5);
+    // Four full pages and the empty one, and perhaps requests the adaptive concurrency sent
+    // past it (a request cancelled on its way may never arrive).
+    let past_end = outcome.stats.concurrency.past_end_requests;
+    assert!(
+        (5..=5 + past_end).contains(&(arrivals.len() as u64)),
+        "{arrivals:?} {past_end}"
+    );
+    // Requests leave exactly 120 ms apart; with two in flight, one may spend a few more
+    // milliseconds opening its connection, so single gaps at the server vary a little, and
+    // the whole run is never shorter than the delays (less one connection setup).
     for pair in arrivals.windows(2) {
         assert!(
-            pair[1] - pair[0] >= Duration::from_millis(115),
+            pair[1] - pair[0] >= Duration::from_millis(100),
             "{arrivals:?}"
         );
     }
+    let span = arrivals[arrivals.len() - 1] - arrivals[0];
+    let delays = Duration::from_millis(120) * (arrivals.len() as u32 - 1);
+    assert!(span + Duration::from_millis(5) >= delays, "{arrivals:?}");
 }
 
 #[tokio::test]
@@ -975,7 +989,7 @@ async fn server_errors_and_timeouts_are_retried_then_succeed() {
     );
     assert_eq!(
         outcome.stats.requests,
-        outcome.stats.pages + outcome.stats.retries
+        outcome.stats.pages + outcome.stats.retries + outcome.stats.concurrency.past_end_requests
     );
 }
 

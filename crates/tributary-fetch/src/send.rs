@@ -275,7 +275,7 @@ async fn attempt(
         let status = response.status();
         let now = SystemTime::now();
         if let Some(hint) = headers::quota_hint(response.headers(), now) {
-            limiter.observe(hint.remaining, hint.reset.as_ref(), settings.max_wait);
+            limiter.observe_from(sent, hint.remaining, hint.reset.as_ref(), settings.max_wait);
         }
         if let Some(policy) = headers::quota_policy(response.headers()) {
             limiter.learn_policy(&policy, settings.max_wait);
