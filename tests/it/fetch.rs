@@ -25,22 +25,22 @@ use tributary_spec::{ConnectionSpec, ScheduleWindow};
 
 use crate::hostile::{self, Reply};
 
-const SEED: u64 = 11;
+pub(crate) const SEED: u64 = 11;
 
 /// What a run produced.
-struct Outcome {
-    pages: Vec<Page>,
-    error: Option<FetchError>,
+pub(crate) struct Outcome {
+    pub(crate) pages: Vec<Page>,
+    pub(crate) error: Option<FetchError>,
     /// The `End` the fetcher sent last (None after an error).
-    end: Option<FetchEnd>,
-    stats: FetchStats,
+    pub(crate) end: Option<FetchEnd>,
+    pub(crate) stats: FetchStats,
 }
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-async fn mock(config: MockConfig) -> MockServer {
+pub(crate) async fn mock(config: MockConfig) -> MockServer {
     tributary_mockapi::start(
         MockConfig {
             seed: SEED,
@@ -92,7 +92,7 @@ fn spec(auth_spec: Value, attributes: Value) -> ConnectionSpec {
     tributary_spec::connection_spec_from_value("fetch-it", &document).unwrap()
 }
 
-fn settings() -> FetchSettings {
+pub(crate) fn settings() -> FetchSettings {
     FetchSettings {
         request_timeout: Duration::from_secs(10),
         retry: RetryPolicy {
@@ -105,7 +105,7 @@ fn settings() -> FetchSettings {
     }
 }
 
-fn context(settings: FetchSettings) -> FetchContext {
+pub(crate) fn context(settings: FetchSettings) -> FetchContext {
     FetchContext::try_new(Limiters::new(), settings).unwrap()
 }
 
@@ -127,7 +127,7 @@ fn plan_with(
 }
 
 /// A plan without credentials against `server`.
-fn plan(server: &MockServer, attributes: Value) -> FetchPlan {
+pub(crate) fn plan(server: &MockServer, attributes: Value) -> FetchPlan {
     plan_at(&server.base_url(), attributes)
 }
 
@@ -165,7 +165,7 @@ fn hostile_page(n: usize) -> Reply {
     Reply::json(json!({ "items": items }))
 }
 
-async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
+pub(crate) async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
     let mut fetch = fetch_pages(ctx, plan);
     let mut pages = Vec::new();
     let mut error = None;
@@ -194,7 +194,7 @@ async fn run(ctx: &FetchContext, plan: FetchPlan) -> Outcome {
     }
 }
 
-fn ids(pages: &[Page]) -> Vec<String> {
+pub(crate) fn ids(pages: &[Page]) -> Vec<String> {
     let mut out = Vec::new();
     for page in pages {
         let text = std::str::from_utf8(&page.records).unwrap();
@@ -213,7 +213,7 @@ fn ids(pages: &[Page]) -> Vec<String> {
 }
 
 /// Every id of records `range` exactly once, nothing else.
-fn assert_exactly(pages: &[Page], range: std::ops::Range<u64>) {
+pub(crate) fn assert_exactly(pages: &[Page], range: std::ops::Range<u64>) {
     let got = ids(pages);
     let unique: HashSet<&String> = got.iter().collect();
     assert_eq!(unique.len(), got.len(), "no id twice");
@@ -236,7 +236,7 @@ fn assert_exactly(pages: &[Page], range: std::ops::Range<u64>) {
     }
 }
 
-fn complete(outcome: &Outcome) {
+pub(crate) fn complete(outcome: &Outcome) {
     if let Some(err) = &outcome.error {
         panic!("run failed: {err}");
     }
@@ -261,12 +261,19 @@ async fn offset_walks_every_record_and_stops_on_a_short_page() {
     let outcome = run(&context(settings()), plan(&server, attributes)).await;
     complete(&outcome);
     assert_exactly(&outcome.pages, 0..10_500);
-    assert_eq!(
-        outcome.pages.len(),
-        11,
-        "ten full pages and a short one, no request after it"
+    assert_eq!(outcome.pages.len(), 11, "ten full pages and a short one");
+    // Requests issued before the short page was seen are the only ones after it, and counted.
+    let concurrency = outcome.stats.concurrency;
+    // (A request cancelled on its way may never arrive.)
+    let data_requests = server.stats().data_requests;
+    assert!(
+        (11..=11 + concurrency.past_end_requests).contains(&data_requests),
+        "{data_requests} {concurrency:?}"
     );
-    assert_eq!(server.stats().data_requests, 11);
+    assert!(
+        concurrency.past_end_requests < u64::from(concurrency.reached),
+        "{concurrency:?}"
+    );
     let first: Value = serde_json::from_str(
         std::str::from_utf8(&outcome.pages[0].records)
             .unwrap()
@@ -450,13 +457,25 @@ async fn none_is_a_single_request_and_delay_spaces_requests() {
     let outcome = run(&context(settings()), plan(&delayed, attributes)).await;
     complete(&outcome);
     let arrivals = delayed.stats().arrivals("/3.0");
-    assert_eq!(arrivals.len(), 5);
+    // Four full pages and the empty one, and perhaps requests the adaptive concurrency sent
+    // past it (a request cancelled on its way may never arrive).
+    let past_end = outcome.stats.concurrency.past_end_requests;
+    assert!(
+        (5..=5 + past_end).contains(&(arrivals.len() as u64)),
+        "{arrivals:?} {past_end}"
+    );
+    // Requests leave exactly 120 ms apart; with two in flight, one may spend a few more
+    // milliseconds opening its connection, so single gaps at the server vary a little, and
+    // the whole run is never shorter than the delays (less one connection setup).
     for pair in arrivals.windows(2) {
         assert!(
-            pair[1] - pair[0] >= Duration::from_millis(115),
+            pair[1] - pair[0] >= Duration::from_millis(100),
             "{arrivals:?}"
         );
     }
+    let span = arrivals[arrivals.len() - 1] - arrivals[0];
+    let delays = Duration::from_millis(120) * (arrivals.len() as u32 - 1);
+    assert!(span + Duration::from_millis(5) >= delays, "{arrivals:?}");
 }
 
 #[tokio::test]
@@ -691,11 +710,22 @@ async fn oauth_refresh_after_401_under_concurrency_is_single_flight_and_hands_ba
         sink.lock().unwrap().push(tokens.clone())
     });
     let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], Some(callback)).unwrap();
-    let plan = plan_with(&spec, auth.clone(), &params, None)
-        .with_max_concurrent_requests(NonZeroU32::new(8).unwrap());
-    let outcome = run(&context(settings()), plan).await;
-    complete(&outcome);
-    assert_exactly(&outcome.pages, 0..10_000);
+    // Adaptive concurrency starts each run at one request: four runs of the grant make the
+    // concurrent wave of 401s.
+    let ctx = context(settings());
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let plan = plan_with(&spec, auth.clone(), &params, None)
+                .with_max_concurrent_requests(NonZeroU32::new(8).unwrap());
+            let ctx = ctx.clone();
+            tokio::spawn(async move { run(&ctx, plan).await })
+        })
+        .collect();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        complete(&outcome);
+        assert_exactly(&outcome.pages, 0..10_000);
+    }
     let stats = server.stats();
     assert_eq!(stats.refreshes, 1, "one refresh for the whole wave of 401s");
     assert_eq!(stats.token_requests, 1);
@@ -959,7 +989,7 @@ async fn server_errors_and_timeouts_are_retried_then_succeed() {
     );
     assert_eq!(
         outcome.stats.requests,
-        outcome.stats.pages + outcome.stats.retries
+        outcome.stats.pages + outcome.stats.retries + outcome.stats.concurrency.past_end_requests
     );
 }
 
@@ -1242,10 +1272,12 @@ async fn a_wait_beyond_the_maximum_fails_the_request_naming_the_header_instead_o
             }
         })
         .await;
-        // `run` awaits the fetch task: a panic in it fails this test.
+        // `run` awaits the fetch task: a panic in it fails this test. One request at a time,
+        // so the requests counted are exactly those up to the refusal.
         let outcome = run(
             &context(settings()),
-            plan_at(&server.base_url(), hostile_attributes()),
+            plan_at(&server.base_url(), hostile_attributes())
+                .with_max_concurrent_requests(NonZeroU32::MIN),
         )
         .await;
         let err = outcome.error.expect("the run fails");
@@ -1418,7 +1450,11 @@ async fn pages_hold_their_records_once_and_their_bytes_against_the_page_budget()
     let budget = tributary_fetch::MemoryBudget::new(one_page);
     let ctx = context(settings()).with_page_budget(budget.clone());
     let before = server.stats().data_requests;
-    let mut fetch = fetch_pages(&ctx, plan(&server, attributes));
+    // One request at a time, so the requests counted are exactly the pages asked for.
+    let mut fetch = fetch_pages(
+        &ctx,
+        plan(&server, attributes).with_max_concurrent_requests(NonZeroU32::MIN),
+    );
     let Some(Ok(FetchEvent::Page(first))) = fetch.pages.recv().await else {
         panic!("a first page")
     };
@@ -1472,7 +1508,9 @@ async fn a_redirect_to_another_origin_carries_no_credential_and_one_with_a_secre
     let params =
         object(json!({"host": home.base_url(), "authKey1": key, "authKey2": header_secret}));
     let auth = Auth::try_new(&spec.auth_specs[0], &params, &[], None).unwrap();
-    let outcome = run(&context(settings()), plan_with(&spec, auth, &params, None)).await;
+    // One request at a time, so the hops counted are exactly those of the four pages.
+    let plan = plan_with(&spec, auth, &params, None).with_max_concurrent_requests(NonZeroU32::MIN);
+    let outcome = run(&context(settings()), plan).await;
     complete(&outcome);
     assert_eq!(ids(&outcome.pages), ["r0", "r1", "r2", "r3", "r4", "r5"]);
     let home_requests = home.requests();
@@ -1794,7 +1832,8 @@ fn the_binary_follows_a_redirect_to_another_origin_without_the_api_key() {
             .all(|r| r.header("x-auth-key1") == Some(key))
     );
     let foreign_requests = foreign.requests();
-    assert_eq!(foreign_requests.len(), 4, "{foreign_requests:?}");
+    // Four pages, and the requests the adaptive concurrency issued past the empty one.
+    assert!(foreign_requests.len() >= 4, "{foreign_requests:?}");
     for request in &foreign_requests {
         assert!(
             request

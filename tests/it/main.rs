@@ -4,6 +4,7 @@
 mod api;
 mod api_e2e;
 mod backfill;
+mod concurrency;
 mod configs;
 mod crash;
 mod daemon;

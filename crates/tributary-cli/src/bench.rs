@@ -1,21 +1,29 @@
 //! `tributary bench`: the full pipeline against the mock API on loopback, with figures.
 //!
-//! The mock API runs in a child process (`tributary mock-api`), so the peak RSS reported is the
-//! pipeline's own. State and data go to a scratch folder that is removed afterwards (unless
-//! `--data-dir` / `--state-dir` name one). Prints records/s, MB/s of JSON consumed, peak RSS and
-//! the busy time of each stage; `--json` prints the same as one JSON object.
+//! The mock API runs in a child process (`tributary mock-api`, with `--latency` and
+//! `--rate-limit` passed on), so the peak RSS and CPU time reported are the pipeline's own.
+//! State and data go to a scratch folder that is removed afterwards (unless `--data-dir` /
+//! `--state-dir` name one). Prints records/s, MB/s of JSON consumed, peak RSS, the busy time of
+//! each stage, the CPU time per record of each stage, the concurrency reached and why it stopped
+//! growing, the requests in flight over time (sampled every 10 ms while pages were being
+//! fetched: min / p50 / max), and what the mock API saw (requests, 429 answers, share of its
+//! quota used); `--json` prints the same as one JSON object.
+//!
+//! CPU time: the decode stage's and the encode stage's threads are measured by the engine; the
+//! rest of the process's CPU time (from `/proc/self/stat`) is the fetch side: HTTP, record
+//! location and the async runtime. Figures the platform cannot give are reported as unknown.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
 use tributary_engine::run::{Progress, RunRequest, RunStatus, bundle_flow_id, run_flow};
 
-use crate::cli::{BenchArgs, BenchPagination, CommonArgs};
+use crate::cli::{BenchArgs, BenchConcurrency, BenchPagination, CommonArgs};
 use crate::context::{load_config, open_engine};
 use crate::{BadInput, RunFailed};
 
@@ -28,25 +36,37 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if common.state_dir.is_none() {
         config.state_dir = scratch.join("state");
     }
-    let mock = MockProcess::spawn(args.records)?;
-    let bundle_text = bench_bundle(
+    let mock = MockProcess::spawn(args)?;
+    let mut bundle_text = bench_bundle(
         args.pagination,
         args.page_size.get(),
         &mock.base_url,
         args.mapped,
     )?;
+    if let BenchConcurrency::Fixed(n) = args.concurrency {
+        let mut bundle: serde_json::Value = serde_json::from_str(&bundle_text)?;
+        bundle["flow"] = json!({"options": {"maxConcurrentRequests": n.get()}});
+        bundle_text = bundle.to_string();
+    }
     let bundle = tributary_spec::load_bundle("bench bundle", &bundle_text, |_, _| {
         Err("the bench bundle is self-contained".to_owned())
     })
     .map_err(|err| BadInput(err.to_string()))?;
     let bundle = Arc::new(bundle);
     let engine = open_engine(&config)?;
-    let runtime = crate::run::runtime()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.get())
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
 
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
+    let samples = Arc::new(Mutex::new(Vec::new()));
     let report = runtime.block_on(async {
         let ticker = crate::run::spawn_progress(progress.clone(), "bench");
+        let sampler = spawn_in_flight_sampler(progress.clone(), samples.clone());
         let request = RunRequest {
             flow_id: bundle_flow_id(&bundle.name),
             bundle: bundle.clone(),
@@ -54,10 +74,16 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             progress,
         };
         let report = run_flow(&engine, request).await;
+        sampler.abort();
         ticker.finish();
         report
     })?;
     let elapsed = started.elapsed().as_secs_f64();
+    let process_cpu_used = match (cpu_before, process_cpu()) {
+        (Some(before), Some(after)) => after.checked_sub(before),
+        _ => None,
+    };
+    let mock_stats = mock.stats();
     drop(mock);
     drop(engine);
     if common.data_dir.is_none() && common.state_dir.is_none() {
@@ -73,6 +99,24 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     let m = &report.metrics;
     let peak_rss_mb = peak_rss_bytes().map(|bytes| bytes as f64 / (1024.0 * 1024.0));
+    let in_flight = in_flight_summary(&samples.lock().unwrap_or_else(|p| p.into_inner()), m.pages);
+    let records = m.records_written.max(1) as f64;
+    let micros_per_record =
+        |cpu: Option<Duration>| cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / records);
+    let fetch_cpu = match (process_cpu_used, m.decode_stage_cpu, m.encode_stage_cpu) {
+        (Some(total), Some(decode), Some(encode)) => {
+            Some(total.saturating_sub(decode).saturating_sub(encode))
+        }
+        _ => None,
+    };
+    let cpu_per_record = json!({
+        "fetch": micros_per_record(fetch_cpu),
+        "decodeAndMap": micros_per_record(m.decode_stage_cpu),
+        "encodeAndWrite": micros_per_record(m.encode_stage_cpu),
+        "process": micros_per_record(process_cpu_used),
+    });
+    let concurrency = m.concurrency;
+    let quota = quota_figures(args.rate_limit.as_deref(), mock_stats.as_ref(), elapsed);
     let figures = json!({
         "records": m.records_written,
         "pagination": format!("{:?}", args.pagination).to_lowercase(),
@@ -92,6 +136,25 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "encode": m.encode.as_secs_f64(),
             "write": m.write.as_secs_f64(),
         },
+        "cpuMicrosPerRecord": cpu_per_record,
+        "threads": args.threads.get(),
+        "latencyMs": args.latency.map(|latency| latency.as_secs_f64() * 1e3),
+        "requests": m.requests,
+        "retries": m.retries,
+        "concurrency": concurrency.map(|c| json!({
+            "setting": match args.concurrency {
+                BenchConcurrency::Auto => json!("auto"),
+                BenchConcurrency::Fixed(n) => json!(n.get()),
+            },
+            "reached": c.reached,
+            "final": c.limit,
+            "ceiling": c.ceiling,
+            "maxInFlight": c.max_in_flight,
+            "stoppedBy": crate::run::growth_stop_name(c.stop),
+            "requestsPastEnd": c.past_end_requests,
+        })),
+        "inFlight": in_flight.map(|(min, p50, max, n)| json!({"min": min, "p50": p50, "max": max, "samples": n})),
+        "mockApi": quota,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -121,7 +184,148 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         m.encode.as_secs_f64(),
         m.write.as_secs_f64()
     );
+    let shown_micros = |cpu: Option<Duration>| match micros_per_record(cpu) {
+        Some(micros) => format!("{micros:.2} µs"),
+        None => "unknown".to_owned(),
+    };
+    println!(
+        "cpu/record     fetch {}, decode+map {}, encode+write {}, whole process {}",
+        shown_micros(fetch_cpu),
+        shown_micros(m.decode_stage_cpu),
+        shown_micros(m.encode_stage_cpu),
+        shown_micros(process_cpu_used)
+    );
+    if let Some(c) = concurrency {
+        println!(
+            "concurrency    reached {} of {} ({}), stopped by {}, at most {} requests in flight, {} requests past the end",
+            c.reached,
+            c.ceiling,
+            match args.concurrency {
+                BenchConcurrency::Auto => "auto".to_owned(),
+                BenchConcurrency::Fixed(n) => format!("maxConcurrentRequests {n}"),
+            },
+            crate::run::growth_stop_name(c.stop),
+            c.max_in_flight,
+            c.past_end_requests
+        );
+    }
+    match in_flight {
+        Some((min, p50, max, n)) => println!(
+            "in flight      min {min}, p50 {p50}, max {max} ({n} samples every 10 ms while fetching)"
+        ),
+        None => println!("in flight      no samples (the fetch ended within 10 ms)"),
+    }
+    println!("requests       {} sent, {} retried", m.requests, m.retries);
+    if let Some(stats) = &mock_stats {
+        let share = if stats.requests == 0 {
+            0.0
+        } else {
+            stats.rate_limited as f64 * 100.0 / stats.requests as f64
+        };
+        print!(
+            "mock API       {} requests, {} answered 429 ({share:.1}%)",
+            stats.requests, stats.rate_limited
+        );
+        match quota["quotaUsedPercent"].as_f64() {
+            Some(used) => println!(", {used:.1}% of its quota used"),
+            None => println!(),
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the mock API counted, from its `/stats`.
+#[derive(Debug, Clone, Copy)]
+struct MockStats {
+    requests: u64,
+    data_requests: u64,
+    rate_limited: u64,
+}
+
+/// 429 share and quota use: admitted data requests over what the mock's rate allows in the
+/// run's wall time (its burst included).
+fn quota_figures(
+    rate_limit: Option<&str>,
+    stats: Option<&MockStats>,
+    seconds: f64,
+) -> serde_json::Value {
+    let Some(stats) = stats else {
+        return serde_json::Value::Null;
+    };
+    let rate_limited_percent = if stats.requests == 0 {
+        0.0
+    } else {
+        stats.rate_limited as f64 * 100.0 / stats.requests as f64
+    };
+    let quota = rate_limit.and_then(|text| {
+        let (rate, burst) = match text.split_once('/') {
+            Some((rate, burst)) => (
+                rate.trim().parse::<f64>().ok()?,
+                burst.trim().parse::<f64>().ok()?,
+            ),
+            None => {
+                let rate = text.trim().parse::<f64>().ok()?;
+                (rate, rate)
+            }
+        };
+        Some(rate * seconds + burst)
+    });
+    json!({
+        "requests": stats.requests,
+        "dataRequests": stats.data_requests,
+        "rateLimited": stats.rate_limited,
+        "rateLimitedPercent": rate_limited_percent,
+        "quotaUsedPercent": quota.map(|quota| stats.data_requests as f64 * 100.0 / quota),
+    })
+}
+
+/// Samples the requests in flight every 10 ms, with the pages fetched so far, into `samples`.
+fn spawn_in_flight_sampler(
+    progress: Arc<Progress>,
+    samples: Arc<Mutex<Vec<(u64, u64, u64)>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            interval.tick().await;
+            if let Some(stats) = progress.fetch_stats() {
+                samples.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    stats.requests,
+                    stats.pages,
+                    stats.concurrency.in_flight,
+                ));
+            }
+        }
+    })
+}
+
+/// min / p50 / max of the requests in flight over the samples taken while pages were being
+/// fetched (after the first request, before the last page), and how many samples that is.
+fn in_flight_summary(samples: &[(u64, u64, u64)], pages: u64) -> Option<(u64, u64, u64, usize)> {
+    let mut in_flight: Vec<u64> = samples
+        .iter()
+        .filter(|(requests, fetched, _)| *requests > 0 && *fetched < pages)
+        .map(|(_, _, in_flight)| *in_flight)
+        .collect();
+    if in_flight.is_empty() {
+        return None;
+    }
+    in_flight.sort_unstable();
+    let n = in_flight.len();
+    Some((in_flight[0], in_flight[n / 2], in_flight[n - 1], n))
+}
+
+/// CPU time (user and system) of this process so far, from `/proc/self/stat` (clock ticks at
+/// Linux's fixed 100 per second).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// The mock API in a child process; killed on drop.
@@ -131,17 +335,27 @@ struct MockProcess {
 }
 
 impl MockProcess {
-    fn spawn(records: u64) -> anyhow::Result<Self> {
+    fn spawn(args: &BenchArgs) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the tributary binary")?;
-        let mut child = Command::new(exe)
-            .args([
-                "mock-api",
-                "--port",
-                "0",
-                "--no-compression",
-                "--records",
-                &records.to_string(),
-            ])
+        let mut command = Command::new(exe);
+        command.args([
+            "mock-api",
+            "--port",
+            "0",
+            "--no-compression",
+            "--records",
+            &args.records.to_string(),
+        ]);
+        if let Some(latency) = args.latency {
+            command.args([
+                "--latency",
+                &humantime::format_duration(latency).to_string(),
+            ]);
+        }
+        if let Some(rate_limit) = &args.rate_limit {
+            command.args(["--rate-limit", rate_limit]);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -158,6 +372,26 @@ impl MockProcess {
         Ok(Self {
             base_url: base_url.to_owned(),
             child,
+        })
+    }
+}
+
+impl MockProcess {
+    /// The mock's `/stats` counters (a plain HTTP/1.0 GET on loopback); `None` if it does not
+    /// answer.
+    fn stats(&self) -> Option<MockStats> {
+        let address = self.base_url.strip_prefix("http://")?.trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET /stats HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let body = answer.split_once("\r\n\r\n")?.1;
+        let stats: serde_json::Value = serde_json::from_str(body).ok()?;
+        Some(MockStats {
+            requests: stats["requests"].as_u64()?,
+            data_requests: stats["data_requests"].as_u64()?,
+            rate_limited: stats["rate_limited"].as_u64()?,
         })
     }
 }

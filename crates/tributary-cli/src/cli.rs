@@ -127,6 +127,36 @@ pub struct BenchArgs {
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Latency the mock API adds to every data request (humantime: `200ms`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub latency: Option<std::time::Duration>,
+    /// The mock API's rate limit, `PER_SECOND` or `PER_SECOND/BURST` (answers 429 past it).
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit: Option<String>,
+    /// Pages in flight: `auto` (adaptive, the default) or the flow's `maxConcurrentRequests`.
+    #[arg(long, value_name = "auto|N", default_value = "auto", value_parser = parse_concurrency)]
+    pub concurrency: BenchConcurrency,
+    /// Worker threads of the async runtime (fetching); default 2.
+    #[arg(long, value_name = "N", default_value_t = std::num::NonZeroUsize::new(2).expect("2 is not zero"))]
+    pub threads: std::num::NonZeroUsize,
+}
+
+/// `tributary bench --concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchConcurrency {
+    /// No `maxConcurrentRequests`: the fetcher adapts.
+    Auto,
+    /// `maxConcurrentRequests: N`.
+    Fixed(std::num::NonZeroU32),
+}
+
+fn parse_concurrency(text: &str) -> Result<BenchConcurrency, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(BenchConcurrency::Auto);
+    }
+    text.parse::<std::num::NonZeroU32>()
+        .map(BenchConcurrency::Fixed)
+        .map_err(|_| format!("expected `auto` or a whole number >= 1, found {text:?}"))
 }
 
 #[derive(Debug, Subcommand)]

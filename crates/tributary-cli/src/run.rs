@@ -249,19 +249,64 @@ pub fn spawn_progress(progress: Arc<Progress>, label: &str) -> Ticker {
             let records = progress.records.load(Ordering::Relaxed);
             let bytes = progress.bytes.load(Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64().max(1e-3);
-            let line = format!(
+            let mut line = format!(
                 "{pages} pages, {records} records, {:.1} MB, {:.0} records/s",
                 bytes as f64 / 1e6,
                 records as f64 / secs
             );
-            match &shown {
-                Some(bar) => {
+            let concurrency = progress.fetch_stats().map(|stats| stats.concurrency);
+            if let Some(concurrency) = &concurrency {
+                line.push_str(&format!(", {}", concurrency_text(concurrency)));
+            }
+            match (&shown, concurrency) {
+                (Some(bar), _) => {
                     bar.set_message(line);
                     bar.tick();
                 }
-                None => tracing::info!(flow = %label, pages, records, bytes, "progress"),
+                (None, Some(concurrency)) => tracing::info!(
+                    flow = %label,
+                    pages,
+                    records,
+                    bytes,
+                    in_flight = concurrency.in_flight,
+                    concurrency = concurrency.limit,
+                    concurrency_reached = concurrency.reached,
+                    stopped_by = growth_stop_name(concurrency.stop),
+                    "progress"
+                ),
+                (None, None) => tracing::info!(flow = %label, pages, records, bytes, "progress"),
             }
         }
     });
     Ticker { task, bar }
+}
+
+/// `3 in flight (limit 8, reached 16 of 16, stopped by latency)` for the progress line.
+pub fn concurrency_text(concurrency: &tributary_fetch::ConcurrencyStats) -> String {
+    format!(
+        "{} in flight (limit {}, reached {} of {}, {})",
+        concurrency.in_flight,
+        concurrency.limit,
+        concurrency.reached,
+        concurrency.ceiling,
+        match concurrency.stop {
+            tributary_fetch::GrowthStop::Growing => "growing".to_owned(),
+            stop => format!("stopped by {}", growth_stop_name(stop)),
+        }
+    )
+}
+
+/// The run object's name of a [`tributary_fetch::GrowthStop`].
+pub fn growth_stop_name(stop: tributary_fetch::GrowthStop) -> &'static str {
+    use tributary_fetch::GrowthStop;
+    match stop {
+        GrowthStop::Growing => "growing",
+        GrowthStop::Ceiling => "ceiling",
+        GrowthStop::Latency => "latency",
+        GrowthStop::Throttled => "throttled",
+        GrowthStop::Timeouts => "timeouts",
+        GrowthStop::RateLimit => "rateLimit",
+        GrowthStop::EndOfData => "endOfData",
+        GrowthStop::Sequential => "sequential",
+    }
 }

@@ -19,11 +19,15 @@
 //! Every type honours `maximumRequest` (per run) and `delayRequestMillis` (on the limiter of
 //! the plan's origin and credential, shared with every run there), and a loop guard: a token or
 //! URL seen before in the same run is an error naming it. OFFSET and PAGE addresses are
-//! computable, so with `max_concurrent_requests > 1` several pages are in flight at once (all
-//! within the shared limiter) and are emitted in order; requests issued past the last page are
-//! dropped.
+//! computable, so several pages are in flight at once, as many as the run's adaptive
+//! concurrency allows ([`crate::concurrency`]: from 1 up to `maxConcurrentRequests` or the
+//! default ceiling, every request within the shared limiter), and are emitted in order. The
+//! end of the data is the first short or empty page, the end condition, or the last page index
+//! (literal or header); requests already issued past it are dropped unread and counted, and
+//! are never more than the limit then, since no more than that many pages are outstanding.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -37,6 +41,7 @@ use tracing::Instrument;
 use tributary_spec::{EndPageIndex, Pagination, TokenPlacement};
 use url::Url;
 
+use crate::concurrency::DEFAULT_CONCURRENCY_CEILING;
 use crate::error::{FetchError, cut};
 use crate::headers;
 use crate::page::{
@@ -78,7 +83,14 @@ pub fn fetch_pages(ctx: &FetchContext, plan: FetchPlan) -> FetchRun {
     // Runs of one OAuth2 grant share its tokens and its refresh gate.
     let plan = ctx.share_auth(plan);
     let (sender, receiver) = mpsc::channel(ctx.settings.channel_capacity.max(1));
-    let counters = Arc::new(FetchCounters::default());
+    let computable = matches!(
+        plan.pagination,
+        Pagination::Offset { .. } | Pagination::Page { .. }
+    );
+    let ceiling = plan
+        .max_concurrent_requests
+        .map_or(DEFAULT_CONCURRENCY_CEILING, NonZeroU32::get);
+    let counters = Arc::new(FetchCounters::with_concurrency(ceiling, computable));
     let run = Arc::new(Run {
         ctx: ctx.clone(),
         plan,
@@ -141,11 +153,7 @@ async fn drive(
         plan.pagination,
         Pagination::Offset { .. } | Pagination::Page { .. }
     );
-    let concurrency = if computable {
-        plan.max_concurrent_requests.get() as usize
-    } else {
-        1
-    };
+    let concurrency = &run.counters.concurrency;
     let limit = plan
         .pagination
         .limit()
@@ -167,7 +175,7 @@ async fn drive(
     let mut position = start.clone();
 
     loop {
-        while in_flight.len() < concurrency && requests_issued < max_requests {
+        while in_flight.len() < concurrency.limit() && requests_issued < max_requests {
             let Some(address) = issue_next.take() else {
                 break;
             };
@@ -253,7 +261,16 @@ async fn drive(
             return Ok(None);
         }
         page_idx += 1;
-        if next == NextPage::Done || capped {
+        if next == NextPage::Done {
+            // Pages requested past the end are dropped unread (a request not yet answered is
+            // cancelled, one not yet sent never goes): count those that went out, they are what
+            // concurrency cost at the end, and fewer than the pages that were outstanding.
+            drop(in_flight);
+            concurrency.count_past_end(page_idx - start.pages);
+            concurrency.end_of_data();
+            break;
+        }
+        if capped {
             break;
         }
         if !computable {

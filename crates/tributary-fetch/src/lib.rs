@@ -18,6 +18,7 @@
 
 mod auth;
 mod budget;
+mod concurrency;
 mod drive;
 mod error;
 pub mod headers;
@@ -35,6 +36,7 @@ pub use auth::{
     Auth, AuthRegistry, ConnectionCheck, RotatedTokens, TokenCallback, test_connection,
 };
 pub use budget::{BudgetPermit, MemoryBudget};
+pub use concurrency::{ConcurrencyStats, DEFAULT_CONCURRENCY_CEILING, GrowthStop};
 pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, NOT_JSON_HEAD_CHARS, Redactor};
 pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};

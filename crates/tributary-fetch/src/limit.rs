@@ -225,14 +225,24 @@ impl HostLimiter {
     /// Waits until a request may go out; returns how long it waited (throttled time), or the
     /// hint of the API that asked for a wait longer than the maximum (see [`HostLimiter::observe`]).
     pub async fn acquire(&self) -> Result<Duration, WaitHint> {
+        self.acquire_held().await.map(|(waited, _)| waited)
+    }
+
+    /// [`HostLimiter::acquire`], and how long the limiter's gates and pauses held the request
+    /// (its slots' distance from the moment each was reserved), which unlike the time waited
+    /// holds no scheduling delay of the runtime.
+    pub(crate) async fn acquire_held(&self) -> Result<(Duration, Duration), WaitHint> {
         let started = Instant::now();
+        let mut held = Duration::ZERO;
         loop {
-            let slot = self.state().reserve(Instant::now())?;
+            let now = Instant::now();
+            let slot = self.state().reserve(now)?;
+            held += slot.saturating_duration_since(now);
             tokio::time::sleep_until(slot).await;
             // A 429 may have paused the limiter while this request waited for its slot; then it
             // reserves a slot after the pause.
             if !self.is_blocked() {
-                return Ok(started.elapsed());
+                return Ok((started.elapsed(), held));
             }
         }
     }
@@ -294,6 +304,21 @@ impl HostLimiter {
     /// reset; a reset beyond `max_wait` makes requests fail with its hint for `max_wait` instead.
     /// Spacing never assumes a window longer than `max_wait`.
     pub fn observe(&self, remaining: u64, reset: Option<&WaitHint>, max_wait: Duration) {
+        self.observe_from(Instant::now(), remaining, reset, max_wait);
+    }
+
+    /// [`HostLimiter::observe`] for an answer to a request sent at `sent`: the API counted the
+    /// request when it admitted it, after `sent` and usually well before its answer arrived
+    /// (the time it took to build the page), so a reset at zero remaining counts from `sent`;
+    /// counting from the answer's arrival would wait a whole page's latency too long, every
+    /// time the quota runs out.
+    pub(crate) fn observe_from(
+        &self,
+        sent: Instant,
+        remaining: u64,
+        reset: Option<&WaitHint>,
+        max_wait: Duration,
+    ) {
         let reset_in = match reset {
             None => Some(Duration::from_secs(1)),
             Some(hint) => hint.delay,
@@ -304,7 +329,12 @@ impl HostLimiter {
         if remaining == 0 {
             state.pacing = None;
             match (within_max, reset) {
-                (Some(reset_in), _) => state.block_until(deadline(now, reset_in)),
+                (Some(reset_in), _) => {
+                    let until = deadline(sent.min(now), reset_in);
+                    if until > now {
+                        state.block_until(until);
+                    }
+                }
                 (None, Some(hint)) => {
                     state.refused = Some((deadline(now, max_wait), hint.clone()));
                 }

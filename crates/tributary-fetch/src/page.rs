@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tributary_spec::ScheduleWindow;
 
 use crate::budget::BudgetPermit;
+use crate::concurrency::{Concurrency, ConcurrencyStats};
 use crate::error::FetchError;
 
 /// Where a run is: what to request next, how many requests and pages it made. Serialisable so
@@ -118,6 +119,8 @@ pub struct FetchCounters {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) pages: AtomicU64,
     pub(crate) records: AtomicU64,
+    /// How many requests may be in flight, and how many are.
+    pub(crate) concurrency: Concurrency,
 }
 
 /// A snapshot of [`FetchCounters`].
@@ -132,6 +135,7 @@ pub struct FetchStats {
     pub bytes_in: u64,
     pub pages: u64,
     pub records: u64,
+    pub concurrency: ConcurrencyStats,
 }
 
 impl From<ScheduleWindow> for WindowPosition {
@@ -152,6 +156,16 @@ impl FetchCounters {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             pages: self.pages.load(Ordering::Relaxed),
             records: self.records.load(Ordering::Relaxed),
+            concurrency: self.concurrency.snapshot(),
+        }
+    }
+
+    /// Counters of a run whose concurrency starts at 1 and may grow to `ceiling` (see
+    /// [`crate::DEFAULT_CONCURRENCY_CEILING`]); `adaptive` false keeps it at one request.
+    pub(crate) fn with_concurrency(ceiling: u32, adaptive: bool) -> Self {
+        Self {
+            concurrency: Concurrency::new(ceiling, adaptive),
+            ..Self::default()
         }
     }
 

@@ -66,8 +66,9 @@ pub struct FetchPlan {
     pub window: Option<ScheduleWindow>,
     /// Resume after this position instead of starting at the first page.
     pub start: Option<Position>,
-    /// Pages of OFFSET / PAGE fetched at once (default 1).
-    pub max_concurrent_requests: NonZeroU32,
+    /// The most pages of OFFSET / PAGE in flight at once (`1`: one after another). `None`: the
+    /// concurrency adapts from 1 up to [`crate::DEFAULT_CONCURRENCY_CEILING`].
+    pub max_concurrent_requests: Option<NonZeroU32>,
     /// Keep each page's raw body in [`crate::Page::body`] (explore shows the page as the source sent
     /// it); off by default, so a page holds its records only once.
     pub keep_raw_bodies: bool,
@@ -208,7 +209,7 @@ impl FetchPlan {
             auth,
             window: inputs.window.copied(),
             start: None,
-            max_concurrent_requests: NonZeroU32::MIN,
+            max_concurrent_requests: None,
             keep_raw_bodies: false,
             paths,
             redactor,
@@ -239,10 +240,9 @@ impl FetchPlan {
             env,
             window: window.as_ref(),
         };
-        Ok(
-            Self::try_new(&bundle.connection_spec.source, auth, &inputs)?
-                .with_max_concurrent_requests(bundle.options.max_concurrent_requests),
-        )
+        let mut plan = Self::try_new(&bundle.connection_spec.source, auth, &inputs)?;
+        plan.max_concurrent_requests = bundle.options.max_concurrent_requests;
+        Ok(plan)
     }
 
     /// Continue after `position` (a checkpoint of an earlier, interrupted run of this window).
@@ -251,8 +251,10 @@ impl FetchPlan {
         self
     }
 
+    /// At most `n` pages of OFFSET / PAGE in flight (`1`: one after another); the concurrency
+    /// still adapts below `n`.
     pub fn with_max_concurrent_requests(mut self, n: NonZeroU32) -> Self {
-        self.max_concurrent_requests = n;
+        self.max_concurrent_requests = Some(n);
         self
     }
 

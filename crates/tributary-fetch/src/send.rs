@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::concurrency::Backoff;
 use crate::drive::Run;
 use crate::error::{FetchError, Redactor};
 use crate::headers;
@@ -78,6 +79,26 @@ enum Failure {
     Fatal(FetchError),
 }
 
+impl Failure {
+    /// Whether this failure asks the run's concurrency to shrink: the API throttles or is
+    /// overloaded (429, 502, 503, 504), or a request timed out.
+    fn backoff(&self) -> Option<Backoff> {
+        let err = match self {
+            Failure::Throttled { .. } => return Some(Backoff::Throttled),
+            Failure::Rejected { .. } => return None,
+            Failure::Failed(err) | Failure::Fatal(err) => err,
+        };
+        match err {
+            FetchError::Status {
+                status: 429 | 502 | 503 | 504,
+                ..
+            } => Some(Backoff::Throttled),
+            FetchError::Timeout { .. } => Some(Backoff::Timeout),
+            _ => None,
+        }
+    }
+}
+
 /// Sends one request with limiter, auth, redirects and retries; returns a success answer.
 pub(crate) async fn send(
     run: &Run,
@@ -92,9 +113,14 @@ pub(crate) async fn send(
     let mut attempts = 0u32;
     let mut throttled_answers = 0u32;
     let mut refreshed = false;
+    let mut first_send = true;
     loop {
         attempts += 1;
-        let failure = match attempt(run, url, extra_headers, page_idx).await {
+        let result = attempt(run, url, extra_headers, page_idx, &mut first_send).await;
+        if let Some(backoff) = result.as_ref().err().and_then(Failure::backoff) {
+            run.counters.concurrency.on_backoff(backoff);
+        }
+        let failure = match result {
             Ok(answer) => return Ok(answer),
             Err(Failure::Fatal(err)) => return Err(err),
             Err(Failure::Throttled {
@@ -161,6 +187,7 @@ async fn attempt(
     url: &Url,
     extra_headers: &[(HeaderName, HeaderValue)],
     page_idx: u64,
+    first_send: &mut bool,
 ) -> Result<Answer, Failure> {
     let plan = &run.plan;
     let settings = &run.ctx.settings;
@@ -169,7 +196,10 @@ async fn attempt(
     let mut method = plan.request.method.clone();
     let mut body = plan.request.body.clone();
     let mut hops = 0usize;
+    let mut in_flight = None;
     loop {
+        // A redirect hop is the same request in flight, counted once.
+        drop(in_flight.take());
         let same_origin = origin_of(&current) == plan.request.origin;
         let shown_url = redactor.url(&current);
         if !same_origin {
@@ -182,7 +212,7 @@ async fn attempt(
             CredentialFingerprint::NONE
         };
         let limiter = run.ctx.limiter(&current, credential);
-        let waited = limiter.acquire().await.map_err(|hint| {
+        let (waited, held) = limiter.acquire_held().await.map_err(|hint| {
             Failure::Fatal(FetchError::wait_too_long(
                 &shown_url,
                 &hint,
@@ -191,6 +221,8 @@ async fn attempt(
             ))
         })?;
         run.counters.add_throttled(waited);
+        in_flight = Some(run.counters.concurrency.start_request());
+        let sent = Instant::now();
         let signed = if same_origin {
             Some(
                 plan.auth
@@ -226,6 +258,9 @@ async fn attempt(
             request = request.body(body.clone());
         }
         run.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(first_send) {
+            run.counters.concurrency.page_request_sent();
+        }
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
@@ -240,7 +275,7 @@ async fn attempt(
         let status = response.status();
         let now = SystemTime::now();
         if let Some(hint) = headers::quota_hint(response.headers(), now) {
-            limiter.observe(hint.remaining, hint.reset.as_ref(), settings.max_wait);
+            limiter.observe_from(sent, hint.remaining, hint.reset.as_ref(), settings.max_wait);
         }
         if let Some(policy) = headers::quota_policy(response.headers()) {
             limiter.learn_policy(&policy, settings.max_wait);
@@ -309,6 +344,7 @@ async fn attempt(
             run.counters
                 .bytes_in
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
+            run.counters.concurrency.on_answer(sent.elapsed(), held);
             return Ok(Answer {
                 status: status.as_u16(),
                 headers,

@@ -2,8 +2,10 @@
 //!
 //! Every governed response carries `X-RateLimit-Limit` (the per-second quota),
 //! `X-RateLimit-Remaining` (whole tokens left), `X-RateLimit-Reset` (seconds until the bucket is
-//! full again) and the draft IETF `RateLimit: limit=L, remaining=R, reset=S`; a refused request
-//! also gets `Retry-After` (whole seconds until one token is back, at least 1).
+//! full again, to the millisecond, as APIs with sub-second buckets send it), the draft IETF
+//! `RateLimit: limit=L, remaining=R, reset=S` (whole seconds, rounded up) and
+//! `RateLimit-Policy: L;w=1` (the quota per one-second window); a refused request also gets
+//! `Retry-After` (whole seconds until one token is back, at least 1).
 
 use std::sync::Mutex;
 
@@ -25,6 +27,8 @@ pub struct Decision {
     pub limit: u32,
     pub remaining: u32,
     pub reset_secs: u64,
+    /// Time until the bucket is full again, to the millisecond (rounded up).
+    pub reset_millis: u64,
     /// Set when refused.
     pub retry_after_secs: Option<u64>,
 }
@@ -70,12 +74,14 @@ impl Bucket {
         let tokens = state.tokens;
         drop(state);
         let reset_secs = ((burst - tokens) / rate).ceil() as u64;
+        let reset_millis = ((burst - tokens) * 1000.0 / rate).ceil() as u64;
         let retry_after_secs = (!admitted).then(|| (((1.0 - tokens) / rate).ceil() as u64).max(1));
         Decision {
             admitted,
             limit: self.limit.per_second.get(),
             remaining: tokens.floor() as u32,
             reset_secs,
+            reset_millis,
             retry_after_secs,
         }
     }

@@ -944,7 +944,17 @@ fn apply_rate_headers(headers: &mut HeaderMap, decision: &Decision) {
         "x-ratelimit-remaining",
         HeaderValue::from(decision.remaining),
     );
-    headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    let reset = format!(
+        "{}.{:03}",
+        decision.reset_millis / 1000,
+        decision.reset_millis % 1000
+    );
+    if let Ok(value) = HeaderValue::from_str(&reset) {
+        headers.insert("x-ratelimit-reset", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{};w=1", decision.limit)) {
+        headers.insert("ratelimit-policy", value);
+    }
     let draft = format!(
         "limit={}, remaining={}, reset={}",
         decision.limit, decision.remaining, decision.reset_secs

@@ -960,7 +960,9 @@ async fn rate_limit_answers_429_with_headers() {
         statuses.push(reply.status);
         remaining.push(reply.header("x-ratelimit-remaining").unwrap().to_string());
         assert_eq!(reply.header("x-ratelimit-limit"), Some("10"));
-        assert!(reply.header("x-ratelimit-reset").is_some());
+        let reset: f64 = reply.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&reset), "{reset}");
+        assert_eq!(reply.header("ratelimit-policy"), Some("10;w=1"));
         assert!(
             reply
                 .header("ratelimit")

@@ -397,8 +397,9 @@ pub(crate) fn read_flow_options(ctx: &mut Ctx, node: &Node<'_>) -> Option<FlowOp
     let concurrency = match obj.get(ctx, &["maxConcurrentRequests"]) {
         Some(concurrency_node) => ctx
             .uint_at_least(&concurrency_node, "maxConcurrentRequests", 1)
-            .and_then(NonZeroU32::new),
-        None => Some(NonZeroU32::MIN),
+            .and_then(NonZeroU32::new)
+            .map(Some),
+        None => Some(None),
     };
     if ctx.n_errors() > n_errors_before {
         return None;

@@ -318,8 +318,10 @@ pub struct FlowOptions {
     pub partial_ingestion_percent: Option<f64>,
     /// Forced on when partial ingestion is on (reference §6).
     pub error_diagnostics_enabled: bool,
-    /// Our extension `maxConcurrentRequests`, default 1.
-    pub max_concurrent_requests: NonZeroU32,
+    /// Our extension `maxConcurrentRequests`: the most pages of OFFSET / PAGE in flight at once
+    /// (`1`: strictly sequential). `None`: the fetcher adapts the concurrency up to its default
+    /// ceiling.
+    pub max_concurrent_requests: Option<NonZeroU32>,
 }
 
 /// One entry of a flow's `transformations[]`.
@@ -609,7 +611,7 @@ impl Default for FlowOptions {
         FlowOptions {
             partial_ingestion_percent: None,
             error_diagnostics_enabled: false,
-            max_concurrent_requests: NonZeroU32::MIN,
+            max_concurrent_requests: None,
         }
     }
 }

@@ -24,6 +24,7 @@
 //! the run like any other error.
 
 mod claims;
+mod cpu;
 mod pipeline;
 pub mod recovery;
 pub mod report;
@@ -39,7 +40,9 @@ use futures::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
-use tributary_fetch::{FetchContext, FetchPlan, Position, RotatedTokens, TokenCallback};
+use tributary_fetch::{
+    FetchContext, FetchCounters, FetchPlan, FetchStats, Position, RotatedTokens, TokenCallback,
+};
 use tributary_spec::FlowBundle;
 use tributary_state::{
     BatchId, Checkpoint, CheckpointStatus, DatasetId, Db, FlowId, OAuthTokens, RunId, RunRecord,
@@ -88,6 +91,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Set by the caller to stop the run at the next page boundary (graceful shutdown).
     pub cancel: AtomicBool,
+    /// The live counters of the run's fetch once it started (requests, concurrency).
+    fetch: std::sync::Mutex<Option<Arc<FetchCounters>>>,
 }
 
 /// One run to do.
@@ -604,6 +609,7 @@ async fn execute(
         None => start_fetch(engine, request, checkpoint, saved).map_err(fail)?,
     };
     let counters = fetch_run.counters.clone();
+    request.progress.attach_fetch(counters.clone());
 
     let job = pipeline::PipelineJob {
         engine: engine.clone(),
@@ -623,6 +629,7 @@ async fn execute(
     metrics.requests = stats.requests;
     metrics.retries = stats.retries;
     metrics.throttled = stats.throttled;
+    metrics.concurrency = Some(stats.concurrency);
     Ok((metrics, outcome.verdict))
 }
 
@@ -803,6 +810,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 impl Progress {
+    /// The fetch counters of the run now: requests so far, and the concurrency (limit, requests
+    /// in flight, why it stopped growing). `None` before the fetch starts.
+    pub fn fetch_stats(&self) -> Option<FetchStats> {
+        let fetch = self.fetch.lock().unwrap_or_else(|p| p.into_inner());
+        fetch.as_ref().map(|counters| counters.snapshot())
+    }
+
+    fn attach_fetch(&self, counters: Arc<FetchCounters>) {
+        *self.fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(counters);
+    }
+
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }

@@ -76,13 +76,23 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
     let job = Arc::new(job);
 
     let decode_job = job.clone();
-    let decoder =
-        tokio::task::spawn_blocking(move || decode_stage(&decode_job, pages, &to_encoder));
+    let decoder = tokio::task::spawn_blocking(move || {
+        super::cpu::measured(|| decode_stage(&decode_job, pages, &to_encoder))
+    });
     let encode_job = job.clone();
-    let encoder = tokio::task::spawn_blocking(move || encode_stage(&encode_job, &from_decoder));
+    let encoder = tokio::task::spawn_blocking(move || {
+        super::cpu::measured(|| encode_stage(&encode_job, &from_decoder))
+    });
 
-    let decoded = decoder.await;
-    let encoded = encoder.await;
+    let mut metrics = RunMetrics::default();
+    let decoded = decoder.await.map(|(decoded, cpu)| {
+        metrics.decode_stage_cpu = cpu;
+        decoded
+    });
+    let encoded = encoder.await.map(|(encoded, cpu)| {
+        metrics.encode_stage_cpu = cpu;
+        encoded
+    });
     // The fetcher ends by itself when its consumer is gone; make sure it does not linger. Then
     // see how it ended: a fetch task that panicked may have closed its channel early, which the
     // decoder cannot tell from the end of the pages.
@@ -95,7 +105,6 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
         _ => None,
     };
 
-    let mut metrics = RunMetrics::default();
     let verdict = match (decoded, encoded) {
         (Err(err), _) | (_, Err(err)) => {
             Verdict::Failed(format!("a pipeline thread panicked: {err}"))

@@ -38,6 +38,13 @@ pub struct RunMetrics {
     pub map: Duration,
     pub encode: Duration,
     pub write: Duration,
+    /// CPU time of the decode stage's thread (decode and map), where the platform says.
+    pub decode_stage_cpu: Option<Duration>,
+    /// CPU time of the encode stage's thread (encode and write), where the platform says.
+    pub encode_stage_cpu: Option<Duration>,
+    /// How many requests the fetch had in flight: the limit reached, its ceiling, why it
+    /// stopped growing, and the requests issued past the last page.
+    pub concurrency: Option<tributary_fetch::ConcurrencyStats>,
     /// Row error and warning counts per code (`MAPPER-3700-400`, ...).
     pub error_codes: BTreeMap<String, u64>,
 }
@@ -181,6 +188,14 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
                 "requests": metrics.requests,
                 "retries": metrics.retries,
                 "throttledMs": millis(metrics.throttled),
+                "concurrency": metrics.concurrency.map(|c| json!({
+                    "reached": c.reached,
+                    "final": c.limit,
+                    "ceiling": c.ceiling,
+                    "maxInFlight": c.max_in_flight,
+                    "stoppedBy": c.stop,
+                    "requestsPastEnd": c.past_end_requests,
+                })),
                 "stageMs": {
                     "fetchWait": millis(metrics.fetch_wait),
                     "decode": millis(metrics.decode),

@@ -89,6 +89,21 @@ async fn low_remaining_quota_spaces_requests_and_zero_waits_for_the_reset() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reset_at_zero_remaining_counts_from_when_the_request_was_sent() {
+    let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
+    let sent = Instant::now();
+    // The answer took 200 ms; the API's bucket refilled 100 ms after it admitted the request.
+    tokio::time::advance(Duration::from_millis(200)).await;
+    limiter.observe_from(sent, 0, Some(&reset(0.1)), MAX_WAIT);
+    assert_eq!(limiter.acquire().await.unwrap(), Duration::ZERO);
+    // Sent 50 ms ago: 50 ms of the reset are left.
+    let sent = Instant::now();
+    tokio::time::advance(Duration::from_millis(50)).await;
+    limiter.observe_from(sent, 0, Some(&reset(0.1)), MAX_WAIT);
+    assert_eq!(limiter.acquire().await.unwrap(), Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_reset_beyond_the_maximum_wait_fails_requests_for_that_long_instead_of_sleeping() {
     let limiter = Limiters::new().limiter("http://h", CredentialFingerprint::NONE, None);
     // Too long for a `Duration` at all, and merely longer than the maximum: both refused.

@@ -146,7 +146,7 @@ fn flow_body(patch: Value) -> Value {
 fn a_flow_body_with_string_numbers() {
     let flow = flow_from_value("flow.json", &flow_body(json!({}))).unwrap();
     expect![[r#"
-        Flow { name: "MailChimp Members dataflow", description: None, flow_spec_id: "6499120c-0b15-42dc-936e-847ea3c24d72", flow_spec_version: "1.0", source_connection_ids: ["src-1"], target_connection_ids: ["tgt-1"], transformations: [Transformation { name: "Mapping", mapping_id: Some("m-1"), mapping_version: 2 }], schedule: Some(FlowSchedule { start_time: 2021-09-28T06:15:59Z, frequency: Minute, interval: 15, backfill: true, cron: None }), options: FlowOptions { partial_ingestion_percent: Some(10.0), error_diagnostics_enabled: true, max_concurrent_requests: 1 } }
+        Flow { name: "MailChimp Members dataflow", description: None, flow_spec_id: "6499120c-0b15-42dc-936e-847ea3c24d72", flow_spec_version: "1.0", source_connection_ids: ["src-1"], target_connection_ids: ["tgt-1"], transformations: [Transformation { name: "Mapping", mapping_id: Some("m-1"), mapping_version: 2 }], schedule: Some(FlowSchedule { start_time: 2021-09-28T06:15:59Z, frequency: Minute, interval: 15, backfill: true, cron: None }), options: FlowOptions { partial_ingestion_percent: Some(10.0), error_diagnostics_enabled: true, max_concurrent_requests: None } }
     "#]]
     .assert_eq(&format!("{flow:?}\n"));
 }
@@ -179,7 +179,10 @@ fn options_defaults_and_extension() {
         &flow_body(json!({"options": {"maxConcurrentRequests": "4"}})),
     )
     .unwrap();
-    assert_eq!(flow.options.max_concurrent_requests.get(), 4);
+    assert_eq!(
+        flow.options.max_concurrent_requests.map(|n| n.get()),
+        Some(4)
+    );
     assert_eq!(flow.options.partial_ingestion_percent, None);
     assert!(!flow.options.error_diagnostics_enabled);
     let without = flow_from_value("f", &json!({"name": "n", "flowSpec": {"id": "x"}, "sourceConnectionIds": ["s"], "targetConnectionIds": ["t"]})).unwrap();
