@@ -255,6 +255,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(crate::metrics::scrape))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -370,6 +371,10 @@ pub fn document() -> Value {
     paths.insert("/health/live".to_owned(), json!({"get": {
         "operationId": "live", "summary": "Liveness", "tags": ["Service"],
         "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    paths.insert("/metrics".to_owned(), json!({"get": {
+        "operationId": "metrics", "summary": "Operator metrics in the Prometheus text format (no org headers; a bearer token when api.metrics_bearer_token is set)", "tags": ["Service"],
+        "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": {"description": "the metrics token is missing or wrong"}}}}));
     paths.insert("/openapi.json".to_owned(), json!({"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["Service"],
         "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
