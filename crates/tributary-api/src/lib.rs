@@ -28,6 +28,7 @@ mod openapi;
 mod patch;
 mod runs;
 mod store;
+pub mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

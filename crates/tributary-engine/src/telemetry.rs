@@ -187,7 +187,14 @@ pub struct FlowHealth {
 /// Reads a flow's health from its newest runs in state.
 pub fn flow_health(db: &Db, flow_id: &FlowId) -> Result<FlowHealth, StateError> {
     let mut health = FlowHealth::default();
-    for run in db.runs_for_flow(flow_id, HEALTH_SCAN_RUNS)? {
+    // Most flows' newest run succeeded: read one run, and more only when it did not.
+    let newest = db.runs_for_flow(flow_id, 1)?;
+    let runs = match newest.first() {
+        None => return Ok(health),
+        Some(run) if run.status == StoredStatus::Success => newest,
+        Some(_) => db.runs_for_flow(flow_id, HEALTH_SCAN_RUNS)?,
+    };
+    for run in runs {
         match run.status {
             StoredStatus::Success => {
                 health.last_success_ms = Some(run.completed_at_ms.unwrap_or(run.started_at_ms));
