@@ -1,7 +1,10 @@
 //! What operators see, against the real `tributary serve` and the mock API child process:
 //! `/metrics` scraped during and after runs (one flow throttled by the mock's rate limit, one
 //! failing) agrees with the runs' own metrics and passes `promtool check metrics`; the alert
-//! rules of configs/prometheus pass `promtool check rules`.
+//! rules of configs/prometheus pass `promtool check rules`; `tributary flows` and `tributary
+//! runs` go through the daemon (it holds the state) and fit 80 columns; the dashboard page, in
+//! Debian's headless chromium driven by puppeteer-core, shows each flow's state and the failing
+//! run's error, behind a proxy that adds the API headers and with credentials asked once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -27,7 +30,7 @@ pub struct Serve {
     pub addr: String,
     pub config: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     _mocks: Vec<MockChild>,
 }
 
@@ -132,7 +135,7 @@ pub fn start_serve() -> Serve {
         addr: format!("127.0.0.1:{port}"),
         config,
         log,
-        dir,
+        _dir: dir,
         _mocks: vec![throttled, plain],
     };
     serve.wait_for("HTTP API listening", |l| l.contains("HTTP API listening"));
@@ -513,4 +516,196 @@ fn the_alert_rules_pass_promtool() {
     let config = Path::new(REPO).join("configs/prometheus/prometheus.yml");
     let (ok, out) = promtool(&["check", "config", config.to_str().unwrap()], None);
     assert!(ok, "{out}");
+}
+
+/// `tributary ARGS --config CONFIG` while the daemon runs: (exit code, stdout, stderr).
+fn tributary(serve: &Serve, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&serve.config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn flows_and_runs_commands_and_the_dashboard_work_against_a_running_daemon() {
+    let serve = start_serve();
+    serve.wait_for_run("ops-ok");
+    serve.wait_for_run("ops-failing");
+
+    // Disabled through the daemon (which holds the state directory).
+    let (code, stdout, stderr) = tributary(&serve, &["flows", "disable", "ops-idle"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ops-idle") && stdout.contains("disabled through the running daemon"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = tributary(&serve, &["flows", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let flows: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let by_name: BTreeMap<&str, &Value> = flows
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f))
+        .collect();
+    assert_eq!(
+        by_name.keys().copied().collect::<Vec<_>>(),
+        ["ops-failing", "ops-idle", "ops-ok"]
+    );
+    assert_eq!(by_name["ops-ok"]["state"], "enabled");
+    assert_eq!(by_name["ops-ok"]["lastRun"]["status"], "success");
+    assert_eq!(by_name["ops-ok"]["lastRun"]["recordsWritten"], 60);
+    assert_eq!(by_name["ops-ok"]["consecutiveFailures"], 0);
+    assert_eq!(by_name["ops-ok"]["schedule"], "every 1 hour");
+    assert!(
+        by_name["ops-ok"]["nextRunAt"].as_i64().unwrap() > chrono::Utc::now().timestamp_millis()
+    );
+    assert_eq!(by_name["ops-failing"]["state"], "enabled");
+    assert_eq!(by_name["ops-failing"]["lastRun"]["status"], "failed");
+    assert_eq!(by_name["ops-failing"]["consecutiveFailures"], 1);
+    assert!(by_name["ops-failing"]["lagSeconds"].as_u64().is_some());
+    assert_eq!(by_name["ops-idle"]["state"], "disabled");
+    assert_eq!(by_name["ops-idle"]["lastRun"], Value::Null);
+    assert_eq!(by_name["ops-idle"]["nextRunAt"], Value::Null);
+
+    let (code, table, stderr) = tributary(&serve, &["flows"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    let idle_line = table.lines().find(|l| l.starts_with("ops-idle")).unwrap();
+    assert!(idle_line.contains("disabled"), "{table}");
+    let failing_line = table
+        .lines()
+        .find(|l| l.starts_with("ops-failing"))
+        .unwrap();
+    assert!(
+        failing_line.contains("failed") && failing_line.trim_end().ends_with('1'),
+        "{table}"
+    );
+
+    let (code, runs_json, stderr) = tributary(&serve, &["runs", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let runs: Vec<Value> = serde_json::from_str(&runs_json).unwrap();
+    assert_eq!(runs.len(), 2, "{runs_json}");
+    let (code, runs_table, stderr) = tributary(&serve, &["runs"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(runs_table.starts_with("RUN "), "{runs_table}");
+    assert!(runs_table.contains("THROTL") && runs_table.contains("REJ"));
+    for line in runs_table.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    let ok_line = runs_table.lines().find(|l| l.contains("ops-ok")).unwrap();
+    assert!(
+        ok_line.contains("success") && ok_line.contains(" 60 "),
+        "{runs_table}"
+    );
+    // The throttled run waited whole seconds for the mock's rate limit.
+    let throttled_ms = serve.runs_of("ops-ok")[0]["metrics"]["customSummary"]["throttledMs"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        ok_line
+            .trim_end()
+            .ends_with(&crate_human_secs(throttled_ms / 1000)),
+        "{ok_line} vs {throttled_ms} ms"
+    );
+    let (code, flow_runs, stderr) = tributary(&serve, &["runs", "--json", "--flow", "ops-failing"]);
+    assert_eq!(code, 0, "{stderr}");
+    let flow_runs: Vec<Value> = serde_json::from_str(&flow_runs).unwrap();
+    assert_eq!(flow_runs.len(), 1);
+    assert_eq!(flow_runs[0]["state"], "failed");
+    let error_text = flow_runs[0]["metrics"]["statusSummary"]["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The page in a real headless browser.
+    let node_modules = std::env::var("TRIBUTARY_TEST_NODE_MODULES").unwrap_or_else(|_| {
+        panic!("TRIBUTARY_TEST_NODE_MODULES is not set: run the tests with scripts/test, which installs puppeteer-core")
+    });
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ops-dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let failing_id = tributary_engine::run::bundle_flow_id("ops-failing");
+    let output = Command::new("node")
+        .arg(Path::new(REPO).join("tests/data/ops/dashboard.js"))
+        .arg(format!("http://{}", serve.addr))
+        .args([ORG, API_KEY, TOKEN, failing_id.as_str()])
+        .arg(&screenshot)
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .expect("node (scripts/test installs it with puppeteer-core)");
+    assert!(
+        output.status.success(),
+        "the browser script failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        serve.log()
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["proxiedAskedForCredentials"], false, "{seen}");
+    let proxied = seen["proxied"].as_str().unwrap();
+    assert!(
+        proxied.contains("ops-ok") && proxied.contains("3 flows"),
+        "{proxied}"
+    );
+    assert_eq!(seen["askedForCredentials"], true);
+    assert_eq!(seen["credentialsInSession"], true);
+    assert_eq!(seen["pageErrors"], json!([]), "{seen}");
+    let rows: Vec<Vec<String>> = serde_json::from_value(seen["flows"].clone()).unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|cells| cells[0] == name)
+            .unwrap_or_else(|| panic!("no row of {name}: {rows:?}"))
+    };
+    // Columns: flow, state, schedule, next run, lag, last run, duration, read, written,
+    // rejected, failures in a row, last error.
+    assert_eq!(row("ops-ok")[1], "enabled");
+    assert_eq!(row("ops-ok")[5], "success");
+    assert_eq!(row("ops-ok")[8], "60");
+    assert_eq!(row("ops-failing")[1], "enabled");
+    assert_eq!(row("ops-failing")[5], "failed");
+    assert_eq!(row("ops-failing")[10], "1");
+    assert_eq!(row("ops-failing")[11], error_text);
+    assert_eq!(row("ops-idle")[1], "disabled");
+    assert_eq!(row("ops-idle")[5], "never ran");
+    let page = seen["page"].as_str().unwrap();
+    assert!(page.contains("Runs of ops-failing"), "{page}");
+    assert!(
+        page.contains(&format!("CONNECTOR-2001-500: {error_text}")),
+        "{page}"
+    );
+    assert!(
+        page.contains("Run ") && page.contains("none published"),
+        "{page}"
+    );
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        screenshot.display()
+    );
+    eprintln!("dashboard screenshot: {}", screenshot.display());
+}
+
+/// `tributary`'s duration format (`crate::flows::human_secs` of the binary).
+fn crate_human_secs(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, (secs % 86_400) / 3600),
+    }
 }

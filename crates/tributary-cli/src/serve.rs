@@ -168,7 +168,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
 
 /// The credentials the API accepts: `[api.orgs]` (values may be `${env:NAME}`), or — only for a
 /// loopback `listen` — a generated local credential.
-fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
+pub(crate) fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
     let mut orgs = Vec::new();
     for (idx, org) in config.api.orgs.iter().enumerate() {
         let resolve = |value: &str, key: &str| -> anyhow::Result<String> {
