@@ -3,6 +3,10 @@
 //! [`ApiState`] (state, the engine, the scheduler's [`FlowRegistry`], the accepted
 //! credentials).
 //!
+//! Besides the Flow Service and Data Prep operations: `/metrics` ([`metrics`]: the process's
+//! Prometheus recorder, open to scrapers or behind its own bearer token) and the operator page
+//! at `/` with its paged JSON under `/ui/api/` ([`ui`]).
+//!
 //! Main items: [`app`], [`ApiState`], [`ApiAuth`] / [`OrgCredential`], [`Tenant`],
 //! [`import_bundle`] (a `flows_dir` bundle as API entities) and [`scheduled_flows`] (every flow
 //! in state, for the scheduler at start).

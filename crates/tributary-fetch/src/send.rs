@@ -12,6 +12,9 @@
 //! the first one was; a hop to another origin carries no auth header and no spec header that
 //! was rendered from a secret or whose name looks like a credential, and is refused when its URL
 //! (or the body it would resend) holds a secret value, since the redirect itself would leak it.
+//!
+//! Every answer (or request that got none) is counted through the `metrics` facade by origin
+//! and status class, with its latency and 429s (`observe_response`); labels never hold a URL.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
