@@ -143,6 +143,7 @@ impl Api {
             ApiOptions {
                 auth,
                 max_concurrent_runs: 2,
+                metrics_bearer_token: None,
             },
         )
         .unwrap();

@@ -72,10 +72,18 @@ fn check_broken(file: &str, expected: &[&str]) {
     }
 }
 
+/// The JSON examples that are specs, mapping sets or bundles: all but the Grafana dashboards.
+fn spec_files() -> Vec<PathBuf> {
+    let grafana = repo_root().join("configs/grafana");
+    files_under(&repo_root().join("configs"), "json")
+        .into_iter()
+        .filter(|file| !file.starts_with(&grafana))
+        .collect()
+}
+
 #[test]
 fn every_config_json_validates() {
-    let root = repo_root();
-    let files = files_under(&root.join("configs"), "json");
+    let files = spec_files();
     assert!(files.len() >= 10, "configs/ holds the examples: {files:?}");
     let validation = validate(&files);
     assert_eq!(
@@ -204,10 +212,7 @@ fn garbage_and_truncated_files_exit_2_without_panic() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut files = Vec::new();
-    for (idx, source) in files_under(&repo_root().join("configs"), "json")
-        .iter()
-        .enumerate()
-    {
+    for (idx, source) in spec_files().iter().enumerate() {
         let bytes = std::fs::read(source).unwrap();
         // Cuts at a few places inside the document, never at its full length.
         for cut in [1, bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
@@ -253,4 +258,83 @@ fn garbage_and_truncated_files_exit_2_without_panic() {
             file.display()
         );
     }
+}
+
+/// Every metric the Grafana dashboards of configs/grafana query is one tributary exports (a
+/// histogram's `_bucket`, `_count` and `_sum` series count as the histogram), so a renamed
+/// metric cannot leave a dashboard panel empty.
+#[test]
+fn grafana_dashboards_query_only_metrics_tributary_exports() {
+    use tributary_engine::telemetry as t;
+    let exported = [
+        t::RUNS_STARTED,
+        t::RUNS_FINISHED,
+        t::RUNS_IN_FLIGHT,
+        t::RUNS_QUEUED,
+        t::RECORDS_READ,
+        t::RECORDS_WRITTEN,
+        t::RECORDS_REJECTED,
+        t::BYTES_IN,
+        t::BYTES_OUT,
+        t::SOURCE_RETRIES,
+        t::SOURCE_THROTTLED_SECONDS,
+        t::SCHEDULER_LAG_SECONDS,
+        t::SCHEDULE_INTERVAL_SECONDS,
+        t::LAST_SUCCESS_SECONDS,
+        t::CONSECUTIVE_FAILURES,
+        tributary_api::metrics::API_REQUESTS,
+        tributary_api::metrics::API_REQUEST_SECONDS,
+        tributary_api::metrics::SOURCE_REQUESTS,
+        tributary_api::metrics::SOURCE_REQUEST_SECONDS,
+        tributary_api::metrics::SOURCE_RATE_LIMITED,
+    ];
+    let files = files_under(&repo_root().join("configs/grafana"), "json");
+    assert!(!files.is_empty(), "configs/grafana holds a dashboard");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{}", file.display());
+        let mut queried = 0;
+        for panel in panels {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("every target has an expr");
+                for name in metric_names(expr) {
+                    let base = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .filter(|base| exported.contains(base))
+                        .unwrap_or(&name);
+                    assert!(
+                        exported.contains(&base),
+                        "{}: panel {:?} queries {name}, which tributary does not export",
+                        file.display(),
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+        assert!(
+            queried >= 10,
+            "{}: {queried} metrics queried",
+            file.display()
+        );
+    }
+}
+
+/// The `tributary_…` identifiers of a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("tributary_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
 }

@@ -11,6 +11,7 @@ mod daemon;
 mod fetch;
 mod hostile;
 mod mapping;
+mod ops;
 mod run;
 mod safety;
 mod tidy;

@@ -104,6 +104,7 @@ async fn bench(n_flows: usize, n_runs: usize) {
         ApiOptions {
             auth,
             max_concurrent_runs: 4,
+            metrics_bearer_token: None,
         },
     )
     .expect("api state");

@@ -94,7 +94,14 @@ pub(crate) async fn request_context(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    crate::metrics::observe_request(
+        method.as_str(),
+        route.as_deref().unwrap_or("unmatched"),
+        status,
+        elapsed,
+    );
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     tracing::info!(
         target: "tributary_api::access",
         request_id = %request_id,
@@ -212,7 +219,7 @@ pub(crate) fn check_credentials(auth: &ApiAuth, headers: &HeaderMap) -> ApiResul
 }
 
 /// Compares secrets without an early exit on the first differing byte.
-fn constant_time_eq(expected: &str, given: &str) -> bool {
+pub(crate) fn constant_time_eq(expected: &str, given: &str) -> bool {
     let expected = expected.as_bytes();
     let given = given.as_bytes();
     let mut diff = expected.len() ^ given.len();

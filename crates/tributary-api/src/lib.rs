@@ -3,6 +3,10 @@
 //! [`ApiState`] (state, the engine, the scheduler's [`FlowRegistry`], the accepted
 //! credentials).
 //!
+//! Besides the Flow Service and Data Prep operations: `/metrics` ([`metrics`]: the process's
+//! Prometheus recorder, open to scrapers or behind its own bearer token) and the operator page
+//! at `/` with its paged JSON under `/ui/api/` ([`ui`]).
+//!
 //! Main items: [`app`], [`ApiState`], [`ApiAuth`] / [`OrgCredential`], [`Tenant`],
 //! [`import_bundle`] (a `flows_dir` bundle as API entities) and [`scheduled_flows`] (every flow
 //! in state, for the scheduler at start).
@@ -23,10 +27,12 @@ mod flows;
 mod flowservice;
 mod http;
 mod listing;
+pub mod metrics;
 mod openapi;
 mod patch;
 mod runs;
 mod store;
+pub mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,14 +63,32 @@ pub(crate) struct Inner {
     pub(crate) scheduler_running: Arc<AtomicBool>,
     /// Ad hoc runs (`POST /runs`, re-trigger) at the same time, besides the scheduler's.
     pub(crate) adhoc_permits: Arc<Semaphore>,
+    /// `/metrics` wants `Authorization: Bearer <this>` when set.
+    pub(crate) metrics_bearer_token: Option<metrics::MetricsToken>,
 }
 
 /// How to build an [`ApiState`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiOptions {
     pub auth: ApiAuth,
     /// Ad hoc runs at once.
     pub max_concurrent_runs: usize,
+    /// `/metrics` wants `Authorization: Bearer <this>` when set (None: open, as scrapes are).
+    pub metrics_bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for ApiOptions {
+    // The metrics token is a secret: only whether one is set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("auth", &self.auth)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field(
+                "metrics_bearer_token_set",
+                &self.metrics_bearer_token.is_some(),
+            )
+            .finish()
+    }
 }
 
 impl ApiState {
@@ -83,6 +107,10 @@ impl ApiState {
                 registry,
                 scheduler_running: Arc::new(AtomicBool::new(false)),
                 adhoc_permits: Arc::new(Semaphore::new(options.max_concurrent_runs.max(1))),
+                metrics_bearer_token: options
+                    .metrics_bearer_token
+                    .filter(|token| !token.is_empty())
+                    .map(metrics::MetricsToken),
             }),
         })
     }

@@ -128,6 +128,10 @@ impl Operation {
         self.description = description;
         self
     }
+    fn tagged(mut self, tag: &'static str) -> Self {
+        self.tag = tag;
+        self
+    }
 }
 
 /// Every operation, in the order of the document.
@@ -205,6 +209,14 @@ pub fn operations() -> Vec<Operation> {
         op("delete", &fs("/flows/{FLOW_ID}"), "deleteByFlow", "Delete a flow: the scheduler drops it", delete(flows::delete_flow)).ok(204, ""),
         action(op("post", &fs("/flows/{FLOW_ID}/action"), "postStateTransition", "Enable or disable a flow (or record FINALIZE_UPDATE, FINALIZE, PUBLISH)", post(flows::flow_action)), "enable, disable, FINALIZE_UPDATE, FINALIZE or PUBLISH (any case)").if_match(IfMatch::Optional).ok(200, "IdEtag"),
         // Runs.
+        op("get", "/ui/api/flows", "operatorFlows", "Flows with state, schedule, next run, lag, last run and consecutive failures (the dashboard's and `tributary flows`' view)", get(crate::ui::list_flows)).tagged("Operator")
+            .query("offset", json!({"type": "integer", "minimum": 0}), "flows to skip (by name)")
+            .query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "flows to return (default 50)").ok(200, "Object"),
+        op("get", "/ui/api/runs", "operatorRuns", "The newest run objects of the tenant or of one flow", get(crate::ui::list_runs)).tagged("Operator")
+            .query("flow", json!({"type": "string"}), "a flow id or name")
+            .query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "runs to return (default 50)").ok(200, "Object"),
+        op("get", "/ui/api/runs/{RUN_ID}/rejected", "operatorRejectedRows", "The first rejected rows a run kept (record and reasons)", get(crate::ui::rejected_rows)).tagged("Operator")
+            .query("limit", json!({"type": "integer", "minimum": 1, "maximum": 50}), "rows to return (default 10)").ok(200, "Object"),
         op("get", &fs("/runs"), "listFlowRuns", "List runs (property=flowId==…)", get(runs::list_runs)).listing().ok(200, "RunList"),
         op("post", &fs("/runs"), "createFlowRun", "Start an ad hoc run of a window", post(runs::create_run)).body("RunBody").ok(201, "Run")
             .describe("answers the whole run (the docs), which holds the {id, etag} of the OpenAPI document"),
@@ -255,6 +267,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(crate::metrics::scrape))
+        .route("/", get(crate::ui::index))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -370,6 +384,10 @@ pub fn document() -> Value {
     paths.insert("/health/live".to_owned(), json!({"get": {
         "operationId": "live", "summary": "Liveness", "tags": ["Service"],
         "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));
+    paths.insert("/metrics".to_owned(), json!({"get": {
+        "operationId": "metrics", "summary": "Operator metrics in the Prometheus text format (no org headers; a bearer token when api.metrics_bearer_token is set)", "tags": ["Service"],
+        "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": {"description": "the metrics token is missing or wrong"}}}}));
     paths.insert("/openapi.json".to_owned(), json!({"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["Service"],
         "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}));

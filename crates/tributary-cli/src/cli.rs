@@ -56,7 +56,13 @@ pub enum Command {
     Explore(ExploreArgs),
     /// Start the mock API, run the example flow against it, print where the Parquet is.
     Demo,
+    /// List flows with state, schedule, next run, last status and lag; enable or disable one.
+    ///
+    /// Through the running daemon's API when one holds the state directory.
+    Flows(FlowsArgs),
     /// List recent runs recorded in state.
+    ///
+    /// Through the running daemon's API when one holds the state directory.
     Runs(RunsArgs),
     /// Work with Data Prep mapping sets.
     #[command(subcommand)]
@@ -178,6 +184,30 @@ pub struct ExploreArgs {
     /// Print the explore response as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FlowsArgs {
+    #[command(subcommand)]
+    pub action: Option<FlowsAction>,
+    /// Print the flows as a JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowsAction {
+    /// Enable a flow (its schedule runs again).
+    Enable {
+        /// Flow id or name.
+        flow: String,
+    },
+    /// Disable a flow (no scheduled run starts until it is enabled).
+    Disable {
+        /// Flow id or name.
+        flow: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,12 +5,14 @@
 //! a flag). Commands return `anyhow::Result`; an error carrying [`BadInput`] anywhere in its chain
 //! exits 2.
 
+mod api_client;
 mod backfill;
 mod bench;
 mod cli;
 mod context;
 mod demo;
 mod explore;
+mod flows;
 mod flows_dir;
 mod logging;
 mod mapping;
@@ -73,6 +75,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spec(SpecCommand::Validate { files }) => validate::run(files),
         Command::Explore(args) => explore::run(common, args),
         Command::Demo => demo::run(common),
+        Command::Flows(args) => flows::run(common, args),
         Command::Runs(args) => runs::run(common, args),
         Command::Mapping(MappingCommand::Preview {
             mapping,

@@ -1,5 +1,9 @@
-//! `tributary runs`: recent runs recorded in state, newest first — status, window, record
-//! counts and batch — as a table, or the run objects as JSON with `--json`.
+//! `tributary runs`: recent runs, newest first — status, start, duration, records read,
+//! written and rejected, throttled time — as an 80-column table, or the run objects as JSON
+//! with `--json` (a stable shape: the run object as the API returns it).
+//!
+//! When a running daemon holds the state directory, the runs come from its API (address and
+//! credentials from the config); otherwise from the state directory itself.
 //!
 //! `--flow` takes a flow id as stored, or a bundle name (whose flow id is derived from it with
 //! `bundle_flow_id`), so `tributary runs --flow mailchimp-members` works without knowing ids.
@@ -10,10 +14,11 @@ use anyhow::Context as _;
 use chrono::DateTime;
 use serde_json::Value;
 use tributary_engine::run::bundle_flow_id;
-use tributary_state::{Db, FlowId, RunRecord, RunStatus};
+use tributary_state::{Db, FlowId, RunRecord, StateError};
 
 use crate::cli::{CommonArgs, RunsArgs};
 use crate::context::load_config;
+use crate::flows::{fit, human_secs};
 
 pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
@@ -29,29 +34,72 @@ pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
         secret_key,
         ..Default::default()
     };
-    let db = Db::open(&config.state_dir, options)
-        .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
-    let runs = match &args.flow {
-        None => db.recent_runs(args.limit)?,
-        Some(flow) => runs_of_flow(&db, flow, args.limit)?,
+    let docs: Vec<Value> = match Db::open(&config.state_dir, options) {
+        Ok(db) => {
+            let runs = match &args.flow {
+                None => db.recent_runs(args.limit)?,
+                Some(flow) => runs_of_flow(&db, flow, args.limit)?,
+            };
+            runs.into_iter().map(|run| run_doc(&run)).collect()
+        }
+        Err(StateError::InUse { .. }) => runs_from_daemon(&config, args)?,
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("opening state in {}", config.state_dir.display()));
+        }
     };
     if args.json {
-        let docs: Vec<&Value> = runs.iter().map(|run| &run.run_doc).collect();
         println!("{}", serde_json::to_string_pretty(&docs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if runs.is_empty() {
+    if docs.is_empty() {
         println!("no runs recorded in {}", config.state_dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32}  {:<20}  {:<11}  {:<20}  {:<20}  {:>10}  {:>10}  {:>8}  BATCH",
-        "RUN", "FLOW", "STATUS", "WINDOW START", "WINDOW END", "READ", "WRITTEN", "FAILED"
+        "{:<12} {:<16} {:<9} {:<11} {:>6} {:>7} {:>5} {:>7}",
+        "RUN", "FLOW", "STATUS", "STARTED", "TIME", "WRITTEN", "REJ", "THROTL"
     );
-    for run in &runs {
-        println!("{}", format_row(run));
+    for doc in &docs {
+        println!("{}", format_row(doc));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runs the daemon's API lists (`/ui/api/runs`): the same run objects.
+fn runs_from_daemon(
+    config: &tributary_engine::DaemonConfig,
+    args: &RunsArgs,
+) -> anyhow::Result<Vec<Value>> {
+    let api = crate::api_client::connect(config)?;
+    let mut path = format!("/ui/api/runs?limit={}", args.limit.clamp(1, 500));
+    if let Some(flow) = &args.flow {
+        path.push_str(&format!("&flow={}", encode(flow)));
+    }
+    let body = crate::run::runtime()?.block_on(api.get_ok(&path))?;
+    Ok(body
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Percent-encodes a query value (flow names are plain, but may hold anything).
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The run object of a stored run, as the API lists it.
+fn run_doc(run: &RunRecord) -> Value {
+    run.run_doc.clone()
 }
 
 /// The runs of the flow named by `flow`: its id when runs are stored under it, else the id of
@@ -64,62 +112,33 @@ fn runs_of_flow(db: &Db, flow: &str, limit: usize) -> anyhow::Result<Vec<RunReco
     Ok(db.runs_for_flow(&bundle_flow_id(flow), limit)?)
 }
 
-fn format_row(run: &RunRecord) -> String {
-    let flow_name = run
-        .run_doc
-        .get("flowName")
-        .and_then(Value::as_str)
-        .unwrap_or(run.flow_id.as_str());
-    let (window_start, window_end) = match run.window {
-        // An open start is recorded as the epoch: show it as "all history".
-        Some(window) if window.start_ms == 0 => {
-            ("(all history)".to_owned(), format_ms(window.end_ms))
-        }
-        Some(window) => (format_ms(window.start_ms), format_ms(window.end_ms)),
-        None => ("-".to_owned(), "-".to_owned()),
+/// One run in 80 columns: a prefix of its id, flow, status, start, duration, records written
+/// and rejected, and time throttled by rate limits.
+fn format_row(doc: &Value) -> String {
+    let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str).unwrap_or("-");
+    let count = |pointer: &str| doc.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+    let started = doc
+        .pointer("/metrics/durationSummary/startedAtUTC")
+        .and_then(Value::as_i64);
+    let completed = doc
+        .pointer("/metrics/durationSummary/completedAtUTC")
+        .and_then(Value::as_i64);
+    let took = match (started, completed) {
+        (Some(start), Some(end)) => human_secs(u64::try_from((end - start) / 1000).unwrap_or(0)),
+        _ => "-".to_owned(),
     };
-    let summary = run.run_doc.pointer("/metrics/recordSummary");
-    let count = |field: &str| {
-        summary
-            .and_then(|s| s.get(field))
-            .and_then(Value::as_u64)
-            .map_or("-".to_owned(), |n| n.to_string())
-    };
+    let started = started
+        .and_then(DateTime::from_timestamp_millis)
+        .map_or("-".to_owned(), |t| t.format("%m-%d %H:%M").to_string());
     format!(
-        "{:<32}  {:<20}  {:<11}  {:<20}  {:<20}  {:>10}  {:>10}  {:>8}  {}",
-        run.id.as_str(),
-        truncate(flow_name, 20),
-        status_name(run.status),
-        window_start,
-        window_end,
-        count("inputRecordCount"),
-        count("outputRecordCount"),
-        count("failedRecordCount"),
-        run.batch_id.as_ref().map_or("-", |b| b.as_str()),
+        "{:<12} {:<16} {:<9} {:<11} {:>6} {:>7} {:>5} {:>7}",
+        fit(text("/id"), 12),
+        fit(text("/flowName"), 16),
+        fit(text("/state"), 9),
+        started,
+        took,
+        count("/metrics/recordSummary/outputRecordCount"),
+        count("/metrics/recordSummary/failedRecordCount"),
+        human_secs(count("/metrics/customSummary/throttledMs") / 1000),
     )
-}
-
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Scheduled => "scheduled",
-        RunStatus::InProgress => "inProgress",
-        RunStatus::Success => "success",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
-}
-
-fn format_ms(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
-    format!("{kept}…")
 }

@@ -38,6 +38,12 @@ pub const BUNDLE_SANDBOX: &str = "prod";
 pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
     let auth = api_auth(&config)?;
+    let metrics_bearer_token = match config.api.metrics_bearer_token.trim() {
+        "" => None,
+        token => Some(resolve_env(token, "api.metrics_bearer_token")?),
+    };
+    // Before anything counts: every counter then starts at 0 in this process.
+    let metrics_handle = tributary_api::metrics::install_recorder()?;
     let engine = open_engine(&config)?;
     let registry = FlowRegistry::default();
     let state = ApiState::try_new(
@@ -46,6 +52,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         ApiOptions {
             auth: auth.clone(),
             max_concurrent_runs: config.limits.max_concurrent_runs as usize,
+            metrics_bearer_token,
         },
     )
     .context("loading the API's entities from state")?;
@@ -74,6 +81,8 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         .db
         .flush()
         .context("flushing the registered bundles")?;
+    tributary_api::metrics::load_flow_health(&state)
+        .context("reading the flows' health for /metrics")?;
     let options = SchedulerOptions {
         max_catch_up_windows: config.scheduler.max_catch_up_windows,
         run_history: config.scheduler.run_history,
@@ -97,6 +106,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
                 bundle_tenant.clone(),
             ))
         });
+        tributary_api::metrics::spawn_upkeep(metrics_handle);
         let app = tributary_api::app(state.clone());
         let mut http_stop = stop_rx.clone();
         let server = tokio::spawn(async move {
@@ -158,7 +168,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
 
 /// The credentials the API accepts: `[api.orgs]` (values may be `${env:NAME}`), or — only for a
 /// loopback `listen` — a generated local credential.
-fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
+pub(crate) fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
     let mut orgs = Vec::new();
     for (idx, org) in config.api.orgs.iter().enumerate() {
         let resolve = |value: &str, key: &str| -> anyhow::Result<String> {
@@ -209,6 +219,19 @@ fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
     Ok(ApiAuth {
         orgs: vec![credential],
     })
+}
+
+/// A config value as given, or the environment variable it names as `${env:NAME}`.
+fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
+    match value
+        .strip_prefix("${env:")
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        Some(name) => std::env::var(name).map_err(|_| {
+            crate::BadInput(format!("{key}: environment variable {name} is not set")).into()
+        }),
+        None => Ok(value.to_owned()),
+    }
 }
 
 /// Reads `{state_dir}/api-credentials.json`, or creates it (mode 0600) with random values.

@@ -10,5 +10,6 @@ pub mod coverage;
 pub mod daemon;
 pub mod run;
 pub mod schedule;
+pub mod telemetry;
 
 pub use config::DaemonConfig;

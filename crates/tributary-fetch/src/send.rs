@@ -12,6 +12,9 @@
 //! the first one was; a hop to another origin carries no auth header and no spec header that
 //! was rendered from a secret or whose name looks like a credential, and is refused when its URL
 //! (or the body it would resend) holds a secret value, since the redirect itself would leak it.
+//!
+//! Every answer (or request that got none) is counted through the `metrics` facade by origin
+//! and status class, with its latency and 429s (`observe_response`); labels never hold a URL.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -261,7 +264,14 @@ async fn attempt(
         if std::mem::take(first_send) {
             run.counters.concurrency.page_request_sent();
         }
-        let response = match request.send().await {
+        let sent_at = Instant::now();
+        let response = request.send().await;
+        observe_response(
+            limiter.origin(),
+            response.as_ref().ok().map(reqwest::Response::status),
+            sent_at.elapsed(),
+        );
+        let response = match response {
             Ok(response) => response,
             Err(err) => {
                 return Err(Failure::Failed(network_error(
@@ -408,6 +418,28 @@ async fn attempt(
 }
 
 /// The URL a redirect leads to, or why it cannot be followed.
+/// Operator metrics of one answer (or a request that got none): requests by origin and status
+/// class, the time to the answer's headers, and 429s. Labels are the origin (scheme, host and
+/// port) and the class, never the URL.
+fn observe_response(origin: &str, status: Option<StatusCode>, elapsed: Duration) {
+    let status_class = match status.map(|status| status.as_u16() / 100) {
+        Some(1) => "1xx",
+        Some(2) => "2xx",
+        Some(3) => "3xx",
+        Some(4) => "4xx",
+        Some(5) => "5xx",
+        Some(_) => "other",
+        None => "error",
+    };
+    let origin = origin.to_owned();
+    metrics::counter!("tributary_source_requests_total", "origin" => origin.clone(), "status_class" => status_class).increment(1);
+    metrics::histogram!("tributary_source_request_duration_seconds", "origin" => origin.clone())
+        .record(elapsed.as_secs_f64());
+    if status == Some(StatusCode::TOO_MANY_REQUESTS) {
+        metrics::counter!("tributary_source_rate_limited_total", "origin" => origin).increment(1);
+    }
+}
+
 fn redirect_target(
     current: &Url,
     location: &HeaderValue,

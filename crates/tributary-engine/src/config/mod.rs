@@ -30,10 +30,13 @@ pub struct DaemonConfig {
 }
 
 /// Credentials the HTTP API accepts.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub orgs: Vec<OrgCredentials>,
+    /// When not empty, `/metrics` answers only requests with `Authorization: Bearer <this>`
+    /// (may be `${env:NAME}`); empty (the default): `/metrics` needs no credentials.
+    pub metrics_bearer_token: String,
 }
 
 /// One IMS org's API key and bearer token. Values may be `${env:NAME}`.
@@ -43,6 +46,19 @@ pub struct OrgCredentials {
     pub org_id: String,
     pub api_key: String,
     pub bearer_token: String,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    // The metrics token is a secret: only whether one is set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("orgs", &self.orgs)
+            .field(
+                "metrics_bearer_token_set",
+                &!self.metrics_bearer_token.is_empty(),
+            )
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for OrgCredentials {

@@ -479,9 +479,11 @@ async fn run_flow_windows(job: FlowJob) {
                 advance_to,
             } => (window, slot, advance_to),
         };
+        let queued = crate::telemetry::queued();
         let Ok(_permit) = job.permits.clone().acquire_owned().await else {
             break;
         };
+        drop(queued);
         if job.shutdown.is_triggered() {
             break;
         }

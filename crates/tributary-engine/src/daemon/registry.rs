@@ -50,6 +50,7 @@ impl FlowRegistry {
         {
             let mut map = registry.lock();
             for flow in flows {
+                crate::telemetry::register_flow(&flow.bundle.name, &flow.flow_id);
                 map.insert(flow.flow_id.clone(), flow);
             }
         }
@@ -58,6 +59,7 @@ impl FlowRegistry {
 
     /// Adds `flow`, or replaces the flow with its id. Returns whether one was replaced.
     pub fn upsert(&self, flow: DaemonFlow) -> bool {
+        crate::telemetry::register_flow(&flow.bundle.name, &flow.flow_id);
         let replaced = self.lock().insert(flow.flow_id.clone(), flow).is_some();
         self.bump();
         replaced

@@ -323,6 +323,7 @@ async fn run_window(
     )
     .await?;
     let resumed = attempt == Attempt::Resumed;
+    let _in_flight = crate::telemetry::run_started(&bundle.name, &request.flow_id);
     info!(
         flow = %bundle.name, flow_id = %request.flow_id, run_id = %run_id, batch_id = %batch_id,
         window_start = ?request.window.and_then(|w| w.start), window_end = ?request.window.map(|w| w.end),
@@ -406,6 +407,22 @@ async fn run_window(
     };
     let run_object = record_run(engine, &identity, &metrics, &outcome).await?;
     let status = finished.status;
+    crate::telemetry::run_finished(&bundle.name, &request.flow_id, status, &metrics);
+    {
+        let db = engine.db.clone();
+        let flow_id = request.flow_id.clone();
+        match blocking(move || crate::telemetry::flow_health(&db, &flow_id)).await {
+            Ok(Ok(health)) => {
+                crate::telemetry::set_flow_health(&bundle.name, &request.flow_id, &health);
+            }
+            Ok(Err(err)) => {
+                warn!(flow_id = %request.flow_id, error = %err, "reading the flow's health for metrics failed")
+            }
+            Err(err) => {
+                warn!(flow_id = %request.flow_id, error = %err, "reading the flow's health for metrics failed")
+            }
+        }
+    }
     match status {
         RunStatus::Success => info!(
             flow = %bundle.name, run_id = %run_id, batch_id = %batch_id, status = status.as_str(),

@@ -127,12 +127,43 @@ impl Slots {
         }
     }
 
+    /// The time between the slot after `t` and the one after it (a periodic schedule's
+    /// period; a cron schedule's gap there). None for `once`.
+    pub fn interval_near(&self, t: DateTime<Utc>) -> Option<std::time::Duration> {
+        match &self.kind {
+            SlotKind::Once => None,
+            SlotKind::Every(period) => period.to_std().ok(),
+            SlotKind::Cron { .. } => {
+                let first = self.next_after(t)?;
+                let second = self.next_after(first)?;
+                (second - first).to_std().ok()
+            }
+        }
+    }
+
     /// The first slot at or after `startTime`.
     pub fn first(&self) -> Option<DateTime<Utc>> {
         self.next_after(
             self.start_time
                 .checked_sub_signed(Duration::milliseconds(1))?,
         )
+    }
+}
+
+/// The slot the flow's next window is due at (the end of its next window; for `once`, its
+/// start time until it ran), whether or not that slot is past. None: no slot is left.
+pub fn next_due(
+    schedule: &FlowSchedule,
+    slots: &Slots,
+    last_end: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    if matches!(slots.kind, SlotKind::Once) {
+        return last_end.is_none().then_some(schedule.start_time);
+    }
+    match last_end {
+        Some(end) => slots.next_after(end),
+        None if schedule.backfill => slots.first(),
+        None => slots.next_after(schedule.start_time),
     }
 }
 
