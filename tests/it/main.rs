@@ -7,6 +7,7 @@ mod backfill;
 mod configs;
 mod crash;
 mod daemon;
+mod datasets;
 mod fetch;
 mod hostile;
 mod mapping;

@@ -234,11 +234,17 @@ fn diff_fields(old: &Fields, new: &Fields, prefix: &str, changes: &mut Vec<Schem
     for field in new {
         let path = join(prefix, field.name());
         match old.find(field.name()) {
-            None => changes.push(SchemaChange {
-                path,
-                data_type: field.data_type().clone(),
-                widened: false,
-            }),
+            None => {
+                changes.push(SchemaChange {
+                    path: path.clone(),
+                    data_type: field.data_type().clone(),
+                    widened: false,
+                });
+                // The fields of a new struct are listed too, so each has its origin.
+                if let DataType::Struct(children) = field.data_type() {
+                    diff_fields(&Fields::empty(), children, &path, changes);
+                }
+            }
             Some((_, before)) => diff_type(before.data_type(), field.data_type(), path, changes),
         }
     }
