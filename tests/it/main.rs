@@ -8,6 +8,7 @@ mod concurrency;
 mod configs;
 mod crash;
 mod daemon;
+mod datasets;
 mod fetch;
 mod hostile;
 mod mapping;

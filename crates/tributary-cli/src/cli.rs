@@ -67,6 +67,9 @@ pub enum Command {
     /// Work with Data Prep mapping sets.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Datasets in state: their batches, rows, bytes and schema.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Serve the mock third-party API (for demos, tests and benchmarks).
     #[command(hide = true)]
     MockApi(MockApiArgs),
@@ -237,6 +240,24 @@ pub enum MappingCommand {
         /// and `required` fields as a run with it applies them.
         #[arg(long, value_name = "SCHEMA.json")]
         schema: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// List datasets with their published batches, rows and bytes.
+    Ls {
+        /// Print the list as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a dataset's schema and when each column appeared.
+    Schema {
+        /// The dataset id (`dataSetId`).
+        id: String,
+        /// Print the schema as JSON (with the Arrow schema) on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 

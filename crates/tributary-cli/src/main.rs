@@ -10,6 +10,7 @@ mod backfill;
 mod bench;
 mod cli;
 mod context;
+mod dataset;
 mod demo;
 mod explore;
 mod flows;
@@ -82,6 +83,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             input,
             schema,
         }) => mapping::preview(mapping, input, schema.as_deref()),
+        Command::Dataset(command) => dataset::run(common, command),
         Command::MockApi(args) => mock_api(args),
     }
 }

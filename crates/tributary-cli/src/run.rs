@@ -174,6 +174,12 @@ fn print_report(json: bool, report: &RunReport) -> anyhow::Result<()> {
         "  records    {} read, {} written, {} rejected, {} with warnings",
         m.records_read, m.records_written, m.records_failed, m.records_warned
     );
+    if m.records_rescued > 0 {
+        println!(
+            "  rescued    {} records had values that did not fit their column: kept in _rescued_data",
+            m.records_rescued
+        );
+    }
     println!(
         "  pages      {} ({} requests, {} retries, {:.1}s throttled)",
         m.pages,

@@ -1,7 +1,7 @@
 //! Run state: a typed API over sled for entities, runs, checkpoints and batches.
 //!
 //! Main types: [`Db`] (one per process, cheap to clone), [`Entity`], [`RunRecord`],
-//! [`BatchRecord`], [`Checkpoint`] with its [`PartEntry`]s, [`FlowScheduleState`],
+//! [`BatchRecord`], [`DatasetSchema`], [`Checkpoint`] with its [`PartEntry`]s, [`FlowScheduleState`],
 //! [`BundleSource`], [`OAuthTokens`], and the one error type [`StateError`].
 //!
 //! Invariants: the only crate that names sled, and no sled type appears in its public API. Keys
@@ -16,6 +16,7 @@ mod batches;
 mod checkpoints;
 mod codec;
 mod crypto;
+mod datasets;
 mod entities;
 mod error;
 mod ids;
@@ -34,6 +35,7 @@ pub use checkpoints::{
     WindowKey, WindowSummary,
 };
 pub use crypto::{JsonPointer, REDACTED, SecretKey};
+pub use datasets::{ColumnChange, ColumnOrigin, DatasetSchema, GrowOutcome};
 pub use entities::{Entity, EntityKind};
 pub use error::StateError;
 pub use ids::{BatchId, DatasetId, FlowId, RunId};

@@ -40,6 +40,8 @@ pub(crate) struct Trees {
     pub(crate) schedules: Table,
     pub(crate) oauth_tokens: Table,
     pub(crate) bundle_sources: Table,
+    /// dataset id -> dataset schema.
+    pub(crate) dataset_schemas: Table,
 }
 
 /// Why a transaction closure gave up.
@@ -78,6 +80,7 @@ impl Trees {
             schedules: open("schedules")?,
             oauth_tokens: open("oauth_tokens")?,
             bundle_sources: open("bundle_sources")?,
+            dataset_schemas: open("dataset_schemas")?,
         })
     }
 

@@ -854,3 +854,67 @@ fn loading_the_same_bundle_twice_changes_nothing() {
     assert!(db.delete_bundle_source(path).unwrap());
     assert_eq!(db.bundle_sources().unwrap(), vec![]);
 }
+
+fn origin(path: &str, data_type: &str, batch: &str) -> ColumnOrigin {
+    ColumnOrigin {
+        path: path.to_owned(),
+        data_type: data_type.to_owned(),
+        change: ColumnChange::Added,
+        batch_id: BatchId::new(batch),
+        run_id: RunId::new("run-1"),
+        at_ms: 1,
+    }
+}
+
+#[test]
+fn dataset_schema_grows_by_compare_and_swap_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = DatasetId::new("members");
+    {
+        let db = open(dir.path());
+        assert_eq!(db.dataset_schema(&dataset).unwrap(), None);
+        let GrowOutcome::Grown(first) = db
+            .grow_dataset_schema(
+                &dataset,
+                None,
+                "{\"v\":1}".into(),
+                vec![origin("id", "Int64", "b1")],
+            )
+            .unwrap()
+        else {
+            panic!("expected the first schema to be created");
+        };
+        assert_eq!(first.version, 1);
+        // A writer that read no schema (or an older version) is told to merge again.
+        let stale = db
+            .grow_dataset_schema(&dataset, None, "{\"v\":9}".into(), vec![])
+            .unwrap();
+        assert_eq!(stale, GrowOutcome::Conflict(first.clone()));
+        let mut widened = origin("id", "Float64", "b2");
+        widened.change = ColumnChange::Widened;
+        let GrowOutcome::Grown(second) = db
+            .grow_dataset_schema(
+                &dataset,
+                Some(1),
+                "{\"v\":2}".into(),
+                vec![widened.clone(), origin("name", "Utf8", "b2")],
+            )
+            .unwrap()
+        else {
+            panic!("expected growth at version 1");
+        };
+        assert_eq!(second.version, 2);
+        assert_eq!(second.columns, vec![widened, origin("name", "Utf8", "b2")]);
+        // Growing a schema nobody created, from a version, is refused.
+        let missing =
+            db.grow_dataset_schema(&DatasetId::new("other"), Some(3), "{}".into(), vec![]);
+        assert!(
+            matches!(missing, Err(StateError::NotFound { .. })),
+            "{missing:?}"
+        );
+    }
+    let db = open(dir.path());
+    let schema = db.dataset_schema(&dataset).unwrap().unwrap();
+    assert_eq!(schema.arrow_schema_json, "{\"v\":2}");
+    assert_eq!(db.dataset_schemas().unwrap(), vec![schema]);
+}

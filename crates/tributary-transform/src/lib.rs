@@ -3,6 +3,7 @@
 //!
 //! Invariants: no IO, no async. Knows neither HTTP nor sled.
 
+pub mod dataset;
 pub mod decode;
 pub mod expr;
 pub mod functions;

@@ -102,6 +102,15 @@ pub enum WriteError {
         /// The published file.
         final_path: PathBuf,
     },
+
+    /// A staged part could not be given the batch's final schema while it was rewritten.
+    #[error("rewriting staged part {path} to the batch schema: {message}")]
+    Conform {
+        /// The staged part.
+        path: PathBuf,
+        /// What the conversion said.
+        message: String,
+    },
 }
 
 /// Whose fault an error is, for logs and exit codes.
@@ -129,7 +138,8 @@ impl WriteError {
             | WriteError::AlreadyPublished { .. }
             | WriteError::PublishConflict { .. }
             | WriteError::WriterFailed { .. }
-            | WriteError::StagedMissing { .. } => false,
+            | WriteError::StagedMissing { .. }
+            | WriteError::Conform { .. } => false,
         }
     }
 
@@ -138,7 +148,9 @@ impl WriteError {
         match self {
             WriteError::InvalidId { .. } | WriteError::InvalidOption { .. } => ErrorCause::Input,
             WriteError::Io { .. } => ErrorCause::Environment,
-            WriteError::Parquet { .. } | WriteError::Json { .. } => ErrorCause::Data,
+            WriteError::Parquet { .. } | WriteError::Json { .. } | WriteError::Conform { .. } => {
+                ErrorCause::Data
+            }
             WriteError::AlreadyPublished { .. }
             | WriteError::PublishConflict { .. }
             | WriteError::WriterFailed { .. }

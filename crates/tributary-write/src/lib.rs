@@ -28,7 +28,7 @@ pub use options::{
     Compression, ErrorWriterOptions, KV_BATCH_ID, KV_DATASET_ID, KV_FLOW_ID, KV_RUN_ID, Statistics,
     WriterOptions,
 };
-pub use part::{PartKind, PartWriter, StagedPart, part_schema};
+pub use part::{PartKind, PartWriter, StagedPart, part_schema, rewrite_part};
 pub use publish::{
     CleanReport, PublishOutcome, PublishedBatch, RemovedBatch, clean_staging, publish_batch,
     publish_errors, remove_batch,

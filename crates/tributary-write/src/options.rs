@@ -129,6 +129,13 @@ impl Default for ErrorWriterOptions {
 }
 
 impl WriterOptions {
+    /// The same options with no row or size limit per file (a rewrite keeps one part one part).
+    pub fn without_file_limits(mut self) -> Self {
+        self.max_rows_per_file = NonZeroU64::MAX;
+        self.max_bytes_per_file = NonZeroU64::MAX;
+        self
+    }
+
     /// Adds the flow and run ids to the key-value metadata of every file.
     pub fn with_lineage(mut self, flow_id: &str, run_id: &str) -> Self {
         self.key_value_metadata

@@ -306,6 +306,64 @@ fn close_part(open: OpenPart) -> Result<StagedPart, WriteError> {
     staged.seal(file, rows, bytes, PartKind::Parquet { schema })
 }
 
+/// Rewrites the sealed, not yet published staged part `seq` of `batch` so that it carries the
+/// batch's final schema: its row batches go through `conform` into a new in-progress file,
+/// which is sealed over the old one (fsync, one rename, folder fsync). A crash at any moment
+/// leaves the staged name holding a complete part, old or new, and the rewrite can simply be
+/// done again. Returns the new part (same rows; its size changes).
+pub fn rewrite_part(
+    layout: &DatasetLayout,
+    dataset: &DatasetId,
+    batch: &BatchId,
+    seq: u32,
+    options: WriterOptions,
+    conform: &mut dyn FnMut(&RecordBatch) -> Result<RecordBatch, String>,
+) -> Result<StagedPart, WriteError> {
+    let staged_path = layout.staged_part_path(dataset, batch, seq);
+    let file =
+        File::open(&staged_path).map_err(|err| WriteError::io("opening", &staged_path, err))?;
+    let parquet_error = |source| WriteError::Parquet {
+        path: staged_path.clone(),
+        source,
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet_error)?
+        .build()
+        .map_err(parquet_error)?;
+    // One part in, one part out: the writer must not roll by its own limits.
+    let options = options.without_file_limits();
+    let mut writer = PartWriter::try_new(layout, dataset, batch, seq, options)?;
+    let mut rows = 0_u64;
+    for read in reader {
+        let read = read.map_err(|source| WriteError::Parquet {
+            path: staged_path.clone(),
+            source: source.into(),
+        })?;
+        rows += read.num_rows() as u64;
+        let conformed = conform(&read).map_err(|message| WriteError::Conform {
+            path: staged_path.clone(),
+            message,
+        })?;
+        if !writer.write(&conformed)?.is_empty() {
+            return Err(WriteError::Conform {
+                path: staged_path.clone(),
+                message: "the conformed rows did not fit one part".to_owned(),
+            });
+        }
+    }
+    match writer.finish()? {
+        Some(part) if part.rows == rows => Ok(part),
+        Some(part) => Err(WriteError::Conform {
+            path: staged_path,
+            message: format!("{rows} rows read but {} written", part.rows),
+        }),
+        None => Err(WriteError::Conform {
+            path: staged_path,
+            message: "the part has no rows".to_owned(),
+        }),
+    }
+}
+
 /// The Arrow schema stored in a written part file's footer (what the batch record keeps for each
 /// published file).
 pub fn part_schema(path: &std::path::Path) -> Result<SchemaRef, WriteError> {

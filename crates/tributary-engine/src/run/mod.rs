@@ -25,6 +25,7 @@
 
 mod claims;
 mod cpu;
+mod dataset_schema;
 mod pipeline;
 pub mod recovery;
 pub mod report;
@@ -539,7 +540,15 @@ async fn finish(
             let db = engine.db.clone();
             let layout = engine.layout.clone();
             let key = key.clone();
-            match blocking(move || recovery::publish_window(&db, &layout, &key, truncated)).await {
+            let bundle = Arc::new(bundle.clone());
+            let writer = engine.options.writer.clone();
+            let published = blocking(move || {
+                // Every part of the batch gets the batch's final schema before it is published.
+                dataset_schema::prepare_commit(&db, &layout, &bundle, &key, &writer)
+                    .map_err(|message| anyhow::anyhow!("giving the batch one schema: {message}"))?;
+                recovery::publish_window(&db, &layout, &key, truncated)
+            });
+            match published.await {
                 Ok(Ok(published)) => {
                     metrics.files_out = published.files.len() as u64;
                     metrics.bytes_out = published.bytes;

@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 use tributary_fetch::{BudgetPermit, FetchError, FetchEvent, FetchRun};
 use tributary_spec::FlowBundle;
 use tributary_state::{PartEntry, PartState, WindowKey};
+use tributary_transform::dataset::{
+    conform_batch, grow_schema, with_rescued_column, without_null_columns,
+};
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
 use tributary_transform::mapping::{self, MappingPlan};
 use tributary_write::{BatchId, DatasetId, ErrorWriter, PartWriter, StagedPart};
@@ -117,7 +120,9 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
             metrics.pages = counters.pages;
             metrics.records_read = counters.records_read;
             metrics.records_failed = counters.records_failed;
-            metrics.records_warned = counters.records_warned;
+            // The decoder's warnings (with those of the run resumed) and the mapped batches'.
+            metrics.records_warned = counters.records_warned + counters.mapped_warned;
+            metrics.records_rescued = counters.records_rescued + counters.mapped_rescued;
             metrics.bytes_in = counters.bytes_in;
             metrics.error_codes = counters.error_codes;
             let (encode_result, encode_times) = encoded;
@@ -146,9 +151,17 @@ struct Counters {
     records_read: u64,
     records_failed: u64,
     records_warned: u64,
+    /// This run's records with a value in `_rescued_data` (decoder and mapped batches).
+    records_rescued: u64,
+    /// Warned and rescued records of the mapped batches (the sender's counts).
+    mapped_warned: u64,
+    mapped_rescued: u64,
     bytes_in: u64,
     error_codes: std::collections::BTreeMap<String, u64>,
 }
+
+/// The warning code of values kept in `_rescued_data`.
+pub(crate) const RESCUED_CODE: &str = "DECODE-1003-200";
 
 fn judge_threshold(bundle: &FlowBundle, metrics: &RunMetrics, truncated: bool) -> Verdict {
     let percent = bundle.options.partial_ingestion_percent;
@@ -184,6 +197,9 @@ fn decode_stage(
         records_read: position.records_read,
         records_failed: position.records_failed,
         records_warned: position.records_warned,
+        records_rescued: 0,
+        mapped_warned: 0,
+        mapped_rescued: 0,
         bytes_in: position.bytes_in,
         error_codes: Default::default(),
     };
@@ -208,10 +224,24 @@ fn decode_loop(
     counters: &mut Counters,
 ) -> Result<Verdict, String> {
     let options = &job.engine.options;
-    let known_schema = known_record_schema(&job.bundle)?;
+    // Without a mapping set the dataset schema is the records' schema: decoding starts from it
+    // and rescues what does not fit. With one, the source is decoded as before and the mapped
+    // batches are made to fit the dataset schema.
+    let rescue = job.bundle.mapping.is_none();
+    let start = Arc::new(super::dataset_schema::start_schema(
+        &job.engine.db,
+        &job.bundle,
+        job.dataset.as_str(),
+    )?);
+    let known_schema = match known_record_schema(&job.bundle)? {
+        Some(known) if rescue => Some(Arc::new(grow_schema(&start, &known))),
+        other => other,
+    };
     let mut decoder = RecordDecoder::new(DecoderOptions {
         batch_rows: options.batch_rows,
         known_schema,
+        rescue,
+        base_schema: rescue.then(|| start.clone()),
         ..DecoderOptions::default()
     });
     let mut sender = BatchSender {
@@ -219,8 +249,10 @@ fn decode_loop(
         out,
         plan: None,
         last_schema: None,
+        dataset_schema: start,
         counters_failed: 0,
         counters_warned: 0,
+        counters_rescued: 0,
         warning_codes: Default::default(),
     };
     let mut rows_since_checkpoint = 0u64;
@@ -261,14 +293,20 @@ fn decode_loop(
             .decode_page(page.page_idx, &page.records)
             .map_err(|err| format!("{err} (url {})", page.url))?;
         times.decode += started.elapsed();
+        counters.records_warned += decoded.rescued_records;
+        counters.records_rescued += decoded.rescued_records;
         for warning in &decoded.warnings {
             let code = match warning.kind {
                 WarningKind::TypeChanged { .. } => continue,
                 WarningKind::ValueAsJsonText | WarningKind::DepthCapped { .. } => "DECODE-1001-200",
                 WarningKind::NullForKnownSchema { .. } => "DECODE-1002-200",
+                WarningKind::Rescued { .. } => RESCUED_CODE,
             };
             *counters.error_codes.entry(code.to_owned()).or_default() += warning.count;
-            counters.records_warned += warning.count;
+            // Rescued values are counted by record (above), not by value.
+            if !matches!(warning.kind, WarningKind::Rescued { .. }) {
+                counters.records_warned += warning.count;
+            }
             tracing::warn!(page_idx = warning.page_idx, path = %warning.path, kind = ?warning.kind, count = warning.count, "value did not fit its column");
         }
         sender.send_all(decoded.batches, &last_page_position, times)?;
@@ -323,8 +361,12 @@ struct BatchSender<'a> {
     /// The compiled mapping and the source schema it was compiled for.
     plan: Option<(SchemaRef, MappingPlan)>,
     last_schema: Option<SchemaRef>,
+    /// The schema every batch is given: the dataset schema grown by this run's batches so far.
+    dataset_schema: SchemaRef,
     counters_failed: u64,
     counters_warned: u64,
+    /// Records whose mapped values did not fit the dataset schema (kept in `_rescued_data`).
+    counters_rescued: u64,
     /// Mapping warnings per error code.
     warning_codes: std::collections::BTreeMap<String, u64>,
 }
@@ -341,6 +383,7 @@ impl BatchSender<'_> {
             let batch = self.map(batch)?;
             times.map += started.elapsed();
             let Some(batch) = batch else { continue };
+            let batch = self.conform(&batch)?;
             let is_new_schema = self
                 .last_schema
                 .as_ref()
@@ -362,6 +405,25 @@ impl BatchSender<'_> {
             send(self.out, ToEncoder::Batch(batch, permit))?;
         }
         Ok(())
+    }
+
+    /// Gives a batch the dataset schema grown by it (new columns added, `Null` columns left
+    /// out); values that do not fit go to `_rescued_data`.
+    fn conform(&mut self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        let grown = Arc::new(grow_schema(
+            &self.dataset_schema,
+            &without_null_columns(&batch.schema()),
+        ));
+        let conformed = match conform_batch(batch, &grown) {
+            Ok(conformed) => conformed,
+            // Values to rescue and no column for them yet: the schema gains it.
+            Err(_) => conform_batch(batch, &Arc::new(with_rescued_column(&grown)))
+                .map_err(|err| format!("giving a batch the dataset schema: {err}"))?,
+        };
+        self.counters_warned += conformed.rescued_rows;
+        self.counters_rescued += conformed.rescued_rows;
+        self.dataset_schema = conformed.batch.schema();
+        Ok(conformed.batch)
     }
 
     /// Applies the mapping set, compiling it for this batch's schema when that changed.
@@ -447,6 +509,8 @@ fn sync_counters(
     position.records_failed = counters.records_failed;
     position.records_read = counters.records_read;
     position.records_warned = counters.records_warned + sender.counters_warned;
+    counters.mapped_warned = sender.counters_warned;
+    counters.mapped_rescued = sender.counters_rescued;
     position.bytes_in = counters.bytes_in;
     position.pages = counters.pages;
 }

@@ -25,6 +25,8 @@ pub struct RunMetrics {
     pub records_failed: u64,
     /// Records written with at least one warning (nullified column, stringified value).
     pub records_warned: u64,
+    /// Of `records_warned`: records of this run with a value kept in `_rescued_data`.
+    pub records_rescued: u64,
     /// Response bytes received (after decompression).
     pub bytes_in: u64,
     /// Parquet bytes published.
@@ -185,6 +187,7 @@ pub fn run_object(identity: &RunIdentity, metrics: &RunMetrics, outcome: &RunOut
                               "extensions": {"errors": code_counts, "truncated": outcome.truncated}},
             "customSummary": {
                 "pages": metrics.pages,
+                "rescuedRecordCount": metrics.records_rescued,
                 "requests": metrics.requests,
                 "retries": metrics.retries,
                 "throttledMs": millis(metrics.throttled),
@@ -253,6 +256,7 @@ fn code_message(code: &str) -> &'static str {
         "INGEST-1211-400" => "rows were rejected; error diagnostics are disabled",
         TRUNCATED_CODE => "maximumRequest reached; the window continues at its next run",
         "DECODE-WARN" => "value written as its JSON text",
+        super::pipeline::RESCUED_CODE => "value did not fit its column: kept in _rescued_data",
         _ => "row error",
     }
 }

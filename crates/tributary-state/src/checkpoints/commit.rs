@@ -601,3 +601,42 @@ fn not_found(window: &WindowKey) -> StateError {
         id: window.to_string(),
     }
 }
+
+impl Db {
+    /// Records the new size of an in-progress window's part after the engine rewrote its staged
+    /// file in place (same rows, the batch's final schema). One transaction over the part and
+    /// the checkpoint header's byte total, flushed.
+    pub fn set_part_bytes(
+        &self,
+        window: &WindowKey,
+        seq: u32,
+        bytes: u64,
+    ) -> Result<(), StateError> {
+        let trees = self.trees();
+        let window_key = window.key();
+        let part_key = window.part_key(seq);
+        let res =
+            (&trees.checkpoints.tree, &trees.parts.tree).transaction(|(checkpoints, parts)| {
+                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+                expect_status(window, &header, CheckpointStatus::InProgress, "resized")?;
+                let Some(mut stored) = tx_get::<StoredPart>(parts, trees.parts.name, &part_key)?
+                else {
+                    return Err(abort(StateError::NotFound {
+                        what: "part",
+                        id: format!("{seq} of {window}"),
+                    }));
+                };
+                header.bytes = header
+                    .bytes
+                    .saturating_sub(stored.entry.bytes)
+                    .saturating_add(bytes);
+                stored.entry.bytes = bytes;
+                header.updated_at_ms = now_ms();
+                tx_put(parts, &part_key, "part", &stored)?;
+                tx_put(checkpoints, &window_key, "checkpoint", &header)?;
+                Ok(())
+            });
+        finish_tx("resizing a part", res)?;
+        self.flush()
+    }
+}

@@ -115,6 +115,11 @@ impl PathCounter {
         }
     }
 
+    /// The count so far, without resetting it.
+    pub(super) fn peek(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// The count since the last call.
     pub(super) fn take(&self) -> u64 {
         self.count.swap(0, Ordering::Relaxed)
@@ -599,4 +604,18 @@ fn register_field(field: &FieldRef, path: String, paths: &mut HashMap<usize, Str
         _ => {}
     }
     paths.insert(field_key(field), path);
+}
+
+/// Whether a timestamp column of zone `timezone` reads `text` (as [`TimestampDecoder`] does).
+pub(super) fn text_fits_timestamp(text: &str, timezone: Option<&str>) -> bool {
+    match Zone::parse(timezone) {
+        Ok(Zone::Named(zone)) => string_to_datetime(&zone, text).is_ok(),
+        Ok(Zone::Offset(zone)) => string_to_datetime(&zone, text).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether a date column reads `text` (as [`Date32Decoder`] does).
+pub(super) fn text_fits_date(text: &str) -> bool {
+    Date32Type::parse(text).is_some()
 }

@@ -31,6 +31,7 @@
 //! so a page that fails emits nothing.
 
 mod leaf;
+mod rescue;
 mod schema;
 mod tape;
 #[cfg(test)]
@@ -69,6 +70,14 @@ pub struct DecoderOptions {
     /// Containers (objects, arrays) at this nesting depth or deeper are kept as JSON text; the
     /// record's own fields are at depth 1.
     pub max_depth: usize,
+    /// Rescue values that do not fit their column instead of re-typing the column (inferred
+    /// schema) or writing null (known schema): the field is written as null and its JSON text
+    /// kept in the `_rescued_data` column (see [`crate::dataset`]). An inferred schema then
+    /// only grows by the dataset schema rules ([`crate::dataset::grow_schema`]).
+    pub rescue: bool,
+    /// The schema to start from instead of inferring afresh (the dataset schema); pages grow
+    /// it. Ignored when `known_schema` is given.
+    pub base_schema: Option<SchemaRef>,
 }
 
 /// Decodes the NDJSON pages of one run, in order, into Arrow record batches.
@@ -102,6 +111,9 @@ pub struct DecodedPage {
     /// This page changed an already established schema (new column, widened or re-typed column).
     /// The very first inferred schema does not count as a change.
     pub schema_changed: bool,
+    /// Records of this page that had a value moved to `_rescued_data` (with
+    /// [`DecoderOptions::rescue`]).
+    pub rescued_records: u64,
 }
 
 /// Something about a page's values worth telling the user; the data was still written.
@@ -127,6 +139,9 @@ pub enum WarningKind {
     TypeChanged { from: DataType, to: DataType },
     /// Values did not fit the known schema's type and were written as null.
     NullForKnownSchema { expected: DataType },
+    /// Values did not fit their column's type: written as null, their JSON text kept in
+    /// `_rescued_data` ([`DecoderOptions::rescue`]).
+    Rescued { expected: DataType },
 }
 
 /// Why a page (or a JSON schema) could not be decoded. Nothing of a failed page is emitted.
@@ -174,6 +189,8 @@ impl Default for DecoderOptions {
             infer_pages: 1,
             known_schema: None,
             max_depth: DEFAULT_MAX_DEPTH,
+            rescue: false,
+            base_schema: None,
         }
     }
 }
@@ -186,9 +203,14 @@ impl RecordDecoder {
             max_depth: options.max_depth.max(1),
             ..options
         };
-        let (schema, phase) = match &options.known_schema {
-            Some(known) => (known.clone(), Phase::Decoding),
-            None => (
+        let base = options
+            .base_schema
+            .clone()
+            .filter(|base| !base.fields().is_empty());
+        let (schema, phase) = match (&options.known_schema, base) {
+            (Some(known), _) => (known.clone(), Phase::Decoding),
+            (None, Some(base)) => (base, Phase::Decoding),
+            (None, None) => (
                 Arc::new(Schema::empty()),
                 Phase::Inferring {
                     shape: ObjectShape::default(),
@@ -300,6 +322,13 @@ impl RecordDecoder {
         out: &mut DecodedPage,
     ) -> Result<(), DecodeError> {
         let chunks = match self.decode_chunks(bytes) {
+            Ok(_) if self.options.rescue && self.nulled_misfits() => {
+                // A known schema wrote misfits as null: do the page again, rescuing them.
+                for counter in &self.counters {
+                    counter.take();
+                }
+                self.rescue_page(page_idx, bytes, out)?
+            }
             Ok(chunks) => chunks,
             Err(fast_path_error) => {
                 self.decoder = None;
@@ -307,14 +336,19 @@ impl RecordDecoder {
                     Mode::Fixed => false,
                     Mode::Evolving => self.evolve(page_idx, bytes, out)?,
                 };
-                if !grew {
+                if !grew && !self.options.rescue {
                     return Err(explain(page_idx, bytes, &fast_path_error));
                 }
                 match self.decode_chunks(bytes) {
                     Ok(chunks) => chunks,
                     Err(error) => {
                         self.decoder = None;
-                        return Err(explain(page_idx, bytes, &error));
+                        if !self.options.rescue {
+                            return Err(explain(page_idx, bytes, &error));
+                        }
+                        // Invalid JSON and non-objects are errors, not something to rescue.
+                        tape::check_records(page_idx, bytes)?;
+                        self.rescue_page(page_idx, bytes, out)?
                     }
                 }
             }
@@ -375,6 +409,56 @@ impl RecordDecoder {
         Ok(chunks)
     }
 
+    /// Whether the fast path of a known schema wrote values as null because they did not fit.
+    fn nulled_misfits(&self) -> bool {
+        self.counters.iter().any(|counter| {
+            matches!(counter.kind, WarningKind::NullForKnownSchema { .. }) && counter.peek() > 0
+        })
+    }
+
+    /// Moves the values of the page that do not fit the schema into `_rescued_data` (adding that
+    /// column when the schema lacks it) and decodes the cleaned page.
+    fn rescue_page(
+        &mut self,
+        page_idx: u64,
+        bytes: &[u8],
+        out: &mut DecodedPage,
+    ) -> Result<Vec<RecordBatch>, DecodeError> {
+        let cleaned = rescue::clean_page(
+            page_idx,
+            bytes,
+            self.schema.fields(),
+            self.mode() == Mode::Fixed,
+        )?;
+        let has_column = self
+            .schema
+            .column_with_name(crate::dataset::RESCUED_DATA)
+            .is_some();
+        if cleaned.rescued_records > 0 && !has_column {
+            self.flush_pending(out)
+                .map_err(|error| schema_mismatch(page_idx, &error))?;
+            self.schema = Arc::new(crate::dataset::with_rescued_column(&self.schema));
+            self.decoder = None;
+            out.schema_changed = true;
+        }
+        for (path, (expected, count)) in cleaned.counts {
+            out.warnings.push(DecodeWarning {
+                page_idx,
+                path,
+                kind: WarningKind::Rescued { expected },
+                count,
+            });
+        }
+        out.rescued_records += cleaned.rescued_records;
+        match self.decode_chunks(&cleaned.ndjson) {
+            Ok(chunks) => Ok(chunks),
+            Err(error) => {
+                self.decoder = None;
+                Err(explain(page_idx, bytes, &error))
+            }
+        }
+    }
+
     /// The slow path: infers the page's shape and merges it into the schema. Returns whether the
     /// schema changed; when it did, buffered rows of the old schema are emitted first.
     fn evolve(
@@ -383,9 +467,17 @@ impl RecordDecoder {
         bytes: &[u8],
         out: &mut DecodedPage,
     ) -> Result<bool, DecodeError> {
-        let mut shape = ObjectShape::from_fields(self.schema.fields());
-        let found = schema::infer_into(&mut shape, page_idx, bytes, self.options.max_depth)?;
-        let grown = Arc::new(shape.to_schema());
+        let (grown, found) = if self.options.rescue {
+            // The page's own shape, merged by the dataset rules: established types stay.
+            let mut shape = ObjectShape::default();
+            let found = schema::infer_into(&mut shape, page_idx, bytes, self.options.max_depth)?;
+            let grown = crate::dataset::grow_schema(&self.schema, &shape.to_schema());
+            (Arc::new(grown), found)
+        } else {
+            let mut shape = ObjectShape::from_fields(self.schema.fields());
+            let found = schema::infer_into(&mut shape, page_idx, bytes, self.options.max_depth)?;
+            (Arc::new(shape.to_schema()), found)
+        };
         if grown == self.schema {
             return Ok(false);
         }
@@ -508,6 +600,10 @@ impl fmt::Display for DecodeWarning {
             WarningKind::NullForKnownSchema { expected } => write!(
                 f,
                 "page {page_idx}, field `{path}`: {count} value(s) that are not {expected} written as null"
+            ),
+            WarningKind::Rescued { expected } => write!(
+                f,
+                "page {page_idx}, field `{path}`: {count} value(s) that are not {expected} kept in _rescued_data"
             ),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::pretty::pretty_format_batches;
-use arrow_schema::{DataType, Fields, Schema};
+use arrow_schema::{DataType, Field, Fields, Schema};
 use expect_test::{Expect, expect};
 use serde_json::json;
 
@@ -806,7 +806,7 @@ fn a_rejected_first_page_leaves_nothing_in_the_inferred_schema() {
 
 #[test]
 fn known_schema_still_rejects_records_that_are_not_objects() {
-    let schema = Schema::new(vec![arrow_schema::Field::new("a", DataType::Int64, true)]);
+    let schema = Schema::new(vec![Field::new("a", DataType::Int64, true)]);
     check_error(
         DecoderOptions {
             known_schema: Some(Arc::new(schema)),
@@ -889,4 +889,121 @@ fn object_keyed_by_data_with_too_many_fields_is_kept_as_json_text() {
         row 1: {"k0":0}
     "#]]
     .assert_eq(&summary);
+}
+
+fn rescue_options(base: Option<Schema>) -> DecoderOptions {
+    DecoderOptions {
+        rescue: true,
+        base_schema: base.map(Arc::new),
+        ..DecoderOptions::default()
+    }
+}
+
+fn rescued_texts(batches: &[RecordBatch]) -> Vec<Option<String>> {
+    let mut texts = Vec::new();
+    for batch in batches {
+        match batch
+            .schema()
+            .column_with_name(crate::dataset::RESCUED_DATA)
+        {
+            Some((index, _)) => {
+                let column = batch
+                    .column(index)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                for row in 0..column.len() {
+                    texts.push(column.is_valid(row).then(|| column.value(row).to_owned()));
+                }
+            }
+            None => texts.extend(std::iter::repeat_n(None, batch.num_rows())),
+        }
+    }
+    texts
+}
+
+#[test]
+fn rescue_keeps_an_established_type_and_moves_misfits_to_rescued_data() {
+    let mut decoder = RecordDecoder::new(rescue_options(None));
+    let mut batches = Vec::new();
+    let first = decoder
+        .decode_page(0, br#"{"id":1,"tags":[1,2],"a":{"b":true}}"#)
+        .unwrap();
+    batches.extend(first.batches);
+    let second = decoder
+        .decode_page(
+            1,
+            concat!(
+                r#"{"id":"X-1","tags":[3,"four"],"a":{"b":"no","c":2.5},"score":1}"#,
+                "\n",
+                r#"{"id":3,"tags":[5],"a":{"b":false},"score":1.5}"#,
+                "\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(second.rescued_records, 1);
+    assert!(second.schema_changed);
+    batches.extend(second.batches);
+    batches.extend(decoder.finish().unwrap());
+    let schema = batches.last().unwrap().schema();
+    let types: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    // id stays Int64 though a string came; a new column takes its page's type (widened).
+    assert_eq!(types[0], ("id".to_owned(), "Int64".to_owned()));
+    assert_eq!(types[3], ("score".to_owned(), "Float64".to_owned()));
+    assert_eq!(types[4].0, crate::dataset::RESCUED_DATA);
+    let texts = rescued_texts(&batches);
+    assert_eq!(texts[0], None);
+    let rescued: serde_json::Value = serde_json::from_str(texts[1].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        rescued,
+        serde_json::json!({"id": "\"X-1\"", "tags[1]": "\"four\"", "a.b": "\"no\""})
+    );
+    assert_eq!(texts[2], None);
+}
+
+#[test]
+fn rescue_starts_from_the_base_schema_and_rescues_misfits_of_a_known_schema() {
+    let base = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
+    let mut decoder = RecordDecoder::new(rescue_options(Some(base)));
+    let page = decoder
+        .decode_page(0, br#"{"id":"seven","name":"x"}"#)
+        .unwrap();
+    assert_eq!(page.rescued_records, 1);
+    let mut batches = page.batches;
+    batches.extend(decoder.finish().unwrap());
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    assert_eq!(schema.field(1).name(), "name");
+    assert_eq!(
+        rescued_texts(&batches),
+        vec![Some(r#"{"id":"\"seven\""}"#.to_owned())]
+    );
+
+    let known = Schema::new(vec![Field::new("n", DataType::Int64, true)]);
+    let mut decoder = RecordDecoder::new(DecoderOptions {
+        known_schema: Some(Arc::new(known)),
+        ..rescue_options(None)
+    });
+    let page = decoder
+        .decode_page(0, b"{\"n\":true,\"other\":1}\n{\"n\":4}\n")
+        .unwrap();
+    assert_eq!(page.rescued_records, 1);
+    assert!(
+        page.warnings
+            .iter()
+            .all(|w| matches!(w.kind, WarningKind::Rescued { .. })),
+        "{:?}",
+        page.warnings
+    );
+    let mut batches = page.batches;
+    batches.extend(decoder.finish().unwrap());
+    assert_eq!(
+        rescued_texts(&batches),
+        vec![Some(r#"{"n":"true"}"#.to_owned()), None]
+    );
 }
