@@ -36,6 +36,9 @@ pub struct Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -143,6 +146,26 @@ pub fn start_serve() -> Serve {
 }
 
 impl Serve {
+    /// SIGTERM, and waits (at most 15 s) for the daemon to exit; the folders stay.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "serve exited with {status}:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -525,6 +548,11 @@ fn tributary(serve: &Serve, args: &[&str]) -> (i32, String, String) {
         .arg("--config")
         .arg(&serve.config)
         .env("NO_COLOR", "1")
+        // Only the commands that read the state directory themselves (no daemon) need it.
+        .env(
+            "TRIBUTARY_SECRET_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .output()
         .unwrap();
     (
@@ -536,7 +564,7 @@ fn tributary(serve: &Serve, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn flows_and_runs_commands_and_the_dashboard_work_against_a_running_daemon() {
-    let serve = start_serve();
+    let mut serve = start_serve();
     serve.wait_for_run("ops-ok");
     serve.wait_for_run("ops-failing");
 
@@ -698,6 +726,33 @@ fn flows_and_runs_commands_and_the_dashboard_work_against_a_running_daemon() {
         screenshot.display()
     );
     eprintln!("dashboard screenshot: {}", screenshot.display());
+
+    // Without a daemon the commands read the state directory: the same flows and runs, and a
+    // flow enabled there stays enabled.
+    serve.stop();
+    let (code, stdout, stderr) = tributary(&serve, &["flows", "enable", "ops-idle"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("enabled in the state directory"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = tributary(&serve, &["flows", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let offline: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(offline.len(), 3);
+    for flow in &offline {
+        let name = flow["name"].as_str().unwrap();
+        assert_eq!(flow["state"], "enabled", "{name}");
+        assert_eq!(flow["lastRun"], by_name[name]["lastRun"], "{name}");
+        assert_eq!(
+            flow["consecutiveFailures"],
+            by_name[name]["consecutiveFailures"]
+        );
+    }
+    let (code, offline_runs, stderr) = tributary(&serve, &["runs", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let offline_runs: Vec<Value> = serde_json::from_str(&offline_runs).unwrap();
+    assert_eq!(offline_runs, runs);
 }
 
 /// `tributary`'s duration format (`crate::flows::human_secs` of the binary).
