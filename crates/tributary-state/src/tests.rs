@@ -22,8 +22,19 @@ pub(crate) fn options() -> StateOptions {
     }
 }
 
+/// Opens `dir`, waiting a little while another test of this binary spawns a child process: a
+/// forked child holds a copy of every open lock file until it execs, so a lock that a test has
+/// just released can still read as taken for a moment.
 pub(crate) fn open(dir: &Path) -> Db {
-    Db::open(dir, options()).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Db::open(dir, options()) {
+            Err(StateError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
 }
 
 fn pointer(text: &str) -> JsonPointer {
