@@ -1,10 +1,11 @@
 //! What operators see, against the real `tributary serve` and the mock API child process:
-//! `/metrics` scraped during and after runs (one flow throttled by the mock's rate limit, one
-//! failing) agrees with the runs' own metrics and passes `promtool check metrics`; the alert
-//! rules of configs/prometheus pass `promtool check rules`; `tributary flows` and `tributary
-//! runs` go through the daemon (it holds the state) and fit 80 columns; the dashboard page, in
-//! Debian's headless chromium driven by puppeteer-core, shows each flow's state and the failing
-//! run's error, behind a proxy that adds the API headers and with credentials asked once.
+//! `/metrics` scraped during and after runs (one flow throttled by the mock's rate limit and
+//! its 429s, one failing) agrees with the runs' own metrics and passes `promtool check
+//! metrics`; the alert rules of configs/prometheus pass `promtool check rules`; `tributary
+//! flows` and `tributary runs` go through the daemon (it holds the state) and fit 80 columns;
+//! the dashboard page, in Debian's headless chromium driven by puppeteer-core, shows each flow's
+//! state and the failing run's error, behind a proxy that adds the API headers and with
+//! credentials asked once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -58,8 +59,18 @@ impl Drop for Serve {
 /// `ops-failing` (its path answers 404), `ops-idle` (disabled by a test). One run each at start
 /// (backfill of all history), the next an hour later.
 pub fn start_serve() -> Serve {
-    // 4 requests a second, burst 1: 12 pages take about 3 s, and the limiter waits.
-    let throttled = start_mock(&["--records", "60", "--rate-limit", "4/1"]);
+    // 4 requests a second, burst 1: 12 pages take about 3 s, and the limiter waits; every
+    // fifth request is answered 429 with `Retry-After: 1` on top, so 429s are counted too.
+    let throttled = start_mock(&[
+        "--records",
+        "60",
+        "--rate-limit",
+        "4/1",
+        "--error-every",
+        "5",
+        "--error-status",
+        "429",
+    ]);
     let plain = start_mock(&["--records", "30"]);
     let dir = tempfile::tempdir().unwrap();
     let flows_dir = dir.path().join("flows");
@@ -483,6 +494,10 @@ fn metrics_scraped_during_and_after_runs_agree_with_the_runs_and_pass_promtool()
         "{after}"
     );
     assert_eq!(by_class(throttled_origin, "4xx"), rate_limited);
+    assert!(
+        rate_limited >= 2.0,
+        "the mock answered every fifth request 429: {after}"
+    );
     assert!(by_class(plain_origin, "4xx") >= 1.0, "{after}");
     assert!(
         value(

@@ -288,9 +288,12 @@ pub struct MockApiArgs {
     /// Serve uncompressed even when clients accept gzip.
     #[arg(long)]
     pub no_compression: bool,
-    /// Answer every k-th data request with a 503.
+    /// Answer every k-th data request with an error (503 unless `--error-status`).
     #[arg(long, value_name = "K")]
     pub error_every: Option<std::num::NonZeroU64>,
+    /// The status of `--error-every`'s answers (400..=599); a 429 carries `Retry-After: 1`.
+    #[arg(long, value_name = "STATUS")]
+    pub error_status: Option<u16>,
     /// Latency added to every data request (humantime).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub latency: Option<std::time::Duration>,

@@ -100,6 +100,7 @@ fn mock_api(args: &cli::MockApiArgs) -> anyhow::Result<ExitCode> {
         rate_limit: args.rate_limit.clone(),
         no_compression: args.no_compression,
         error_every: args.error_every,
+        error_status: args.error_status,
         latency: args.latency,
     };
     run::runtime()?

@@ -34,8 +34,10 @@ pub struct MockCliArgs {
     pub rate_limit: Option<String>,
     /// Serve uncompressed even when clients accept gzip (for benchmarks).
     pub no_compression: bool,
-    /// Answer every k-th data request with a 503.
+    /// Answer every k-th data request with an error (`error_status`, default 503).
     pub error_every: Option<NonZeroU64>,
+    /// The status of `error_every`'s answers, 400..=599; a 429 carries `Retry-After: 1`.
+    pub error_status: Option<u16>,
     /// Latency added to every data request.
     pub latency: Option<Duration>,
 }
@@ -58,6 +60,7 @@ impl Default for MockCliArgs {
             rate_limit: None,
             no_compression: false,
             error_every: None,
+            error_status: None,
             latency: None,
         }
     }
@@ -83,10 +86,16 @@ impl MockCliArgs {
             config.rate_limit = Some(RateLimit::from_cli(text)?);
         }
         if let Some(every) = self.error_every {
+            let status = self.error_status.unwrap_or(503);
             config.faults.server_errors = Some(ServerErrors {
                 rate: ErrorRate::EveryNth(every),
-                status: 503,
-                retry_after: None,
+                status,
+                retry_after: (status == 429).then_some(Duration::from_secs(1)),
+            });
+        } else if self.error_status.is_some() {
+            return Err(MockError::Config {
+                field: "error_status",
+                message: "--error-status needs --error-every".to_owned(),
             });
         }
         config.faults.latency = self.latency.unwrap_or_default();

@@ -1330,6 +1330,7 @@ fn cli_args_become_a_config() {
         rate_limit: Some("20/5".into()),
         no_compression: true,
         error_every: NonZeroU64::new(4),
+        error_status: Some(429),
         latency: Some(Duration::from_millis(3)),
     };
     let (config, addr) = args.clone().into_config().unwrap();
@@ -1342,7 +1343,23 @@ fn cli_args_become_a_config() {
     assert_eq!(config.rate_limit.unwrap().burst.get(), 5);
     assert!(matches!(config.auth, MockAuth::ApiKey { .. }));
     assert_eq!(config.faults.latency, Duration::from_millis(3));
-    assert!(config.faults.server_errors.is_some());
+    let errors = config.faults.server_errors.unwrap();
+    assert_eq!(
+        (errors.status, errors.retry_after),
+        (429, Some(Duration::from_secs(1)))
+    );
+    for bad in [
+        MockCliArgs {
+            error_status: Some(200),
+            ..args.clone()
+        },
+        MockCliArgs {
+            error_every: None,
+            ..args.clone()
+        },
+    ] {
+        assert!(bad.into_config().is_err());
+    }
     let bad = MockCliArgs {
         start_time: Some("whenever".into()),
         ..args.clone()
