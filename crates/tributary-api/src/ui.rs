@@ -62,23 +62,24 @@ pub(crate) async fn list_flows(
 ) -> ApiResult<Json<Value>> {
     let offset = number(&query, "offset", 0, usize::MAX)?;
     let limit = number(&query, "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
-    let mut flows: Vec<(String, String, Value)> = state
-        .store()
-        .list(EntityKind::Flow, &tenant)
-        .iter()
-        .filter_map(|view| {
-            let id = view.get("id")?.as_str()?.to_owned();
-            let name = view
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(&id)
-                .to_owned();
-            Some((name, id, (**view).clone()))
-        })
-        .collect();
-    flows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    let total = flows.len();
-    let page: Vec<(String, String, Value)> = flows.into_iter().skip(offset).take(limit).collect();
+    // Sorted by name as references under the view's lock; only the page is copied out.
+    let (total, page) = state.store().read_list(EntityKind::Flow, &tenant, |docs| {
+        let mut flows: Vec<(&str, &str, &Value)> = docs
+            .filter_map(|view| {
+                let id = view.get("id")?.as_str()?;
+                let name = view.get("name").and_then(Value::as_str).unwrap_or(id);
+                Some((name, id, view))
+            })
+            .collect();
+        flows.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.cmp(b.1)));
+        let page: Vec<(String, String, Value)> = flows
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(name, id, view)| ((*name).to_owned(), (*id).to_owned(), (*view).clone()))
+            .collect();
+        (flows.len(), page)
+    });
     let worker_state = state.clone();
     let items = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Value>> {
         let mut items = Vec::with_capacity(page.len());
