@@ -9,25 +9,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
-use tributary_api::{ApiAuth, ApiOptions, ApiState, FlowRegistry, OrgCredential};
+use serde_json::json;
+
+mod support;
+use support::{FS, call};
 
 const CLIENTS: usize = 64;
 const REQUESTS_PER_CLIENT: usize = 40;
-const FS: &str = "/data/foundation/flowservice";
 
 fn main() {
-    let n_flows: usize = std::env::var("LISTING_FLOWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let n_runs: usize = std::env::var("LISTING_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let n_flows = support::size_from_env("LISTING_FLOWS", 10_000);
+    let n_runs = support::size_from_env("LISTING_RUNS", 100_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,117 +27,16 @@ fn main() {
     runtime.block_on(bench(n_flows, n_runs));
 }
 
-fn request(method: &str, path: &str, body: Option<Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", "Bearer bench-token")
-        .header("x-api-key", "bench-key")
-        .header("x-gw-ims-org-id", "BENCH@AdobeOrg")
-        .header("x-sandbox-name", "prod");
-    match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("a request"),
-        None => builder.body(Body::empty()).expect("a request"),
-    }
-}
-
-async fn call(app: &axum::Router, method: &str, path: &str, body: Option<Value>) -> Value {
-    let response = app
-        .clone()
-        .oneshot(request(method, path, body))
-        .await
-        .expect("a response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("a body");
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path}: {status} {value}");
-    value
-}
-
 async fn bench(n_flows: usize, n_runs: usize) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let key =
-        tributary_state::SecretKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .expect("a key");
-    let db = tributary_state::Db::open(
-        &dir.path().join("state"),
-        tributary_state::StateOptions {
-            secret_key: Some(key),
-            ..Default::default()
-        },
-    )
-    .expect("state");
-    let engine = tributary_engine::run::Engine {
-        layout: tributary_write_layout(dir.path()),
-        db: db.clone(),
-        fetch: tributary_fetch::FetchContext::try_new(
-            tributary_fetch::Limiters::new(),
-            tributary_fetch::FetchSettings::default(),
-        )
-        .expect("a fetch context"),
-        options: tributary_engine::run::EngineOptions::default(),
-        running: Default::default(),
-    };
-    let auth = ApiAuth {
-        orgs: vec![OrgCredential {
-            org_id: "BENCH@AdobeOrg".to_owned(),
-            api_key: "bench-key".to_owned(),
-            bearer_token: "bench-token".to_owned(),
-        }],
-    };
-    let state = ApiState::try_new(
-        engine,
-        FlowRegistry::default(),
-        ApiOptions {
-            auth,
-            max_concurrent_runs: 4,
-            metrics_bearer_token: None,
-        },
-    )
-    .expect("api state");
-    let app = tributary_api::app(state.clone());
-
+    let support::Bench {
+        dir: _dir,
+        db,
+        state: _state,
+        app,
+        ..
+    } = support::bench_api();
     let started = Instant::now();
-    let spec_text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../configs/specs/mailchimp-members.json"
-    ))
-    .expect("the example spec");
-    let spec: Value = serde_json::from_str(&spec_text).expect("JSON");
-    let spec_id = call(&app, "POST", &format!("{FS}/connectionSpecs"), Some(spec)).await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
-    let mut flow_spec = call(
-        &app,
-        "GET",
-        &format!("{FS}/flowSpecs/{}", tributary_api::FLOW_SPEC_ID),
-        None,
-    )
-    .await["items"][0]
-        .clone();
-    flow_spec["sourceConnectionSpecIds"] = json!([spec_id]);
-    call(
-        &app,
-        "PUT",
-        &format!("{FS}/flowSpecs/{}", tributary_api::FLOW_SPEC_ID),
-        Some(flow_spec),
-    )
-    .await;
-    let base = call(&app, "POST", &format!("{FS}/connections"), Some(json!({"name": "b", "connectionSpec": {"id": spec_id}, "auth": {"specName": "Basic Authentication", "params": {"host": "http://127.0.0.1:9", "username": "u", "password": "p"}}}))).await;
-    let source = call(
-        &app,
-        "POST",
-        &format!("{FS}/sourceConnections"),
-        Some(json!({"baseConnectionId": base["id"], "params": {"listId": "l"}})),
-    )
-    .await;
-    let target = call(&app, "POST", &format!("{FS}/targetConnections"), Some(json!({"connectionSpec": {"id": tributary_api::TARGET_SPEC_ID}, "params": {"dataSetId": "d"}}))).await;
+    let (source, target) = support::source_and_target(&app).await;
     let mut flow_ids = Vec::with_capacity(n_flows);
     for idx in 0..n_flows {
         let frequency = if idx % 2 == 0 { "hour" } else { "day" };
@@ -272,8 +163,4 @@ async fn bench(n_flows: usize, n_runs: usize) {
             bytes as f64 / latencies.len() as f64 / 1024.0,
         );
     }
-}
-
-fn tributary_write_layout(dir: &std::path::Path) -> tributary_write::DatasetLayout {
-    tributary_write::DatasetLayout::new(dir.join("data"))
 }
