@@ -22,12 +22,16 @@ fn readme_session() -> String {
     readme[start..end].to_owned()
 }
 
-/// Starts `tributary serve --config CONFIG` and waits until its API listens; its log lines are
-/// collected in the returned vector.
-fn start_serve(config: &std::path::Path) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
+/// Starts `tributary serve --config CONFIG` (with the test secret key, `DEMO_TOKEN` and `env`)
+/// and waits until its API listens; its log lines are collected in the returned vector.
+pub fn start_serve(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
     let mut serve = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env(
             "TRIBUTARY_SECRET_KEY",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -107,7 +111,7 @@ fn an_answered_write_survives_a_kill_9_right_after_it() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     for round in 0..3 {
-        let (mut serve, _log) = start_serve(&config);
+        let (mut serve, _log) = start_serve(&config, &[]);
         let created = curl(&[
             "-X",
             "POST",
@@ -131,7 +135,7 @@ fn an_answered_write_survives_a_kill_9_right_after_it() {
             .unwrap()
             .to_owned();
 
-        let (mut serve, _log) = start_serve(&config);
+        let (mut serve, _log) = start_serve(&config, &[]);
         let got = curl(&[&format!(
             "{base}/data/foundation/flowservice/targetConnections/{id}"
         )]);
@@ -151,7 +155,7 @@ fn readme_api_session_runs_against_serve_and_the_first_scheduled_run_publishes_p
     let mock = start_mock(&["--records", "300"]);
     let dir = tempfile::tempdir().unwrap();
     let (config, base) = serve_config(dir.path());
-    let (mut serve, log) = start_serve(&config);
+    let (mut serve, log) = start_serve(&config, &[]);
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &readme_session()])
         .current_dir(REPO)
