@@ -27,8 +27,8 @@ pub fn load_config(common: &CommonArgs) -> anyhow::Result<DaemonConfig> {
     Ok(config)
 }
 
-/// Opens state (taking its lock), repairs what a crash left, and builds the engine.
-pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
+/// How the config asks for state to be opened (its secret key, when set).
+pub fn state_options(config: &DaemonConfig) -> anyhow::Result<tributary_state::StateOptions> {
     let secret_key = match config.state.secret_key.trim() {
         "" => None,
         key => Some(
@@ -36,10 +36,15 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
                 .map_err(|err| BadInput(format!("config state.secret_key: {err}")))?,
         ),
     };
-    let options = tributary_state::StateOptions {
+    Ok(tributary_state::StateOptions {
         secret_key,
         ..Default::default()
-    };
+    })
+}
+
+/// Opens state (taking its lock), repairs what a crash left, and builds the engine.
+pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
+    let options = state_options(config)?;
     let db = tributary_state::Db::open(&config.state_dir, options)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
     let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());

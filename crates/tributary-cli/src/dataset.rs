@@ -18,17 +18,7 @@ use crate::context::load_config;
 
 pub fn run(common: &CommonArgs, command: &DatasetCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
-    let secret_key = match config.state.secret_key.trim() {
-        "" => None,
-        key => Some(
-            tributary_state::SecretKey::from_base64(key)
-                .map_err(|err| crate::BadInput(format!("config state.secret_key: {err}")))?,
-        ),
-    };
-    let options = tributary_state::StateOptions {
-        secret_key,
-        ..Default::default()
-    };
+    let options = crate::context::state_options(&config)?;
     let db = Db::open(&config.state_dir, options)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
     match command {

@@ -23,17 +23,7 @@ use crate::flows::{fit, human_secs};
 pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
     // Reading runs needs no recovery and no HTTP client: open the state store only.
-    let secret_key = match config.state.secret_key.trim() {
-        "" => None,
-        key => Some(
-            tributary_state::SecretKey::from_base64(key)
-                .map_err(|err| crate::BadInput(format!("config state.secret_key: {err}")))?,
-        ),
-    };
-    let options = tributary_state::StateOptions {
-        secret_key,
-        ..Default::default()
-    };
+    let options = crate::context::state_options(&config)?;
     let docs: Vec<Value> = match Db::open(&config.state_dir, options) {
         Ok(db) => {
             let runs = match &args.flow {
