@@ -257,10 +257,17 @@ fn a_delta_table_takes_windows_a_replacing_rerun_a_grown_schema_and_kills_mid_co
         &expected_rows(&[&second_day_1, &first_day_2]),
         "killed before the commit",
     );
-    // The next run of the window finishes that commit (it does not fetch again).
+    // The next `tributary run` first finishes that commit (recovery at start: one commit), then
+    // runs the window again as asked (a re-run: a second commit that replaces it).
     let ran = run_window(&sandbox, &flow, day_2.0, day_2.1, None);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert_eq!(log_commits(&sandbox), 4);
+    assert_eq!(log_commits(&sandbox), 5);
+    let got = read_table(&sandbox);
+    assert_reads(
+        &got,
+        &expected_rows(&[&second_day_1, &third_day_2]),
+        "after the finished commit",
+    );
 
     // Killed after the Delta commit landed, before state recorded it: the commit is the publish,
     // so readers see the new version, and finishing the run does not commit it again.
@@ -274,13 +281,19 @@ fn a_delta_table_takes_windows_a_replacing_rerun_a_grown_schema_and_kills_mid_co
         Some("delta-committed"),
     );
     assert_ne!(ran.code, 0, "the run aborts at the crash point: {ran:?}");
-    assert_eq!(log_commits(&sandbox), 5);
+    assert_eq!(log_commits(&sandbox), 6);
+    let got = read_table(&sandbox);
+    assert_reads(
+        &got,
+        &expected_rows(&[&second_day_1, &fourth_day_2]),
+        "killed after the commit",
+    );
     let ran = run_window(&sandbox, &flow, day_2.0, day_2.1, None);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(
         log_commits(&sandbox),
-        5,
-        "the redone commit found itself in the table"
+        7,
+        "recovery's redone commit found itself in the table (no commit); the re-run made one"
     );
 
     let got = read_table(&sandbox);
