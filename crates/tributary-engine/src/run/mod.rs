@@ -736,7 +736,7 @@ fn start_attempt(
         if let Some(abandoned) = &began.abandoned {
             recovery::delete_staged(layout, &abandoned.batch)?;
         }
-        return Ok((began.checkpoint, attempt));
+        Ok((began.checkpoint, attempt))
     }
 }
 

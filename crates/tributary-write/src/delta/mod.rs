@@ -39,7 +39,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableRefer
 use deltalake::kernel::{Action, Add, MetadataExt as _, StructType, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTableBuilder, DeltaTableError};
 use tracing::debug;
 
 pub use schema::{BATCH_COLUMN, delta_type, merged_schema, table_schema};
@@ -194,7 +194,7 @@ async fn commit_async(
             .map_err(delta_err("creating"))?;
         debug!(table = %table_dir.display(), batch = %commit.batch, "created the Delta table");
         return Ok(DeltaOutcome::Committed {
-            table_version: created.version().unwrap_or(0).max(0) as u64,
+            table_version: created.version().unwrap_or(0),
             schema_changed: true,
         });
     }
@@ -268,7 +268,7 @@ async fn commit_async(
         .map_err(delta_err("committing to"))?;
     debug!(table = %table_dir.display(), batch = %commit.batch, version = finalized.version(), "committed to the Delta table");
     Ok(DeltaOutcome::Committed {
-        table_version: finalized.version().max(0) as u64,
+        table_version: finalized.version(),
         schema_changed,
     })
 }

@@ -119,7 +119,7 @@ impl Table {
             .collect()
     }
 
-    fn load(&self) -> DeltaTable {
+    fn load(&self) -> deltalake::DeltaTable {
         let dir = self.layout.dataset_dir(&self.dataset);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
