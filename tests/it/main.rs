@@ -9,6 +9,7 @@ mod configs;
 mod crash;
 mod daemon;
 mod datasets;
+mod delta;
 mod fetch;
 mod hostile;
 mod mapping;

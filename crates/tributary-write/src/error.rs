@@ -1,5 +1,6 @@
 //! `WriteError`: the one error type of the writer, classified by cause (bad input from the caller,
-//! the filesystem, the Parquet encoder, or a publish state that contradicts the protocol).
+//! the filesystem, the Parquet encoder, the Delta log, or a publish state that contradicts the
+//! protocol).
 
 use std::io;
 use std::path::PathBuf;
@@ -103,6 +104,41 @@ pub enum WriteError {
         final_path: PathBuf,
     },
 
+    /// The Delta log could not be read or written (storage trouble, a conflicting commit).
+    #[error("{op} Delta table {table}: {source}")]
+    Delta {
+        /// What we were doing, e.g. `"committing to"`.
+        op: &'static str,
+        /// The table's folder.
+        table: PathBuf,
+        /// delta-rs's error (boxed: it is large).
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+
+    /// A batch's schema cannot become (part of) its Delta table's schema.
+    #[error("Delta schema of {path}: {message}")]
+    DeltaSchema {
+        /// The part file or table folder concerned.
+        path: PathBuf,
+        /// Which column and why.
+        message: String,
+    },
+
+    /// The table records a later app-transaction version than the commit being made, yet not the
+    /// batch's files: the version went backwards (a clock set back?), and committing would break
+    /// the idempotence of redone commits.
+    #[error(
+        "Delta table {table} records version {recorded} of app transaction {app_id} but not batch {batch}, whose commit has version {version}: expected a version above {recorded}"
+    )]
+    DeltaVersionAhead {
+        table: PathBuf,
+        app_id: String,
+        recorded: i64,
+        version: i64,
+        batch: String,
+    },
+
     /// A staged part could not be given the batch's final schema while it was rewritten.
     #[error("rewriting staged part {path} to the batch schema: {message}")]
     Conform {
@@ -131,6 +167,13 @@ impl WriteError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WriteError::Io { source, .. } => is_transient(source),
+            // Another writer committed the same table version first; the next attempt rebases.
+            WriteError::Delta { source, .. } => {
+                matches!(
+                    **source,
+                    deltalake::DeltaTableError::VersionAlreadyExists(_)
+                )
+            }
             WriteError::InvalidId { .. }
             | WriteError::InvalidOption { .. }
             | WriteError::Parquet { .. }
@@ -139,7 +182,9 @@ impl WriteError {
             | WriteError::PublishConflict { .. }
             | WriteError::WriterFailed { .. }
             | WriteError::StagedMissing { .. }
-            | WriteError::Conform { .. } => false,
+            | WriteError::Conform { .. }
+            | WriteError::DeltaSchema { .. }
+            | WriteError::DeltaVersionAhead { .. } => false,
         }
     }
 
@@ -147,14 +192,16 @@ impl WriteError {
     pub fn cause(&self) -> ErrorCause {
         match self {
             WriteError::InvalidId { .. } | WriteError::InvalidOption { .. } => ErrorCause::Input,
-            WriteError::Io { .. } => ErrorCause::Environment,
-            WriteError::Parquet { .. } | WriteError::Json { .. } | WriteError::Conform { .. } => {
-                ErrorCause::Data
-            }
+            WriteError::Io { .. } | WriteError::Delta { .. } => ErrorCause::Environment,
+            WriteError::Parquet { .. }
+            | WriteError::Json { .. }
+            | WriteError::Conform { .. }
+            | WriteError::DeltaSchema { .. } => ErrorCause::Data,
             WriteError::AlreadyPublished { .. }
             | WriteError::PublishConflict { .. }
             | WriteError::WriterFailed { .. }
-            | WriteError::StagedMissing { .. } => ErrorCause::Protocol,
+            | WriteError::StagedMissing { .. }
+            | WriteError::DeltaVersionAhead { .. } => ErrorCause::Protocol,
         }
     }
 

@@ -8,6 +8,7 @@
 //! {data_dir}/_staging/{dataSetId}/batch={batchId}/part-00001.parquet.inprogress  being written
 //! {data_dir}/_staging/{dataSetId}/_errors/batch={batchId}/part-00000.jsonl
 //! {data_dir}/_staging/_trash/...                                            batches being removed
+//! {data_dir}/datasets/{dataSetId}/_delta_log/00000000000000000000.json     a Delta table's log
 //! ```
 //!
 //! A batch is staged as a whole folder that mirrors its published one, and is published by
@@ -51,6 +52,7 @@ const DATASETS_DIR: &str = "datasets";
 const STAGING_DIR: &str = "_staging";
 const ERRORS_DIR: &str = "_errors";
 const TRASH_DIR: &str = "_trash";
+const DELTA_LOG_DIR: &str = "_delta_log";
 /// Suffix of a staged file: no reader globbing `*.parquet` or `*.jsonl` matches it.
 pub(crate) const IN_PROGRESS_SUFFIX: &str = ".inprogress";
 
@@ -127,6 +129,11 @@ impl DatasetLayout {
     pub fn error_part_path(&self, dataset: &DatasetId, batch: &BatchId, seq: u32) -> PathBuf {
         self.errors_dir(dataset, batch)
             .join(part_file_name(seq, "jsonl"))
+    }
+
+    /// `{data_dir}/datasets/{id}/_delta_log`: the log of a dataset that is a Delta table.
+    pub fn delta_log_dir(&self, dataset: &DatasetId) -> PathBuf {
+        self.dataset_dir(dataset).join(DELTA_LOG_DIR)
     }
 
     /// `{data_dir}/_staging`: outside `datasets/`, on the same filesystem.

@@ -12,8 +12,13 @@
 //! by one rename of its staging folder, so a reader never sees part of it; publishing is
 //! idempotent so a redo after a crash never duplicates data; removing a batch is one atomic
 //! rename. One staged-file lifecycle (`staged`) serves Parquet parts and rejected-row files.
-//! Knows Arrow, Parquet and the filesystem; knows neither HTTP nor sled nor the engine's stages.
+//! A dataset can also be a Delta Lake table ([`delta`]): the same parts, published by a commit to
+//! its `_delta_log/` after the rename, with [`delta::commit_batch`] (the only module that names
+//! `deltalake`).
+//! Knows Arrow, Parquet, Delta and the filesystem; knows neither HTTP nor sled nor the engine's
+//! stages.
 
+pub mod delta;
 mod error;
 mod layout;
 mod options;
@@ -31,7 +36,7 @@ pub use options::{
 pub use part::{PartKind, PartWriter, StagedPart, part_schema, rewrite_part};
 pub use publish::{
     CleanReport, PublishOutcome, PublishedBatch, RemovedBatch, clean_staging, publish_batch,
-    publish_errors, remove_batch,
+    publish_errors, remove_batch, remove_batch_errors,
 };
 pub use reject::ErrorWriter;
 

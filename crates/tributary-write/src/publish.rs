@@ -195,6 +195,17 @@ pub fn remove_batch(
     Ok(RemovedBatch { data, errors })
 }
 
+/// Removes only a batch's rejected rows, in one rename like [`remove_batch`]: the data files of a
+/// Delta table's replaced batch stay, for readers of the table's earlier versions. Returns
+/// whether the folder existed.
+pub fn remove_batch_errors(
+    layout: &DatasetLayout,
+    dataset: &DatasetId,
+    batch: &BatchId,
+) -> Result<bool, WriteError> {
+    remove_dir_via_trash(layout, &layout.errors_dir(dataset, batch))
+}
+
 /// Deletes what failed runs left in staging, except the files for which `keep` returns true (the
 /// engine's pending parts, which recovery may still publish). Trash left by an interrupted
 /// [`remove_batch`] is always deleted. Empty folders are removed. Never touches `datasets/`.

@@ -13,7 +13,9 @@
 //! known to succeed: the batch's staging folder is renamed into `batch={id}/` in one step (a
 //! reader sees all of it or none), after the batches it replaces were taken away — so a re-run's
 //! old batch stays visible until the new one is durable, and a failed or rejected re-run leaves
-//! it as it was. A run that fails, for instance past its `partialIngestionPercent` threshold,
+//! it as it was. For a Delta target (`data.format: "delta"`) the rename only puts the parts into
+//! the table's folder, and the Delta commit that adds them (and removes the replaced batch's
+//! files) is the publish (`recovery`). A run that fails, for instance past its `partialIngestionPercent` threshold,
 //! publishes no data (its rejected rows are kept as diagnostics when they are enabled). An
 //! interrupted run resumes from its last recorded position with its staged parts; a run cut short
 //! by `maximumRequest` publishes what it fetched and leaves the window open, and the next run of
@@ -262,12 +264,13 @@ async fn run_window(
         .map_err(|err| RunError::BadInput(format!("targetConnection.params.dataSetId: {err}")))?;
     let key = window_key(&request.flow_id, request.window.as_ref());
 
-    // Delta Lake tables are part of DESIGN.md but not of this build: refuse the setting rather
-    // than write a plain Parquet dataset the user did not ask for.
-    if bundle.target.format == tributary_spec::TargetFormat::Delta {
-        return Err(RunError::BadInput(
-            "targetConnection.data.format \"delta\": Delta Lake tables are not supported by this build yet; use \"parquet\" (the default)".to_owned(),
-        ));
+    // A Delta target makes the dataset a Delta table (its `_delta_log/` folder says so, also to
+    // recovery); a dataset keeps the format it was created with.
+    {
+        let layout = engine.layout.clone();
+        let dataset = tributary_write::DatasetId::try_new(bundle.target.dataset_id.clone())?;
+        let format = bundle.target.format;
+        blocking(move || recovery::check_dataset_format(&layout, &dataset, format)).await??;
     }
     // A bundle whose requests cannot be built (a missing environment variable, a template that
     // does not render) is bad input: refuse it before a run is recorded, so `tributary run`
@@ -733,7 +736,7 @@ fn start_attempt(
         if let Some(abandoned) = &began.abandoned {
             recovery::delete_staged(layout, &abandoned.batch)?;
         }
-        return Ok((began.checkpoint, attempt));
+        Ok((began.checkpoint, attempt))
     }
 }
 

@@ -13,18 +13,40 @@
 //! Between 2 and 3 a reader sees neither the old nor the new batch of the window for a moment
 //! (or, after a crash right there, until the next start) — never both, never part of one.
 //!
+//! A dataset that is a Delta table (its folder holds `_delta_log/`, created before its first
+//! commit by [`check_dataset_format`]) publishes differently, with no moment where the window is
+//! missing:
+//! 2. the new batch's staging folder is renamed into the table folder — not yet part of the table;
+//! 3. one Delta commit adds its parts and removes the live files of the replaced batches
+//!    (`tributary_write::delta::commit_batch`), with the app transaction `{appId: the window,
+//!    version: the millisecond the commit started, kept in state by step 1}`, so a redone commit
+//!    finds itself in the table and is not made twice;
+//! 4. the replaced batches' rejected rows are deleted; their data files stay, for readers of the
+//!    table's earlier versions (a `VACUUM` may delete them; tributary runs none);
+//! 5. `complete_window` in state.
+//!
+//! A crash before 3 leaves the old table version (plus unreferenced files); after 3 the new one.
+//!
 //! At start ([`recover`]):
 //! 1. A window that was committing: finish its commit (steps 2–4 again).
 //! 2. Batches marked `Replaced` by an older release: remove their files, mark them `Removed`.
 //! 3. Staging keeps only the recorded parts of in-progress windows (a later run resumes them);
 //!    everything else a failed or killed run left there is deleted.
+//!
+//! Tests simulate a kill at an exact point of a Delta publish with the environment variable
+//! `TRIBUTARY_TEST_CRASH_AT` = `delta-renamed` (after step 2) or `delta-committed` (after step 3):
+//! the process aborts there, as `kill -9` would stop it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tributary_state::{BatchRef, BatchStatus, CheckpointStatus, DatasetId, Db, WindowKey};
+use tributary_spec::TargetFormat;
+use tributary_state::{
+    BatchRef, BatchStatus, Checkpoint, CheckpointStatus, DatasetId, Db, WindowKey,
+};
 use tributary_write::DatasetLayout;
+use tributary_write::delta::{DeltaCommit, DeltaFile};
 
 /// What publishing a window made visible.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,20 +81,32 @@ pub fn publish_window(
     truncated: bool,
 ) -> anyhow::Result<Published> {
     let checkpoint = db.start_commit(key, truncated)?;
-    for replaced in &checkpoint.replaces {
-        let (dataset, batch) = write_ids(replaced)?;
-        tributary_write::remove_batch(layout, &dataset, &batch).with_context(|| {
-            format!(
-                "taking the replaced batch {} out of the dataset",
-                replaced.batch_id
-            )
-        })?;
-    }
     let batch_ref = BatchRef {
         batch_id: checkpoint.batch_id.clone(),
         dataset_id: checkpoint.dataset_id.clone(),
     };
     let (dataset, batch) = write_ids(&batch_ref)?;
+    let is_delta = tributary_write::delta::is_delta_table(layout, &dataset)?;
+    // Replaced batches that are in Delta tables, by table: their commit removes them.
+    let mut delta_replaced: BTreeMap<String, Vec<tributary_write::BatchId>> = BTreeMap::new();
+    for replaced in &checkpoint.replaces {
+        let (replaced_dataset, replaced_batch) = write_ids(replaced)?;
+        if tributary_write::delta::is_delta_table(layout, &replaced_dataset)? {
+            delta_replaced
+                .entry(replaced_dataset.to_string())
+                .or_default()
+                .push(replaced_batch);
+            continue;
+        }
+        tributary_write::remove_batch(layout, &replaced_dataset, &replaced_batch).with_context(
+            || {
+                format!(
+                    "taking the replaced batch {} out of the dataset",
+                    replaced.batch_id
+                )
+            },
+        )?;
+    }
     let mut data_names = Vec::new();
     let mut error_names = Vec::new();
     for part in &checkpoint.parts {
@@ -85,6 +119,11 @@ pub fn publish_window(
     }
     tributary_write::publish_batch(layout, &dataset, &batch, &data_names, &error_names)
         .with_context(|| format!("publishing batch {} of {key}", checkpoint.batch_id))?;
+    if is_delta || !delta_replaced.is_empty() {
+        crash_point("delta-renamed");
+        commit_delta(layout, key, &checkpoint, is_delta, &delta_replaced)?;
+        crash_point("delta-committed");
+    }
 
     let mut published = Published::default();
     // The schema of each published file, recorded with the batch.
@@ -104,6 +143,148 @@ pub fn publish_window(
     let schema_json = serde_json::Value::Object(schemas).to_string();
     db.complete_window(key, Some(schema_json))?;
     Ok(published)
+}
+
+/// Refuses a target whose format contradicts its dataset's, and marks a dataset that is to be a
+/// Delta table as one (its `_delta_log/` folder) before anything of it is published.
+pub fn check_dataset_format(
+    layout: &DatasetLayout,
+    dataset: &tributary_write::DatasetId,
+    format: TargetFormat,
+) -> Result<(), super::RunError> {
+    let is_delta = tributary_write::delta::is_delta_table(layout, dataset)?;
+    match format {
+        TargetFormat::Delta if !is_delta => {
+            let dataset_dir = layout.dataset_dir(dataset);
+            let has_batches = match std::fs::read_dir(&dataset_dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .any(|entry| entry.file_name().to_string_lossy().starts_with("batch=")),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+                Err(err) => {
+                    return Err(super::RunError::Internal(format!(
+                        "listing {}: {err}",
+                        dataset_dir.display()
+                    )));
+                }
+            };
+            if has_batches {
+                return Err(super::RunError::BadInput(format!(
+                    "targetConnection.data.format \"delta\": dataset {dataset} already holds Parquet batches, which a Delta table would not list; write the Delta table to a new dataSetId"
+                )));
+            }
+            tributary_write::delta::mark_delta_table(layout, dataset)?;
+            Ok(())
+        }
+        TargetFormat::Parquet if is_delta => Err(super::RunError::BadInput(format!(
+            "targetConnection.data.format: dataset {dataset} is a Delta table; set \"format\": \"delta\" to add to it, or use a new dataSetId for Parquet batches"
+        ))),
+        TargetFormat::Delta | TargetFormat::Parquet => Ok(()),
+    }
+}
+
+/// The Delta commit(s) of a window's publish (see the module header): the new batch's files,
+/// with the removal of the replaced batches of the same table, and a removal-only commit for
+/// each other Delta table that held a replaced batch (the window's dataset id changed).
+fn commit_delta(
+    layout: &DatasetLayout,
+    key: &WindowKey,
+    checkpoint: &Checkpoint,
+    is_delta: bool,
+    delta_replaced: &BTreeMap<String, Vec<tributary_write::BatchId>>,
+) -> anyhow::Result<()> {
+    let app_id = delta_app_id(key);
+    // Set once by `start_commit` and kept in state, so a redo carries the same version; later
+    // commits of the window start later.
+    let version = checkpoint.updated_at_ms;
+    let batch_ref = BatchRef {
+        batch_id: checkpoint.batch_id.clone(),
+        dataset_id: checkpoint.dataset_id.clone(),
+    };
+    let (dataset, batch) = write_ids(&batch_ref)?;
+    let no_batches = Vec::new();
+    for (table, replaced) in delta_replaced {
+        if is_delta && *table == dataset.to_string() {
+            continue;
+        }
+        let table = tributary_write::DatasetId::try_new(table.clone())?;
+        tributary_write::delta::commit_batch(
+            layout,
+            &table,
+            &DeltaCommit {
+                batch: &batch,
+                files: &[],
+                replaces: replaced,
+                app_id: &app_id,
+                version,
+            },
+        )
+        .with_context(|| {
+            format!("removing the replaced batches of {key} from Delta table {table}")
+        })?;
+    }
+    if is_delta {
+        let files: Vec<DeltaFile> = checkpoint
+            .parts
+            .iter()
+            .filter(|part| part.final_path.ends_with(".parquet"))
+            .map(|part| {
+                Ok(DeltaFile {
+                    name: file_name(&part.final_path)?,
+                    rows: part.rows,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let replaces = delta_replaced.get(dataset.as_str()).unwrap_or(&no_batches);
+        let outcome = tributary_write::delta::commit_batch(
+            layout,
+            &dataset,
+            &DeltaCommit {
+                batch: &batch,
+                files: &files,
+                replaces,
+                app_id: &app_id,
+                version,
+            },
+        )
+        .with_context(|| {
+            format!(
+                "committing batch {} of {key} to Delta table {dataset}",
+                checkpoint.batch_id
+            )
+        })?;
+        tracing::info!(batch_id = %checkpoint.batch_id, dataset = %dataset, ?outcome, "Delta commit");
+    }
+    for (table, replaced) in delta_replaced {
+        let table = tributary_write::DatasetId::try_new(table.clone())?;
+        for replaced_batch in replaced {
+            tributary_write::remove_batch_errors(layout, &table, replaced_batch)?;
+        }
+    }
+    Ok(())
+}
+
+/// The app-transaction id of a window's Delta commits: commits of one window are serial.
+fn delta_app_id(key: &WindowKey) -> String {
+    let bound = |ms: Option<i64>| ms.map_or_else(|| "open".to_owned(), |ms| ms.to_string());
+    format!(
+        "tributary-window-{}-{}-{}",
+        key.flow_id,
+        bound(key.start_ms),
+        bound(key.end_ms)
+    )
+}
+
+/// Aborts the process here when `TRIBUTARY_TEST_CRASH_AT` names this point: the crash tests'
+/// `kill -9` at an exact moment of a Delta publish.
+fn crash_point(name: &str) {
+    if std::env::var_os("TRIBUTARY_TEST_CRASH_AT").is_some_and(|point| point == name) {
+        tracing::warn!(
+            point = name,
+            "TRIBUTARY_TEST_CRASH_AT: aborting the process"
+        );
+        std::process::abort();
+    }
 }
 
 /// Ends an attempt whose rows were rejected over the threshold: its batch fails, the window
