@@ -157,16 +157,28 @@ fn a_run_keeps_its_state_in_postgres() {
     assert_eq!(rows, 3_000);
     // The state is in Postgres: no sled database was made, the run and batch rows are there.
     assert!(!sandbox.dir.path().join("state/db").exists());
-    assert_eq!(sql(&url, "SELECT count(*) FROM kv WHERE tbl = 'runs'").trim(), "1");
-    assert_eq!(sql(&url, "SELECT max(version) FROM schema_migrations").trim(), "1");
+    assert_eq!(
+        sql(&url, "SELECT count(*) FROM kv WHERE tbl = 'runs'").trim(),
+        "1"
+    );
+    assert_eq!(
+        sql(&url, "SELECT max(version) FROM schema_migrations").trim(),
+        "1"
+    );
     let stored = sql(&url, "SELECT encode(v, 'escape') FROM kv");
-    assert!(!stored.contains("it-password"), "a secret is in clear in Postgres");
+    assert!(
+        !stored.contains("it-password"),
+        "a secret is in clear in Postgres"
+    );
 
     // A second run of the window reads the first one's checkpoint from Postgres and replaces
     // its batch; another process lists both runs from there.
     let second = run_json(&sandbox, &url, &config, &path);
     assert_ne!(batch_of(&first), batch_of(&second));
-    assert_eq!(batch_dirs(&sandbox, "pg"), vec![format!("batch={}", batch_of(&second))]);
+    assert_eq!(
+        batch_dirs(&sandbox, "pg"),
+        vec![format!("batch={}", batch_of(&second))]
+    );
     let listed = tributary(&sandbox, &url, &["runs", "--json", "--config", &config]);
     assert_eq!(listed.code, 0, "{listed:?}");
     let runs: Vec<Value> = serde_json::from_str(&listed.stdout).unwrap();
@@ -201,14 +213,25 @@ fn state_migrate_copies_a_sled_state_and_the_engine_goes_on_from_it() {
             sandbox,
             &url,
             &[
-                "state", "migrate", "--config", &sled_config, "--from", "sled", &state_arg,
-                "--to", "postgres", &target,
+                "state",
+                "migrate",
+                "--config",
+                &sled_config,
+                "--from",
+                "sled",
+                &state_arg,
+                "--to",
+                "postgres",
+                &target,
             ],
         )
     };
     let ran = migrate(&sandbox);
     assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(ran.stdout.contains(":***@"), "the target is named, masked: {ran:?}");
+    assert!(
+        ran.stdout.contains(":***@"),
+        "the target is named, masked: {ran:?}"
+    );
     let count = |table: &str| -> u64 {
         let line = ran
             .stdout
@@ -235,8 +258,15 @@ fn state_migrate_copies_a_sled_state_and_the_engine_goes_on_from_it() {
     assert_eq!(runs[0]["id"], on_sled["id"]);
     let on_pg = run_json(&sandbox, &url, &pg_config, &path);
     check_published(&sandbox, "mig", &on_pg);
-    assert_eq!(batch_dirs(&sandbox, "mig"), vec![format!("batch={}", batch_of(&on_pg))]);
-    let datasets = tributary(&sandbox, &url, &["dataset", "ls", "--json", "--config", &pg_config]);
+    assert_eq!(
+        batch_dirs(&sandbox, "mig"),
+        vec![format!("batch={}", batch_of(&on_pg))]
+    );
+    let datasets = tributary(
+        &sandbox,
+        &url,
+        &["dataset", "ls", "--json", "--config", &pg_config],
+    );
     assert_eq!(datasets.code, 0, "{datasets:?}");
     assert!(datasets.stdout.contains("\"mig\""), "{datasets:?}");
 
@@ -253,7 +283,10 @@ fn state_config_errors_name_the_key() {
     let bad_backend = config(&sandbox, "bad", "backend = \"mysql\"");
     let ran = tributary(&sandbox, &url, &["runs", "--config", &bad_backend]);
     assert_eq!(ran.code, 2, "{ran:?}");
-    assert!(ran.stderr.contains("backend") && ran.stderr.contains("mysql"), "{ran:?}");
+    assert!(
+        ran.stderr.contains("backend") && ran.stderr.contains("mysql"),
+        "{ran:?}"
+    );
 
     let unset = config(
         &sandbox,
@@ -262,11 +295,22 @@ fn state_config_errors_name_the_key() {
     );
     let ran = tributary(&sandbox, &url, &["runs", "--config", &unset]);
     assert_eq!(ran.code, 2, "{ran:?}");
-    assert!(ran.stderr.contains("state.url: environment variable IT_NOT_SET_ANYWHERE"), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("state.url: environment variable IT_NOT_SET_ANYWHERE"),
+        "{ran:?}"
+    );
 
     // TLS asked for is never silently dropped.
     let tls_url = format!("{url}&sslmode=require");
-    let ran = tributary(&sandbox, &tls_url, &["runs", "--config", &postgres_config(&sandbox)]);
+    let ran = tributary(
+        &sandbox,
+        &tls_url,
+        &["runs", "--config", &postgres_config(&sandbox)],
+    );
     assert_eq!(ran.code, 2, "{ran:?}");
-    assert!(ran.stderr.contains("sslmode=require is not supported"), "{ran:?}");
+    assert!(
+        ran.stderr.contains("sslmode=require is not supported"),
+        "{ran:?}"
+    );
 }

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tributary_engine::run::{Engine, EngineOptions};
 use tributary_engine::config::StateBackend;
+use tributary_engine::run::{Engine, EngineOptions};
 use tributary_engine::{DaemonConfig, run::recovery};
-use tributary_state::StateLocation;
 use tributary_spec::{DocumentKind, FlowBundle, SpecRef};
+use tributary_state::StateLocation;
 
 use crate::BadInput;
 use crate::cli::CommonArgs;
@@ -74,9 +74,8 @@ pub fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
         .strip_prefix("${env:")
         .and_then(|rest| rest.strip_suffix('}'))
     {
-        Some(name) => std::env::var(name).map_err(|_| {
-            BadInput(format!("{key}: environment variable {name} is not set")).into()
-        }),
+        Some(name) => std::env::var(name)
+            .map_err(|_| BadInput(format!("{key}: environment variable {name} is not set")).into()),
         None => Ok(value.to_owned()),
     }
 }

@@ -43,7 +43,10 @@ pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if docs.is_empty() {
-        println!("no runs recorded in {}", crate::context::state_location(&config)?);
+        println!(
+            "no runs recorded in {}",
+            crate::context::state_location(&config)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(

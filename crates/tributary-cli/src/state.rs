@@ -54,7 +54,8 @@ fn location(flag: &str, values: &[String]) -> anyhow::Result<StateLocation> {
     match backend.as_str() {
         "sled" => Ok(StateLocation::Sled(PathBuf::from(value))),
         "postgres" => {
-            let url = PostgresUrl::parse(&value).map_err(|err| BadInput(format!("{flag}: {err}")))?;
+            let url =
+                PostgresUrl::parse(&value).map_err(|err| BadInput(format!("{flag}: {err}")))?;
             Ok(StateLocation::Postgres(url))
         }
         other => Err(BadInput(format!(
@@ -67,7 +68,10 @@ fn location(flag: &str, values: &[String]) -> anyhow::Result<StateLocation> {
 fn same_location(a: &StateLocation, b: &StateLocation) -> bool {
     match (a, b) {
         (StateLocation::Sled(a), StateLocation::Sled(b)) => {
-            a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a))
+            a == b
+                || a.canonicalize()
+                    .ok()
+                    .is_some_and(|a| b.canonicalize().ok() == Some(a))
         }
         (StateLocation::Postgres(a), StateLocation::Postgres(b)) => a.masked() == b.masked(),
         _ => false,

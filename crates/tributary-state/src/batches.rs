@@ -1,9 +1,9 @@
 //! Batches: the files one run of one window wrote to a dataset, indexed by dataset.
 
-use serde::{Deserialize, Serialize};
 use crate::codec::KeyBuf;
 use crate::store::{Trees, Tx, TxResult, abort, tx_get, tx_put};
 use crate::{BatchId, DatasetId, Db, FlowId, RunId, StateError, WindowKey, codec, now_ms};
+use serde::{Deserialize, Serialize};
 
 /// One published file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,11 +140,7 @@ impl Db {
 }
 
 /// Writes a batch and its dataset index entry inside a transaction over both trees.
-pub(crate) fn tx_put_batch(
-    trees: &Trees,
-    tx: &mut dyn Tx,
-    batch: &BatchRecord,
-) -> TxResult<()> {
+pub(crate) fn tx_put_batch(trees: &Trees, tx: &mut dyn Tx, batch: &BatchRecord) -> TxResult<()> {
     let batch_key = batch.id.as_str().as_bytes();
     let by_dataset = trees.batches_by_dataset.name;
     if let Some(old) = tx_get::<BatchRecord>(tx, &trees.batches, batch_key)? {

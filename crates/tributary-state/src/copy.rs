@@ -86,7 +86,7 @@ impl Db {
             .iter()
             .map(|name| target.trees().table(name))
             .collect::<Result<_, _>>()?;
-        let table_refs: Vec<_> = target_tables.iter().collect();
+        let table_refs: Vec<&crate::store::Table> = target_tables.to_vec();
         target
             .trees()
             .transact("copying a state", &table_refs, |tx| {

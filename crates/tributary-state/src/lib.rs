@@ -159,8 +159,7 @@ impl Db {
             });
         }
         let env_key = std::env::var_os(SecretKey::ENV_VAR);
-        let (secret_key, key_origin) = match resolve_secret_key(None, options.secret_key, env_key)
-        {
+        let (secret_key, key_origin) = match resolve_secret_key(None, options.secret_key, env_key) {
             Ok(resolved) => resolved,
             Err(StateError::MissingSecretKey { .. }) => {
                 return Err(StateError::MissingSecretKey {

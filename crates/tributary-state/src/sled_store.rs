@@ -132,15 +132,17 @@ impl Backend for SledBackend {
         }
         // sled runs the closure again after a conflict, always on this thread.
         let body = RefCell::new(body);
-        let res = trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
-            let mut tx = SledTx { tables, views };
-            let mut body = body.borrow_mut();
-            match (*body)(&mut tx) {
-                Ok(()) => Ok(()),
-                Err(TxAbort::Conflict) => Err(ConflictableTransactionError::Conflict),
-                Err(abort) => Err(ConflictableTransactionError::Abort(abort)),
-            }
-        });
+        let res = trees
+            .as_slice()
+            .transaction(|views: &Vec<TransactionalTree>| {
+                let mut tx = SledTx { tables, views };
+                let mut body = body.borrow_mut();
+                match (*body)(&mut tx) {
+                    Ok(()) => Ok(()),
+                    Err(TxAbort::Conflict) => Err(ConflictableTransactionError::Conflict),
+                    Err(abort) => Err(ConflictableTransactionError::Abort(abort)),
+                }
+            });
         match res {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(abort)) => Err(abort),
@@ -153,10 +155,6 @@ impl Backend for SledBackend {
     fn flush(&self) -> Result<(), StateError> {
         self.db.flush().map_err(|err| storage("flushing", err))?;
         Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "sled".to_owned()
     }
 }
 

@@ -86,8 +86,6 @@ pub(crate) trait Backend: Send + Sync {
     ) -> Result<(), TxAbort>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StateError>;
-    /// Which engine, for messages.
-    fn describe(&self) -> String;
 }
 
 /// The view of a transaction body.

@@ -109,7 +109,10 @@ fn state_backend_and_url_are_read_and_checked() {
     assert_eq!(config.state.backend, StateBackend::Postgres);
     assert_eq!(config.state.url, "postgres://app:pw-9@db/state");
     let shown = format!("{config:?}");
-    assert!(!shown.contains("pw-9") && shown.contains("url_set: true"), "{shown}");
+    assert!(
+        !shown.contains("pw-9") && shown.contains("url_set: true"),
+        "{shown}"
+    );
 
     let err = parse("[state]\nbackend = \"mysql\"\n").unwrap_err();
     assert!(err.contains("backend") && err.contains("mysql"), "{err}");

@@ -142,7 +142,11 @@ impl Db {
         let window_key = window.key();
         let res = trees.transact(
             "resuming a window",
-            &[&trees.checkpoints, &trees.batches, &trees.batches_by_dataset],
+            &[
+                &trees.checkpoints,
+                &trees.batches,
+                &trees.batches_by_dataset,
+            ],
             |tx| {
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "resumed")?;
@@ -188,7 +192,10 @@ impl Db {
             |tx| {
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::Open, "continued")?;
-                if tx.get(trees.batches.name, batch_id.as_str().as_bytes())?.is_some() {
+                if tx
+                    .get(trees.batches.name, batch_id.as_str().as_bytes())?
+                    .is_some()
+                {
                     return Err(abort(protocol(
                         window,
                         &format!(
@@ -256,7 +263,13 @@ impl Db {
                         position_before: header.position.clone(),
                         rows_before: header.rows,
                     };
-                    tx_put(tx, &trees.parts, &window.part_key(part.seq), "part", &stored)?;
+                    tx_put(
+                        tx,
+                        &trees.parts,
+                        &window.part_key(part.seq),
+                        "part",
+                        &stored,
+                    )?;
                     header.bytes = header.bytes.saturating_add(part.bytes);
                     header.next_seq = header.next_seq.saturating_add(1);
                 }
@@ -454,7 +467,9 @@ impl Db {
                     &trees.batches_by_dataset,
                 ],
                 |tx| {
-                    if tx.get(trees.checkpoints.name, &window_key)?.as_deref() != Some(header_bytes.as_slice()) {
+                    if tx.get(trees.checkpoints.name, &window_key)?.as_deref()
+                        != Some(header_bytes.as_slice())
+                    {
                         return Err(retry());
                     }
                     let batch_key = header.batch_id.as_str().as_bytes();

@@ -173,7 +173,9 @@ impl PgBackend {
 
     fn lock_pool(&self) -> std::sync::MutexGuard<'_, PoolState> {
         // A panic while holding the lock leaves the pool's counters intact.
-        self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A connection for one call or one transaction; it goes back to the pool when dropped.
@@ -242,9 +244,7 @@ impl PgBackend {
     {
         let conn = self.checkout()?;
         let fut = query(conn.arc());
-        self.runtime
-            .run(fut)?
-            .map_err(|err| pg_error(action, err))
+        self.runtime.run(fut)?.map_err(|err| pg_error(action, err))
     }
 }
 
@@ -342,12 +342,18 @@ async fn scan_rows(
         }
         (Some(upper), false) => {
             conn.client
-                .query(&conn.scan_asc_bounded, &[&table, &range.lower, &limit, upper])
+                .query(
+                    &conn.scan_asc_bounded,
+                    &[&table, &range.lower, &limit, upper],
+                )
                 .await?
         }
         (Some(upper), true) => {
             conn.client
-                .query(&conn.scan_desc_bounded, &[&table, &range.lower, &limit, upper])
+                .query(
+                    &conn.scan_desc_bounded,
+                    &[&table, &range.lower, &limit, upper],
+                )
                 .await?
         }
     };
@@ -449,7 +455,9 @@ impl Backend for PgBackend {
             if attempt > 0 {
                 // Let the transaction we collided with finish; spread the retries.
                 let jitter = rand::random::<u64>() % 5;
-                std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 2 + jitter));
+                std::thread::sleep(Duration::from_millis(
+                    u64::from(attempt.min(10)) * 2 + jitter,
+                ));
             }
             exec("BEGIN ISOLATION LEVEL SERIALIZABLE")?
                 .map_err(|err| TxAbort::State(pg_error("beginning a transaction", err)))?;
@@ -483,10 +491,6 @@ impl Backend for PgBackend {
         // A committed statement is durable (the server's fsync and synchronous_commit settings
         // decide how); there is no client-side buffer to flush.
         Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!("Postgres state {}", self.url.masked())
     }
 }
 

@@ -8,6 +8,14 @@ use serde_json::json;
 use crate::tests::{options, part, postgres_schema_url, window};
 use crate::*;
 
+fn schedule() -> FlowScheduleState {
+    FlowScheduleState {
+        last_window_end_ms: None,
+        next_due_ms: Some(1),
+        enabled: true,
+    }
+}
+
 fn fresh_url() -> PostgresUrl {
     postgres_schema_url(&format!("p_{}", uuid::Uuid::new_v4().simple()))
 }
@@ -49,12 +57,15 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
     let url = fresh_url();
     drop(open_pg(&url));
     assert_eq!(
-        sql(&url, "SELECT version FROM schema_migrations ORDER BY version"),
+        sql(
+            &url,
+            "SELECT version FROM schema_migrations ORDER BY version"
+        ),
         vec!["1"]
     );
     // Opened again: nothing applied twice, the data is still there.
     let db = open_pg(&url);
-    db.put_schedule_state(&FlowId::new("f"), &FlowScheduleState::default())
+    db.put_schedule_state(&FlowId::new("f"), &schedule())
         .unwrap();
     drop(db);
     let db = open_pg(&url);
@@ -67,7 +78,10 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
 
     sql(&url, "INSERT INTO schema_migrations (version) VALUES (7)");
     let err = Db::open_postgres(&url, options()).unwrap_err();
-    assert!(matches!(err, StateError::NewerSchema { version: 7, .. }), "{err:?}");
+    assert!(
+        matches!(err, StateError::NewerSchema { version: 7, .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(
         text.contains("schema version 7") && text.contains("versions up to 1"),
@@ -81,7 +95,10 @@ fn a_postgres_state_needs_a_configured_key_and_refuses_sled_settings() {
     // SAFETY of the assertion: the test binary never sets TRIBUTARY_SECRET_KEY itself.
     if std::env::var_os(SecretKey::ENV_VAR).is_none() {
         let err = Db::open_postgres(&url, StateOptions::default()).unwrap_err();
-        assert!(matches!(err, StateError::MissingSecretKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, StateError::MissingSecretKey { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("secret_key"), "{err}");
     }
     let err = Db::open_postgres(
@@ -221,7 +238,11 @@ fn entity_writes_race_safely_across_stores() {
     });
     assert_eq!(winners, 1);
     assert_eq!(
-        stores[1].entity(EntityKind::Flow, "f").unwrap().unwrap().version,
+        stores[1]
+            .entity(EntityKind::Flow, "f")
+            .unwrap()
+            .unwrap()
+            .version,
         2
     );
 }
@@ -236,7 +257,7 @@ fn the_store_is_usable_and_droppable_inside_a_tokio_runtime() {
         .unwrap();
     runtime.block_on(async move {
         let db = open_pg(&url);
-        db.put_schedule_state(&FlowId::new("a"), &FlowScheduleState::default())
+        db.put_schedule_state(&FlowId::new("a"), &schedule())
             .unwrap();
         let clone = db.clone();
         let read = tokio::spawn(async move { clone.schedule_states().unwrap().len() })
@@ -323,7 +344,10 @@ fn a_sled_state_is_copied_with_its_secrets_and_opens_on_postgres() {
     let db = open_pg(&url);
     let conn = db.entity(EntityKind::Connection, "conn").unwrap().unwrap();
     assert_eq!(conn.doc["auth"]["password"], "pw-clear-123");
-    assert_eq!(db.oauth_tokens("conn").unwrap().unwrap().access_token, "at-123");
+    assert_eq!(
+        db.oauth_tokens("conn").unwrap().unwrap().access_token,
+        "at-123"
+    );
     let checkpoint = db.checkpoint(&win).unwrap().unwrap();
     assert_eq!(checkpoint.position, json!({"next": "tok"}));
     assert_eq!(db.all_open_windows().unwrap().len(), 1);

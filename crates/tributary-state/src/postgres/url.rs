@@ -177,7 +177,10 @@ mod tests {
     fn bad_urls_are_refused_without_showing_the_password() {
         let err = PostgresUrl::parse("postgres://app:s3cret@db/state?sslmode=require").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("sslmode=require") && text.contains("app:***@db"), "{text}");
+        assert!(
+            text.contains("sslmode=require") && text.contains("app:***@db"),
+            "{text}"
+        );
         assert!(!text.contains("s3cret"), "{text}");
         let err = PostgresUrl::parse("postgres://app:s3cret@db/state?bogus=1").unwrap_err();
         let text = err.to_string();
@@ -185,7 +188,10 @@ mod tests {
         assert!(PostgresUrl::parse("  ").is_err());
 
         let url = PostgresUrl::parse("postgres://app:s3cret@db/state").unwrap();
-        assert_eq!(format!("{url:?}"), "PostgresUrl(\"postgres://app:***@db/state\")");
+        assert_eq!(
+            format!("{url:?}"),
+            "PostgresUrl(\"postgres://app:***@db/state\")"
+        );
         assert_eq!(url.to_string(), "postgres://app:***@db/state");
     }
 }
