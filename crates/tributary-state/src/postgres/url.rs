@@ -16,7 +16,8 @@ use crate::StateError;
 #[derive(Clone)]
 pub struct PostgresUrl {
     text: String,
-    config: tokio_postgres::Config,
+    /// Boxed: a `StateLocation` stays small.
+    config: Box<tokio_postgres::Config>,
 }
 
 impl PostgresUrl {
@@ -54,7 +55,7 @@ impl PostgresUrl {
         }
         Ok(PostgresUrl {
             text: text.to_owned(),
-            config,
+            config: Box::new(config),
         })
     }
 
