@@ -1,5 +1,6 @@
 //! The one integration-test binary: one module per capability. Tests run the real parts: the
-//! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Parquet read back.
+//! `tributary` binary, the mock API on 127.0.0.1:0, sled in temp dirs, Postgres (from scripts/test),
+//! Parquet read back.
 
 mod api;
 mod api_e2e;
@@ -14,6 +15,7 @@ mod fetch;
 mod hostile;
 mod mapping;
 mod ops;
+mod postgres;
 mod run;
 mod safety;
 mod tidy;

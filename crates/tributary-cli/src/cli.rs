@@ -70,9 +70,36 @@ pub enum Command {
     /// Datasets in state: their batches, rows, bytes and schema.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Work with the run state itself (copy it to another backend).
+    #[command(subcommand)]
+    State(StateCommand),
     /// Serve the mock third-party API (for demos, tests and benchmarks).
     #[command(hide = true)]
     MockApi(MockApiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy a whole state into an empty one, e.g. `--from sled ./state --to postgres URL`.
+    ///
+    /// Every table is copied as stored: secrets and checkpoint positions stay sealed with the
+    /// source's secret key (from `[state] secret_key`, TRIBUTARY_SECRET_KEY, or the source
+    /// directory's secret.key), so the target must be opened with that same key afterwards.
+    /// The target must be empty: a copy never merges two states (an interrupted copy leaves it
+    /// empty, since all rows land in one transaction; run it again). Stop the daemon that uses
+    /// the source first. Prints the rows copied per table.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The source state: `sled DIR` or `postgres URL` (URL may be `${env:NAME}`, which keeps a
+    /// password out of the process list).
+    #[arg(long, num_args = 2, value_names = ["BACKEND", "LOCATION"], required = true)]
+    pub from: Vec<String>,
+    /// The target state, empty or new: `postgres URL` or `sled DIR`.
+    #[arg(long, num_args = 2, value_names = ["BACKEND", "LOCATION"], required = true)]
+    pub to: Vec<String>,
 }
 
 #[derive(Debug, Args)]

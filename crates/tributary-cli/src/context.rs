@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tributary_engine::config::StateBackend;
 use tributary_engine::run::{Engine, EngineOptions};
 use tributary_engine::{DaemonConfig, run::recovery};
 use tributary_spec::{DocumentKind, FlowBundle, SpecRef};
+use tributary_state::StateLocation;
 
 use crate::BadInput;
 use crate::cli::CommonArgs;
@@ -31,10 +33,13 @@ pub fn load_config(common: &CommonArgs) -> anyhow::Result<DaemonConfig> {
 pub fn state_options(config: &DaemonConfig) -> anyhow::Result<tributary_state::StateOptions> {
     let secret_key = match config.state.secret_key.trim() {
         "" => None,
-        key => Some(
-            tributary_state::SecretKey::from_base64(key)
-                .map_err(|err| BadInput(format!("config state.secret_key: {err}")))?,
-        ),
+        key => {
+            let key = resolve_env(key, "state.secret_key")?;
+            Some(
+                tributary_state::SecretKey::from_base64(&key)
+                    .map_err(|err| BadInput(format!("config state.secret_key: {err}")))?,
+            )
+        }
     };
     Ok(tributary_state::StateOptions {
         secret_key,
@@ -42,11 +47,42 @@ pub fn state_options(config: &DaemonConfig) -> anyhow::Result<tributary_state::S
     })
 }
 
+/// Where the config keeps state: `state_dir` with `[state] backend = "sled"`, `[state] url`
+/// (`${env:NAME}` resolved) with `backend = "postgres"`.
+pub fn state_location(config: &DaemonConfig) -> anyhow::Result<StateLocation> {
+    match config.state.backend {
+        StateBackend::Sled => Ok(StateLocation::Sled(config.state_dir.clone())),
+        StateBackend::Postgres => {
+            let url = resolve_env(config.state.url.trim(), "state.url")?;
+            let url = tributary_state::PostgresUrl::parse(&url)
+                .map_err(|err| BadInput(format!("config state.url: {err}")))?;
+            Ok(StateLocation::Postgres(url))
+        }
+    }
+}
+
+/// Opens the state the config names (taking a state directory's lock).
+pub fn open_state(config: &DaemonConfig) -> anyhow::Result<tributary_state::Db> {
+    let location = state_location(config)?;
+    let options = state_options(config)?;
+    tributary_state::Db::open_at(&location, options).with_context(|| format!("opening {location}"))
+}
+
+/// A config value as given, or the environment variable it names as `${env:NAME}`.
+pub fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
+    match value
+        .strip_prefix("${env:")
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        Some(name) => std::env::var(name)
+            .map_err(|_| BadInput(format!("{key}: environment variable {name} is not set")).into()),
+        None => Ok(value.to_owned()),
+    }
+}
+
 /// Opens state (taking its lock), repairs what a crash left, and builds the engine.
 pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
-    let options = state_options(config)?;
-    let db = tributary_state::Db::open(&config.state_dir, options)
-        .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
+    let db = open_state(config)?;
     let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
     let report = recovery::recover(&db, &layout).context("recovering from the previous run")?;
     if report != recovery::RecoveryReport::default() {

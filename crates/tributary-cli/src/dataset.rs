@@ -18,9 +18,7 @@ use crate::context::load_config;
 
 pub fn run(common: &CommonArgs, command: &DatasetCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
-    let options = crate::context::state_options(&config)?;
-    let db = Db::open(&config.state_dir, options)
-        .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
+    let db = crate::context::open_state(&config)?;
     match command {
         DatasetCommand::Ls { json } => list(&db, *json),
         DatasetCommand::Schema { id, json } => schema(&db, id, *json),

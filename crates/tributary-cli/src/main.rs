@@ -20,6 +20,7 @@ mod mapping;
 mod run;
 mod runs;
 mod serve;
+mod state;
 mod time;
 mod validate;
 
@@ -84,6 +85,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             schema,
         }) => mapping::preview(mapping, input, schema.as_deref()),
         Command::Dataset(command) => dataset::run(common, command),
+        Command::State(cli::StateCommand::Migrate(args)) => state::migrate(common, args),
         Command::MockApi(args) => mock_api(args),
     }
 }

@@ -24,7 +24,8 @@ pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
     // Reading runs needs no recovery and no HTTP client: open the state store only.
     let options = crate::context::state_options(&config)?;
-    let docs: Vec<Value> = match Db::open(&config.state_dir, options) {
+    let location = crate::context::state_location(&config)?;
+    let docs: Vec<Value> = match Db::open_at(&location, options) {
         Ok(db) => {
             let runs = match &args.flow {
                 None => db.recent_runs(args.limit)?,
@@ -34,8 +35,7 @@ pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
         }
         Err(StateError::InUse { .. }) => runs_from_daemon(&config, args)?,
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("opening state in {}", config.state_dir.display()));
+            return Err(err).with_context(|| format!("opening {location}"));
         }
     };
     if args.json {
@@ -43,7 +43,10 @@ pub fn run(common: &CommonArgs, args: &RunsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if docs.is_empty() {
-        println!("no runs recorded in {}", config.state_dir.display());
+        println!(
+            "no runs recorded in {}",
+            crate::context::state_location(&config)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -27,7 +27,7 @@ use tributary_engine::run::Engine;
 use tributary_state::BundleChange;
 
 use crate::cli::CommonArgs;
-use crate::context::{load_config, open_engine};
+use crate::context::{load_config, open_engine, resolve_env};
 use crate::flows_dir::{FlowEvent, FlowsDir, RESCAN_INTERVAL};
 
 /// The file a generated local credential is written to, inside the state directory.
@@ -219,19 +219,6 @@ pub(crate) fn api_auth(config: &DaemonConfig) -> anyhow::Result<ApiAuth> {
     Ok(ApiAuth {
         orgs: vec![credential],
     })
-}
-
-/// A config value as given, or the environment variable it names as `${env:NAME}`.
-fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
-    match value
-        .strip_prefix("${env:")
-        .and_then(|rest| rest.strip_suffix('}'))
-    {
-        Some(name) => std::env::var(name).map_err(|_| {
-            crate::BadInput(format!("{key}: environment variable {name} is not set")).into()
-        }),
-        None => Ok(value.to_owned()),
-    }
 }
 
 /// Reads `{state_dir}/api-credentials.json`, or creates it (mode 0600) with random values.

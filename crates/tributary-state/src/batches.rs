@@ -1,12 +1,9 @@
 //! Batches: the files one run of one window wrote to a dataset, indexed by dataset.
 
-use serde::{Deserialize, Serialize};
-use sled::Transactional as _;
-use sled::transaction::TransactionalTree;
-
 use crate::codec::KeyBuf;
-use crate::store::{Trees, TxResult, abort, finish_tx, tx_get, tx_put};
+use crate::store::{Trees, Tx, TxResult, abort, tx_get, tx_put};
 use crate::{BatchId, DatasetId, Db, FlowId, RunId, StateError, WindowKey, codec, now_ms};
+use serde::{Deserialize, Serialize};
 
 /// One published file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +57,11 @@ impl Db {
     /// Creates or replaces a batch record (by id).
     pub fn put_batch(&self, batch: &BatchRecord) -> Result<(), StateError> {
         let trees = self.trees();
-        let res = (&trees.batches.tree, &trees.batches_by_dataset.tree)
-            .transaction(|(batches, by_dataset)| tx_put_batch(trees, batches, by_dataset, batch));
-        finish_tx("writing a batch", res)?;
+        trees.transact(
+            "writing a batch",
+            &[&trees.batches, &trees.batches_by_dataset],
+            |tx| tx_put_batch(trees, tx, batch),
+        )?;
         Ok(())
     }
 
@@ -102,11 +101,11 @@ impl Db {
     ) -> Result<BatchRecord, StateError> {
         let trees = self.trees();
         let batch_key = id.as_str().as_bytes();
-        let res = (&trees.batches.tree, &trees.batches_by_dataset.tree).transaction(
-            |(batches, by_dataset)| {
-                let Some(mut batch) =
-                    tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)?
-                else {
+        let res = trees.transact(
+            "updating a batch",
+            &[&trees.batches, &trees.batches_by_dataset],
+            |tx| {
+                let Some(mut batch) = tx_get::<BatchRecord>(tx, &trees.batches, batch_key)? else {
                     return Err(abort(StateError::NotFound {
                         what: "batch",
                         id: id.to_string(),
@@ -114,11 +113,11 @@ impl Db {
                 };
                 batch.status = status;
                 batch.updated_at_ms = now_ms();
-                tx_put_batch(trees, batches, by_dataset, &batch)?;
+                tx_put_batch(trees, tx, &batch)?;
                 Ok(batch)
             },
         );
-        finish_tx("updating a batch", res)?.ok_or_else(|| StateError::NotFound {
+        res?.ok_or_else(|| StateError::NotFound {
             what: "batch",
             id: id.to_string(),
         })
@@ -141,19 +140,14 @@ impl Db {
 }
 
 /// Writes a batch and its dataset index entry inside a transaction over both trees.
-pub(crate) fn tx_put_batch(
-    trees: &Trees,
-    batches: &TransactionalTree,
-    by_dataset: &TransactionalTree,
-    batch: &BatchRecord,
-) -> TxResult<()> {
+pub(crate) fn tx_put_batch(trees: &Trees, tx: &mut dyn Tx, batch: &BatchRecord) -> TxResult<()> {
     let batch_key = batch.id.as_str().as_bytes();
-    if let Some(old) = tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)? {
-        by_dataset.remove(dataset_index_key(&old))?;
+    let by_dataset = trees.batches_by_dataset.name;
+    if let Some(old) = tx_get::<BatchRecord>(tx, &trees.batches, batch_key)? {
+        tx.remove(by_dataset, &dataset_index_key(&old))?;
     }
-    tx_put(batches, batch_key, "batch", batch)?;
-    by_dataset.insert(dataset_index_key(batch), Vec::new())?;
-    Ok(())
+    tx_put(tx, &trees.batches, batch_key, "batch", batch)?;
+    tx.insert(by_dataset, &dataset_index_key(batch), &[])
 }
 
 fn dataset_index_key(batch: &BatchRecord) -> Vec<u8> {

@@ -127,11 +127,8 @@ impl Db {
             }
         };
         let new_bytes = crate::codec::encode("dataset schema", &grown)?;
-        let swapped = table
-            .tree
-            .compare_and_swap(key, old_bytes, Some(new_bytes))
-            .map_err(|err| crate::error::storage("writing a dataset schema", err))?;
-        if swapped.is_err() {
+        let swapped = table.compare_and_swap(key, old_bytes.as_deref(), Some(&new_bytes))?;
+        if !swapped {
             // Changed between our read and the swap: report what is there now.
             return match self.dataset_schema(id)? {
                 Some(current) => Ok(GrowOutcome::Conflict(current)),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::crypto::{JsonPointer, OpenError, REDACTED, sealed_text};
 use crate::store::Table;
-use crate::{Db, StateError, codec, error, now_ms};
+use crate::{Db, StateError, codec, now_ms};
 
 /// The collections of Flow Service and Data Prep documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -192,11 +192,9 @@ impl Db {
                 updated_at_ms: now,
             };
             let new_bytes = codec::encode("entity", &stored)?;
-            let swapped = table
-                .tree
-                .compare_and_swap(key, current_bytes.as_deref(), Some(new_bytes))
-                .map_err(|err| error::storage("writing an entity", err))?;
-            if swapped.is_ok() {
+            let swapped =
+                table.compare_and_swap(key, current_bytes.as_deref(), Some(&new_bytes))?;
+            if swapped {
                 return Ok(Entity {
                     id: id.to_owned(),
                     kind,
@@ -288,11 +286,8 @@ impl Db {
                     });
                 }
             }
-            let swapped = table
-                .tree
-                .compare_and_swap(key, Some(current_bytes.as_slice()), None::<&[u8]>)
-                .map_err(|err| error::storage("deleting an entity", err))?;
-            if swapped.is_ok() {
+            let swapped = table.compare_and_swap(key, Some(current_bytes.as_slice()), None)?;
+            if swapped {
                 return Ok(true);
             }
         }

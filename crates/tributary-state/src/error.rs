@@ -1,7 +1,8 @@
 //! The crate's one error type, [`StateError`], classified by cause.
 //!
-//! No sled type appears here: storage failures are carried as boxed sources so that a later
-//! swap of the storage engine stays this crate's business.
+//! No sled or Postgres type appears here: storage failures are carried as boxed sources, so the
+//! storage engine stays this crate's business. No variant carries a password: a Postgres state
+//! is named by its masked URL.
 
 use std::path::PathBuf;
 
@@ -53,12 +54,27 @@ pub enum StateError {
     #[error("invalid secret key from {origin}: {reason}")]
     InvalidSecretKey { origin: String, reason: String },
 
-    /// The secret key does not decrypt what this state directory holds.
+    /// The secret key does not decrypt what this state holds.
     #[error(
-        "the secret key from {origin} does not match the key state directory {} was written with; configure the original key (TRIBUTARY_SECRET_KEY or secret_key)",
-        dir.display()
+        "the secret key from {origin} does not match the key {state} was written with; configure the original key (TRIBUTARY_SECRET_KEY or secret_key)"
     )]
-    WrongSecretKey { dir: PathBuf, origin: String },
+    WrongSecretKey { state: String, origin: String },
+
+    /// A state without a directory (Postgres) has nowhere to keep a generated key.
+    #[error(
+        "{state} needs a secret key: set [state] secret_key in the config or TRIBUTARY_SECRET_KEY (there is no state directory to generate a key file in)"
+    )]
+    MissingSecretKey { state: String },
+
+    /// The database schema was migrated by a newer release than this build.
+    #[error(
+        "{state} has schema version {version}, written by a newer tributary; this build knows versions up to {supported}"
+    )]
+    NewerSchema {
+        state: String,
+        version: i64,
+        supported: i64,
+    },
 
     /// A stored secret failed authenticated decryption (tampered, or moved between records).
     #[error(
@@ -121,6 +137,8 @@ impl StateError {
             | StateError::NewerFormat { .. }
             | StateError::InvalidSecretKey { .. }
             | StateError::WrongSecretKey { .. }
+            | StateError::MissingSecretKey { .. }
+            | StateError::NewerSchema { .. }
             | StateError::Decrypt { .. }
             | StateError::InvalidPointer { .. }
             | StateError::EtagMismatch { .. }
@@ -137,6 +155,7 @@ impl StateError {
             self,
             StateError::InvalidSecretKey { .. }
                 | StateError::WrongSecretKey { .. }
+                | StateError::MissingSecretKey { .. }
                 | StateError::InvalidPointer { .. }
                 | StateError::EtagMismatch { .. }
                 | StateError::InvalidInput { .. }
@@ -150,15 +169,5 @@ fn pid_text(pid: Option<u32>) -> String {
     match pid {
         Some(pid) => format!("pid {pid}"),
         None => "pid unknown".to_owned(),
-    }
-}
-
-/// Wraps a sled error without exposing its type; IO errors inside sled are worth a retry.
-pub(crate) fn storage(action: &'static str, err: sled::Error) -> StateError {
-    let retryable = matches!(err, sled::Error::Io(_));
-    StateError::Storage {
-        action,
-        retryable,
-        source: Box::new(err),
     }
 }

@@ -1,27 +1,33 @@
-//! Run state: a typed API over sled for entities, runs, checkpoints and batches.
+//! Run state: a typed API over sled or Postgres for entities, runs, checkpoints and batches.
 //!
 //! Main types: [`Db`] (one per process, cheap to clone), [`Entity`], [`RunRecord`],
 //! [`BatchRecord`], [`DatasetSchema`], [`Checkpoint`] with its [`PartEntry`]s, [`FlowScheduleState`],
 //! [`BundleSource`], [`OAuthTokens`], and the one error type [`StateError`].
 //!
-//! Invariants: the only crate that names sled, and no sled type appears in its public API. Keys
+//! Invariants: the only crate that names sled or a database driver, and no sled or Postgres
+//! type appears in its public API; the typed functions are written once, over the key/value
+//! tables of `store`, and both backends (`sled_store`, `postgres`) implement that seam. Keys
 //! are big-endian; values go through one versioned codec (`codec`); secrets are encrypted at
-//! rest with AES-256-GCM and never stored, logged or formatted in clear (checkpoint positions,
-//! which carry next-page URLs and tokens, are sealed too). The commit protocol functions
-//! ([`Db::record_parts`], [`Db::start_commit`], [`Db::complete_window`], ...) are one sled
-//! transaction each and flush before returning; other writes become durable within half a second
-//! or at [`Db::flush`].
+//! rest with AES-256-GCM, identically on both backends, and never stored, logged or formatted
+//! in clear (checkpoint positions, which carry next-page URLs and tokens, are sealed too; a
+//! Postgres URL is shown masked). The commit protocol functions ([`Db::record_parts`],
+//! [`Db::start_commit`], [`Db::complete_window`], ...) are one backend transaction each and
+//! flush before returning; other sled writes become durable within half a second or at
+//! [`Db::flush`], other Postgres writes at once.
 
 mod batches;
 mod checkpoints;
 mod codec;
+mod copy;
 mod crypto;
 mod datasets;
 mod entities;
 mod error;
 mod ids;
 mod misc;
+mod postgres;
 mod runs;
+mod sled_store;
 mod store;
 
 use std::fs::{File, OpenOptions};
@@ -34,19 +40,21 @@ pub use checkpoints::{
     AbandonedAttempt, BatchRef, BeganWindow, Checkpoint, CheckpointStatus, PartEntry, PartState,
     WindowKey, WindowSummary,
 };
+pub use copy::{CopyReport, copy_state};
 pub use crypto::{JsonPointer, REDACTED, SecretKey};
 pub use datasets::{ColumnChange, ColumnOrigin, DatasetSchema, GrowOutcome};
 pub use entities::{Entity, EntityKind};
 pub use error::StateError;
 pub use ids::{BatchId, DatasetId, FlowId, RunId};
 pub use misc::{BundleChange, BundleSource, FlowScheduleState, OAuthTokens};
+pub use postgres::PostgresUrl;
 pub use runs::{RunRecord, RunStatus, Window};
 
 use crate::crypto::{Cipher, OpenError};
-use crate::store::{Table, Trees};
+use crate::store::{Backend, Table, Trees};
 
-/// The state store of one process. Clones share one database; the directory lock is held until
-/// the last clone is dropped.
+/// The state store of one process. Clones share one database; a state directory's lock is held
+/// until the last clone is dropped.
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
@@ -56,11 +64,30 @@ pub struct Db {
 #[derive(Debug, Clone, Default)]
 pub struct StateOptions {
     /// The key for secrets at rest (from the config file). When absent, `TRIBUTARY_SECRET_KEY`
-    /// is read; when that is absent too, `{dir}/secret.key` is used or generated.
+    /// is read; when that is absent too, a sled state uses or generates `{dir}/secret.key` and
+    /// a Postgres state is refused.
     pub secret_key: Option<SecretKey>,
     /// sled's page cache budget; default 32 MiB (sled's own default of 1 GiB is far above the
-    /// daemon's memory budget, and state is small).
+    /// daemon's memory budget, and state is small). A sled setting: a Postgres state refuses it.
     pub cache_capacity_bytes: Option<u64>,
+}
+
+/// Where a state lives.
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    /// A state directory holding a sled database, its lock and (maybe) its key file.
+    Sled(PathBuf),
+    /// A Postgres database (the schema of the URL's `search_path`).
+    Postgres(PostgresUrl),
+}
+
+impl std::fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Sled(dir) => write!(f, "state directory {}", dir.display()),
+            StateLocation::Postgres(url) => write!(f, "Postgres state {url}"),
+        }
+    }
 }
 
 /// The lock file inside the state directory.
@@ -76,17 +103,19 @@ const META_KEY_CHECK: &[u8] = b"key_check";
 const KEY_CHECK_CLEAR: &[u8] = b"tributary secret key check";
 
 struct Inner {
-    dir: PathBuf,
-    sled: sled::Db,
+    location: StateLocation,
     trees: Trees,
     cipher: Cipher,
+    secret_key: SecretKey,
+    /// Where the key came from (never the key), for messages.
+    key_origin: String,
     // Declared last so that it is released after sled has closed its files.
-    _lock: File,
+    _lock: Option<File>,
 }
 
 impl Db {
-    /// Opens (creating if needed) the state directory `dir`: takes its lock, opens the database,
-    /// checks the format version and the secret key.
+    /// Opens (creating if needed) the sled state directory `dir`: takes its lock, opens the
+    /// database, checks the format version and the secret key.
     pub fn open(dir: &Path, options: StateOptions) -> Result<Db, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
             action: "creating state directory",
@@ -95,7 +124,7 @@ impl Db {
         })?;
         let lock = acquire_lock(dir)?;
         let env_key = std::env::var_os(SecretKey::ENV_VAR);
-        let (secret_key, key_origin) = resolve_secret_key(dir, options.secret_key, env_key)?;
+        let (secret_key, key_origin) = resolve_secret_key(Some(dir), options.secret_key, env_key)?;
 
         let sled = sled::Config::new()
             .path(dir.join(DB_FOLDER))
@@ -105,21 +134,71 @@ impl Db {
                     .unwrap_or(DEFAULT_CACHE_CAPACITY),
             )
             .open()
-            .map_err(|err| error::storage("opening the database", err))?;
-        let trees = Trees::open(&sled)?;
+            .map_err(|err| sled_store::storage("opening the database", err))?;
+        let backend = sled_store::SledBackend::new(sled)?;
+        Db::finish_open(
+            StateLocation::Sled(dir.to_owned()),
+            Arc::new(backend),
+            secret_key,
+            &key_origin,
+            Some(lock),
+        )
+    }
+
+    /// Opens (creating or migrating its schema if needed) a Postgres state, and checks the
+    /// format version and the secret key. Holds no lock: several processes may open one
+    /// database.
+    pub fn open_postgres(url: &PostgresUrl, options: StateOptions) -> Result<Db, StateError> {
+        let location = StateLocation::Postgres(url.clone());
+        if options.cache_capacity_bytes.is_some() {
+            return Err(StateError::InvalidInput {
+                what: "state options".to_owned(),
+                reason: format!(
+                    "cache_capacity_bytes sizes sled's page cache; {location} has none"
+                ),
+            });
+        }
+        let env_key = std::env::var_os(SecretKey::ENV_VAR);
+        let (secret_key, key_origin) = match resolve_secret_key(None, options.secret_key, env_key) {
+            Ok(resolved) => resolved,
+            Err(StateError::MissingSecretKey { .. }) => {
+                return Err(StateError::MissingSecretKey {
+                    state: location.to_string(),
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        let backend = postgres::PgBackend::open(url)?;
+        Db::finish_open(location, Arc::new(backend), secret_key, &key_origin, None)
+    }
+
+    /// Opens the state at `location` with [`Db::open`] or [`Db::open_postgres`].
+    pub fn open_at(location: &StateLocation, options: StateOptions) -> Result<Db, StateError> {
+        match location {
+            StateLocation::Sled(dir) => Db::open(dir, options),
+            StateLocation::Postgres(url) => Db::open_postgres(url, options),
+        }
+    }
+
+    fn finish_open(
+        location: StateLocation,
+        backend: Arc<dyn Backend>,
+        secret_key: SecretKey,
+        key_origin: &str,
+        lock: Option<File>,
+    ) -> Result<Db, StateError> {
+        let trees = Trees::new(backend);
         let cipher = Cipher::new(&secret_key);
-
         check_format_version(&trees.meta)?;
-        check_secret_key(dir, &trees.meta, &cipher, &key_origin)?;
-        sled.flush()
-            .map_err(|err| error::storage("flushing after open", err))?;
-
+        check_secret_key(&location, &trees.meta, &cipher, key_origin)?;
+        trees.backend().flush()?;
         Ok(Db {
             inner: Arc::new(Inner {
-                dir: dir.to_owned(),
-                sled,
+                location,
                 trees,
                 cipher,
+                secret_key,
+                key_origin: key_origin.to_owned(),
                 _lock: lock,
             }),
         })
@@ -127,16 +206,20 @@ impl Db {
 
     /// Makes every write so far durable (fsync).
     pub fn flush(&self) -> Result<(), StateError> {
-        self.inner
-            .sled
-            .flush()
-            .map_err(|err| error::storage("flushing", err))?;
-        Ok(())
+        self.inner.trees.backend().flush()
     }
 
-    /// The state directory this store was opened on.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
+    /// The state directory this store was opened on; `None` for a Postgres state.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.inner.location {
+            StateLocation::Sled(dir) => Some(dir),
+            StateLocation::Postgres(_) => None,
+        }
+    }
+
+    /// Where this store lives.
+    pub fn location(&self) -> &StateLocation {
+        &self.inner.location
     }
 
     pub(crate) fn trees(&self) -> &Trees {
@@ -146,12 +229,22 @@ impl Db {
     pub(crate) fn cipher(&self) -> &Cipher {
         &self.inner.cipher
     }
+
+    pub(crate) fn secret_key(&self) -> &SecretKey {
+        &self.inner.secret_key
+    }
+
+    /// Where the secret key came from: the configuration, the environment variable, or the key
+    /// file (its path). Never the key.
+    pub fn key_origin(&self) -> &str {
+        &self.inner.key_origin
+    }
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
-            .field("dir", &self.inner.dir)
+            .field("location", &self.inner.location)
             .finish_non_exhaustive()
     }
 }
@@ -160,8 +253,8 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Writes outside the commit protocol are flushed by sled's timer; make them durable at
         // a clean shutdown too.
-        if let Err(err) = self.sled.flush() {
-            tracing::warn!(dir = %self.dir.display(), error = %err, "flushing state on close failed");
+        if let Err(err) = self.trees.backend().flush() {
+            tracing::warn!(state = %self.location, error = %err, "flushing state on close failed");
         }
     }
 }
@@ -210,7 +303,7 @@ fn acquire_lock(dir: &Path) -> Result<File, StateError> {
 
 /// The key and a description of where it came from (for error messages; never the key).
 fn resolve_secret_key(
-    dir: &Path,
+    dir: Option<&Path>,
     configured: Option<SecretKey>,
     env_key: Option<std::ffi::OsString>,
 ) -> Result<(SecretKey, String), StateError> {
@@ -227,6 +320,12 @@ fn resolve_secret_key(
         };
         return Ok((crypto::parse_key(text, &origin)?, origin));
     }
+    let Some(dir) = dir else {
+        // The caller names the state.
+        return Err(StateError::MissingSecretKey {
+            state: String::new(),
+        });
+    };
     let path = dir.join(KEY_FILE);
     let origin = format!("key file {}", path.display());
     match std::fs::read_to_string(&path) {
@@ -290,31 +389,38 @@ fn check_format_version(meta: &Table) -> Result<(), StateError> {
     }
 }
 
-/// Refuses a key that differs from the one the directory was written with, at open rather than
+/// Refuses a key that differs from the one the state was written with, at open rather than
 /// at the first secret read.
 fn check_secret_key(
-    dir: &Path,
+    location: &StateLocation,
     meta: &Table,
     cipher: &Cipher,
     origin: &str,
 ) -> Result<(), StateError> {
     let aad = b"meta/key_check";
-    match meta.get::<String>(META_KEY_CHECK)? {
-        Some(sealed) => match cipher.open_bytes(&sealed, aad) {
-            Ok(clear) if clear == KEY_CHECK_CLEAR => Ok(()),
-            Ok(_) | Err(OpenError::Authentication) => Err(StateError::WrongSecretKey {
-                dir: dir.to_owned(),
-                origin: origin.to_owned(),
-            }),
-            Err(OpenError::Malformed(reason)) => {
-                Err(codec::corrupt(meta.name, META_KEY_CHECK, reason.to_owned()))
+    loop {
+        match meta.get::<String>(META_KEY_CHECK)? {
+            Some(sealed) => {
+                return match cipher.open_bytes(&sealed, aad) {
+                    Ok(clear) if clear == KEY_CHECK_CLEAR => Ok(()),
+                    Ok(_) | Err(OpenError::Authentication) => Err(StateError::WrongSecretKey {
+                        state: location.to_string(),
+                        origin: origin.to_owned(),
+                    }),
+                    Err(OpenError::Malformed(reason)) => {
+                        Err(codec::corrupt(meta.name, META_KEY_CHECK, reason.to_owned()))
+                    }
+                };
             }
-        },
-        None => meta.put(
-            META_KEY_CHECK,
-            "key check",
-            &cipher.seal_bytes(KEY_CHECK_CLEAR, aad),
-        ),
+            None => {
+                // Only if still absent: two processes opening a fresh shared database with
+                // different keys must not both win.
+                let check = codec::encode("key check", &cipher.seal_bytes(KEY_CHECK_CLEAR, aad))?;
+                if meta.compare_and_swap(META_KEY_CHECK, None, Some(&check))? {
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sled::Transactional as _;
+use std::ops::ControlFlow;
 
 use crate::codec::KeyBuf;
-use crate::store::{finish_tx, tx_get};
-use crate::{BatchId, Db, FlowId, RunId, StateError, codec, error};
+use crate::store::{KeyRange, tx_get};
+use crate::{BatchId, Db, FlowId, RunId, StateError, codec};
 
 /// The life cycle of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,22 +59,24 @@ impl Db {
         let run_bytes = codec::encode("run", run)?;
         let flow_key = flow_index_key(&run.flow_id, run.started_at_ms, &run.id);
         let time_key = time_index_key(run.started_at_ms, &run.id);
-        let res = (
-            &trees.runs.tree,
-            &trees.runs_by_flow.tree,
-            &trees.runs_by_time.tree,
-        )
-            .transaction(|(runs, by_flow, by_time)| {
-                if let Some(old) = tx_get::<RunRecord>(runs, trees.runs.name, run_key)? {
-                    by_flow.remove(flow_index_key(&old.flow_id, old.started_at_ms, &old.id))?;
-                    by_time.remove(time_index_key(old.started_at_ms, &old.id))?;
+        let (by_flow, by_time) = (trees.runs_by_flow.name, trees.runs_by_time.name);
+        trees.transact(
+            "writing a run",
+            &[&trees.runs, &trees.runs_by_flow, &trees.runs_by_time],
+            |tx| {
+                if let Some(old) = tx_get::<RunRecord>(tx, &trees.runs, run_key)? {
+                    tx.remove(
+                        by_flow,
+                        &flow_index_key(&old.flow_id, old.started_at_ms, &old.id),
+                    )?;
+                    tx.remove(by_time, &time_index_key(old.started_at_ms, &old.id))?;
                 }
-                runs.insert(run_key, run_bytes.as_slice())?;
-                by_flow.insert(flow_key.as_slice(), &[])?;
-                by_time.insert(time_key.as_slice(), &[])?;
+                tx.insert(trees.runs.name, run_key, &run_bytes)?;
+                tx.insert(by_flow, &flow_key, &[])?;
+                tx.insert(by_time, &time_key, &[])?;
                 Ok(())
-            });
-        finish_tx("writing a run", res)?;
+            },
+        )?;
         Ok(())
     }
 
@@ -89,34 +91,47 @@ impl Db {
         limit: usize,
     ) -> Result<Vec<RunRecord>, StateError> {
         let prefix = KeyBuf::new().str(flow_id.as_str()).finish();
+        let trees = self.trees();
         let mut runs = Vec::new();
-        for entry in self.trees().runs_by_flow.tree.scan_prefix(&prefix).rev() {
-            if runs.len() >= limit {
-                break;
-            }
-            let (key, _) = entry.map_err(|err| error::storage("scanning runs", err))?;
-            let run_id =
-                self.index_run_id(self.trees().runs_by_flow.name, &key, prefix.len() + 8)?;
-            if let Some(run) = self.trees().runs.get::<RunRecord>(run_id.as_bytes())? {
-                runs.push(run);
-            }
+        if limit == 0 {
+            return Ok(runs);
         }
+        trees
+            .runs_by_flow
+            .scan(KeyRange::prefix(&prefix), true, |key, _| {
+                let run_id = self.index_run_id(trees.runs_by_flow.name, key, prefix.len() + 8)?;
+                if let Some(run) = trees.runs.get::<RunRecord>(run_id.as_bytes())? {
+                    runs.push(run);
+                }
+                Ok(if runs.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
         Ok(runs)
     }
 
     /// The newest `limit` runs of every flow, newest first.
     pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let trees = self.trees();
         let mut runs = Vec::new();
-        for entry in self.trees().runs_by_time.tree.iter().rev() {
-            if runs.len() >= limit {
-                break;
-            }
-            let (key, _) = entry.map_err(|err| error::storage("scanning runs", err))?;
-            let run_id = self.index_run_id(self.trees().runs_by_time.name, &key, 8)?;
-            if let Some(run) = self.trees().runs.get::<RunRecord>(run_id.as_bytes())? {
-                runs.push(run);
-            }
+        if limit == 0 {
+            return Ok(runs);
         }
+        trees
+            .runs_by_time
+            .scan(KeyRange::prefix(b""), true, |key, _| {
+                let run_id = self.index_run_id(trees.runs_by_time.name, key, 8)?;
+                if let Some(run) = trees.runs.get::<RunRecord>(run_id.as_bytes())? {
+                    runs.push(run);
+                }
+                Ok(if runs.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
         Ok(runs)
     }
 
@@ -132,26 +147,29 @@ impl Db {
         for index_key in &index_keys[..n_prunable] {
             let run_id = self.index_run_id(trees.runs_by_flow.name, index_key, prefix.len() + 8)?;
             let run_key = run_id.as_bytes();
-            let res = (
-                &trees.runs.tree,
-                &trees.runs_by_flow.tree,
-                &trees.runs_by_time.tree,
-            )
-                .transaction(|(runs, by_flow, by_time)| {
-                    let Some(run) = tx_get::<RunRecord>(runs, trees.runs.name, run_key)? else {
+            let (by_flow, by_time) = (trees.runs_by_flow.name, trees.runs_by_time.name);
+            let res = trees.transact(
+                "pruning runs",
+                &[&trees.runs, &trees.runs_by_flow, &trees.runs_by_time],
+                |tx| {
+                    let Some(run) = tx_get::<RunRecord>(tx, &trees.runs, run_key)? else {
                         // A dangling index entry (the run vanished): drop it.
-                        by_flow.remove(index_key.as_slice())?;
+                        tx.remove(by_flow, index_key)?;
                         return Ok(false);
                     };
                     if !run.status.is_finished() {
                         return Ok(false);
                     }
-                    runs.remove(run_key)?;
-                    by_flow.remove(flow_index_key(&run.flow_id, run.started_at_ms, &run.id))?;
-                    by_time.remove(time_index_key(run.started_at_ms, &run.id))?;
+                    tx.remove(trees.runs.name, run_key)?;
+                    tx.remove(
+                        by_flow,
+                        &flow_index_key(&run.flow_id, run.started_at_ms, &run.id),
+                    )?;
+                    tx.remove(by_time, &time_index_key(run.started_at_ms, &run.id))?;
                     Ok(true)
-                });
-            if finish_tx("pruning runs", res)? == Some(true) {
+                },
+            );
+            if res? == Some(true) {
                 n_deleted += 1;
             }
         }

@@ -1,5 +1,11 @@
 //! Tests against real sled databases in temporary directories; the lock and crash tests run a
 //! second process (this test binary again, in a child role chosen by an environment variable).
+//!
+//! The same suite runs against Postgres: [`the_suite_passes_on_postgres`] runs this test binary
+//! again with `TRIBUTARY_STATE_TEST_BACKEND=postgres`, where [`open`] maps each test's
+//! temporary directory to a schema of its own on the server of `TRIBUTARY_TEST_POSTGRES_URL`
+//! (reopening the same directory reopens the same schema). Only the tests of sled's own
+//! mechanisms (directory lock, key file) are left out there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,19 +28,156 @@ pub(crate) fn options() -> StateOptions {
     }
 }
 
+/// Set in the run of this suite against Postgres.
+pub(crate) const BACKEND_VAR: &str = "TRIBUTARY_STATE_TEST_BACKEND";
+/// The server the Postgres tests use (scripts/test starts one and sets it).
+pub(crate) const POSTGRES_URL_VAR: &str = "TRIBUTARY_TEST_POSTGRES_URL";
+
+/// Tests of sled's own mechanisms: not run against Postgres.
+const SLED_ONLY_TESTS: &[&str] = &[
+    "tests::second_open_in_same_process_is_in_use_until_the_first_is_dropped",
+    "tests::second_open_from_another_process_is_in_use",
+    "tests::missing_key_is_generated_into_a_private_key_file_and_reused",
+];
+
+pub(crate) fn on_postgres() -> bool {
+    std::env::var(BACKEND_VAR).is_ok_and(|value| value == "postgres")
+}
+
+/// The test server's URL; a missing one fails the test, naming how to get one.
+pub(crate) fn postgres_url() -> String {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "{POSTGRES_URL_VAR} is not set: run the tests through scripts/test, which starts a \
+             throwaway PostgreSQL server and sets it"
+        ),
+    }
+}
+
+/// A fresh schema on the test server, created now, and the URL that selects it.
+pub(crate) fn postgres_schema_url(schema: &str) -> PostgresUrl {
+    let base = postgres_url();
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+    let admin = PostgresUrl::parse(&base).unwrap();
+    // On a thread of its own: a test may run inside a tokio runtime.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = admin.config().connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    PostgresUrl::parse(&format!(
+        "{base}{separator}options=-csearch_path%3D{schema}"
+    ))
+    .unwrap()
+}
+
+/// Where the suite keeps the state of `dir`: the directory itself, or on Postgres a schema
+/// named after it.
+pub(crate) fn location(dir: &Path) -> StateLocation {
+    if !on_postgres() {
+        return StateLocation::Sled(dir.to_owned());
+    }
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    StateLocation::Postgres(postgres_schema_url(&format!("t_{:016x}", hasher.finish())))
+}
+
 /// Opens `dir`, waiting a little while another test of this binary spawns a child process: a
 /// forked child holds a copy of every open lock file until it execs, so a lock that a test has
 /// just released can still read as taken for a moment.
 pub(crate) fn open(dir: &Path) -> Db {
+    let location = location(dir);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match Db::open(dir, options()) {
+        match Db::open_at(&location, options()) {
             Err(StateError::InUse { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             opened => return opened.unwrap(),
         }
     }
+}
+
+/// What the state of `dir` holds at rest, as (label, bytes): sled's files, or every table's
+/// rows on Postgres.
+pub(crate) fn stored_at_rest(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    if !on_postgres() {
+        return files_under(dir)
+            .into_iter()
+            .map(|path| (path.display().to_string(), std::fs::read(&path).unwrap()))
+            .collect();
+    }
+    let db = open(dir);
+    store::table_names()
+        .into_iter()
+        .map(|name| {
+            let mut bytes = Vec::new();
+            let table = db.trees().table(name).unwrap();
+            table
+                .scan(store::KeyRange::prefix(b""), false, |key, value| {
+                    bytes.extend_from_slice(key);
+                    bytes.extend_from_slice(value);
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
+                .unwrap();
+            (format!("table {name}"), bytes)
+        })
+        .collect()
+}
+
+/// The whole suite again, against Postgres (see the module header).
+#[test]
+fn the_suite_passes_on_postgres() {
+    postgres_url();
+    if on_postgres() {
+        return;
+    }
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .env(BACKEND_VAR, "postgres")
+        .args([
+            "--test-threads=2",
+            "--skip",
+            "tests::the_suite_passes_on_postgres",
+        ])
+        .args(["--skip", "postgres::"]);
+    for name in SLED_ONLY_TESTS {
+        command.args(["--skip", name]);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("test result:"))
+        .unwrap_or("no summary");
+    println!("suite on Postgres: {summary}");
+    assert!(
+        output.status.success(),
+        "the suite failed on Postgres:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The run did run the suite (and not, say, a filter that matched nothing).
+    let passed: usize = summary
+        .split_whitespace()
+        .skip_while(|word| *word != "ok.")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 25,
+        "only {passed} tests ran on Postgres: {summary}"
+    );
 }
 
 fn pointer(text: &str) -> JsonPointer {
@@ -265,14 +408,14 @@ fn a_different_secret_key_is_refused_at_open() {
         secret_key: Some(SecretKey::from_bytes([8; 32])),
         cache_capacity_bytes: None,
     };
-    let err = Db::open(dir.path(), other).unwrap_err();
+    let err = Db::open_at(&location(dir.path()), other).unwrap_err();
     assert!(matches!(err, StateError::WrongSecretKey { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
-            "the secret key from the configuration does not match the key state directory {} was written with; \
+            "the secret key from the configuration does not match the key {} was written with; \
              configure the original key (TRIBUTARY_SECRET_KEY or secret_key)",
-            dir.path().display()
+            location(dir.path())
         )
     );
     // The original key still works.
@@ -282,7 +425,7 @@ fn a_different_secret_key_is_refused_at_open() {
 #[test]
 fn missing_key_is_generated_into_a_private_key_file_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let (generated, origin) = resolve_secret_key(dir.path(), None, None).unwrap();
+    let (generated, origin) = resolve_secret_key(Some(dir.path()), None, None).unwrap();
     let key_path = dir.path().join(KEY_FILE);
     assert_eq!(origin, format!("key file {}", key_path.display()));
     #[cfg(unix)]
@@ -291,19 +434,19 @@ fn missing_key_is_generated_into_a_private_key_file_and_reused() {
         let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let (again, _) = resolve_secret_key(dir.path(), None, None).unwrap();
+    let (again, _) = resolve_secret_key(Some(dir.path()), None, None).unwrap();
     assert_eq!(again, generated);
     // The environment wins over the file, the configuration over both.
     let env_key = SecretKey::from_bytes([1; 32]);
     let (from_env, origin) =
-        resolve_secret_key(dir.path(), None, Some(env_key.to_base64().into())).unwrap();
+        resolve_secret_key(Some(dir.path()), None, Some(env_key.to_base64().into())).unwrap();
     assert_eq!(
         (from_env, origin.as_str()),
         (env_key.clone(), "environment variable TRIBUTARY_SECRET_KEY")
     );
     let configured = SecretKey::from_bytes([2; 32]);
     let (chosen, _) = resolve_secret_key(
-        dir.path(),
+        Some(dir.path()),
         Some(configured.clone()),
         Some(env_key.to_base64().into()),
     )
@@ -353,7 +496,7 @@ fn newer_database_format_is_refused_at_open() {
             .put(META_FORMAT_VERSION, "format version", &(FORMAT_VERSION + 1))
             .unwrap();
     }
-    let err = Db::open(dir.path(), options()).unwrap_err();
+    let err = Db::open_at(&location(dir.path()), options()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "state written by a newer tributary: tree meta, key format_version has format version 2, this build reads up to 1"
@@ -409,8 +552,7 @@ fn corrupted_values_give_corrupt_errors_not_panics() {
         .unwrap();
     db.trees()
         .runs
-        .tree
-        .insert(b"run-1", &b"\x01{\"id\": 12"[..])
+        .put_raw(b"run-1", b"\x01{\"id\": 12")
         .unwrap();
     let err = db.run(&RunId::new("run-1")).unwrap_err();
     assert!(
@@ -428,8 +570,7 @@ fn corrupted_values_give_corrupt_errors_not_panics() {
         .unwrap();
     db.trees()
         .entity(EntityKind::Flow)
-        .tree
-        .insert(b"f", &b"\x01[]"[..])
+        .put_raw(b"f", b"\x01[]")
         .unwrap();
     assert!(matches!(
         db.entity(EntityKind::Flow, "f"),
@@ -445,8 +586,7 @@ fn corrupted_values_give_corrupt_errors_not_panics() {
     .unwrap();
     db.trees()
         .checkpoints
-        .tree
-        .insert(win.key(), &b"\x09{}"[..])
+        .put_raw(&win.key(), b"\x09{}")
         .unwrap();
     let err = db.checkpoint(&win).unwrap_err();
     assert!(
@@ -639,14 +779,12 @@ fn secrets_are_never_stored_in_clear() {
         db.flush().unwrap();
     }
     let mut n_files = 0;
-    for path in files_under(dir.path()) {
-        let bytes = std::fs::read(&path).unwrap();
+    for (path, bytes) in stored_at_rest(dir.path()) {
         n_files += 1;
         for secret in [PASSWORD, ACCESS_TOKEN, REFRESH_TOKEN] {
             assert!(
                 !contains(&bytes, secret.as_bytes()),
-                "{secret} found in clear in {}",
-                path.display()
+                "{secret} found in clear in {path}"
             );
         }
         // The non-secret fields are stored as they are, which shows the scan reads the data.
@@ -705,8 +843,8 @@ fn sealed_secrets_are_bound_to_their_record() {
     .unwrap();
     // Copy a's stored value over b's: the ciphertext must not open as b's secret.
     let table = db.trees().entity(EntityKind::Connection);
-    let stored_a = table.tree.get(b"a").unwrap().unwrap();
-    table.tree.insert(b"b", stored_a).unwrap();
+    let stored_a = table.get_raw(b"a").unwrap().unwrap();
+    table.put_raw(b"b", &stored_a).unwrap();
     let err = db.entity(EntityKind::Connection, "b").unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -16,7 +16,7 @@ use tributary_fetch::RateQuota;
 pub struct DaemonConfig {
     /// Address of the HTTP API.
     pub listen: SocketAddr,
-    /// Run state (sled).
+    /// Run state with the sled backend (and the daemon's local files, e.g. its API credential).
     pub state_dir: PathBuf,
     /// Datasets.
     pub data_dir: PathBuf,
@@ -110,11 +110,37 @@ pub struct SchedulerConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
-    /// Base64 of 32 bytes; empty means TRIBUTARY_SECRET_KEY or a generated key file.
+    /// Where state lives: `sled` (the default, in `state_dir`) or `postgres` (at `url`).
+    pub backend: StateBackend,
+    /// The Postgres connection URL (`postgres://user:password@host:port/db`), may be
+    /// `${env:NAME}`; only with `backend = "postgres"`, where it is required.
+    pub url: String,
+    /// Base64 of 32 bytes (may be `${env:NAME}`); empty means TRIBUTARY_SECRET_KEY or, with
+    /// sled only, a generated key file in `state_dir`.
     pub secret_key: String,
+}
+
+/// The storage engine of the run state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+impl std::fmt::Debug for StateConfig {
+    // The URL may carry a password and the key is a secret: only whether each is set is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateConfig")
+            .field("backend", &self.backend)
+            .field("url_set", &!self.url.is_empty())
+            .field("secret_key_set", &!self.secret_key.is_empty())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -275,6 +301,21 @@ impl DaemonConfig {
                     limit.requests_per_second
                 ));
             }
+        }
+        match (self.state.backend, self.state.url.trim().is_empty()) {
+            (StateBackend::Postgres, true) => {
+                return Err(
+                    "state.url: required with state.backend = \"postgres\" (postgres://user@host:port/db, or ${env:NAME})"
+                        .to_owned(),
+                );
+            }
+            (StateBackend::Sled, false) => {
+                return Err(
+                    "state.url: only used with state.backend = \"postgres\"; the sled state lives in state_dir"
+                        .to_owned(),
+                );
+            }
+            _ => {}
         }
         for (idx, org) in self.api.orgs.iter().enumerate() {
             if org.org_id.trim().is_empty() {

@@ -112,3 +112,25 @@ fn the_example_configs_parse() {
         }
     }
 }
+
+#[test]
+fn state_backend_and_url_are_read_and_checked() {
+    assert_eq!(parse("").unwrap().state.backend, StateBackend::Sled);
+    let config =
+        parse("[state]\nbackend = \"postgres\"\nurl = \"postgres://app:pw-9@db/state\"\n").unwrap();
+    assert_eq!(config.state.backend, StateBackend::Postgres);
+    assert_eq!(config.state.url, "postgres://app:pw-9@db/state");
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("pw-9") && shown.contains("url_set: true"),
+        "{shown}"
+    );
+
+    let err = parse("[state]\nbackend = \"mysql\"\n").unwrap_err();
+    assert!(err.contains("backend") && err.contains("mysql"), "{err}");
+    assert!(err.contains("sled") && err.contains("postgres"), "{err}");
+    let err = parse("[state]\nbackend = \"postgres\"\n").unwrap_err();
+    assert!(err.contains("state.url: required"), "{err}");
+    let err = parse("[state]\nurl = \"postgres://db/x\"\n").unwrap_err();
+    assert!(err.contains("state.url: only used"), "{err}");
+}

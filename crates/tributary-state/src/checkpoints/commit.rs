@@ -1,17 +1,15 @@
-//! The transitions of the commit protocol (see the module header of `checkpoints`): one sled
-//! transaction each over every tree they touch, flushed before they return. Positions are sealed
+//! The transitions of the commit protocol (see the module header of `checkpoints`): one backend
+//! transaction each over every table they touch, flushed before they return. Positions are sealed
 //! before a transaction starts, never inside it.
 
 use serde_json::Value;
-use sled::Transactional as _;
-use sled::transaction::TransactionalTree;
 
 use super::{
     AbandonedAttempt, BatchRef, BeganWindow, Checkpoint, CheckpointStatus, PartEntry, PartState,
     StoredCheckpoint, StoredPart, WindowKey, load_parts,
 };
 use crate::batches::tx_put_batch;
-use crate::store::{Trees, TxResult, abort, finish_tx, retry, tx_get, tx_put};
+use crate::store::{Trees, Tx, TxResult, abort, retry, tx_get, tx_put};
 use crate::{BatchId, BatchRecord, BatchStatus, DatasetId, Db, FileEntry, RunId, StateError};
 use crate::{codec, now_ms};
 
@@ -92,34 +90,37 @@ impl Db {
                 updated_at_ms: now,
             };
             let batch = loading_batch(batch_id, dataset_id, run_id, window, now);
-            let res = (
-                &trees.checkpoints.tree,
-                &trees.parts.tree,
-                &trees.open_windows.tree,
-                &trees.batches.tree,
-                &trees.batches_by_dataset.tree,
-            )
-                .transaction(|(checkpoints, parts, open, batches, by_dataset)| {
-                    if checkpoints.get(&window_key)?.as_deref() != old_bytes.as_deref() {
+            let res = trees.transact(
+                "beginning a window",
+                &[
+                    &trees.checkpoints,
+                    &trees.parts,
+                    &trees.open_windows,
+                    &trees.batches,
+                    &trees.batches_by_dataset,
+                ],
+                |tx| {
+                    if tx.get(trees.checkpoints.name, &window_key)?.as_deref() != old_bytes.as_deref() {
                         return Err(retry());
                     }
-                    if batches.get(batch_id.as_str().as_bytes())?.is_some() {
+                    if tx.get(trees.batches.name, batch_id.as_str().as_bytes())?.is_some() {
                         return Err(abort(protocol(
                             window,
                             &format!("batch id {batch_id} is already used; a new run needs a new batch id"),
                         )));
                     }
                     for (part_key, _) in &old_parts {
-                        parts.remove(part_key.as_slice())?;
+                        tx.remove(trees.parts.name, part_key)?;
                     }
                     if let Some(abandoned) = &abandoned {
-                        tx_set_batch_status(trees, batches, by_dataset, &abandoned.batch.batch_id, BatchStatus::Failed, now)?;
+                        tx_set_batch_status(trees, tx, &abandoned.batch.batch_id, BatchStatus::Failed, now)?;
                     }
-                    tx_put_header(checkpoints, open, &window_key, &header)?;
-                    tx_put_batch(trees, batches, by_dataset, &batch)?;
+                    tx_put_header(trees, tx, &window_key, &header)?;
+                    tx_put_batch(trees, tx, &batch)?;
                     Ok(())
-                });
-            if finish_tx("beginning a window", res)?.is_none() {
+                },
+            );
+            if res?.is_none() {
                 continue;
             }
             self.flush()?;
@@ -139,29 +140,30 @@ impl Db {
     ) -> Result<Checkpoint, StateError> {
         let trees = self.trees();
         let window_key = window.key();
-        let res = (
-            &trees.checkpoints.tree,
-            &trees.batches.tree,
-            &trees.batches_by_dataset.tree,
-        )
-            .transaction(|(checkpoints, batches, by_dataset)| {
-                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+        let res = trees.transact(
+            "resuming a window",
+            &[
+                &trees.checkpoints,
+                &trees.batches,
+                &trees.batches_by_dataset,
+            ],
+            |tx| {
+                let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "resumed")?;
                 let now = now_ms();
                 header.run_id = run_id.clone();
                 header.updated_at_ms = now;
-                tx_put(checkpoints, &window_key, "checkpoint", &header)?;
+                tx_put(tx, &trees.checkpoints, &window_key, "checkpoint", &header)?;
                 let batch_key = header.batch_id.as_str().as_bytes();
-                if let Some(mut batch) =
-                    tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)?
-                {
+                if let Some(mut batch) = tx_get::<BatchRecord>(tx, &trees.batches, batch_key)? {
                     batch.run_id = run_id.clone();
                     batch.updated_at_ms = now;
-                    tx_put_batch(trees, batches, by_dataset, &batch)?;
+                    tx_put_batch(trees, tx, &batch)?;
                 }
                 Ok(header)
-            });
-        let header = finish_tx("resuming a window", res)?.ok_or_else(|| not_found(window))?;
+            },
+        );
+        let header = res?.ok_or_else(|| not_found(window))?;
         self.flush()?;
         let parts = load_parts(&trees.parts, window, Some(header.next_seq))?;
         self.assemble(header, parts)
@@ -179,16 +181,21 @@ impl Db {
         let trees = self.trees();
         let window_key = window.key();
         let now = now_ms();
-        let res = (
-            &trees.checkpoints.tree,
-            &trees.open_windows.tree,
-            &trees.batches.tree,
-            &trees.batches_by_dataset.tree,
-        )
-            .transaction(|(checkpoints, open, batches, by_dataset)| {
-                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+        let res = trees.transact(
+            "continuing a window",
+            &[
+                &trees.checkpoints,
+                &trees.open_windows,
+                &trees.batches,
+                &trees.batches_by_dataset,
+            ],
+            |tx| {
+                let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::Open, "continued")?;
-                if batches.get(batch_id.as_str().as_bytes())?.is_some() {
+                if tx
+                    .get(trees.batches.name, batch_id.as_str().as_bytes())?
+                    .is_some()
+                {
                     return Err(abort(protocol(
                         window,
                         &format!(
@@ -204,12 +211,13 @@ impl Db {
                 header.bytes = 0;
                 header.status = CheckpointStatus::InProgress;
                 header.updated_at_ms = now;
-                tx_put_header(checkpoints, open, &window_key, &header)?;
+                tx_put_header(trees, tx, &window_key, &header)?;
                 let batch = loading_batch(batch_id, &header.dataset_id, run_id, window, now);
-                tx_put_batch(trees, batches, by_dataset, &batch)?;
+                tx_put_batch(trees, tx, &batch)?;
                 Ok(header)
-            });
-        let header = finish_tx("continuing a window", res)?.ok_or_else(|| not_found(window))?;
+            },
+        );
+        let header = res?.ok_or_else(|| not_found(window))?;
         self.flush()?;
         self.assemble(header, Vec::new())
     }
@@ -234,9 +242,11 @@ impl Db {
         let sealed_after = self.seal_position(window, position_after);
         let trees = self.trees();
         let window_key = window.key();
-        let res =
-            (&trees.checkpoints.tree, &trees.parts.tree).transaction(|(checkpoints, parts)| {
-                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+        let res = trees.transact(
+            "recording parts",
+            &[&trees.checkpoints, &trees.parts],
+            |tx| {
+                let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "given parts")?;
                 for part in new_parts {
                     if part.seq != header.next_seq {
@@ -253,17 +263,24 @@ impl Db {
                         position_before: header.position.clone(),
                         rows_before: header.rows,
                     };
-                    tx_put(parts, &window.part_key(part.seq), "part", &stored)?;
+                    tx_put(
+                        tx,
+                        &trees.parts,
+                        &window.part_key(part.seq),
+                        "part",
+                        &stored,
+                    )?;
                     header.bytes = header.bytes.saturating_add(part.bytes);
                     header.next_seq = header.next_seq.saturating_add(1);
                 }
                 header.position = sealed_after.clone();
                 header.rows = rows_after;
                 header.updated_at_ms = now_ms();
-                tx_put(checkpoints, &window_key, "checkpoint", &header)?;
+                tx_put(tx, &trees.checkpoints, &window_key, "checkpoint", &header)?;
                 Ok(())
-            });
-        finish_tx("recording parts", res)?;
+            },
+        );
+        res?;
         self.flush()
     }
 
@@ -309,31 +326,34 @@ impl Db {
                 window,
                 now,
             );
-            let res = (
-                &trees.checkpoints.tree,
-                &trees.parts.tree,
-                &trees.batches.tree,
-                &trees.batches_by_dataset.tree,
-            )
-                .transaction(|(checkpoints, parts, batches, by_dataset)| {
-                    if checkpoints.get(&window_key)?.as_deref() != Some(header_bytes.as_slice()) {
+            let res = trees.transact(
+                "failing a window's attempt",
+                &[
+                    &trees.checkpoints,
+                    &trees.parts,
+                    &trees.batches,
+                    &trees.batches_by_dataset,
+                ],
+                |tx| {
+                    if tx.get(trees.checkpoints.name, &window_key)?.as_deref() != Some(header_bytes.as_slice()) {
                         return Err(retry());
                     }
-                    if batches.get(next_batch_id.as_str().as_bytes())?.is_some() {
+                    if tx.get(trees.batches.name, next_batch_id.as_str().as_bytes())?.is_some() {
                         return Err(abort(protocol(
                             window,
                             &format!("batch id {next_batch_id} is already used; a new attempt needs a new batch id"),
                         )));
                     }
                     for (part_key, _) in &old_parts {
-                        parts.remove(part_key.as_slice())?;
+                        tx.remove(trees.parts.name, part_key)?;
                     }
-                    tx_set_batch_status(trees, batches, by_dataset, &header.batch_id, BatchStatus::Failed, now)?;
-                    tx_put_batch(trees, batches, by_dataset, &batch)?;
-                    tx_put(checkpoints, &window_key, "checkpoint", &next)?;
+                    tx_set_batch_status(trees, tx, &header.batch_id, BatchStatus::Failed, now)?;
+                    tx_put_batch(trees, tx, &batch)?;
+                    tx_put(tx, &trees.checkpoints, &window_key, "checkpoint", &next)?;
                     Ok(())
-                });
-            if finish_tx("failing a window's attempt", res)?.is_none() {
+                },
+            );
+            if res?.is_none() {
                 continue;
             }
             self.flush()?;
@@ -353,9 +373,11 @@ impl Db {
     ) -> Result<Checkpoint, StateError> {
         let trees = self.trees();
         let window_key = window.key();
-        let res = (&trees.checkpoints.tree, &trees.open_windows.tree).transaction(
-            |(checkpoints, open)| {
-                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+        let res = trees.transact(
+            "starting a commit",
+            &[&trees.checkpoints, &trees.open_windows],
+            |tx| {
+                let mut header = tx_header(tx, trees, window, &window_key)?;
                 if header.status == CheckpointStatus::Committing {
                     return Ok((header, false));
                 }
@@ -363,12 +385,11 @@ impl Db {
                 header.status = CheckpointStatus::Committing;
                 header.truncated = truncated;
                 header.updated_at_ms = now_ms();
-                tx_put_header(checkpoints, open, &window_key, &header)?;
+                tx_put_header(trees, tx, &window_key, &header)?;
                 Ok((header, true))
             },
         );
-        let (header, changed) =
-            finish_tx("starting a commit", res)?.ok_or_else(|| not_found(window))?;
+        let (header, changed) = res?.ok_or_else(|| not_found(window))?;
         if changed {
             self.flush()?;
         }
@@ -436,20 +457,23 @@ impl Db {
             complete.replaces.clear();
             complete.truncated = false;
             complete.updated_at_ms = now;
-            let res = (
-                &trees.checkpoints.tree,
-                &trees.parts.tree,
-                &trees.open_windows.tree,
-                &trees.batches.tree,
-                &trees.batches_by_dataset.tree,
-            )
-                .transaction(|(checkpoints, parts_tree, open, batches, by_dataset)| {
-                    if checkpoints.get(&window_key)?.as_deref() != Some(header_bytes.as_slice()) {
+            let res = trees.transact(
+                "completing a window",
+                &[
+                    &trees.checkpoints,
+                    &trees.parts,
+                    &trees.open_windows,
+                    &trees.batches,
+                    &trees.batches_by_dataset,
+                ],
+                |tx| {
+                    if tx.get(trees.checkpoints.name, &window_key)?.as_deref()
+                        != Some(header_bytes.as_slice())
+                    {
                         return Err(retry());
                     }
                     let batch_key = header.batch_id.as_str().as_bytes();
-                    let Some(mut batch) =
-                        tx_get::<BatchRecord>(batches, trees.batches.name, batch_key)?
+                    let Some(mut batch) = tx_get::<BatchRecord>(tx, &trees.batches, batch_key)?
                     else {
                         return Err(abort(StateError::NotFound {
                             what: "batch",
@@ -462,12 +486,11 @@ impl Db {
                     batch.schema_json = schema_json.clone();
                     batch.status = BatchStatus::Success;
                     batch.updated_at_ms = now;
-                    tx_put_batch(trees, batches, by_dataset, &batch)?;
+                    tx_put_batch(trees, tx, &batch)?;
                     for replaced in &header.replaces {
                         tx_set_batch_status(
                             trees,
-                            batches,
-                            by_dataset,
+                            tx,
                             &replaced.batch_id,
                             BatchStatus::Removed,
                             now,
@@ -476,12 +499,13 @@ impl Db {
                     for (part_key, part) in &parts {
                         let mut published = part.clone();
                         published.entry.state = PartState::Published;
-                        tx_put(parts_tree, part_key, "part", &published)?;
+                        tx_put(tx, &trees.parts, part_key, "part", &published)?;
                     }
-                    tx_put_header(checkpoints, open, &window_key, &complete)?;
+                    tx_put_header(trees, tx, &window_key, &complete)?;
                     Ok(batch)
-                });
-            let Some(batch) = finish_tx("completing a window", res)? else {
+                },
+            );
+            let Some(batch) = res? else {
                 continue;
             };
             self.flush()?;
@@ -492,46 +516,44 @@ impl Db {
 
 /// Writes a checkpoint header and keeps the `open_windows` index in line with its status.
 fn tx_put_header(
-    checkpoints: &TransactionalTree,
-    open: &TransactionalTree,
+    trees: &Trees,
+    tx: &mut dyn Tx,
     window_key: &[u8],
     header: &StoredCheckpoint,
 ) -> TxResult<()> {
-    tx_put(checkpoints, window_key, "checkpoint", header)?;
+    tx_put(tx, &trees.checkpoints, window_key, "checkpoint", header)?;
     if header.status.is_open() {
-        open.insert(window_key, Vec::new())?;
+        tx.insert(trees.open_windows.name, window_key, &[])
     } else {
-        open.remove(window_key)?;
+        tx.remove(trees.open_windows.name, window_key)
     }
-    Ok(())
 }
 
 /// Changes the status of a batch that may not exist (an old state may have lost it).
 fn tx_set_batch_status(
     trees: &Trees,
-    batches: &TransactionalTree,
-    by_dataset: &TransactionalTree,
+    tx: &mut dyn Tx,
     batch_id: &BatchId,
     status: BatchStatus,
     now: i64,
 ) -> TxResult<()> {
     if let Some(mut batch) =
-        tx_get::<BatchRecord>(batches, trees.batches.name, batch_id.as_str().as_bytes())?
+        tx_get::<BatchRecord>(tx, &trees.batches, batch_id.as_str().as_bytes())?
     {
         batch.status = status;
         batch.updated_at_ms = now;
-        tx_put_batch(trees, batches, by_dataset, &batch)?;
+        tx_put_batch(trees, tx, &batch)?;
     }
     Ok(())
 }
 
 fn tx_header(
-    checkpoints: &TransactionalTree,
+    tx: &mut dyn Tx,
     trees: &Trees,
     window: &WindowKey,
     window_key: &[u8],
 ) -> TxResult<StoredCheckpoint> {
-    tx_get::<StoredCheckpoint>(checkpoints, trees.checkpoints.name, window_key)?
+    tx_get::<StoredCheckpoint>(tx, &trees.checkpoints, window_key)?
         .ok_or_else(|| abort(not_found(window)))
 }
 
@@ -615,12 +637,13 @@ impl Db {
         let trees = self.trees();
         let window_key = window.key();
         let part_key = window.part_key(seq);
-        let res =
-            (&trees.checkpoints.tree, &trees.parts.tree).transaction(|(checkpoints, parts)| {
-                let mut header = tx_header(checkpoints, trees, window, &window_key)?;
+        let res = trees.transact(
+            "resizing a part",
+            &[&trees.checkpoints, &trees.parts],
+            |tx| {
+                let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "resized")?;
-                let Some(mut stored) = tx_get::<StoredPart>(parts, trees.parts.name, &part_key)?
-                else {
+                let Some(mut stored) = tx_get::<StoredPart>(tx, &trees.parts, &part_key)? else {
                     return Err(abort(StateError::NotFound {
                         what: "part",
                         id: format!("{seq} of {window}"),
@@ -632,11 +655,12 @@ impl Db {
                     .saturating_add(bytes);
                 stored.entry.bytes = bytes;
                 header.updated_at_ms = now_ms();
-                tx_put(parts, &part_key, "part", &stored)?;
-                tx_put(checkpoints, &window_key, "checkpoint", &header)?;
+                tx_put(tx, &trees.parts, &part_key, "part", &stored)?;
+                tx_put(tx, &trees.checkpoints, &window_key, "checkpoint", &header)?;
                 Ok(())
-            });
-        finish_tx("resizing a part", res)?;
+            },
+        );
+        res?;
         self.flush()
     }
 }

@@ -30,13 +30,14 @@
 mod commit;
 
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::codec::KeyBuf;
 use crate::crypto::{OpenError, sealed_text};
-use crate::store::Table;
+use crate::store::{KeyRange, Table};
 use crate::{BatchId, DatasetId, Db, FlowId, RunId, StateError, codec};
 
 /// Identifies a window of a flow. `start_ms: None` is the backfill-from-the-beginning window;
@@ -302,13 +303,17 @@ impl Db {
             }
         };
         let mut found = Vec::new();
-        for entry in trees.checkpoints.tree.range(prefix.clone()..upper) {
-            let (key, bytes) = entry.map_err(|err| crate::error::storage("scanning", err))?;
-            let header: StoredCheckpoint = codec::decode(trees.checkpoints.name, &key, &bytes)?;
+        let range = KeyRange {
+            lower: prefix,
+            upper: Some(upper),
+        };
+        trees.checkpoints.scan(range, false, |key, bytes| {
+            let header: StoredCheckpoint = codec::decode(trees.checkpoints.name, key, bytes)?;
             if header.window.overlaps(window) {
                 found.push(summary(header));
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(found)
     }
 

@@ -1,4 +1,4 @@
-//! The commit protocol against real sled databases: every transition, the ones it refuses, the
+//! The commit protocol against real sled databases (and Postgres, see `crate::tests`): every transition, the ones it refuses, the
 //! swap of a re-run, segments of a truncated window, and kills of a child process in the middle
 //! of recording.
 
@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 
 use serde_json::{Value, json};
 
-use crate::tests::{child_role, contains, files_under, open, part, spawn_child, window};
+use crate::tests::{child_role, contains, open, part, spawn_child, stored_at_rest, window};
 use crate::*;
 
 fn error_part(seq: u32, rows: u64) -> PartEntry {
@@ -627,12 +627,12 @@ fn positions_are_sealed_at_rest() {
         .unwrap();
         db.flush().unwrap();
     }
-    for file in files_under(dir.path()) {
-        let bytes = std::fs::read(&file).unwrap();
+    let stored = stored_at_rest(dir.path());
+    assert!(!stored.is_empty());
+    for (file, bytes) in stored {
         assert!(
             !contains(&bytes, token.as_bytes()),
-            "{} holds a position in clear",
-            file.display()
+            "{file} holds a position in clear"
         );
     }
     let db = open(dir.path());
