@@ -518,19 +518,24 @@ fn a_parallel_backfill_keeps_to_the_rate_its_spec_declares() {
 }
 
 #[test]
-fn a_setting_this_build_cannot_honour_is_refused_not_ignored() {
+fn a_delta_target_on_a_dataset_of_parquet_batches_is_refused_and_changes_nothing() {
     let mock = mock(basic_mock(10));
     let sandbox = Sandbox::new();
+    let parquet = members_bundle(&sandbox, &mock.server.base_url(), "mixed", 10, json!({}));
+    let ran = sandbox.tributary(&["run", &parquet]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let before = sandbox.dataset_files("mixed");
+    assert_eq!(before.len(), 1, "{before:?}");
+
     let delta = json!({"targetConnection": {"data": {"format": "delta"}}});
-    let bundle = members_bundle(&sandbox, &mock.server.base_url(), "delta", 10, delta);
+    let bundle = members_bundle(&sandbox, &mock.server.base_url(), "mixed", 10, delta);
     let ran = sandbox.tributary(&["run", &bundle]);
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(
-        ran.stderr
-            .contains("targetConnection.data.format \"delta\""),
+        ran.stderr.contains("already holds Parquet batches"),
         "{ran:?}"
     );
-    assert_eq!(sandbox.dataset_files("delta"), Vec::<String>::new());
+    assert_eq!(sandbox.dataset_files("mixed"), before);
 }
 
 #[test]
