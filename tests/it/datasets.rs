@@ -17,29 +17,13 @@ use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
 
-use crate::hostile::{Reply, Serving, serve_in_background};
+use crate::hostile::{Pages, Serving, serve_pages};
 use crate::run::{Sandbox, basic_auth_spec, bundle, files_under};
 
 const DATASET: &str = "shapes";
 
-type Pages = Arc<Mutex<Vec<Value>>>;
-
-/// Serves `pages[N]` as `{"items": [...]}` for `GET /shapes?page=N`, an empty page past them.
 fn serve(pages: &Pages) -> Serving {
-    let pages = pages.clone();
-    serve_in_background(move |request, _| {
-        let page = request
-            .query_param("page")
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0);
-        let items = pages
-            .lock()
-            .unwrap()
-            .get(page)
-            .cloned()
-            .unwrap_or_else(|| json!([]));
-        Reply::json(json!({ "items": items }))
-    })
+    serve_pages(pages)
 }
 
 fn flow_bundle(sandbox: &Sandbox, name: &str, base_url: &str) -> String {

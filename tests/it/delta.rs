@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::hostile::{Reply, Serving, serve_in_background};
+use crate::hostile::{Pages, Serving, serve_pages};
 use crate::run::{Ran, Sandbox, basic_auth_spec, bundle};
 
 const DATASET: &str = "orders-delta";
@@ -28,24 +28,8 @@ const DAY_1: &str = "2025-01-01T00:00:00Z";
 const DAY_2: &str = "2025-01-02T00:00:00Z";
 const DAY_3: &str = "2025-01-03T00:00:00Z";
 
-type Pages = Arc<Mutex<Vec<Value>>>;
-
-/// Serves `pages[N]` as `{"items": [...]}` for `GET /orders?page=N`, an empty page past them.
 fn serve(pages: &Pages) -> Serving {
-    let pages = pages.clone();
-    serve_in_background(move |request, _| {
-        let page = request
-            .query_param("page")
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0);
-        let items = pages
-            .lock()
-            .unwrap()
-            .get(page)
-            .cloned()
-            .unwrap_or_else(|| json!([]));
-        Reply::json(json!({ "items": items }))
-    })
+    serve_pages(pages)
 }
 
 fn delta_bundle(sandbox: &Sandbox, base_url: &str) -> String {

@@ -213,3 +213,24 @@ async fn serve(mut stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handl
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
 }
+
+/// The pages a test serves with [`serve_pages`]; tests may change them between runs.
+pub type Pages = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// Serves `pages[N]` as `{"items": [...]}` for `GET <any path>?page=N`, an empty page past them.
+pub fn serve_pages(pages: &Pages) -> Serving {
+    let pages = pages.clone();
+    serve_in_background(move |request, _| {
+        let page = request
+            .query_param("page")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        let items = pages
+            .lock()
+            .unwrap()
+            .get(page)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!([]));
+        Reply::json(serde_json::json!({ "items": items }))
+    })
+}
