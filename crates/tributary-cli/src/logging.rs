@@ -1,6 +1,12 @@
 //! Log setup: tracing to stderr, as text or JSON lines. The format comes from `--log-format`,
 //! else the config file's `[log] format`; the filter from `RUST_LOG`, else `[log] level`, else
 //! `info`.
+//!
+//! A plain level (`info`, `debug`, ...) applies to tributary's own crates; the libraries under
+//! them (deltalake and its kernel, object storage, HTTP) log at `warn` unless the level asks for
+//! less, so a library's chatter never floods an operator's log at the default level. A filter
+//! with directives (`info,tributary_fetch=debug`, or anything in `RUST_LOG`) is used exactly as
+//! written.
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,9 +22,12 @@ pub fn init(common: &CommonArgs) {
     let level = config
         .as_ref()
         .map_or("info", |config| config.log.level.as_str());
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(filter_for_level(level)).unwrap_or_else(|error| {
+            eprintln!("warning: [log] level {level:?} is not a valid log filter ({error}); logging at info");
+            EnvFilter::new(filter_for_level("info"))
+        })
+    });
     let format = common
         .log_format
         .unwrap_or(match config.map(|config| config.log.format) {
@@ -39,4 +48,17 @@ pub fn init(common: &CommonArgs) {
             .with_current_span(true)
             .init(),
     }
+}
+
+/// The filter directives for `[log] level`: a plain level becomes that level for tributary's
+/// crates (every target starting with `tributary`) and at most `warn` for every other target; a
+/// directive list is returned as written.
+fn filter_for_level(level: &str) -> String {
+    let plain = level.trim().to_ascii_lowercase();
+    let libraries = match plain.as_str() {
+        "off" | "error" => plain.as_str(),
+        "warn" | "info" | "debug" | "trace" => "warn",
+        _ => return level.to_string(),
+    };
+    format!("{libraries},tributary={plain}")
 }

@@ -312,7 +312,7 @@ pub struct CronSchedule {
 }
 
 /// `options` of a flow.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FlowOptions {
     /// Percent of rejected rows tolerated before a run fails; `None` = any rejected row fails it.
     pub partial_ingestion_percent: Option<f64>,
@@ -602,16 +602,6 @@ impl Default for PagingCommon {
         PagingCommon {
             maximum_requests: NonZeroU32::new(DEFAULT_MAXIMUM_REQUESTS).expect("10000 is not zero"),
             delay: None,
-        }
-    }
-}
-
-impl Default for FlowOptions {
-    fn default() -> FlowOptions {
-        FlowOptions {
-            partial_ingestion_percent: None,
-            error_diagnostics_enabled: false,
-            max_concurrent_requests: None,
         }
     }
 }
