@@ -87,6 +87,18 @@ fn locate(c: &mut Criterion) {
             })
         });
     }
+    // The fetcher's path: the array turned into NDJSON inside the page's buffer (the copy of
+    // the page here stands for the body the HTTP client hands over).
+    let body = bytes::Bytes::from(page.clone());
+    group.bench_function("plain_in_place", |b| {
+        b.iter(|| {
+            plain
+                .locate_in_place(black_box(body.clone()), 0, "u")
+                .unwrap()
+                .1
+                .record_count
+        })
+    });
     group.finish();
 
     // Reading the small values (next pointer, token, end condition) from the envelope: the page

@@ -48,7 +48,7 @@ use crate::page::{
     FetchCounters, FetchEnd, FetchEvent, FetchRun, NextPage, Page, Position, WindowPosition,
 };
 use crate::plan::{FetchContext, FetchPlan};
-use crate::records::{Envelope, LocatedRecords, RecordPath};
+use crate::records::{Envelope, LocatedRecords};
 use crate::request::origin_of;
 use crate::send::{Answer, refuse_secrets_off_origin, send};
 
@@ -229,8 +229,13 @@ async fn drive(
         };
         let body_len = fetched.body.len() as u64;
         let body = plan.keep_raw_bodies.then_some(fetched.body);
-        let records = Bytes::from(fetched.located.ndjson);
-        let held_bytes = records.len() as u64 + body.as_ref().map_or(0, |b| b.len() as u64);
+        let records = fetched.located.ndjson;
+        // Records located in place hold the whole body's buffer; copied ones hold their own.
+        let held_bytes = if plan.locates_in_place() {
+            body_len
+        } else {
+            records.len() as u64 + body.as_ref().map_or(0, |b| b.len() as u64)
+        };
         let budget = match &run.ctx.page_budget {
             Some(page_budget) => Some(Arc::new(page_budget.acquire(held_bytes).await)),
             None => None,
@@ -328,14 +333,7 @@ fn next_page(
 ) -> Result<NextPage, FetchError> {
     let record_count = fetched.located.record_count as u64;
     let envelope = || {
-        let paths: Vec<&RecordPath> = [
-            plan.paths.pointer.as_ref(),
-            plan.paths.token.as_ref(),
-            plan.paths.end_condition.as_ref().map(|(path, _)| path),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let paths = plan.envelope_paths();
         Envelope::parse(
             &fetched.body,
             &fetched.located,
@@ -615,20 +613,30 @@ async fn fetch_page(
             &plan.redactor,
         ));
     }
+    let in_place = plan.locates_in_place();
+    let locate = move |run: &Run, body: Bytes| {
+        if in_place {
+            run.plan
+                .selector
+                .locate_in_place(body, page_idx, &shown_url)
+        } else {
+            let located = run.plan.selector.locate(&body, page_idx, &shown_url)?;
+            Ok((body, located))
+        }
+    };
     let located = if body.len() > INLINE_LOCATE_BYTES {
         let run = run.clone();
-        let body = body.clone();
-        tokio::task::spawn_blocking(move || run.plan.selector.locate(&body, page_idx, &shown_url))
+        tokio::task::spawn_blocking(move || locate(&run, body))
             .await
             .map_err(|err| FetchError::Data {
                 page_idx,
                 detail: format!("record locator task failed: {err}"),
             })?
     } else {
-        plan.selector.locate(&body, page_idx, &shown_url)
+        locate(&run, body)
     };
     // Messages about the page quote its keys: scrub them like every other text from the API.
-    let located = located.map_err(|err| err.redacted(&plan.redactor))?;
+    let (body, located) = located.map_err(|err| err.redacted(&plan.redactor))?;
     Ok(Fetched {
         address,
         url,

@@ -2,7 +2,8 @@
 //! checkpoints and resume), and the handle of a running fetch, [`FetchRun`], with its live
 //! [`FetchCounters`].
 //!
-//! A page holds its records once (as NDJSON); the raw body only when the plan asks for it.
+//! A page holds its records once (as NDJSON, usually a slice of the body's own buffer, which the
+//! locator turned into NDJSON in place); the raw body only when the plan asks for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +71,8 @@ pub struct Page {
     pub body: Option<Bytes>,
     /// The length of the body in bytes, kept or not (for byte counters).
     pub body_len: u64,
-    /// The records, one JSON object per line.
+    /// The records, one JSON object per line (see [`crate::LocatedRecords::ndjson`]: lines may
+    /// carry spaces around the record).
     pub records: Bytes,
     pub record_count: usize,
     /// Where the run continues after this page.

@@ -264,6 +264,30 @@ impl FetchPlan {
         self
     }
 
+    /// The paths read from a page's envelope (next pointer, continuation token, end condition).
+    pub(crate) fn envelope_paths(&self) -> Vec<&RecordPath> {
+        [
+            self.paths.pointer.as_ref(),
+            self.paths.token.as_ref(),
+            self.paths.end_condition.as_ref().map(|(path, _)| path),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Whether pages may be located in place ([`RecordSelector::locate_in_place`]): nothing
+    /// needs the body as it came, neither the page's consumer (raw bodies) nor an envelope path
+    /// that reads inside the records.
+    pub(crate) fn locates_in_place(&self) -> bool {
+        let content = self.selector.content_path();
+        !self.keep_raw_bodies
+            && !self
+                .envelope_paths()
+                .iter()
+                .any(|path| path.reaches_into(content))
+    }
+
     /// `url` as a [`Position`] may hold it: each secret auth param value in it (as is or
     /// form-encoded) is replaced by a marker naming the param, which
     /// [`FetchPlan::resolved_url`] fills back in from the plan's own params, so a next-page URL

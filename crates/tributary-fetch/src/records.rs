@@ -2,11 +2,20 @@
 //! as NDJSON (one object per line) without building a tree of every record.
 //!
 //! Fast path (a contentPath of plain keys and indexes, like `$.members`, `$.data.items`, `$`):
-//! one validating pass over the page with [`crate::scan::Scanner`]. Each record is copied as a
-//! byte span; with `keepAttributes` / `skipAttributes` only the kept top-level key/value spans are
-//! copied. Newlines outside strings are turned into spaces (a raw newline cannot occur inside a
-//! valid JSON string), so every record is exactly one line. The whole page is validated, so a
-//! truncated or malformed page is an error and none of its records are emitted.
+//! one validating pass over the page with [`crate::scan::Scanner`] (`fast`). The fetcher's path,
+//! [`RecordSelector::locate_in_place`], copies nothing: it turns the records array into NDJSON
+//! inside the page's own buffer (the commas between records become newlines, raw newlines in the
+//! array become spaces) and the records are a slice of the page, so a page costs one copy of its
+//! body. [`RecordSelector::locate`] copies each record as a byte span instead; with
+//! `keepAttributes` / `skipAttributes` only the kept top-level key/value spans are copied (also
+//! on the fetcher's path). Newlines outside strings are turned into spaces (a raw newline cannot
+//! occur inside a valid JSON string), so every record is exactly one line. The whole page is
+//! validated, so a truncated or malformed page is an error and none of its records are emitted.
+//!
+//! Why the validating pass stays although arrow-json's tape parses the records again: the tape
+//! skips commas freely (`[1 2]`, `{"a":1,,"b":2}` pass) and keeps number text unchecked (`01`,
+//! `1-2`), so only this pass can reject such a page with its byte offset, as a malformed page
+//! must be. It builds nothing and copies nothing; the tape is the only parse that builds.
 //!
 //! Slow path (only when configured): `explodeEntityPath`, or a contentPath with wildcards or
 //! filters, parses the page into a `serde_json::Value`.
@@ -25,13 +34,17 @@
 //! Small values (next pointer, continuation token, end condition, totals) are read by JSONPath
 //! from the page with the records array replaced by `[]`, so only the envelope is parsed.
 
+mod fast;
+
 use std::ops::Range;
 
+use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 
 use crate::error::FetchError;
-use crate::scan::{ScanError, Scanner, kind_of};
+use crate::scan::{ScanError, Scanner};
+use fast::{Emitter, Output, navigate};
 
 /// A JSONPath as written in a spec, compiled, plus its plain segments when it has only keys
 /// and indexes (the form the byte-level fast path understands).
@@ -69,8 +82,10 @@ pub struct ExplodeSelector {
 /// The records of one page.
 #[derive(Debug, Default)]
 pub struct LocatedRecords {
-    /// One JSON object per line, each line ending in `\n`.
-    pub ndjson: Vec<u8>,
+    /// One JSON object per line. Copied records end each in `\n`; records located in place
+    /// ([`RecordSelector::locate_in_place`]) are a slice of the page, where a line may start or
+    /// end with spaces and the last line has no `\n`.
+    pub ndjson: Bytes,
     /// How many lines `ndjson` holds.
     pub record_count: usize,
     /// The byte span of the records array in the page (fast path), used to parse the envelope
@@ -146,7 +161,7 @@ impl RecordPath {
     }
 
     /// Whether reading this path needs the records array (it starts inside it, or is not plain).
-    fn reaches_into(&self, content: &RecordPath) -> bool {
+    pub(crate) fn reaches_into(&self, content: &RecordPath) -> bool {
         match (&self.segments, &content.segments) {
             (Some(value), Some(content)) => value.starts_with(content),
             _ => true,
@@ -258,18 +273,84 @@ impl RecordSelector {
         page_idx: u64,
         url: &str,
     ) -> Result<LocatedRecords, FetchError> {
-        if let Err(err) = std::str::from_utf8(page) {
-            return Err(FetchError::Malformed {
-                page_idx,
-                url: url.to_owned(),
-                offset: err.valid_up_to(),
-                detail: "invalid UTF-8".to_owned(),
-            });
-        }
+        check_utf8(page, page_idx, url)?;
         match (&self.content.segments, &self.explode) {
             (Some(segments), None) => self.locate_fast(segments, page, page_idx, url),
             _ => self.locate_slow(page, page_idx, url),
         }
+    }
+
+    /// Finds the records of `page` and turns their array into NDJSON inside the page's own
+    /// buffer: the commas between records become newlines and raw newlines elsewhere in the
+    /// array become spaces, so the records are one slice of the page, without a copy. Returns
+    /// the page (the records array no longer JSON; everything around it unchanged) and the
+    /// records. The page is validated exactly as [`Self::locate`] does; a selector that drops
+    /// attributes, explodes or needs a JSONPath query copies as [`Self::locate`] does, and the
+    /// page is returned as it came.
+    pub fn locate_in_place(
+        &self,
+        page: Bytes,
+        page_idx: u64,
+        url: &str,
+    ) -> Result<(Bytes, LocatedRecords), FetchError> {
+        let segments = match (&self.content.segments, &self.explode) {
+            (Some(segments), None) if self.filter.is_identity() => segments,
+            _ => {
+                let located = self.locate(&page, page_idx, url)?;
+                return Ok((page, located));
+            }
+        };
+        check_utf8(&page, page_idx, url)?;
+        let (span, separators, count) = {
+            let mut emit = Emitter {
+                page: &page,
+                filter: &self.filter,
+                output: Output::InPlace {
+                    separators: Vec::new(),
+                },
+                count: 0,
+            };
+            let span = self
+                .walk(segments, &mut emit)
+                .map_err(|err| self.locate_error(err, segments, page_idx, url))?;
+            let Output::InPlace { separators } = emit.output else {
+                unreachable!("the emitter was made in place just above")
+            };
+            (span, separators, emit.count)
+        };
+        // The only copy is when someone else still holds the body (never on the fetcher's path).
+        let mut buffer = page
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        // Inside the brackets: what was `{..}, {..}` becomes `{..}\n {..}`.
+        let inner = span.start + 1..span.end - 1;
+        fast::blank_newlines(&mut buffer[inner.clone()]);
+        for comma in separators {
+            buffer[comma] = b'\n';
+        }
+        // Without the whitespace around the records, an empty array is an empty slice.
+        let is_space = |byte: &u8| matches!(byte, b' ' | b'\t' | b'\n');
+        let first = buffer[inner.clone()].iter().position(|b| !is_space(b));
+        let records = match first {
+            Some(first) => {
+                let last = buffer[inner.clone()]
+                    .iter()
+                    .rposition(|b| !is_space(b))
+                    .unwrap_or(first);
+                inner.start + first..inner.start + last + 1
+            }
+            None => inner.start..inner.start,
+        };
+        let page = buffer.freeze();
+        let ndjson = page.slice(records);
+        Ok((
+            page,
+            LocatedRecords {
+                ndjson,
+                record_count: count,
+                array_span: Some(span),
+            },
+        ))
     }
 
     fn locate_fast(
@@ -283,26 +364,38 @@ impl RecordSelector {
         let mut emit = Emitter {
             page,
             filter: &self.filter,
-            out: Vec::with_capacity(page.len()),
+            output: Output::Copy(Vec::with_capacity(page.len())),
             count: 0,
         };
-        let mut scanner = Scanner::new(page);
-        let result = navigate(&mut scanner, segments, 0, &mut emit).and_then(|span| {
-            if scanner.at_end() {
-                Ok(span)
-            } else {
-                Err(LocateError::Scan(
-                    scanner.error("trailing characters after the json document"),
-                ))
+        match self.walk(segments, &mut emit) {
+            Ok(span) => {
+                let Output::Copy(ndjson) = emit.output else {
+                    unreachable!("the emitter was made to copy just above")
+                };
+                Ok(LocatedRecords {
+                    ndjson: Bytes::from(ndjson),
+                    record_count: emit.count,
+                    array_span: Some(span),
+                })
             }
-        });
-        match result {
-            Ok(span) => Ok(LocatedRecords {
-                ndjson: emit.out,
-                record_count: emit.count,
-                array_span: Some(span),
-            }),
             Err(err) => Err(self.locate_error(err, segments, page_idx, url)),
+        }
+    }
+
+    /// Walks the whole page, handing the records to `emit`; returns the records array's span.
+    fn walk(
+        &self,
+        segments: &[Segment],
+        emit: &mut Emitter<'_, '_>,
+    ) -> Result<Range<usize>, LocateError> {
+        let mut scanner = Scanner::new(emit.page);
+        let span = navigate(&mut scanner, segments, 0, emit)?;
+        if scanner.at_end() {
+            Ok(span)
+        } else {
+            Err(LocateError::Scan(
+                scanner.error("trailing characters after the json document"),
+            ))
         }
     }
 
@@ -429,7 +522,7 @@ impl RecordSelector {
             }
         }
         Ok(LocatedRecords {
-            ndjson: out,
+            ndjson: Bytes::from(out),
             record_count: count,
             array_span: None,
         })
@@ -550,249 +643,15 @@ impl Envelope {
     }
 }
 
-/// Writes the records of one array and tracks their count.
-struct Emitter<'p, 'f> {
-    page: &'p [u8],
-    filter: &'f AttrFilter,
-    out: Vec<u8>,
-    count: usize,
-}
-
-impl Emitter<'_, '_> {
-    /// Emits the object at the cursor as one NDJSON line.
-    #[inline]
-    fn record(&mut self, scanner: &mut Scanner<'_>) -> Result<(), LocateError> {
-        let line_start = self.out.len();
-        if self.filter.is_identity() {
-            let span = scanner.skip_value()?;
-            self.out.extend_from_slice(&self.page[span]);
-        } else {
-            scanner.bump(); // the '{' the caller peeked
-            self.out.push(b'{');
-            let mut first = true;
-            // Consecutive kept pairs are copied as one span (their separating commas included),
-            // so a record costs a few copies rather than two per attribute.
-            let mut run: Option<Range<usize>> = None;
-            if scanner.peek() == Some(b'}') {
-                scanner.bump();
-            } else {
-                loop {
-                    if scanner.peek() != Some(b'"') {
-                        return Err(scanner.unexpected("an object key").into());
-                    }
-                    let key_start = scanner.pos();
-                    scanner.skip_string()?;
-                    let key_end = scanner.pos();
-                    scanner.expect(b':', "':' after an object key")?;
-                    let value_span = scanner.skip_value()?;
-                    let raw_key = &self.page[key_start + 1..key_end - 1];
-                    if self.filter.admits_raw(raw_key) {
-                        run = Some(match run {
-                            Some(open) => open.start..value_span.end,
-                            None => key_start..value_span.end,
-                        });
-                    } else if let Some(done) = run.take() {
-                        self.flush_run(done, &mut first);
-                    }
-                    match scanner.peek() {
-                        Some(b',') => scanner.bump(),
-                        Some(b'}') => {
-                            scanner.bump();
-                            break;
-                        }
-                        _ => return Err(scanner.unexpected("',' or '}' in an object").into()),
-                    }
-                }
-            }
-            if let Some(done) = run.take() {
-                self.flush_run(done, &mut first);
-            }
-            self.out.push(b'}');
-        }
-        // A raw newline can only be whitespace between tokens in valid JSON; a space keeps the
-        // record on one line without changing its meaning.
-        let mut cursor = line_start;
-        while let Some(hit) = memchr::memchr2(b'\n', b'\r', &self.out[cursor..]) {
-            self.out[cursor + hit] = b' ';
-            cursor += hit + 1;
-        }
-        self.out.push(b'\n');
-        self.count += 1;
-        Ok(())
-    }
-
-    /// Copies a run of kept `"key": value` pairs, comma-separated from the previous run.
-    #[inline]
-    fn flush_run(&mut self, run: Range<usize>, first: &mut bool) {
-        if !*first {
-            self.out.push(b',');
-        }
-        *first = false;
-        self.out.extend_from_slice(&self.page[run]);
-    }
-
-    /// Emits every element of the array at the cursor; returns the array's span.
-    fn array(&mut self, scanner: &mut Scanner<'_>) -> Result<Range<usize>, LocateError> {
-        scanner.peek();
-        let start = scanner.pos();
-        scanner.bump(); // the '[' the caller peeked
-        if scanner.peek() == Some(b']') {
-            scanner.bump();
-            return Ok(start..scanner.pos());
-        }
-        let mut element_idx = 0;
-        loop {
-            match scanner.peek() {
-                Some(b'{') => self.record(scanner)?,
-                Some(other) => {
-                    return Err(LocateError::NotObject {
-                        element_idx,
-                        found: kind_of(other),
-                    });
-                }
-                None => return Err(scanner.unexpected("a record").into()),
-            }
-            element_idx += 1;
-            match scanner.peek() {
-                Some(b',') => scanner.bump(),
-                Some(b']') => {
-                    scanner.bump();
-                    break;
-                }
-                _ => return Err(scanner.unexpected("',' or ']' after a record").into()),
-            }
-        }
-        Ok(start..scanner.pos())
-    }
-}
-
-/// Follows `segments[level..]` from the value at the cursor, emits the records of the array it
-/// leads to, and consumes the rest of every enclosing value (so the whole page is validated).
-fn navigate(
-    scanner: &mut Scanner<'_>,
-    segments: &[Segment],
-    level: usize,
-    emit: &mut Emitter<'_, '_>,
-) -> Result<Range<usize>, LocateError> {
-    let Some(first) = scanner.peek() else {
-        return Err(scanner.unexpected("a value").into());
-    };
-    let Some(segment) = segments.get(level) else {
-        return if first == b'[' {
-            emit.array(scanner)
-        } else {
-            Err(LocateError::NotArray {
-                found: kind_of(first),
-                keys: Vec::new(),
-            })
-        };
-    };
-    match segment {
-        Segment::Key(wanted) => {
-            if first != b'{' {
-                return Err(LocateError::Missing {
-                    level,
-                    problem: format!("expects an object here, found {}", kind_of(first)),
-                    keys: Vec::new(),
-                });
-            }
-            scanner.bump();
-            let mut key_spans: Vec<Range<usize>> = Vec::new();
-            let mut found: Option<Range<usize>> = None;
-            let mut not_array: Option<&'static str> = None;
-            if scanner.peek() == Some(b'}') {
-                scanner.bump();
-            } else {
-                loop {
-                    if scanner.peek() != Some(b'"') {
-                        return Err(scanner.unexpected("an object key").into());
-                    }
-                    let key_start = scanner.pos();
-                    scanner.skip_string()?;
-                    let key_span = key_start..scanner.pos();
-                    scanner.expect(b':', "':' after an object key")?;
-                    let raw_key = &emit.page[key_span.start + 1..key_span.end - 1];
-                    let is_wanted =
-                        found.is_none() && not_array.is_none() && key_matches(raw_key, wanted);
-                    key_spans.push(key_span);
-                    if is_wanted {
-                        match navigate(scanner, segments, level + 1, emit) {
-                            Ok(span) => found = Some(span),
-                            // Finish the object to show all its keys in the error.
-                            Err(LocateError::NotArray { found, keys }) if keys.is_empty() => {
-                                not_array = Some(found);
-                                scanner.skip_value()?;
-                            }
-                            Err(err) => return Err(err),
-                        }
-                    } else {
-                        scanner.skip_value()?;
-                    }
-                    match scanner.peek() {
-                        Some(b',') => scanner.bump(),
-                        Some(b'}') => {
-                            scanner.bump();
-                            break;
-                        }
-                        _ => return Err(scanner.unexpected("',' or '}' in an object").into()),
-                    }
-                }
-            }
-            let keys = || {
-                key_spans
-                    .iter()
-                    .map(|span| decode_key_lossy(&emit.page[span.start + 1..span.end - 1]))
-                    .collect()
-            };
-            if let Some(found) = not_array {
-                return Err(LocateError::NotArray {
-                    found,
-                    keys: keys(),
-                });
-            }
-            found.ok_or_else(|| LocateError::Missing {
-                level,
-                problem: "was not found".to_owned(),
-                keys: keys(),
-            })
-        }
-        Segment::Index(wanted) => {
-            if first != b'[' {
-                return Err(LocateError::Missing {
-                    level,
-                    problem: format!("expects an array here, found {}", kind_of(first)),
-                    keys: Vec::new(),
-                });
-            }
-            scanner.bump();
-            let mut found = None;
-            let mut idx = 0;
-            if scanner.peek() == Some(b']') {
-                scanner.bump();
-            } else {
-                loop {
-                    if idx == *wanted {
-                        found = Some(navigate(scanner, segments, level + 1, emit)?);
-                    } else {
-                        scanner.skip_value()?;
-                    }
-                    idx += 1;
-                    match scanner.peek() {
-                        Some(b',') => scanner.bump(),
-                        Some(b']') => {
-                            scanner.bump();
-                            break;
-                        }
-                        _ => return Err(scanner.unexpected("',' or ']' in an array").into()),
-                    }
-                }
-            }
-            found.ok_or_else(|| LocateError::Missing {
-                level,
-                problem: format!("was not found: the array has {idx} elements"),
-                keys: Vec::new(),
-            })
-        }
+fn check_utf8(page: &[u8], page_idx: u64, url: &str) -> Result<(), FetchError> {
+    match std::str::from_utf8(page) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(FetchError::Malformed {
+            page_idx,
+            url: url.to_owned(),
+            offset: err.valid_up_to(),
+            detail: "invalid UTF-8".to_owned(),
+        }),
     }
 }
 
@@ -863,15 +722,6 @@ fn render_segments(segments: &[Segment]) -> String {
         }
     }
     out
-}
-
-#[inline]
-fn key_matches(raw: &[u8], wanted: &str) -> bool {
-    if memchr::memchr(b'\\', raw).is_some() {
-        decode_key(raw).is_some_and(|key| key == wanted)
-    } else {
-        raw == wanted.as_bytes()
-    }
 }
 
 /// Decodes the raw bytes of a key (between its quotes), escapes included.

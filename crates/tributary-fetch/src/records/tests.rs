@@ -1,14 +1,16 @@
 //! Tests of the record locator: fast path, filters, slow path, errors, envelope values.
 
+use bytes::Bytes;
 use expect_test::{Expect, expect};
 
 use super::*;
 
-/// Locates the records of `page` with `selector` and renders the NDJSON or the error.
+/// Locates the records of `page` with `selector` and renders the NDJSON or the error; locating
+/// in place must find the same records (up to the spaces around them) or the same error.
 fn check(selector: &RecordSelector, page: &str, expected: Expect) {
     let actual = match selector.locate(page.as_bytes(), 3, "http://api.test/x") {
         Ok(located) => {
-            let text = String::from_utf8(located.ndjson).unwrap();
+            let text = String::from_utf8(located.ndjson.to_vec()).unwrap();
             assert_eq!(
                 text.lines().count(),
                 located.record_count,
@@ -19,6 +21,24 @@ fn check(selector: &RecordSelector, page: &str, expected: Expect) {
         Err(err) => format!("error: {err}"),
     };
     expected.assert_eq(&actual);
+    let in_place = selector.locate_in_place(
+        Bytes::copy_from_slice(page.as_bytes()),
+        3,
+        "http://api.test/x",
+    );
+    assert_eq!(
+        trimmed(in_place.map(|(_, located)| located)),
+        trimmed(selector.locate(page.as_bytes(), 3, "http://api.test/x"))
+    );
+}
+
+/// The records' lines without the spaces around them, or the error's text.
+fn trimmed(located: Result<LocatedRecords, FetchError>) -> Result<(usize, Vec<String>), String> {
+    let located = located.map_err(|err| err.to_string())?;
+    let text = String::from_utf8(located.ndjson.to_vec()).unwrap();
+    let lines: Vec<String> = text.lines().map(|line| line.trim().to_owned()).collect();
+    assert_eq!(lines.len(), located.record_count, "count matches lines");
+    Ok((located.record_count, lines))
 }
 
 fn selector(path: &str) -> RecordSelector {
@@ -337,4 +357,37 @@ fn fast_path_records_equal_a_full_parse_of_a_realistic_page() {
         .collect();
     assert_eq!(lines.len(), 300);
     assert_eq!(lines, expected);
+}
+
+#[test]
+fn in_place_records_are_a_slice_of_the_page_and_the_envelope_stays_readable() {
+    let selector = selector("$.members");
+    let page = "{\"members\": [\n  {\"id\": 1,\n \"s\": \"a,b\"} ,\r\n  {\"id\": 2}\n], \"paging\": {\"next\": \"http://x/2\"}}";
+    let (page, located) = selector
+        .locate_in_place(Bytes::copy_from_slice(page.as_bytes()), 0, "u")
+        .unwrap();
+    let page_bytes = page.as_ptr() as usize..page.as_ptr() as usize + page.len();
+    assert!(
+        page_bytes.contains(&(located.ndjson.as_ptr() as usize)),
+        "the records are not copied"
+    );
+    expect![[r#"
+        {"id": 1,  "s": "a,b"} 
+            {"id": 2}"#]]
+    .assert_eq(std::str::from_utf8(&located.ndjson).unwrap());
+    assert_eq!(located.record_count, 2);
+    let next = RecordPath::parse("paging.next").unwrap();
+    let envelope = Envelope::parse(&page, &located, selector.content_path(), &[&next], 0).unwrap();
+    assert_eq!(envelope.get(&next), Some(&serde_json::json!("http://x/2")));
+}
+
+#[test]
+fn in_place_falls_back_to_copying_when_attributes_are_dropped() {
+    let selector = filtered("$.members", &[], &["_links"]);
+    let text = r#"{"members": [{"id": 1, "_links": []}]}"#;
+    let (page, located) = selector
+        .locate_in_place(Bytes::copy_from_slice(text.as_bytes()), 0, "u")
+        .unwrap();
+    assert_eq!(&page[..], text.as_bytes(), "the page is left as it came");
+    assert_eq!(&located.ndjson[..], b"{\"id\": 1}\n");
 }
