@@ -1,6 +1,12 @@
 //! Decode throughput: Mailchimp-like NDJSON pages (about 450 bytes a record, 1,000 records a
 //! page, generated here in memory) through `RecordDecoder`, inferred schema and known schema.
 //! Reports records/s (`decode/records`) and MB/s of JSON (`decode/bytes`).
+//!
+//! `decode/mock_pages` takes the records `tributary bench` serves, in the form the fetcher
+//! hands them over (the records array turned into NDJSON in place: commas became newlines), and
+//! compares our path — the engine's: rescue on, inferred schema; once sequentially and once
+//! through `PageDecoder` + `decode_predecoded` as the decode workers run it — with plain
+//! arrow-json's decoder on the same pages and schema, so a regression of either shows.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -10,7 +16,7 @@ use std::time::{Duration, Instant};
 use arrow_json::ReaderBuilder;
 use arrow_schema::SchemaRef;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tributary_transform::decode::{DecoderOptions, RecordDecoder};
+use tributary_transform::decode::{DecoderOptions, PageDecoder, RecordDecoder};
 
 const PAGES: usize = 20;
 const RECORDS_PER_PAGE: usize = 1_000;
@@ -223,5 +229,76 @@ fn generate_pages() -> Vec<Vec<u8>> {
     pages
 }
 
-criterion_group!(benches, bench_decode);
+/// Pages of the mock API's records as the fetcher's in-place locator leaves them.
+fn mock_pages() -> Vec<Vec<u8>> {
+    let mut pages = Vec::with_capacity(PAGES);
+    for page_idx in 0..PAGES {
+        let mut page = Vec::with_capacity(RECORDS_PER_PAGE * 700);
+        for i in 0..RECORDS_PER_PAGE {
+            if i > 0 {
+                page.push(b'\n');
+            }
+            let index = (page_idx * RECORDS_PER_PAGE + i) as u64;
+            tributary_mockapi::write_record_json(7, index, &mut page);
+        }
+        pages.push(page);
+    }
+    pages
+}
+
+/// The engine's options without a mapping set: rescue on, schema inferred from the first page.
+fn engine_options() -> DecoderOptions {
+    DecoderOptions {
+        rescue: true,
+        ..DecoderOptions::default()
+    }
+}
+
+fn decode_predecoded_all(pages: &[Vec<u8>], options: DecoderOptions) -> usize {
+    let mut decoder = RecordDecoder::new(options);
+    let mut worker = PageDecoder::new();
+    let mut rows = 0;
+    for (page_idx, page) in pages.iter().enumerate() {
+        let decoded = match decoder.page_decoder_spec() {
+            Some(spec) => {
+                let predecoded = worker.predecode(&spec, page);
+                decoder.decode_predecoded(page_idx as u64, page, predecoded)
+            }
+            None => decoder.decode_page(page_idx as u64, page),
+        }
+        .expect("the mock pages are valid");
+        rows += decoded.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    }
+    let rest = decoder.finish().expect("the mock pages are valid");
+    rows += rest.iter().map(|b| b.num_rows()).sum::<usize>();
+    black_box(rows)
+}
+
+fn bench_mock_pages(c: &mut Criterion) {
+    let pages = mock_pages();
+    let n_records = (PAGES * RECORDS_PER_PAGE) as u64;
+    let n_bytes: u64 = pages.iter().map(|page| page.len() as u64).sum();
+    eprintln!(
+        "mock pages: {n_records} records, {n_bytes} bytes ({} bytes a record)",
+        n_bytes / n_records
+    );
+    let schema = Arc::new(
+        tributary_transform::decode::infer_schema(&pages[0], RECORDS_PER_PAGE)
+            .expect("the mock page is valid"),
+    );
+    let mut group = c.benchmark_group("decode/mock_pages");
+    group.throughput(Throughput::Elements(n_records));
+    group.bench_function("ours", |b| {
+        b.iter(|| decode_all(&pages, engine_options()));
+    });
+    group.bench_function("ours_predecoded", |b| {
+        b.iter(|| decode_predecoded_all(&pages, engine_options()));
+    });
+    group.bench_function("arrow_json", |b| {
+        b.iter(|| arrow_json_only(&pages, &schema));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_mock_pages);
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 //!
 //! Main types: [`RecordDecoder`] (stateful across the pages of one run), [`DecoderOptions`],
 //! [`DecodedPage`], [`DecodeWarning`], [`DecodeError`]; free functions [`json_schema_to_arrow`] and
-//! [`infer_schema`].
+//! [`infer_schema`]. [`PageDecoder`] runs the fast path of one page on any thread, for callers
+//! that decode pages in parallel and hand the results back in order (`page`).
 //!
 //! How it stays fast: records are never turned into an object tree. Page bytes go through
 //! arrow-json's tape decoder straight into Arrow arrays, with our own leaf decoders (plugged in
@@ -31,6 +32,7 @@
 //! so a page that fails emits nothing.
 
 mod leaf;
+mod page;
 mod rescue;
 mod schema;
 mod tape;
@@ -42,12 +44,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_json::reader::Decoder;
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
+pub use page::{PageDecoder, PageDecoderSpec, PreDecoded};
 pub use schema::{UTC_TIMEZONE, infer_schema, json_schema_to_arrow};
 
-use leaf::{LeafFactory, Mode, PathCounter};
+use leaf::Mode;
 use schema::ObjectShape;
 
 /// Rows per emitted batch when the caller has no opinion.
@@ -85,13 +87,13 @@ pub struct RecordDecoder {
     options: DecoderOptions,
     schema: SchemaRef,
     phase: Phase,
-    /// The arrow-json decoder for `schema`; `None` until built and after any failure, because a
-    /// failed flush leaves its tape half consumed.
-    decoder: Option<Decoder>,
-    /// Per-column counters of the current `decoder` (values written as JSON text or as null).
-    counters: Vec<Arc<PathCounter>>,
+    /// The fast path for `schema`.
+    fast: PageDecoder,
     /// Paths whose values were cut at `max_depth`: their JSON text is reported as such.
-    capped_paths: BTreeSet<String>,
+    capped_paths: Arc<BTreeSet<String>>,
+    /// Counts the changes of `schema` and `capped_paths`, so that a page decoded elsewhere
+    /// ([`PreDecoded`]) is known to be of the current schema.
+    generation: u64,
     /// Decoded rows not yet emitted, all of `schema`.
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -222,9 +224,9 @@ impl RecordDecoder {
             options,
             schema,
             phase,
-            decoder: None,
-            counters: Vec::new(),
-            capped_paths: BTreeSet::new(),
+            fast: PageDecoder::new(),
+            capped_paths: Arc::new(BTreeSet::new()),
+            generation: 0,
             pending: Vec::new(),
             pending_rows: 0,
             last_page_idx: 0,
@@ -243,12 +245,48 @@ impl RecordDecoder {
         if let Phase::Inferring { shape, held } = &mut self.phase {
             // Inferred into a copy: a page that fails half way must not leave its fields behind.
             let mut grown = shape.clone();
-            let found = schema::infer_into(&mut grown, page_idx, ndjson, self.options.max_depth)?;
+            // A page that fixes the schema alone is decoded on the tape inference walks, so it
+            // is parsed once, not once to infer and once to decode.
+            let fixes_alone = held.is_empty() && self.options.infer_pages <= 1;
+            let (found, on_tape) = if fixes_alone {
+                let spec = PageDecoderSpec {
+                    schema: self.schema.clone(),
+                    mode: Mode::Evolving,
+                    capped_paths: self.capped_paths.clone(),
+                    max_depth: self.options.max_depth,
+                    batch_rows: self.options.batch_rows,
+                    generation: self.generation + 1,
+                };
+                schema::infer_then_decode(&mut grown, page_idx, ndjson, spec)?
+            } else {
+                let found =
+                    schema::infer_into(&mut grown, page_idx, ndjson, self.options.max_depth)?;
+                (found, None)
+            };
             if found.records == 0 {
                 return Ok(out);
             }
             *shape = grown;
-            self.capped_paths.extend(found.capped_paths);
+            Arc::make_mut(&mut self.capped_paths).extend(found.capped_paths);
+            if let Some(Ok((batch, counters))) = on_tape {
+                // What `start_decoding` and the fast path would do with this page.
+                self.schema = Arc::new(shape.to_schema());
+                self.generation += 1;
+                self.phase = Phase::Decoding;
+                let counts = counters
+                    .iter()
+                    .filter_map(|counter| {
+                        let count = counter.take();
+                        (count > 0).then(|| (counter.path.clone(), counter.kind.clone(), count))
+                    })
+                    .collect();
+                push_counts(page_idx, counts, &mut out);
+                self.pending_rows += batch.num_rows();
+                self.pending.push(batch);
+                self.emit_full_batches(&mut out)
+                    .map_err(|error| schema_mismatch(page_idx, &error))?;
+                return Ok(out);
+            }
             held.push((page_idx, ndjson.to_vec()));
             if held.len() < self.options.infer_pages {
                 return Ok(out);
@@ -257,6 +295,43 @@ impl RecordDecoder {
             return Ok(out);
         }
         self.decode_into(page_idx, ndjson, &mut out)?;
+        Ok(out)
+    }
+
+    /// What a [`PageDecoder`] on another thread needs to decode the next pages as this decoder
+    /// would; `None` while the first schema is still being inferred (pages go through
+    /// [`Self::decode_page`] then).
+    pub fn page_decoder_spec(&self) -> Option<PageDecoderSpec> {
+        match self.phase {
+            Phase::Inferring { .. } => None,
+            Phase::Decoding => Some(self.spec()),
+        }
+    }
+
+    /// Like [`Self::decode_page`] for a page whose fast path already ran elsewhere: `predecoded`
+    /// is taken when it was made for the current schema and needs nothing more; otherwise the
+    /// page is decoded here from `ndjson`. Pages must still come in order.
+    pub fn decode_predecoded(
+        &mut self,
+        page_idx: u64,
+        ndjson: &[u8],
+        predecoded: PreDecoded,
+    ) -> Result<DecodedPage, DecodeError> {
+        let is_current =
+            matches!(self.phase, Phase::Decoding) && predecoded.generation == self.generation;
+        let fast = match predecoded.page {
+            Some(fast) if is_current && !(self.options.rescue && fast.nulled_misfits()) => fast,
+            _ => return self.decode_page(page_idx, ndjson),
+        };
+        self.last_page_idx = page_idx;
+        let mut out = DecodedPage::default();
+        push_counts(page_idx, fast.counts, &mut out);
+        for chunk in fast.chunks {
+            self.pending_rows += chunk.num_rows();
+            self.pending.push(chunk);
+        }
+        self.emit_full_batches(&mut out)
+            .map_err(|error| schema_mismatch(page_idx, &error))?;
         Ok(out)
     }
 
@@ -301,6 +376,7 @@ impl RecordDecoder {
             return Ok(());
         };
         self.schema = Arc::new(shape.to_schema());
+        self.generation += 1;
         for (page_idx, bytes) in held {
             self.decode_into(page_idx, &bytes, out)?;
         }
@@ -324,14 +400,12 @@ impl RecordDecoder {
         let chunks = match self.decode_chunks(bytes) {
             Ok(_) if self.options.rescue && self.nulled_misfits() => {
                 // A known schema wrote misfits as null: do the page again, rescuing them.
-                for counter in &self.counters {
-                    counter.take();
-                }
+                self.fast.take_counts();
                 self.rescue_page(page_idx, bytes, out)?
             }
             Ok(chunks) => chunks,
             Err(fast_path_error) => {
-                self.decoder = None;
+                self.fast.reset();
                 let grew = match self.mode() {
                     Mode::Fixed => false,
                     Mode::Evolving => self.evolve(page_idx, bytes, out)?,
@@ -342,7 +416,7 @@ impl RecordDecoder {
                 match self.decode_chunks(bytes) {
                     Ok(chunks) => chunks,
                     Err(error) => {
-                        self.decoder = None;
+                        self.fast.reset();
                         if !self.options.rescue {
                             return Err(explain(page_idx, bytes, &error));
                         }
@@ -365,53 +439,24 @@ impl RecordDecoder {
     /// The fast path: one tape pass over the page with the current schema. Any value the schema
     /// does not expect makes it fail.
     fn decode_chunks(&mut self, bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
-        if self.decoder.is_none() {
-            let factory = Arc::new(LeafFactory::new(
-                &self.schema,
-                self.mode(),
-                &self.capped_paths,
-                self.options.max_depth,
-            ));
-            let decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
-                .with_batch_size(self.options.batch_rows)
-                .with_strict_mode(self.mode() == Mode::Evolving)
-                .with_ignore_type_conflicts(self.mode() == Mode::Fixed)
-                .with_decoder_factory(factory.clone())
-                .build_decoder()?;
-            self.counters = factory.take_counters();
-            self.decoder = Some(decoder);
+        let spec = self.spec();
+        self.fast.decode_chunks(&spec, bytes)
+    }
+
+    fn spec(&self) -> PageDecoderSpec {
+        PageDecoderSpec {
+            schema: self.schema.clone(),
+            mode: self.mode(),
+            capped_paths: self.capped_paths.clone(),
+            max_depth: self.options.max_depth,
+            batch_rows: self.options.batch_rows,
+            generation: self.generation,
         }
-        let decoder = self
-            .decoder
-            .as_mut()
-            .expect("the decoder was built just above");
-        let mut chunks = Vec::new();
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let consumed = decoder.decode(rest)?;
-            rest = &rest[consumed..];
-            // The decoder stops early once it holds a full batch.
-            if !rest.is_empty() {
-                match decoder.flush()? {
-                    Some(chunk) => chunks.push(chunk),
-                    None if consumed == 0 => {
-                        return Err(ArrowError::JsonError(
-                            "the JSON decoder made no progress".to_owned(),
-                        ));
-                    }
-                    None => {}
-                }
-            }
-        }
-        if let Some(chunk) = decoder.flush()? {
-            chunks.push(chunk);
-        }
-        Ok(chunks)
     }
 
     /// Whether the fast path of a known schema wrote values as null because they did not fit.
     fn nulled_misfits(&self) -> bool {
-        self.counters.iter().any(|counter| {
+        self.fast.counters().iter().any(|counter| {
             matches!(counter.kind, WarningKind::NullForKnownSchema { .. }) && counter.peek() > 0
         })
     }
@@ -438,7 +483,8 @@ impl RecordDecoder {
             self.flush_pending(out)
                 .map_err(|error| schema_mismatch(page_idx, &error))?;
             self.schema = Arc::new(crate::dataset::with_rescued_column(&self.schema));
-            self.decoder = None;
+            self.generation += 1;
+            self.fast.reset();
             out.schema_changed = true;
         }
         for (path, (expected, count)) in cleaned.counts {
@@ -453,7 +499,7 @@ impl RecordDecoder {
         match self.decode_chunks(&cleaned.ndjson) {
             Ok(chunks) => Ok(chunks),
             Err(error) => {
-                self.decoder = None;
+                self.fast.reset();
                 Err(explain(page_idx, bytes, &error))
             }
         }
@@ -492,23 +538,15 @@ impl RecordDecoder {
         self.flush_pending(out)
             .map_err(|error| schema_mismatch(page_idx, &error))?;
         self.schema = grown;
-        self.capped_paths.extend(found.capped_paths);
+        Arc::make_mut(&mut self.capped_paths).extend(found.capped_paths);
+        self.generation += 1;
         out.schema_changed = true;
         Ok(true)
     }
 
     fn collect_warnings(&mut self, page_idx: u64, out: &mut DecodedPage) {
-        for counter in &self.counters {
-            let count = counter.take();
-            if count > 0 {
-                out.warnings.push(DecodeWarning {
-                    page_idx,
-                    path: counter.path.clone(),
-                    kind: counter.kind.clone(),
-                    count,
-                });
-            }
-        }
+        let counts = self.fast.take_counts();
+        push_counts(page_idx, counts, out);
     }
 
     /// Emits every complete batch of `batch_rows` rows; the remainder stays pending.
@@ -615,6 +653,17 @@ fn explain(page_idx: u64, bytes: &[u8], error: &ArrowError) -> DecodeError {
     match tape::check_records(page_idx, bytes) {
         Err(precise) => precise,
         Ok(()) => schema_mismatch(page_idx, error),
+    }
+}
+
+fn push_counts(page_idx: u64, counts: Vec<(String, WarningKind, u64)>, out: &mut DecodedPage) {
+    for (path, kind, count) in counts {
+        out.warnings.push(DecodeWarning {
+            page_idx,
+            path,
+            kind,
+            count,
+        });
     }
 }
 

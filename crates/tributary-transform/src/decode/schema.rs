@@ -5,10 +5,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_json::reader::{Tape, TapeElement};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::Value;
 
+use super::leaf::PathCounter;
+use super::page::PageDecoderSpec;
 use super::tape::{self, TapeVisitor};
 use super::{DEFAULT_MAX_DEPTH, DecodeError};
 
@@ -87,6 +90,21 @@ struct InferVisitor {
     max_depth: usize,
     capped_paths: BTreeSet<String>,
     not_an_object: Option<(u64, &'static str)>,
+    /// Decode the records on the same tape once their shape is known (see [`infer_then_decode`]).
+    then_decode: Option<ThenDecode>,
+}
+
+/// The records of a page decoded on the tape inference walked: one batch and the counters of
+/// its decoders, or why the decoders refused the page.
+pub(super) type OnTape = Result<(RecordBatch, Vec<Arc<PathCounter>>), ArrowError>;
+
+/// What [`infer_then_decode`] needs to decode, and what came of it.
+struct ThenDecode {
+    spec: PageDecoderSpec,
+    /// Tape chunks seen: decoding on the tape is only right when the page was one chunk (its
+    /// whole shape known before decoding).
+    chunks: usize,
+    decoded: Option<OnTape>,
 }
 
 /// Walks the records of `bytes` and merges their shape into `shape`.
@@ -96,11 +114,40 @@ pub(super) fn infer_into(
     bytes: &[u8],
     max_depth: usize,
 ) -> Result<Inference, DecodeError> {
+    infer_with(shape, page_idx, bytes, max_depth, None).map(|(inference, _)| inference)
+}
+
+/// Like [`infer_into`], then decodes the page's records on the tape inference walked, with the
+/// schema inferred (`shape` as it ends up) and `spec`'s other settings (its capped paths joined
+/// by those found here). The decoding is `None` when the page was not one tape chunk, and an
+/// error when the decoders refused the page; the inference stands either way.
+pub(super) fn infer_then_decode(
+    shape: &mut ObjectShape,
+    page_idx: u64,
+    bytes: &[u8],
+    spec: PageDecoderSpec,
+) -> Result<(Inference, Option<OnTape>), DecodeError> {
+    let then = ThenDecode {
+        spec: spec.clone(),
+        chunks: 0,
+        decoded: None,
+    };
+    infer_with(shape, page_idx, bytes, spec.max_depth, Some(then))
+}
+
+fn infer_with(
+    shape: &mut ObjectShape,
+    page_idx: u64,
+    bytes: &[u8],
+    max_depth: usize,
+    then_decode: Option<ThenDecode>,
+) -> Result<(Inference, Option<OnTape>), DecodeError> {
     let visitor = InferVisitor {
         shape: std::mem::take(shape),
         max_depth,
         capped_paths: BTreeSet::new(),
         not_an_object: None,
+        then_decode,
     };
     let (visitor, result) = tape::probe(bytes, visitor);
     *shape = visitor.shape;
@@ -108,10 +155,17 @@ pub(super) fn infer_into(
         return Err(tape::not_an_object(page_idx, bytes, record, found));
     }
     let records = result.map_err(|error| tape::invalid_json(page_idx, bytes, &error))?;
-    Ok(Inference {
-        records,
-        capped_paths: visitor.capped_paths,
-    })
+    let decoded = visitor
+        .then_decode
+        .filter(|then| then.chunks == 1)
+        .and_then(|then| then.decoded);
+    Ok((
+        Inference {
+            records,
+            capped_paths: visitor.capped_paths,
+        },
+        decoded,
+    ))
 }
 
 /// Columns whose type differs between `old` and `new` (a column seen only as null getting a type
@@ -240,7 +294,21 @@ impl TapeVisitor for InferVisitor {
         let mut shape = std::mem::take(&mut self.shape);
         let result = self.absorb_records(&mut shape, tape, rows, first_record);
         self.shape = shape;
-        result
+        result?;
+        if let Some(then) = &mut self.then_decode {
+            then.chunks += 1;
+            if then.chunks == 1 {
+                let mut capped_paths = (*then.spec.capped_paths).clone();
+                capped_paths.extend(self.capped_paths.iter().cloned());
+                let spec = PageDecoderSpec {
+                    schema: Arc::new(self.shape.to_schema()),
+                    capped_paths: Arc::new(capped_paths),
+                    ..then.spec.clone()
+                };
+                then.decoded = Some(super::page::decode_tape(&spec, tape, rows));
+            }
+        }
+        Ok(())
     }
 }
 

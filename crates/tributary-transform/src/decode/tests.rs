@@ -13,13 +13,45 @@ use serde_json::json;
 
 use super::*;
 
-/// Decodes `pages` in order with `options`, then finishes; renders every page's outcome.
+/// Decodes `pages` in order with `options`, then finishes; renders every page's outcome. The
+/// same pages decoded ahead by a [`PageDecoder`] with the schema of a few pages before (as the
+/// engine's decode workers do) must give exactly the same.
 fn check(options: DecoderOptions, pages: &[&str], expect: Expect) {
+    let out = decode_rendered(options.clone(), pages, None);
+    expect.assert_eq(&out);
+    for lag in [0, 2] {
+        let predecoded = decode_rendered(options.clone(), pages, Some(lag));
+        assert_eq!(predecoded, out, "predecoded {lag} pages behind");
+    }
+}
+
+/// Renders the outcome of each page and of `finish`; with `lag`, each page goes through
+/// [`RecordDecoder::decode_predecoded`] after a [`PageDecoder`] on another thread decoded it
+/// with the spec the decoder had `lag` pages earlier.
+fn decode_rendered(options: DecoderOptions, pages: &[&str], lag: Option<usize>) -> String {
     let mut decoder = RecordDecoder::new(options);
     let mut out = String::new();
+    let mut specs = Vec::new();
+    let mut worker = Some(PageDecoder::new());
     for (page_idx, page) in pages.iter().enumerate() {
         writeln!(out, "== page {page_idx}").unwrap();
-        match decoder.decode_page(page_idx as u64, page.as_bytes()) {
+        specs.push(decoder.page_decoder_spec());
+        let result = match lag.and_then(|lag| specs[page_idx.saturating_sub(lag)].clone()) {
+            Some(spec) => {
+                let bytes = page.as_bytes().to_vec();
+                let mut moved = worker.take().unwrap();
+                let (back, predecoded) = std::thread::spawn(move || {
+                    let predecoded = moved.predecode(&spec, &bytes);
+                    (moved, predecoded)
+                })
+                .join()
+                .unwrap();
+                worker = Some(back);
+                decoder.decode_predecoded(page_idx as u64, page.as_bytes(), predecoded)
+            }
+            None => decoder.decode_page(page_idx as u64, page.as_bytes()),
+        };
+        match result {
             Ok(decoded) => render_page(&mut out, &decoded),
             Err(error) => writeln!(out, "error: {error}").unwrap(),
         }
@@ -32,7 +64,7 @@ fn check(options: DecoderOptions, pages: &[&str], expect: Expect) {
     }
     writeln!(out, "== schema").unwrap();
     render_schema(&mut out, &schema);
-    expect.assert_eq(&out);
+    out
 }
 
 fn check_error(options: DecoderOptions, page: &str, expect: Expect) {
