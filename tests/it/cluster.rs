@@ -31,7 +31,8 @@ fn get(addr: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        // HTTP/1.0: the answer has no chunked encoding and ends with the connection.
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
