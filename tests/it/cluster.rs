@@ -46,11 +46,7 @@ fn listen_addr(node: &mut Daemon) -> String {
     let idx = node.wait_for_line("the API address", |l| l.contains("HTTP API listening"));
     let line = &node.seen[idx];
     let start = line.find("http://").unwrap() + "http://".len();
-    line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
+    line[start..].split_whitespace().next().unwrap().to_owned()
 }
 
 #[test]
@@ -81,11 +77,7 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
         bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
             json!(format!("/3.0/lists/{name}/members"));
         bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
-        std::fs::write(
-            flows_dir.join(format!("{name}.json")),
-            bundle.to_string(),
-        )
-        .unwrap();
+        std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
     }
     let data_dir = dir.path().join("data");
     let config = |node: usize| {
@@ -184,7 +176,10 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
         let flow_id = tributary_engine::run::bundle_flow_id(&name);
         let windows = db.windows_for_flow(&flow_id).unwrap();
         assert!(windows.len() >= 2, "{name}: {windows:?}");
-        assert_eq!(windows[0].window.start_ms, None, "{name}: the first window takes all history");
+        assert_eq!(
+            windows[0].window.start_ms, None,
+            "{name}: the first window takes all history"
+        );
         for pair in windows.windows(2) {
             assert_eq!(
                 pair[1].window.start_ms, pair[0].window.end_ms,
@@ -197,7 +192,10 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
             .filter(|w| w.status != CheckpointStatus::Complete)
             .count();
         assert!(unfinished <= 1, "{name}: {windows:?}");
-        if let Some(last_incomplete) = windows.iter().position(|w| w.status != CheckpointStatus::Complete) {
+        if let Some(last_incomplete) = windows
+            .iter()
+            .position(|w| w.status != CheckpointStatus::Complete)
+        {
             assert_eq!(last_incomplete, windows.len() - 1, "{name}: {windows:?}");
         }
 
@@ -208,7 +206,10 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
             by_window.entry(end).or_default().push(run);
             nodes_that_ran.insert(run.run_doc["node"].as_str().unwrap().to_owned());
         }
-        for summary in windows.iter().filter(|w| w.status == CheckpointStatus::Complete) {
+        for summary in windows
+            .iter()
+            .filter(|w| w.status == CheckpointStatus::Complete)
+        {
             let end = summary.window.end_ms.unwrap();
             let window_runs = &by_window[&end];
             let successes: Vec<_> = window_runs
@@ -257,27 +258,35 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
     );
     assert_eq!(
         nodes_that_ran,
-        HashSet::from(["node-1".to_owned(), "node-2".to_owned(), "node-3".to_owned()]),
+        HashSet::from([
+            "node-1".to_owned(),
+            "node-2".to_owned(),
+            "node-3".to_owned()
+        ]),
         "every node ran windows"
     );
 
     // The mock's request log: each page of each window was asked for once, except the pages a
     // resumed window asked for again (those after its last checkpoint).
-    let stats: Value = serde_json::from_str(&get(
-        mock.url.strip_prefix("http://").unwrap(),
-        "/stats",
-    ))
-    .unwrap();
+    let stats: Value =
+        serde_json::from_str(&get(mock.url.strip_prefix("http://").unwrap(), "/stats")).unwrap();
     let mut requested: HashMap<(String, String), u32> = HashMap::new();
     for record in stats["log"].as_array().unwrap() {
         let path = record["path"].as_str().unwrap();
         if path.starts_with("/3.0/lists/cluster-") {
             *requested
-                .entry((path.to_owned(), record["query"].as_str().unwrap().to_owned()))
+                .entry((
+                    path.to_owned(),
+                    record["query"].as_str().unwrap().to_owned(),
+                ))
                 .or_default() += 1;
         }
     }
-    assert!(requested.len() >= FLOWS * (RECORDS / 10), "{}", requested.len());
+    assert!(
+        requested.len() >= FLOWS * (RECORDS / 10),
+        "{}",
+        requested.len()
+    );
     let mut again_per_flow: HashMap<String, u32> = HashMap::new();
     for ((path, query), n) in &requested {
         if *n > 1 {
@@ -291,6 +300,9 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
         }
     }
     for (flow, again) in &again_per_flow {
-        assert!(*again <= 4, "{flow}: {again} pages asked for again after the resume");
+        assert!(
+            *again <= 4,
+            "{flow}: {again} pages asked for again after the resume"
+        );
     }
 }

@@ -97,7 +97,10 @@ pub fn open_node_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
     build_engine(config, db, layout)
 }
 
-fn recover(db: &tributary_state::Db, layout: &tributary_write::DatasetLayout) -> anyhow::Result<()> {
+fn recover(
+    db: &tributary_state::Db,
+    layout: &tributary_write::DatasetLayout,
+) -> anyhow::Result<()> {
     let report = recovery::recover(db, layout).context("recovering from the previous run")?;
     if report != recovery::RecoveryReport::default() {
         tracing::info!(

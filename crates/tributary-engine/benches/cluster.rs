@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use serde_json::json;
 use tributary_engine::daemon::{
-    self, ClusterOptions, Clock, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock,
+    self, Clock, ClusterOptions, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock,
 };
 use tributary_engine::run::{RunStatus, bundle_flow_id};
 use tributary_state::{Db, NodeId, PostgresUrl, SecretKey, StateOptions};
@@ -110,13 +110,16 @@ async fn bench(base: &str, n_nodes: usize) {
             let starts = starts.clone();
             Arc::new(move |scheduled: ScheduledRun| {
                 let now = Utc::now();
-                let late = (now - scheduled.slot).num_microseconds().unwrap_or(i64::MAX) as f64
+                let late = (now - scheduled.slot)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX) as f64
                     / 1e6;
                 starts.lock().expect("lock").push((node, late, now));
                 Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     RunStatus::Success
-                }) as std::pin::Pin<Box<dyn std::future::Future<Output = RunStatus> + Send>>
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = RunStatus> + Send>>
             })
         };
         let options = SchedulerOptions {

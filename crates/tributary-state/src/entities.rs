@@ -306,9 +306,11 @@ impl Db {
 
     fn mark_entities_changed(&self) -> Result<(), StateError> {
         // Random, not a counter: concurrent writers never need to agree on the next value.
-        self.trees()
-            .meta
-            .put(META_ENTITIES_EPOCH, "entities epoch", &rand::random::<u64>())
+        self.trees().meta.put(
+            META_ENTITIES_EPOCH,
+            "entities epoch",
+            &rand::random::<u64>(),
+        )
     }
 
     fn open_entity(

@@ -138,8 +138,14 @@ fn state_backend_and_url_are_read_and_checked() {
 #[test]
 fn lease_keys_apply_to_a_shared_state_only_and_are_checked() {
     let shared = "[state]\nbackend = \"postgres\"\nurl = \"postgres://u@h/db\"\n";
-    let config = parse(&format!("{shared}[scheduler]\nlease_ttl_secs = 5\nnode_id = \"n1\"\n")).unwrap();
-    assert_eq!(config.scheduler.lease_ttl(), std::time::Duration::from_secs(5));
+    let config = parse(&format!(
+        "{shared}[scheduler]\nlease_ttl_secs = 5\nnode_id = \"n1\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.scheduler.lease_ttl(),
+        std::time::Duration::from_secs(5)
+    );
     assert_eq!(config.scheduler.node_id.as_deref(), Some("n1"));
     assert_eq!(
         parse(shared).unwrap().scheduler.lease_ttl(),

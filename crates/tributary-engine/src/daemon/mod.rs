@@ -259,13 +259,21 @@ pub async fn run_scheduler(
                 .and_then(DateTime::from_timestamp_millis);
             candidates.push((flow.clone(), last_end));
         }
-        let free_slots = (options.max_concurrent_runs.max(1) as usize).saturating_sub(running.len());
+        let free_slots =
+            (options.max_concurrent_runs.max(1) as usize).saturating_sub(running.len());
         let (planned, wakes) = {
             let db = db.clone();
             let max_catch_up = options.max_catch_up_windows;
             let cluster = options.cluster.clone();
             tokio::task::spawn_blocking(move || {
-                plan_due(&db, cluster.as_ref(), candidates, now, max_catch_up, free_slots)
+                plan_due(
+                    &db,
+                    cluster.as_ref(),
+                    candidates,
+                    now,
+                    max_catch_up,
+                    free_slots,
+                )
             })
             .await
             .map_err(|err| {

@@ -264,7 +264,10 @@ async fn run_window(
     };
     let res = run_window_leased(engine, request, pages, claimed).await;
     let released = blocking(move || lease.release()).await;
-    if let Err(err) = released.map_err(|err| err.to_string()).and_then(|res| res.map_err(|err| err.to_string())) {
+    if let Err(err) = released
+        .map_err(|err| err.to_string())
+        .and_then(|res| res.map_err(|err| err.to_string()))
+    {
         warn!(error = %err, "releasing a run's lease failed; it expires at its TTL");
     }
     res

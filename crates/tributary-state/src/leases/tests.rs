@@ -58,7 +58,11 @@ fn a_node_runs_the_commit_protocol_only_while_it_holds_the_flows_lease() {
     node(&db, "node-a");
     // No lease yet: refused before anything is written.
     assert_lease_lost(begin(&db, "f", "b1"), "node-a");
-    assert!(db.checkpoint(&window("f", Some(0), Some(10))).unwrap().is_none());
+    assert!(
+        db.checkpoint(&window("f", Some(0), Some(10)))
+            .unwrap()
+            .is_none()
+    );
 
     let flow = FlowId::new("f");
     let hold = db.claim_lease(&flow).unwrap().unwrap();
@@ -78,7 +82,11 @@ fn a_node_runs_the_commit_protocol_only_while_it_holds_the_flows_lease() {
     // Released: stored with expiry 0, token kept; the protocol is fenced again.
     let stored = db.leases().unwrap();
     assert_eq!(
-        (stored[0].token, stored[0].expires_at_ms, stored[0].holder.as_str()),
+        (
+            stored[0].token,
+            stored[0].expires_at_ms,
+            stored[0].holder.as_str()
+        ),
         (1, 0, "node-a")
     );
     assert_lease_lost(
@@ -120,7 +128,10 @@ fn a_node_that_lost_its_lease_to_another_cannot_record_or_commit() {
     let res = node_a.record_parts(&win, &[part(0, 5)], &json!({"page": 1}), 5);
     match &res {
         Err(StateError::LeaseLost { reason, .. }) => {
-            assert!(reason.contains("node-b") && reason.contains("token 2"), "{reason}")
+            assert!(
+                reason.contains("node-b") && reason.contains("token 2"),
+                "{reason}"
+            )
         }
         other => panic!("expected LeaseLost, got {other:?}"),
     }
@@ -133,9 +144,7 @@ fn a_node_that_lost_its_lease_to_another_cannot_record_or_commit() {
     held_a.release().unwrap();
     assert_eq!(node_a.leases().unwrap()[0].holder.as_str(), "node-b");
     // B resumes the window A began and goes on.
-    node_b
-        .resume_window(&win, &RunId::new("run-b"))
-        .unwrap();
+    node_b.resume_window(&win, &RunId::new("run-b")).unwrap();
     node_b
         .record_parts(&win, &[part(0, 5)], &json!({"page": 1}), 5)
         .unwrap();
@@ -143,10 +152,7 @@ fn a_node_that_lost_its_lease_to_another_cannot_record_or_commit() {
     node_b.complete_window(&win, None).unwrap();
     // B's release lets A claim at once, with the next token.
     held_b.release().unwrap();
-    assert_eq!(
-        node_a.claim_lease(&flow).unwrap().unwrap().token(),
-        Some(3)
-    );
+    assert_eq!(node_a.claim_lease(&flow).unwrap().unwrap().token(), Some(3));
 }
 
 #[test]
