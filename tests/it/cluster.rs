@@ -12,7 +12,7 @@ use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tributary_state::{CheckpointStatus, Db, FlowId, RunStatus, StateOptions};
+use tributary_state::{CheckpointStatus, Db, RunStatus, StateOptions};
 
 use crate::backfill::{assert_each_id_once, bundle_json, published_id_counts, start_mock};
 use crate::daemon::Daemon;
