@@ -299,10 +299,13 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
             *again_per_flow.entry(flow).or_default() += 1;
         }
     }
+    // The pages fetched ahead of the last checkpoint are asked for again, never the whole
+    // window (12 pages of records and the empty end page): the resume started from a checkpoint.
+    let pages_per_window = (RECORDS / 10 + 1) as u32;
     for (flow, again) in &again_per_flow {
         assert!(
-            *again <= 4,
-            "{flow}: {again} pages asked for again after the resume"
+            *again < pages_per_window,
+            "{flow}: {again} of the window's {pages_per_window} pages asked for again after the resume"
         );
     }
 }
