@@ -16,18 +16,25 @@ use crate::backfill::{BIN, assert_each_id_once, bundle_json, start_mock};
 
 const FLOWS: [&str; 2] = ["daemon-a", "daemon-b"];
 
-struct Daemon {
+/// A `tributary serve` child process and the lines it logged (stderr).
+pub(crate) struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Daemon {
     fn start(config: &Path) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// Starts `serve --config CONFIG` with the tests' secret key and `env` set.
+    pub(crate) fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .env(
                 "TRIBUTARY_SECRET_KEY",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -85,7 +92,7 @@ impl Daemon {
 
     /// Waits until a line logged from now on satisfies `predicate` (or panics after 30 s);
     /// returns its index in `seen`.
-    fn wait_for_line(&mut self, what: &str, predicate: impl Fn(&str) -> bool) -> usize {
+    pub(crate) fn wait_for_line(&mut self, what: &str, predicate: impl Fn(&str) -> bool) -> usize {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut checked = self.seen.len();
         loop {
@@ -104,8 +111,18 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL (no chance to clean up), then what it logged.
+    pub(crate) fn kill(mut self) -> Vec<String> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
+
     /// SIGTERM, then the exit status (within 15 s).
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -5,6 +5,7 @@
 mod api;
 mod api_e2e;
 mod backfill;
+mod cluster;
 mod concurrency;
 mod configs;
 mod crash;

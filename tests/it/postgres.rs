@@ -56,7 +56,7 @@ fn sql(url: &str, query: &str) -> String {
 }
 
 /// A new schema and the URL selecting it, with [`PG_PASSWORD`] in it.
-fn fresh_schema_url() -> String {
+pub(crate) fn fresh_schema_url() -> String {
     let base = base_url();
     let schema = format!("it_{}", uuid::Uuid::new_v4().simple());
     sql(&base, &format!("CREATE SCHEMA {schema}"));

@@ -8,8 +8,9 @@
 //! at `/` with its paged JSON under `/ui/api/` ([`ui`]).
 //!
 //! Main items: [`app`], [`ApiState`], [`ApiAuth`] / [`OrgCredential`], [`Tenant`],
-//! [`import_bundle`] (a `flows_dir` bundle as API entities) and [`scheduled_flows`] (every flow
-//! in state, for the scheduler at start).
+//! [`import_bundle`] (a `flows_dir` bundle as API entities), [`scheduled_flows`] (every flow
+//! in state, for the scheduler at start) and [`cluster::follow_shared_state`] (the same answers
+//! on every node of a shared state).
 //!
 //! Invariants: the only crate with HTTP-server wire types. It never returns, logs or stores a
 //! secret in clear: secrets are sealed by the state crate at the pointers this crate names, and
@@ -20,6 +21,7 @@
 // The OpenAPI document's schemas are one `json!` literal, deeper than the default limit.
 #![recursion_limit = "512"]
 
+pub mod cluster;
 mod dataprep;
 mod error;
 mod explore;

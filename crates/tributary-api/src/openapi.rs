@@ -298,14 +298,61 @@ async fn health(State(state): State<ApiState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ok" } else { "unavailable" },
         "live": true,
         "ready": ready,
         "state": {"open": state_open},
         "scheduler": {"running": scheduler_running, "flows": state.registry().snapshot().len()},
     });
+    if let Some(node) = node_health(&state).await {
+        body["node"] = node;
+    }
     (status, Json(body)).into_response()
+}
+
+/// On a node of a shared state: its id, the flows it holds leases of (with the windows its
+/// runs work on now) and the live nodes. None for a single process.
+async fn node_health(state: &ApiState) -> Option<Value> {
+    let engine = state.engine().clone();
+    let node_id = engine.db.node_id()?.to_string();
+    let held = engine.db.held_leases_snapshot();
+    let leases: Vec<Value> = held
+        .iter()
+        .map(|(flow_id, token)| {
+            let windows: Vec<Value> = engine
+                .running
+                .windows_of(flow_id)
+                .into_iter()
+                .map(|window| match window {
+                    Some((start, end)) => json!({"startMs": start, "endMs": end}),
+                    None => Value::Null,
+                })
+                .collect();
+            json!({"flowId": flow_id.as_str(), "token": token, "windows": windows})
+        })
+        .collect();
+    let db = engine.db.clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let live = tokio::task::spawn_blocking(move || db.live_nodes(now_ms)).await;
+    let live_nodes = match live {
+        Ok(Ok(nodes)) => Value::Array(
+            nodes
+                .into_iter()
+                .map(|node| {
+                    json!({"id": node.node_id.as_str(), "listen": node.listen, "pid": node.pid,
+                           "heartbeatAtMs": node.heartbeat_at_ms, "leasesHeld": node.leases_held})
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    };
+    Some(json!({
+        "id": node_id,
+        "leaseTtlSecs": engine.db.lease_ttl().map(|ttl| ttl.as_secs_f64()),
+        "leases": leases,
+        "liveNodes": live_nodes,
+    }))
 }
 
 async fn live() -> Json<Value> {
@@ -431,7 +478,8 @@ fn schemas() -> Value {
             {"type": "array", "items": {"type": "object"}},
             {"type": "object", "required": ["format", "schema"], "properties": {"format": {"type": "string"}, "schema": {"type": "object"}, "data": {"type": "array"}}},
         ]},
-        "Health": {"type": "object", "required": ["status", "ready"], "properties": {"status": {"type": "string"}, "ready": {"type": "boolean"}}},
+        "Health": {"type": "object", "required": ["status", "ready"], "properties": {"status": {"type": "string"}, "ready": {"type": "boolean"},
+            "node": {"type": "object", "description": "only on a node of a shared (Postgres) state: {id, leaseTtlSecs, leases: [{flowId, token, windows: [{startMs, endMs}]}], liveNodes: [{id, listen, pid, heartbeatAtMs, leasesHeld}]}"}}},
         "ConnectionSpecBody": {"type": "object", "description": "a Self-Serve Sources connection spec (name, authSpec, sourceSpec, exploreSpec, ...)"},
         "FlowSpecBody": {"type": "object", "description": "a flow spec (name, sourceConnectionSpecIds, targetConnectionSpecIds, ...)"},
         "ConnectionBody": {"type": "object", "description": "{name, description, auth: {specName, params}, connectionSpec: {id, version}}"},

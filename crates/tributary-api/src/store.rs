@@ -5,8 +5,10 @@
 //! that every provider appends to) can exist once per tenant and nothing is visible across
 //! tenants. Secrets are sealed by the state crate at the pointers given with each write; the
 //! view kept here holds only redacted documents, rendered with their server fields, so a list
-//! of ten thousand flows is filtered without touching sled. Every write goes through this store
-//! (the process holds the state lock), which keeps the view exact; writes are serialised by
+//! of ten thousand flows is filtered without touching sled. Every write of this process goes
+//! through this store, which keeps the view exact for a state the process holds alone; on a
+//! shared state the daemon reloads the view when the state's entities epoch changes
+//! (`crate::cluster`); writes are serialised by
 //! [`EntityStore::write_lock`] so cross-entity checks (a connection still used by a flow) and
 //! the write they guard happen atomically.
 
@@ -84,22 +86,20 @@ struct Collection {
 impl EntityStore {
     /// Opens the view over everything in state.
     pub fn load(db: Db) -> Result<EntityStore, StateError> {
-        let mut view = View::default();
-        for kind in EntityKind::ALL {
-            for entity in db.list_entities_redacted(kind)? {
-                let Some((tenant, id)) = split_key(&entity.id) else {
-                    // Written by something else than the API (no tenant): not visible here.
-                    continue;
-                };
-                let cached = render(kind, &tenant, &id, &entity);
-                view.insert(kind, tenant, id, cached);
-            }
-        }
+        let view = read_view_from(&db)?;
         Ok(EntityStore {
             db,
             view: RwLock::new(view),
             write_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Reads the view again from state, for a state other processes write too (the nodes of a
+    /// shared state): what they created, changed or deleted becomes visible here. Blocking.
+    pub fn reload(&self) -> Result<(), StateError> {
+        let view = read_view_from(&self.db)?;
+        *self.write_view() = view;
+        Ok(())
     }
 
     /// Serialises writes that check other entities first.
@@ -309,6 +309,22 @@ impl EntityStore {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Every entity in state, rendered.
+fn read_view_from(db: &Db) -> Result<View, StateError> {
+    let mut view = View::default();
+    for kind in EntityKind::ALL {
+        for entity in db.list_entities_redacted(kind)? {
+            let Some((tenant, id)) = split_key(&entity.id) else {
+                // Written by something else than the API (no tenant): not visible here.
+                continue;
+            };
+            let cached = render(kind, &tenant, &id, &entity);
+            view.insert(kind, tenant, id, cached);
+        }
+    }
+    Ok(view)
 }
 
 impl View {

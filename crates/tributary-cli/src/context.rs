@@ -84,7 +84,24 @@ pub fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
 pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
     let db = open_state(config)?;
     let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
-    let report = recovery::recover(&db, &layout).context("recovering from the previous run")?;
+    recover(&db, &layout)?;
+    build_engine(config, db, layout)
+}
+
+/// Opens a state that other daemons share and builds the engine, without the start-up repair
+/// of the whole state: other nodes are working in it (their staged parts and commits are
+/// theirs). A node repairs a flow's windows when it claims the flow's lease instead.
+pub fn open_node_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
+    let db = open_state(config)?;
+    let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
+    build_engine(config, db, layout)
+}
+
+fn recover(
+    db: &tributary_state::Db,
+    layout: &tributary_write::DatasetLayout,
+) -> anyhow::Result<()> {
+    let report = recovery::recover(db, layout).context("recovering from the previous run")?;
     if report != recovery::RecoveryReport::default() {
         tracing::info!(
             completed_windows = report.completed_windows,
@@ -94,6 +111,14 @@ pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
             "recovered state left by an earlier process"
         );
     }
+    Ok(())
+}
+
+fn build_engine(
+    config: &DaemonConfig,
+    db: tributary_state::Db,
+    layout: tributary_write::DatasetLayout,
+) -> anyhow::Result<Engine> {
     // `limits.memory_budget_mb` bounds what every run of the process holds in flight: half for
     // fetched pages waiting to be decoded, half for decoded batches waiting to be encoded.
     let budget_bytes = config.limits.memory_budget_mb.saturating_mul(1024 * 1024);

@@ -9,6 +9,11 @@
 //! the scheduler's `FlowRegistry`; flows created, patched or deleted over HTTP change it without
 //! a restart.
 //!
+//! With `[state] backend = "postgres"` the process is one node of several sharing the state
+//! (`tributary_state`'s leases): it skips the start-up repair of the whole state (each flow is
+//! repaired by the node that claims it), joins the state under its node id, follows the
+//! entities other nodes write (`tributary_api::cluster`) and schedules under leases.
+//!
 //! Secure by default: without `[api]` credentials, `serve` refuses a non-loopback `listen`, and
 //! on loopback generates a local credential into `{state_dir}/api-credentials.json` (mode 0600)
 //! and logs where it is. Stopping: the API stops accepting, in-flight requests finish, the
@@ -22,18 +27,40 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 use tributary_api::{ApiAuth, ApiOptions, ApiState, FlowRegistry, OrgCredential, Tenant};
 use tributary_engine::DaemonConfig;
-use tributary_engine::daemon::{self, SchedulerOptions, Shutdown, SystemClock};
+use tributary_engine::config::StateBackend;
+use tributary_engine::daemon::{self, ClusterOptions, SchedulerOptions, Shutdown, SystemClock};
 use tributary_engine::run::Engine;
 use tributary_state::BundleChange;
 
 use crate::cli::CommonArgs;
-use crate::context::{load_config, open_engine, resolve_env};
+use crate::context::{load_config, open_engine, open_node_engine, resolve_env};
 use crate::flows_dir::{FlowEvent, FlowsDir, RESCAN_INTERVAL};
 
 /// The file a generated local credential is written to, inside the state directory.
 pub const LOCAL_CREDENTIALS_FILE: &str = "api-credentials.json";
 /// The sandbox that `flows_dir` bundles belong to.
 pub const BUNDLE_SANDBOX: &str = "prod";
+/// On a shared state: how often a node looks for entities other nodes wrote and for flows they
+/// let go of or made due.
+const SHARED_STATE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// This node's id: `scheduler.node_id` (maybe `${env:NAME}`), else host name and pid.
+fn node_id(config: &DaemonConfig) -> anyhow::Result<tributary_state::NodeId> {
+    let text = match &config.scheduler.node_id {
+        Some(id) => resolve_env(id, "scheduler.node_id")?,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|host| host.trim().to_owned())
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| "tributary".to_owned());
+            format!("{host}-{}", std::process::id())
+        }
+    };
+    tributary_state::NodeId::try_new(text)
+        .map_err(|err| crate::BadInput(format!("scheduler.node_id: {err}")).into())
+}
 
 pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(common)?;
@@ -44,7 +71,21 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     };
     // Before anything counts: every counter then starts at 0 in this process.
     let metrics_handle = tributary_api::metrics::install_recorder()?;
-    let engine = open_engine(&config)?;
+    let is_shared = config.state.backend == StateBackend::Postgres;
+    let engine = if is_shared {
+        open_node_engine(&config)?
+    } else {
+        open_engine(&config)?
+    };
+    if is_shared {
+        let node_id = node_id(&config)?;
+        engine
+            .db
+            .join_cluster(node_id.clone(), config.scheduler.lease_ttl())
+            .context("joining the shared state as a node")?;
+        info!(node = %node_id, lease_ttl_secs = config.scheduler.lease_ttl().as_secs(),
+              "a node of a shared state: flows run under leases");
+    }
     let registry = FlowRegistry::default();
     let state = ApiState::try_new(
         engine.clone(),
@@ -83,12 +124,6 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         .context("flushing the registered bundles")?;
     tributary_api::metrics::load_flow_health(&state)
         .context("reading the flows' health for /metrics")?;
-    let options = SchedulerOptions {
-        max_catch_up_windows: config.scheduler.max_catch_up_windows,
-        run_history: config.scheduler.run_history,
-        max_concurrent_runs: config.limits.max_concurrent_runs,
-        shutdown_grace: std::time::Duration::from_secs(config.scheduler.shutdown_grace_secs),
-    };
     let runtime = crate::run::runtime()?;
     let report = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -107,6 +142,24 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
             ))
         });
         tributary_api::metrics::spawn_upkeep(metrics_handle);
+        // Other nodes write entities too: follow them.
+        let follower = is_shared.then(|| {
+            tokio::spawn(tributary_api::cluster::follow_shared_state(
+                state.clone(),
+                SHARED_STATE_POLL,
+            ))
+        });
+        let options = SchedulerOptions {
+            max_catch_up_windows: config.scheduler.max_catch_up_windows,
+            run_history: config.scheduler.run_history,
+            max_concurrent_runs: config.limits.max_concurrent_runs,
+            shutdown_grace: std::time::Duration::from_secs(config.scheduler.shutdown_grace_secs),
+            cluster: is_shared.then(|| ClusterOptions {
+                layout: engine.layout.clone(),
+                poll_interval: SHARED_STATE_POLL,
+                listen: local.to_string(),
+            }),
+        };
         let app = tributary_api::app(state.clone());
         let mut http_stop = stop_rx.clone();
         let server = tokio::spawn(async move {
@@ -122,6 +175,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
             max_concurrent_runs = config.limits.max_concurrent_runs,
             max_catch_up_windows = config.scheduler.max_catch_up_windows,
             state_dir = %config.state_dir.display(),
+            node = %engine.db.node_id().map_or_else(String::new, ToString::to_string),
             data_dir = %config.data_dir.display(),
             "scheduler started"
         );
@@ -147,6 +201,9 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
         stopper.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        if let Some(follower) = follower {
+            follower.abort();
         }
         state.set_scheduler_running(false);
         match server.await {

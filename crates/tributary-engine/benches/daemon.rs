@@ -113,6 +113,7 @@ async fn bench() {
         run_history: 100,
         max_concurrent_runs: 4,
         shutdown_grace: Duration::from_secs(30),
+        cluster: None,
     };
     let shutdown = Shutdown::default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

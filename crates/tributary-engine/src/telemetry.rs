@@ -32,6 +32,8 @@ pub const SCHEDULER_LAG_SECONDS: &str = "tributary_scheduler_lag_seconds";
 pub const SCHEDULE_INTERVAL_SECONDS: &str = "tributary_flow_schedule_interval_seconds";
 pub const LAST_SUCCESS_SECONDS: &str = "tributary_flow_last_success_timestamp_seconds";
 pub const CONSECUTIVE_FAILURES: &str = "tributary_flow_consecutive_failures";
+pub const NODE_LEASES_HELD: &str = "tributary_node_leases_held";
+pub const NODES_LIVE: &str = "tributary_cluster_nodes_live";
 
 /// The run statuses a finished run is counted under.
 pub const FINISHED_STATUSES: [RunStatus; 3] =
@@ -87,8 +89,26 @@ pub fn describe() {
         CONSECUTIVE_FAILURES,
         "Failed runs of the flow since its last successful one"
     );
+    describe_gauge!(
+        NODE_LEASES_HELD,
+        "Flow leases this node of a shared state holds, by node"
+    );
+    describe_gauge!(
+        NODES_LIVE,
+        "Nodes of the shared state whose heartbeat is within their lease TTL"
+    );
     metrics::gauge!(RUNS_IN_FLIGHT).set(0.0);
     metrics::gauge!(RUNS_QUEUED).set(0.0);
+}
+
+/// The leases a node holds, after each renewal (a node of a shared state only).
+pub fn node_leases(node: &str, held: usize) {
+    metrics::gauge!(NODE_LEASES_HELD, "node" => node.to_owned()).set(held as f64);
+}
+
+/// The live nodes of the shared state, as this node last read them.
+pub fn nodes_live(node: &str, live: usize) {
+    metrics::gauge!(NODES_LIVE, "node" => node.to_owned()).set(live as f64);
 }
 
 /// Creates a flow's counters at 0 (an existing counter keeps its value).

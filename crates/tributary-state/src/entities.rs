@@ -134,6 +134,8 @@ struct StoredEntity {
     updated_at_ms: i64,
 }
 
+const META_ENTITIES_EPOCH: &[u8] = b"entities_epoch";
+
 impl Db {
     /// Creates or replaces a document. With `expected_etag`, the write happens only if the
     /// stored document has that etag (and exists); without, it is unconditional. The values at
@@ -195,6 +197,7 @@ impl Db {
             let swapped =
                 table.compare_and_swap(key, current_bytes.as_deref(), Some(&new_bytes))?;
             if swapped {
+                self.mark_entities_changed()?;
                 return Ok(Entity {
                     id: id.to_owned(),
                     kind,
@@ -288,9 +291,26 @@ impl Db {
             }
             let swapped = table.compare_and_swap(key, Some(current_bytes.as_slice()), None)?;
             if swapped {
+                self.mark_entities_changed()?;
                 return Ok(true);
             }
         }
+    }
+
+    /// A value that changes at every entity write or delete (after it), in this process or any
+    /// other sharing the state: a process that keeps a view of the entities re-reads them when
+    /// it changed. `None` before the first write.
+    pub fn entities_epoch(&self) -> Result<Option<u64>, StateError> {
+        self.trees().meta.get::<u64>(META_ENTITIES_EPOCH)
+    }
+
+    fn mark_entities_changed(&self) -> Result<(), StateError> {
+        // Random, not a counter: concurrent writers never need to agree on the next value.
+        self.trees().meta.put(
+            META_ENTITIES_EPOCH,
+            "entities epoch",
+            &rand::random::<u64>(),
+        )
     }
 
     fn open_entity(

@@ -111,6 +111,17 @@ pub enum StateError {
     #[error("window {window}: {reason}")]
     Protocol { window: String, reason: String },
 
+    /// On a node of a shared state: the flow's lease is not (or no longer) this node's, so the
+    /// commit-protocol step was refused; another node may be running the flow.
+    #[error(
+        "flow {flow}: node {node} does not hold the flow's lease ({reason}); the run stops without recording or publishing more, another node may run the flow now"
+    )]
+    LeaseLost {
+        flow: String,
+        node: String,
+        reason: String,
+    },
+
     /// One of our own values failed to serialize (a bug: our types always serialize).
     #[error("cannot encode {what}: {source}")]
     Encode {
@@ -145,6 +156,7 @@ impl StateError {
             | StateError::InvalidInput { .. }
             | StateError::NotFound { .. }
             | StateError::Protocol { .. }
+            | StateError::LeaseLost { .. }
             | StateError::Encode { .. } => false,
         }
     }

@@ -12,7 +12,8 @@
 //! in clear (checkpoint positions, which carry next-page URLs and tokens, are sealed too; a
 //! Postgres URL is shown masked). The commit protocol functions ([`Db::record_parts`],
 //! [`Db::start_commit`], [`Db::complete_window`], ...) are one backend transaction each and
-//! flush before returning; other sled writes become durable within half a second or at
+//! flush before returning, and on a node of a shared state they are fenced by the flow's lease
+//! (`leases`: [`Db::join_cluster`], [`Db::claim_lease`]); other sled writes become durable within half a second or at
 //! [`Db::flush`], other Postgres writes at once.
 
 mod batches;
@@ -24,6 +25,7 @@ mod datasets;
 mod entities;
 mod error;
 mod ids;
+mod leases;
 mod misc;
 mod postgres;
 mod runs;
@@ -46,6 +48,7 @@ pub use datasets::{ColumnChange, ColumnOrigin, DatasetSchema, GrowOutcome};
 pub use entities::{Entity, EntityKind};
 pub use error::StateError;
 pub use ids::{BatchId, DatasetId, FlowId, RunId};
+pub use leases::{Lease, LeaseHold, NodeId, NodeRecord, RenewReport};
 pub use misc::{BundleChange, BundleSource, FlowScheduleState, OAuthTokens};
 pub use postgres::PostgresUrl;
 pub use runs::{RunRecord, RunStatus, Window};
@@ -109,6 +112,8 @@ struct Inner {
     secret_key: SecretKey,
     /// Where the key came from (never the key), for messages.
     key_origin: String,
+    /// The node this process is in a shared state, and the leases it holds.
+    leases: leases::HeldLeases,
     // Declared last so that it is released after sled has closed its files.
     _lock: Option<File>,
 }
@@ -199,6 +204,7 @@ impl Db {
                 cipher,
                 secret_key,
                 key_origin: key_origin.to_owned(),
+                leases: leases::HeldLeases::default(),
                 _lock: lock,
             }),
         })
@@ -228,6 +234,10 @@ impl Db {
 
     pub(crate) fn cipher(&self) -> &Cipher {
         &self.inner.cipher
+    }
+
+    pub(crate) fn held_leases(&self) -> &leases::HeldLeases {
+        &self.inner.leases
     }
 
     pub(crate) fn secret_key(&self) -> &SecretKey {

@@ -139,6 +139,10 @@ pub(crate) struct Trees {
     pub(crate) bundle_sources: Table,
     /// dataset id -> dataset schema.
     pub(crate) dataset_schemas: Table,
+    /// flow id -> lease (which node runs the flow).
+    pub(crate) leases: Table,
+    /// node id -> heartbeat.
+    pub(crate) nodes: Table,
 }
 
 /// The name of every table, the meta table first: what a backend creates and a copy copies.
@@ -158,6 +162,8 @@ pub(crate) fn table_names() -> Vec<&'static str> {
         "oauth_tokens",
         "bundle_sources",
         "dataset_schemas",
+        "leases",
+        "nodes",
     ]);
     names
 }
@@ -186,6 +192,8 @@ impl Trees {
             oauth_tokens: open("oauth_tokens"),
             bundle_sources: open("bundle_sources"),
             dataset_schemas: open("dataset_schemas"),
+            leases: open("leases"),
+            nodes: open("nodes"),
             backend,
         }
     }
@@ -210,6 +218,8 @@ impl Trees {
             &self.oauth_tokens,
             &self.bundle_sources,
             &self.dataset_schemas,
+            &self.leases,
+            &self.nodes,
         ];
         fixed
             .into_iter()

@@ -108,7 +108,17 @@ pub struct SchedulerConfig {
     pub run_history: u32,
     /// How long a graceful stop waits for running flows, in seconds.
     pub shutdown_grace_secs: u64,
+    /// With `state.backend = "postgres"` only: how long a node's lease of a flow lasts without
+    /// renewal, in seconds (default [`DEFAULT_LEASE_TTL_SECS`]); a node that died gives its
+    /// flows up after this long. Renewed every third of it.
+    pub lease_ttl_secs: Option<u64>,
+    /// With `state.backend = "postgres"` only: this node's id among the daemons sharing the
+    /// state (may be `${env:NAME}`); default: host name and pid.
+    pub node_id: Option<String>,
 }
+
+/// The lease TTL of a node when `scheduler.lease_ttl_secs` is not set.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 30;
 
 #[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,6 +184,13 @@ fn default_burst() -> u32 {
     1
 }
 
+impl SchedulerConfig {
+    /// The lease TTL of a node of a shared state.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_ttl_secs.unwrap_or(DEFAULT_LEASE_TTL_SECS))
+    }
+}
+
 impl LimitsConfig {
     /// The per-host quotas for the fetcher's settings (every entry was checked at load).
     pub fn host_quotas(&self) -> BTreeMap<String, RateQuota> {
@@ -227,6 +244,8 @@ impl Default for SchedulerConfig {
             max_catch_up_windows: 24,
             run_history: 100,
             shutdown_grace_secs: 30,
+            lease_ttl_secs: None,
+            node_id: None,
         }
     }
 }
@@ -316,6 +335,25 @@ impl DaemonConfig {
                 );
             }
             _ => {}
+        }
+        let is_shared = self.state.backend == StateBackend::Postgres;
+        if let Some(ttl) = self.scheduler.lease_ttl_secs {
+            if !is_shared {
+                return Err("scheduler.lease_ttl_secs: only used with state.backend = \"postgres\" (daemons sharing one state); a sled state has one daemon".to_owned());
+            }
+            if !(2..=3600).contains(&ttl) {
+                return Err(format!(
+                    "scheduler.lease_ttl_secs: expected 2 to 3600 seconds, found {ttl}"
+                ));
+            }
+        }
+        if let Some(node_id) = &self.scheduler.node_id {
+            if !is_shared {
+                return Err("scheduler.node_id: only used with state.backend = \"postgres\" (daemons sharing one state); a sled state has one daemon".to_owned());
+            }
+            if node_id.trim().is_empty() {
+                return Err("scheduler.node_id: expected a non-empty id (or leave it out: host name and pid)".to_owned());
+            }
         }
         for (idx, org) in self.api.orgs.iter().enumerate() {
             if org.org_id.trim().is_empty() {

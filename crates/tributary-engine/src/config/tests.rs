@@ -134,3 +134,34 @@ fn state_backend_and_url_are_read_and_checked() {
     let err = parse("[state]\nurl = \"postgres://db/x\"\n").unwrap_err();
     assert!(err.contains("state.url: only used"), "{err}");
 }
+
+#[test]
+fn lease_keys_apply_to_a_shared_state_only_and_are_checked() {
+    let shared = "[state]\nbackend = \"postgres\"\nurl = \"postgres://u@h/db\"\n";
+    let config = parse(&format!(
+        "{shared}[scheduler]\nlease_ttl_secs = 5\nnode_id = \"n1\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.scheduler.lease_ttl(),
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(config.scheduler.node_id.as_deref(), Some("n1"));
+    assert_eq!(
+        parse(shared).unwrap().scheduler.lease_ttl(),
+        std::time::Duration::from_secs(DEFAULT_LEASE_TTL_SECS)
+    );
+    for (bad, named) in [
+        ("lease_ttl_secs = 1", "scheduler.lease_ttl_secs"),
+        ("lease_ttl_secs = 3601", "scheduler.lease_ttl_secs"),
+        ("node_id = \" \"", "scheduler.node_id"),
+    ] {
+        let err = parse(&format!("{shared}[scheduler]\n{bad}\n")).unwrap_err();
+        assert!(err.contains(named), "{err}");
+    }
+    // A sled state has one daemon: the keys would be ignored, so they are refused.
+    for key in ["lease_ttl_secs = 5", "node_id = \"n1\""] {
+        let err = parse(&format!("[scheduler]\n{key}\n")).unwrap_err();
+        assert!(err.contains("only used with state.backend"), "{err}");
+    }
+}

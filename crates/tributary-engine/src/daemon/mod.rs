@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tracing::{info, warn};
 use tributary_spec::FlowBundle;
-use tributary_state::{Db, FlowId, FlowScheduleState};
+use tributary_state::{Db, FlowId, FlowScheduleState, LeaseHold};
 
 use futures::FutureExt as _;
 
@@ -35,8 +35,10 @@ use crate::coverage;
 use crate::run::{Engine, Progress, RunError, RunRequest, RunStatus, advance_schedule, run_flow};
 use crate::schedule::{Due, ScheduleError, Slots, Window, due};
 
+mod cluster;
 mod registry;
 
+pub use cluster::ClusterOptions;
 pub use registry::FlowRegistry;
 
 /// Where the scheduler gets the time from.
@@ -64,6 +66,9 @@ pub struct SchedulerOptions {
     pub run_history: u32,
     pub max_concurrent_runs: u32,
     pub shutdown_grace: std::time::Duration,
+    /// Set on a node of a shared state (the state's `Db` joined a cluster): flows run under
+    /// leases (`cluster`). None: this process holds every flow.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// One run the scheduler starts: a flow's window (None: the single run of a `once` flow).
@@ -214,6 +219,14 @@ pub async fn run_scheduler(
     let runs_started = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut report = SchedulerReport::default();
     let mut flows_changed = flows.watch();
+    let keep_alive = options.cluster.as_ref().map(|cluster| {
+        tokio::spawn(cluster::keep_alive(
+            db.clone(),
+            cluster.listen.clone(),
+            live.clone(),
+            shutdown.clone(),
+        ))
+    });
 
     while !shutdown.is_triggered() {
         flows_changed.borrow_and_update();
@@ -246,24 +259,37 @@ pub async fn run_scheduler(
                 .and_then(DateTime::from_timestamp_millis);
             candidates.push((flow.clone(), last_end));
         }
-        let planned = {
+        let free_slots =
+            (options.max_concurrent_runs.max(1) as usize).saturating_sub(running.len());
+        let (planned, wakes) = {
             let db = db.clone();
             let max_catch_up = options.max_catch_up_windows;
+            let cluster = options.cluster.clone();
             tokio::task::spawn_blocking(move || {
-                candidates
-                    .into_iter()
-                    .map(|(flow, last_end)| {
-                        let steps = plan_steps(&db, &flow, last_end, now, max_catch_up);
-                        (flow, steps)
-                    })
-                    .collect::<Vec<_>>()
+                plan_due(
+                    &db,
+                    cluster.as_ref(),
+                    candidates,
+                    now,
+                    max_catch_up,
+                    free_slots,
+                )
             })
             .await
             .map_err(|err| {
                 DaemonError::Internal(format!("planning the due windows panicked: {err}"))
             })?
         };
-        for (flow, steps) in planned {
+        for wake in wakes {
+            wake_at(wake);
+        }
+        if let Some(cluster) = &options.cluster {
+            // Other nodes release flows and add work without telling us.
+            let poll = chrono::TimeDelta::from_std(cluster.poll_interval)
+                .unwrap_or(chrono::TimeDelta::seconds(1));
+            wake_at(now + poll);
+        }
+        for (flow, steps, lease) in planned {
             let steps = match steps {
                 Ok(Planned::Idle { next }) => {
                     if let Some(next) = next {
@@ -290,6 +316,7 @@ pub async fn run_scheduler(
                 live: live.clone(),
                 runs_started: runs_started.clone(),
                 done: done_tx.clone(),
+                lease,
             };
             tasks.spawn(run_flow_windows(job));
         }
@@ -351,8 +378,75 @@ pub async fn run_scheduler(
         );
         tasks.abort_all();
     }
+    if let Some(keep_alive) = keep_alive {
+        // It stops at the shutdown signal, after which no lease is renewed.
+        let _ = keep_alive.await;
+    }
     report.runs_started = runs_started.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
+}
+
+/// Plans the candidates' due steps. On a node, first claims the leases of those that look due
+/// (at most `free_slots`, see `cluster`); a planned flow with nothing to do gives its lease back.
+/// Also returns instants to wake at. Blocking.
+#[allow(clippy::type_complexity)] // One use; a named type would only rename the tuple.
+fn plan_due(
+    db: &Db,
+    cluster: Option<&ClusterOptions>,
+    candidates: Vec<(DaemonFlow, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
+    max_catch_up: u32,
+    free_slots: usize,
+) -> (
+    Vec<(
+        DaemonFlow,
+        Result<Planned, tributary_state::StateError>,
+        Option<LeaseHold>,
+    )>,
+    Vec<DateTime<Utc>>,
+) {
+    let mut wakes = Vec::new();
+    let Some(cluster) = cluster else {
+        let planned = candidates
+            .into_iter()
+            .map(|(flow, last_end)| {
+                let steps = plan_steps(db, &flow, last_end, now, max_catch_up);
+                (flow, steps, None)
+            })
+            .collect();
+        return (planned, wakes);
+    };
+    let claimed = match cluster::claim_due(
+        db,
+        &cluster.layout,
+        candidates,
+        now,
+        max_catch_up,
+        free_slots,
+        &mut |at| wakes.push(at),
+    ) {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            warn!(error = %err, "cannot read the due flows and their leases; trying again later");
+            return (Vec::new(), wakes);
+        }
+    };
+    let mut planned = Vec::new();
+    for cluster::Claimed {
+        flow,
+        last_end,
+        lease,
+    } in claimed
+    {
+        let steps = plan_steps(db, &flow, last_end, now, max_catch_up);
+        if !matches!(steps, Ok(Planned::Steps(_))) {
+            cluster::release(lease, &flow.flow_id);
+            planned.push((flow, steps, None));
+            continue;
+        }
+        planned.push((flow, steps, Some(lease)));
+    }
+    (planned, wakes)
 }
 
 struct FlowJob {
@@ -367,6 +461,8 @@ struct FlowJob {
     live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>>,
     runs_started: Arc<std::sync::atomic::AtomicU64>,
     done: mpsc::UnboundedSender<FlowDone>,
+    /// The flow's lease on a node (given back when the steps are done).
+    lease: Option<LeaseHold>,
 }
 
 /// What a flow has to do now.
@@ -455,6 +551,10 @@ async fn run_flow_windows(job: FlowJob) {
     let flow_id = job.flow.flow_id.clone();
     let mut retry_at = None;
     for step in job.steps {
+        if job.lease.as_ref().is_some_and(LeaseHold::is_lost) {
+            warn!(flow = %job.flow.bundle.name, flow_id = %flow_id, "the flow's lease was taken by another node: its remaining windows are left to that node");
+            break;
+        }
         let (window, slot, advance_to) = match step {
             Step::Skip { advance_to } => {
                 let db = job.db.clone();
@@ -550,6 +650,10 @@ async fn run_flow_windows(job: FlowJob) {
                 break;
             }
         }
+    }
+    if let Some(lease) = job.lease {
+        let flow_id = flow_id.clone();
+        let _ = tokio::task::spawn_blocking(move || cluster::release(lease, &flow_id)).await;
     }
     // The loop may have stopped; a closed channel is fine.
     let _ = job.done.send(FlowDone { flow_id, retry_at });

@@ -129,6 +129,7 @@ fn options(max_catch_up_windows: u32, max_concurrent_runs: u32) -> SchedulerOpti
         run_history: 10,
         max_concurrent_runs,
         shutdown_grace: StdDuration::from_secs(30),
+        cluster: None,
     }
 }
 

@@ -70,6 +70,15 @@ impl RunningWindows {
             .is_some_and(|held| !held.is_empty())
     }
 
+    /// The windows of `flow_id` that runs of this process work on now, as `(start, end)` in
+    /// epoch ms (`None`: an open start, or the one run of a flow without a schedule).
+    pub fn windows_of(&self, flow_id: &FlowId) -> Vec<Option<(Option<i64>, i64)>> {
+        self.lock()
+            .get(flow_id)
+            .map(|held| held.iter().map(|claimed| claimed.window).collect())
+            .unwrap_or_default()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlowId, Vec<Claimed>>> {
         // The map is only read and pushed to under the lock; a panic while it is held cannot
         // leave it half-updated, so a poisoned lock is still a consistent map.

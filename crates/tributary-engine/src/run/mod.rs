@@ -21,7 +21,8 @@
 //! by `maximumRequest` publishes what it fetched and leaves the window open, and the next run of
 //! the window continues from the saved position into a further batch.
 //!
-//! A window is run by one run at a time (`claims`). Windows of one flow never overlap (`crate::coverage`): a run whose window overlaps another
+//! A window is run by one run at a time (`claims`); on a node of a shared state a run also
+//! holds its flow's lease, which fences its commit-protocol steps (`tributary_state`'s leases). Windows of one flow never overlap (`crate::coverage`): a run whose window overlaps another
 //! window of its flow is refused as bad input. A panic in any of a run's tasks or threads fails
 //! the run like any other error.
 
@@ -145,6 +146,9 @@ pub enum RunError {
     /// Another run of this process is working on the window (or one overlapping it).
     #[error("{0}")]
     Busy(WindowBusy),
+    /// On a node of a shared state: another node holds the flow's lease.
+    #[error("{0}")]
+    LeasedElsewhere(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -239,7 +243,37 @@ pub async fn run_flow_on_pages(
     run_window(engine, request, Some(pages), None).await
 }
 
+/// On a node of a shared state, a run holds its flow's lease (joining the scheduler's hold, or
+/// claiming it for an ad hoc run) from start to end: its commit-protocol steps are fenced by it.
 async fn run_window(
+    engine: &Engine,
+    request: RunRequest,
+    pages: Option<tributary_fetch::FetchRun>,
+    claimed: Option<(RunId, WindowClaim)>,
+) -> Result<RunReport, RunError> {
+    let lease = {
+        let db = engine.db.clone();
+        let flow_id = request.flow_id.clone();
+        blocking(move || db.claim_lease(&flow_id)).await??
+    };
+    let Some(lease) = lease else {
+        return Err(RunError::LeasedElsewhere(format!(
+            "flow {} is run by another node of the shared state now (it holds the flow's lease); try again when that run ended",
+            request.flow_id
+        )));
+    };
+    let res = run_window_leased(engine, request, pages, claimed).await;
+    let released = blocking(move || lease.release()).await;
+    if let Err(err) = released
+        .map_err(|err| err.to_string())
+        .and_then(|res| res.map_err(|err| err.to_string()))
+    {
+        warn!(error = %err, "releasing a run's lease failed; it expires at its TTL");
+    }
+    res
+}
+
+async fn run_window_leased(
     engine: &Engine,
     request: RunRequest,
     pages: Option<tributary_fetch::FetchRun>,
@@ -768,7 +802,11 @@ async fn record_run(
     metrics: &RunMetrics,
     outcome: &RunOutcome,
 ) -> Result<Value, RunError> {
-    let run_doc = run_object(identity, metrics, outcome);
+    let mut run_doc = run_object(identity, metrics, outcome);
+    if let Some(node) = engine.db.node_id() {
+        // Our extension: on a shared state, the node that ran it.
+        run_doc["node"] = Value::String(node.to_string());
+    }
     let record = RunRecord {
         id: RunId::new(identity.run_id.clone()),
         flow_id: FlowId::new(identity.flow_id.clone()),

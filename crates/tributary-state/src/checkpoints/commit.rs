@@ -98,8 +98,10 @@ impl Db {
                     &trees.open_windows,
                     &trees.batches,
                     &trees.batches_by_dataset,
+                    &trees.leases,
                 ],
                 |tx| {
+                    self.tx_check_fence(tx, &window.flow_id)?;
                     if tx.get(trees.checkpoints.name, &window_key)?.as_deref() != old_bytes.as_deref() {
                         return Err(retry());
                     }
@@ -146,8 +148,10 @@ impl Db {
                 &trees.checkpoints,
                 &trees.batches,
                 &trees.batches_by_dataset,
+                &trees.leases,
             ],
             |tx| {
+                self.tx_check_fence(tx, &window.flow_id)?;
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "resumed")?;
                 let now = now_ms();
@@ -188,8 +192,10 @@ impl Db {
                 &trees.open_windows,
                 &trees.batches,
                 &trees.batches_by_dataset,
+                &trees.leases,
             ],
             |tx| {
+                self.tx_check_fence(tx, &window.flow_id)?;
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::Open, "continued")?;
                 if tx
@@ -244,8 +250,9 @@ impl Db {
         let window_key = window.key();
         let res = trees.transact(
             "recording parts",
-            &[&trees.checkpoints, &trees.parts],
+            &[&trees.checkpoints, &trees.parts, &trees.leases],
             |tx| {
+                self.tx_check_fence(tx, &window.flow_id)?;
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "given parts")?;
                 for part in new_parts {
@@ -333,8 +340,10 @@ impl Db {
                     &trees.parts,
                     &trees.batches,
                     &trees.batches_by_dataset,
+                    &trees.leases,
                 ],
                 |tx| {
+                    self.tx_check_fence(tx, &window.flow_id)?;
                     if tx.get(trees.checkpoints.name, &window_key)?.as_deref() != Some(header_bytes.as_slice()) {
                         return Err(retry());
                     }
@@ -375,8 +384,9 @@ impl Db {
         let window_key = window.key();
         let res = trees.transact(
             "starting a commit",
-            &[&trees.checkpoints, &trees.open_windows],
+            &[&trees.checkpoints, &trees.open_windows, &trees.leases],
             |tx| {
+                self.tx_check_fence(tx, &window.flow_id)?;
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 if header.status == CheckpointStatus::Committing {
                     return Ok((header, false));
@@ -465,8 +475,10 @@ impl Db {
                     &trees.open_windows,
                     &trees.batches,
                     &trees.batches_by_dataset,
+                    &trees.leases,
                 ],
                 |tx| {
+                    self.tx_check_fence(tx, &window.flow_id)?;
                     if tx.get(trees.checkpoints.name, &window_key)?.as_deref()
                         != Some(header_bytes.as_slice())
                     {
@@ -639,8 +651,9 @@ impl Db {
         let part_key = window.part_key(seq);
         let res = trees.transact(
             "resizing a part",
-            &[&trees.checkpoints, &trees.parts],
+            &[&trees.checkpoints, &trees.parts, &trees.leases],
             |tx| {
+                self.tx_check_fence(tx, &window.flow_id)?;
                 let mut header = tx_header(tx, trees, window, &window_key)?;
                 expect_status(window, &header, CheckpointStatus::InProgress, "resized")?;
                 let Some(mut stored) = tx_get::<StoredPart>(tx, &trees.parts, &part_key)? else {

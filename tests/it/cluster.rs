@@ -1,0 +1,311 @@
+//! Three `tributary serve` nodes on one Postgres state (the server of scripts/test) share 30
+//! flows against the mock API; only node-1 reads them from `flows_dir`, the others find them in
+//! state. node-1 is killed with SIGKILL while it runs windows. Then: every window of every flow
+//! ran (contiguous windows from the first slot on, all complete but the ones the final stop
+//! interrupted), every record is published exactly once (Parquet read back), and no window
+//! ran on two nodes — from the runs in state (a window's runs on two nodes only as node-1's
+//! run cut by the kill and a later resume elsewhere) and from the mock's request log (a page is
+//! requested twice only in a window node-1 was running when it died).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tributary_state::{CheckpointStatus, Db, RunStatus, StateOptions};
+
+use crate::backfill::{assert_each_id_once, bundle_json, published_id_counts, start_mock};
+use crate::daemon::Daemon;
+use crate::postgres::fresh_schema_url;
+
+const FLOWS: usize = 30;
+const RECORDS: usize = 120;
+const SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn flow_name(idx: usize) -> String {
+    format!("cluster-{idx:02}")
+}
+
+/// `GET path` on a node's API (no credentials: `/health` and `/metrics` need none here).
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        // HTTP/1.0: the answer has no chunked encoding and ends with the connection.
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    body.to_owned()
+}
+
+/// The address of a node's API from its `HTTP API listening` line.
+fn listen_addr(node: &mut Daemon) -> String {
+    let idx = node.wait_for_line("the API address", |l| l.contains("HTTP API listening"));
+    let line = &node.seen[idx];
+    let start = line.find("http://").unwrap() + "http://".len();
+    line[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() {
+    let state_url = fresh_schema_url();
+    // 12 pages of 10 records a flow's first window, 30 ms each: a run lasts about half a second.
+    let mock = start_mock(&[
+        "--records",
+        &RECORDS.to_string(),
+        "--start-time",
+        "2024-01-01T00:00:00Z",
+        "--latency",
+        "30ms",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("flows");
+    std::fs::create_dir(&flows_dir).unwrap();
+    let start_time = chrono::Utc::now().timestamp() - 1;
+    // A slot every two seconds: the first window takes all history, the later ones are empty.
+    let schedule = json!({"startTime": start_time, "frequency": "hour", "interval": 1, "backfill": true,
+                          "cron": "*/2 * * * * *"});
+    for idx in 0..FLOWS {
+        let name = flow_name(idx);
+        let text = bundle_json(&name, &mock.url, &name, 10, Some(schedule.clone()));
+        let mut bundle: Value = serde_json::from_str(&text).unwrap();
+        // A list per flow, so the mock's log tells the flows apart; pages one after another,
+        // so a resumed window re-requests only what was in flight at the kill.
+        bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
+            json!(format!("/3.0/lists/{name}/members"));
+        bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
+        std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
+    }
+    let data_dir = dir.path().join("data");
+    let config = |node: usize| {
+        let path = dir.path().join(format!("node-{node}.toml"));
+        let flows_line = if node == 1 {
+            format!("flows_dir = {flows_dir:?}\n")
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\ndata_dir = {data_dir:?}\n{flows_line}\
+                 [limits]\nmax_concurrent_runs = 3\n\
+                 [scheduler]\nlease_ttl_secs = 2\nnode_id = \"node-{node}\"\nshutdown_grace_secs = 5\nrun_history = 1000\n\
+                 [state]\nbackend = \"postgres\"\nurl = {state_url:?}\n",
+                dir.path().join(format!("state-{node}")),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let env = [("TRIBUTARY_CHECKPOINT_ROWS", "10")];
+    let mut node_1 = Daemon::start_with_env(&config(1), &env);
+    node_1.wait_for_line("node-1's scheduler", |l| l.contains("scheduler started"));
+    let mut node_2 = Daemon::start_with_env(&config(2), &env);
+    let mut node_3 = Daemon::start_with_env(&config(3), &env);
+    let api_2 = listen_addr(&mut node_2);
+    listen_addr(&mut node_3);
+
+    // Kill node-1 in the middle of a run.
+    node_1.wait_for_line("a run on node-1", |l| l.contains("run started"));
+    std::thread::sleep(Duration::from_millis(150));
+    let killed_at_ms = chrono::Utc::now().timestamp_millis();
+    let log_1 = node_1.kill();
+    // The nodes without flows_dir found the flows in state.
+    node_2.wait_for_line("a run on node-2", |l| l.contains("run started"));
+
+    // Everything gets published, node-1's interrupted windows included (after its 2 s TTL).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let incomplete: Vec<String> = (0..FLOWS)
+            .map(flow_name)
+            .filter(|name| published_id_counts(&data_dir, name).len() < RECORDS)
+            .collect();
+        if incomplete.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flows not fully published after 40 s: {incomplete:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Node-2 knows the live nodes and what it holds, and says so.
+    let health: Value = serde_json::from_str(&get(&api_2, "/health")).unwrap();
+    assert_eq!(health["node"]["id"], "node-2", "{health}");
+    let live: HashSet<&str> = health["node"]["liveNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(live, HashSet::from(["node-2", "node-3"]), "{health}");
+    let metrics = get(&api_2, "/metrics");
+    assert!(
+        metrics.contains("tributary_node_leases_held{node=\"node-2\"}")
+            && metrics.contains("tributary_cluster_nodes_live{node=\"node-2\"} 2"),
+        "{metrics}"
+    );
+    // A few more slots, then a graceful stop of the survivors.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status_2, log_2) = node_2.terminate();
+    let (status_3, log_3) = node_3.terminate();
+    assert_eq!(status_2.code(), Some(0), "{}", log_2.join("\n"));
+    assert_eq!(status_3.code(), Some(0), "{}", log_3.join("\n"));
+
+    for idx in 0..FLOWS {
+        assert_each_id_once(&data_dir, &flow_name(idx), RECORDS);
+    }
+
+    // The runs in state.
+    let db = Db::open_postgres(
+        &tributary_state::PostgresUrl::parse(&state_url).unwrap(),
+        StateOptions {
+            secret_key: Some(tributary_state::SecretKey::from_base64(SECRET_KEY).unwrap()),
+            ..StateOptions::default()
+        },
+    )
+    .unwrap();
+    let mut resumed_elsewhere = 0;
+    let mut flows_cut_by_the_kill: HashSet<String> = HashSet::new();
+    let mut nodes_that_ran: HashSet<String> = HashSet::new();
+    for idx in 0..FLOWS {
+        let name = flow_name(idx);
+        let flow_id = tributary_engine::run::bundle_flow_id(&name);
+        let windows = db.windows_for_flow(&flow_id).unwrap();
+        assert!(windows.len() >= 2, "{name}: {windows:?}");
+        assert_eq!(
+            windows[0].window.start_ms, None,
+            "{name}: the first window takes all history"
+        );
+        for pair in windows.windows(2) {
+            assert_eq!(
+                pair[1].window.start_ms, pair[0].window.end_ms,
+                "{name}: windows are contiguous: {windows:?}"
+            );
+        }
+        // Only the windows the graceful stop interrupted may be unfinished.
+        let unfinished = windows
+            .iter()
+            .filter(|w| w.status != CheckpointStatus::Complete)
+            .count();
+        assert!(unfinished <= 1, "{name}: {windows:?}");
+        if let Some(last_incomplete) = windows
+            .iter()
+            .position(|w| w.status != CheckpointStatus::Complete)
+        {
+            assert_eq!(last_incomplete, windows.len() - 1, "{name}: {windows:?}");
+        }
+
+        let runs = db.runs_for_flow(&flow_id, 10_000).unwrap();
+        let mut by_window: HashMap<i64, Vec<&tributary_state::RunRecord>> = HashMap::new();
+        for run in &runs {
+            let end = run.window.unwrap().end_ms;
+            by_window.entry(end).or_default().push(run);
+            nodes_that_ran.insert(run.run_doc["node"].as_str().unwrap().to_owned());
+        }
+        for summary in windows
+            .iter()
+            .filter(|w| w.status == CheckpointStatus::Complete)
+        {
+            let end = summary.window.end_ms.unwrap();
+            let window_runs = &by_window[&end];
+            let successes: Vec<_> = window_runs
+                .iter()
+                .filter(|run| run.status == RunStatus::Success)
+                .collect();
+            // One success; none only when node-1 died after completing the window and before
+            // recording its run as finished (its run then stays in progress).
+            let cut_after_commit = successes.is_empty()
+                && window_runs.len() == 1
+                && window_runs[0].run_doc["node"] == "node-1"
+                && window_runs[0].status == RunStatus::InProgress;
+            assert!(
+                successes.len() == 1 || cut_after_commit,
+                "{name}: window ending {end}: {window_runs:?}"
+            );
+            let nodes: HashSet<&str> = window_runs
+                .iter()
+                .map(|run| run.run_doc["node"].as_str().unwrap())
+                .collect();
+            if nodes.len() > 1 {
+                // Only node-1's run, cut by the kill, and one run elsewhere that started after.
+                let cut: Vec<_> = window_runs
+                    .iter()
+                    .filter(|run| run.run_doc["node"] == "node-1")
+                    .collect();
+                assert!(
+                    cut.len() == 1
+                        && cut[0].status == RunStatus::InProgress
+                        && cut[0].started_at_ms < killed_at_ms,
+                    "{name}: window ending {end} ran on {nodes:?}: {window_runs:?}"
+                );
+                assert!(
+                    successes[0].started_at_ms > killed_at_ms,
+                    "{name}: the resume started after the kill: {window_runs:?}"
+                );
+                resumed_elsewhere += 1;
+                flows_cut_by_the_kill.insert(name.clone());
+            }
+        }
+    }
+    assert!(
+        resumed_elsewhere >= 1,
+        "no window of node-1 was resumed by another node; node-1's log:\n{}",
+        log_1.join("\n")
+    );
+    assert_eq!(
+        nodes_that_ran,
+        HashSet::from([
+            "node-1".to_owned(),
+            "node-2".to_owned(),
+            "node-3".to_owned()
+        ]),
+        "every node ran windows"
+    );
+
+    // The mock's request log: each page of each window was asked for once, except the pages a
+    // resumed window asked for again (those after its last checkpoint).
+    let stats: Value =
+        serde_json::from_str(&get(mock.url.strip_prefix("http://").unwrap(), "/stats")).unwrap();
+    let mut requested: HashMap<(String, String), u32> = HashMap::new();
+    for record in stats["log"].as_array().unwrap() {
+        let path = record["path"].as_str().unwrap();
+        if path.starts_with("/3.0/lists/cluster-") {
+            *requested
+                .entry((
+                    path.to_owned(),
+                    record["query"].as_str().unwrap().to_owned(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        requested.len() >= FLOWS * (RECORDS / 10),
+        "{}",
+        requested.len()
+    );
+    let mut again_per_flow: HashMap<String, u32> = HashMap::new();
+    for ((path, query), n) in &requested {
+        if *n > 1 {
+            let flow = path.split('/').nth(3).unwrap().to_owned();
+            assert_eq!(*n, 2, "{path}?{query} asked for {n} times");
+            assert!(
+                flows_cut_by_the_kill.contains(&flow),
+                "{path}?{query} asked for twice, but node-1 was not running {flow} when it died"
+            );
+            *again_per_flow.entry(flow).or_default() += 1;
+        }
+    }
+    // The pages fetched ahead of the last checkpoint are asked for again, never the whole
+    // window (12 pages of records and the empty end page): the resume started from a checkpoint.
+    let pages_per_window = (RECORDS / 10 + 1) as u32;
+    for (flow, again) in &again_per_flow {
+        assert!(
+            *again < pages_per_window,
+            "{flow}: {again} of the window's {pages_per_window} pages asked for again after the resume"
+        );
+    }
+}
