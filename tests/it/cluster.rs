@@ -171,6 +171,8 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
     let mut resumed_elsewhere = 0;
     let mut flows_cut_by_the_kill: HashSet<String> = HashSet::new();
     let mut nodes_that_ran: HashSet<String> = HashSet::new();
+    // Per flow, its runs as (node, status, started at, window end): what a failure shows.
+    let mut runs_of: HashMap<String, Vec<String>> = HashMap::new();
     for idx in 0..FLOWS {
         let name = flow_name(idx);
         let flow_id = tributary_engine::run::bundle_flow_id(&name);
@@ -200,18 +202,29 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
         }
 
         let runs = db.runs_for_flow(&flow_id, 10_000).unwrap();
-        let mut by_window: HashMap<i64, Vec<&tributary_state::RunRecord>> = HashMap::new();
         for run in &runs {
             let end = run.window.unwrap().end_ms;
-            by_window.entry(end).or_default().push(run);
             nodes_that_ran.insert(run.run_doc["node"].as_str().unwrap().to_owned());
+            runs_of.entry(name.clone()).or_default().push(format!(
+                "{} {:?} started {} window end {end}",
+                run.run_doc["node"], run.status, run.started_at_ms
+            ));
         }
         for summary in windows
             .iter()
             .filter(|w| w.status == CheckpointStatus::Complete)
         {
             let end = summary.window.end_ms.unwrap();
-            let window_runs = &by_window[&end];
+            // The runs of this window: those whose window ends inside it. A run cut by the kill
+            // may end before it: a node resuming an open window continues it up to the slot
+            // that is due by then.
+            let window_runs: Vec<&tributary_state::RunRecord> = runs
+                .iter()
+                .filter(|run| {
+                    let run_end = run.window.unwrap().end_ms;
+                    summary.window.start_ms.is_none_or(|start| run_end > start) && run_end <= end
+                })
+                .collect();
             let successes: Vec<_> = window_runs
                 .iter()
                 .filter(|run| run.status == RunStatus::Success)
@@ -253,7 +266,11 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
     }
     assert!(
         resumed_elsewhere >= 1,
-        "no window of node-1 was resumed by another node; node-1's log:\n{}",
+        "no window of node-1 was resumed by another node (killed at {killed_at_ms}); runs of the flows node-1 ran: {:#?}; node-1's log:\n{}",
+        runs_of
+            .iter()
+            .filter(|(_, runs)| runs.iter().any(|run| run.contains("node-1")))
+            .collect::<HashMap<_, _>>(),
         log_1.join("\n")
     );
     assert_eq!(
@@ -294,7 +311,8 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
             assert_eq!(*n, 2, "{path}?{query} asked for {n} times");
             assert!(
                 flows_cut_by_the_kill.contains(&flow),
-                "{path}?{query} asked for twice, but node-1 was not running {flow} when it died"
+                "{path}?{query} asked for twice, but node-1 was not running {flow} when it died (killed at {killed_at_ms}); its runs: {:?}",
+                runs_of.get(&flow)
             );
             *again_per_flow.entry(flow).or_default() += 1;
         }

@@ -466,7 +466,8 @@ async fn none_is_a_single_request_and_delay_spaces_requests() {
     );
     // Requests leave exactly 120 ms apart; with two in flight, one may spend a few more
     // milliseconds opening its connection, so single gaps at the server vary a little, and
-    // the whole run is never shorter than the delays (less one connection setup).
+    // the whole run is never shorter than the delays (less one connection setup, which takes
+    // up to a few tens of milliseconds on a loaded machine).
     for pair in arrivals.windows(2) {
         assert!(
             pair[1] - pair[0] >= Duration::from_millis(100),
@@ -475,7 +476,7 @@ async fn none_is_a_single_request_and_delay_spaces_requests() {
     }
     let span = arrivals[arrivals.len() - 1] - arrivals[0];
     let delays = Duration::from_millis(120) * (arrivals.len() as u32 - 1);
-    assert!(span + Duration::from_millis(5) >= delays, "{arrivals:?}");
+    assert!(span + Duration::from_millis(30) >= delays, "{arrivals:?}");
 }
 
 #[tokio::test]
