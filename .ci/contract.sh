@@ -19,7 +19,10 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 "$venv/bin/schemathesis" --version
 
-cargo build --quiet -p tributary-cli
+# The binary of the test build (`cargo test` builds it for the integration tests): the same
+# workspace-wide features, so nothing is rebuilt after the tests (`cargo build -p tributary-cli`
+# resolves other dependency features and rebuilt the deltalake tree, about ten minutes here).
+cargo test --quiet --workspace --no-run
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat > "$work/tributary.toml" <<TOML
