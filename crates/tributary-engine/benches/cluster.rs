@@ -118,8 +118,7 @@ async fn bench(base: &str, n_nodes: usize) {
                 Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     RunStatus::Success
-                })
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = RunStatus> + Send>>
+                }) as std::pin::Pin<Box<dyn Future<Output = RunStatus> + Send>>
             })
         };
         let options = SchedulerOptions {
