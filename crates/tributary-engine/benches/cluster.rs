@@ -16,8 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
-use serde_json::json;
+#[path = "support/mod.rs"]
+mod support;
+
+use chrono::{DateTime, Timelike as _, Utc};
 use tributary_engine::daemon::{
     self, Clock, ClusterOptions, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock,
 };
@@ -78,7 +80,7 @@ async fn bench(base: &str, n_nodes: usize) {
     for i in 0..FLOWS {
         let slot = first_slot + chrono::Duration::seconds((i * SPREAD_SECS / FLOWS) as i64);
         let name = format!("bench-flow-{i:04}");
-        let bundle = bundle(&name, started, slot);
+        let bundle = support::scheduled_bundle(&name, "http://127.0.0.1:9", started, slot);
         let bundle =
             tributary_spec::load_bundle(&name, &bundle, |_, _| Err("no references".to_owned()))
                 .expect("bundle");
@@ -185,39 +187,4 @@ async fn bench(base: &str, n_nodes: usize) {
         pct(0.99),
         late.last().copied().unwrap_or(f64::NAN)
     );
-}
-
-fn bundle(name: &str, start: DateTime<Utc>, slot: DateTime<Utc>) -> String {
-    let cron = format!(
-        "{} {} {} {} {} *",
-        slot.second(),
-        slot.minute(),
-        slot.hour(),
-        slot.day(),
-        slot.month()
-    );
-    json!({
-        "name": name,
-        "connectionSpec": {
-            "name": "bench members",
-            "providerId": tributary_spec::GENERIC_REST_PROVIDER_ID,
-            "version": "1.0",
-            "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication", "spec": {
-                "type": "object",
-                "properties": {"host": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string", "format": "password"}},
-                "required": ["host", "username", "password"]}}],
-            "sourceSpec": {"attributes": {
-                "urlParams": {"path": "/3.0/lists/x/members", "method": "GET"},
-                "contentPath": {"path": "$.members"},
-                "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 100, "offSetName": "offset"},
-                "scheduleParams": {"scheduleStartParamName": "since_last_changed", "scheduleEndParamName": "before_last_changed",
-                                   "scheduleStartParamFormat": "yyyy-MM-ddTHH:mm:ssZ", "scheduleEndParamFormat": "yyyy-MM-ddTHH:mm:ssZ"},
-            }},
-        },
-        "baseConnection": {"auth": {"specName": "Basic Authentication", "params": {"host": "http://127.0.0.1:9", "username": "u", "password": "p"}}},
-        "sourceConnection": {"params": {}},
-        "targetConnection": {"params": {"dataSetId": name}},
-        "flow": {"scheduleParams": {"startTime": start.timestamp(), "frequency": "hour", "interval": 1, "backfill": false, "cron": cron}},
-    })
-    .to_string()
 }

@@ -15,8 +15,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
-use serde_json::json;
+#[path = "support/mod.rs"]
+mod support;
+
+use chrono::{Timelike as _, Utc};
 use tributary_engine::daemon::{
     self, Clock, DaemonFlow, ScheduledRun, SchedulerOptions, Shutdown, SystemClock,
 };
@@ -76,7 +78,7 @@ async fn bench() {
         let slot = first_slot + chrono::Duration::seconds((i * 30 / FLOWS) as i64);
         slots.push(slot);
         let name = format!("bench-flow-{i:04}");
-        let bundle = bundle(&name, &mock.base_url(), started, slot);
+        let bundle = support::scheduled_bundle(&name, &mock.base_url(), started, slot);
         let bundle =
             tributary_spec::load_bundle(&name, &bundle, |_, _| Err("no references".to_owned()))
                 .expect("bundle");
@@ -182,41 +184,6 @@ async fn bench() {
         registered_rss as f64 / 1024.0,
         peak_rss_kb() as f64 / 1024.0
     );
-}
-
-fn bundle(name: &str, url: &str, start: DateTime<Utc>, slot: DateTime<Utc>) -> String {
-    let cron = format!(
-        "{} {} {} {} {} *",
-        slot.second(),
-        slot.minute(),
-        slot.hour(),
-        slot.day(),
-        slot.month()
-    );
-    json!({
-        "name": name,
-        "connectionSpec": {
-            "name": "mock members",
-            "providerId": tributary_spec::GENERIC_REST_PROVIDER_ID,
-            "version": "1.0",
-            "authSpec": [{"name": "Basic Authentication", "type": "BasicAuthentication", "spec": {
-                "type": "object",
-                "properties": {"host": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string", "format": "password"}},
-                "required": ["host", "username", "password"]}}],
-            "sourceSpec": {"attributes": {
-                "urlParams": {"path": "/3.0/lists/x/members", "method": "GET"},
-                "contentPath": {"path": "$.members"},
-                "paginationParams": {"type": "OFFSET", "limitName": "count", "limitValue": 100, "offSetName": "offset"},
-                "scheduleParams": {"scheduleStartParamName": "since_last_changed", "scheduleEndParamName": "before_last_changed",
-                                   "scheduleStartParamFormat": "yyyy-MM-ddTHH:mm:ssZ", "scheduleEndParamFormat": "yyyy-MM-ddTHH:mm:ssZ"},
-            }},
-        },
-        "baseConnection": {"auth": {"specName": "Basic Authentication", "params": {"host": url, "username": "u", "password": "p"}}},
-        "sourceConnection": {"params": {}},
-        "targetConnection": {"params": {"dataSetId": name}},
-        "flow": {"scheduleParams": {"startTime": start.timestamp(), "frequency": "hour", "interval": 1, "backfill": false, "cron": cron}},
-    })
-    .to_string()
 }
 
 /// CPU time of this process (user + system) over `span`, as % of one core.
