@@ -358,3 +358,143 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
         );
     }
 }
+
+/// Two nodes on one Postgres run flows against one host limited to 10 requests a second: each
+/// takes its share, so the host sees about 10 a second in all, not 10 from each node.
+#[test]
+fn two_nodes_share_a_hosts_rate_limit() {
+    const RATE: f64 = 10.0;
+    const LIMITED_FLOWS: usize = 4;
+    const LIMITED_RECORDS: usize = 250;
+    let state_url = fresh_schema_url();
+    let mock = start_mock(&[
+        "--records",
+        &LIMITED_RECORDS.to_string(),
+        "--start-time",
+        "2024-01-01T00:00:00Z",
+    ]);
+    let host = mock.url.strip_prefix("http://").unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("flows");
+    std::fs::create_dir(&flows_dir).unwrap();
+    let start_time = chrono::Utc::now().timestamp() - 1;
+    let schedule = json!({"startTime": start_time, "frequency": "hour", "interval": 1, "backfill": true,
+                          "cron": "*/5 * * * * *"});
+    for idx in 0..LIMITED_FLOWS {
+        let name = format!("limited-{idx}");
+        let text = bundle_json(&name, &mock.url, &name, 10, Some(schedule.clone()));
+        let mut bundle: Value = serde_json::from_str(&text).unwrap();
+        bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
+            json!(format!("/3.0/lists/{name}/members"));
+        bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
+        std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
+    }
+    let data_dir = dir.path().join("data");
+    let config = |node: usize| {
+        let path = dir.path().join(format!("node-{node}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\ndata_dir = {data_dir:?}\nflows_dir = {flows_dir:?}\n\
+                 [limits]\nmax_concurrent_runs = 2\n\
+                 [limits.hosts.{host:?}]\nrequests_per_second = {RATE}\nburst = 2\n\
+                 [scheduler]\nlease_ttl_secs = 3\nnode_id = \"node-{node}\"\n\
+                 [state]\nbackend = \"postgres\"\nurl = {state_url:?}\n",
+                dir.path().join(format!("state-{node}")),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let mut node_1 = Daemon::start_with_env(&config(1), &[]);
+    let mut node_2 = Daemon::start_with_env(&config(2), &[]);
+    let api_1 = listen_addr(&mut node_1);
+    let api_2 = listen_addr(&mut node_2);
+
+    // While both run flows, each says the host is shared by two nodes, at half the rate.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = [false, false];
+    let mut last = [Value::Null, Value::Null];
+    while seen != [true, true] {
+        for (idx, api) in [&api_1, &api_2].into_iter().enumerate() {
+            let health: Value = serde_json::from_str(&get(api, "/health")).unwrap();
+            let shares = &health["node"]["hostShares"];
+            last[idx] = health["node"].clone();
+            if shares
+                .as_array()
+                .is_some_and(|shares| shares.iter().any(|s| s["nodes"] == 2))
+            {
+                assert_eq!(shares[0]["origin"], json!(mock.url), "{health}");
+                assert_eq!(
+                    shares[0]["requestsPerSecond"],
+                    json!(RATE / 2.0),
+                    "{health}"
+                );
+                seen[idx] = true;
+            }
+        }
+        if Instant::now() > deadline {
+            let (_, log_1) = node_1.terminate();
+            let (_, log_2) = node_2.terminate();
+            panic!(
+                "the nodes never shared the host: {seen:?}; last said {last:?}\n{}\n{}",
+                log_1.join("\n"),
+                log_2.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (0..LIMITED_FLOWS).any(|idx| {
+        published_id_counts(&data_dir, &format!("limited-{idx}")).len() < LIMITED_RECORDS
+    }) {
+        assert!(Instant::now() < deadline, "flows not published after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status_1, log_1) = node_1.terminate();
+    let (status_2, log_2) = node_2.terminate();
+    assert_eq!(status_1.code(), Some(0), "{}", log_1.join("\n"));
+    assert_eq!(status_2.code(), Some(0), "{}", log_2.join("\n"));
+    for idx in 0..LIMITED_FLOWS {
+        assert_each_id_once(&data_dir, &format!("limited-{idx}"), LIMITED_RECORDS);
+    }
+    let ran_on = |log: &[String]| log.iter().any(|line| line.contains("run started"));
+    assert!(ran_on(&log_1) && ran_on(&log_2), "both nodes ran flows");
+
+    // The host's view: the most requests in any 4 s, against 4 s at the configured rate. Each
+    // node alone at the full rate would give twice that; the margin covers the bursts and the
+    // second in which a node that just started calling is not yet seen by the other.
+    let stats: Value = serde_json::from_str(&get(&host, "/stats")).unwrap();
+    let mut at_ms: Vec<f64> = stats["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| {
+            record["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with("/3.0/lists/limited-"))
+        })
+        .map(|record| record["at"].as_f64().unwrap())
+        .collect();
+    at_ms.sort_by(f64::total_cmp);
+    let pages = LIMITED_FLOWS * (LIMITED_RECORDS / 10 + 1);
+    assert!(at_ms.len() >= pages, "{} requests", at_ms.len());
+    let window_ms = 4_000.0;
+    let busiest = at_ms
+        .iter()
+        .enumerate()
+        .map(|(first, start)| {
+            at_ms[first..]
+                .iter()
+                .take_while(|at| **at < start + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap();
+    let allowed = (RATE * 4.0 * 1.3) as usize;
+    assert!(
+        busiest <= allowed,
+        "{busiest} requests in the busiest 4 s (the host allows {RATE}/s, so at most {allowed}); \
+         the nodes did not share its rate"
+    );
+}

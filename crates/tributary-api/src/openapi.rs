@@ -312,7 +312,8 @@ async fn health(State(state): State<ApiState>) -> Response {
 }
 
 /// On a node of a shared state: its id, the flows it holds leases of (with the windows its
-/// runs work on now) and the live nodes. None for a single process.
+/// runs work on now), the live nodes and its shares of the hosts' rate limits. None for a
+/// single process.
 async fn node_health(state: &ApiState) -> Option<Value> {
     let engine = state.engine().clone();
     let node_id = engine.db.node_id()?.to_string();
@@ -347,11 +348,23 @@ async fn node_health(state: &ApiState) -> Option<Value> {
         ),
         _ => Value::Null,
     };
+    // Each node's share of the rate limits of the hosts it calls now.
+    let host_shares: Vec<Value> = engine
+        .fetch
+        .limiters
+        .shares()
+        .into_iter()
+        .map(|share| {
+            json!({"origin": share.origin, "nodes": share.nodes,
+                   "requestsPerSecond": share.requests_per_second})
+        })
+        .collect();
     Some(json!({
         "id": node_id,
         "leaseTtlSecs": engine.db.lease_ttl().map(|ttl| ttl.as_secs_f64()),
         "leases": leases,
         "liveNodes": live_nodes,
+        "hostShares": host_shares,
     }))
 }
 
@@ -479,7 +492,7 @@ fn schemas() -> Value {
             {"type": "object", "required": ["format", "schema"], "properties": {"format": {"type": "string"}, "schema": {"type": "object"}, "data": {"type": "array"}}},
         ]},
         "Health": {"type": "object", "required": ["status", "ready"], "properties": {"status": {"type": "string"}, "ready": {"type": "boolean"},
-            "node": {"type": "object", "description": "only on a node of a shared (Postgres) state: {id, leaseTtlSecs, leases: [{flowId, token, windows: [{startMs, endMs}]}], liveNodes: [{id, listen, pid, heartbeatAtMs, leasesHeld}]}"}}},
+            "node": {"type": "object", "description": "only on a node of a shared (Postgres) state: {id, leaseTtlSecs, leases: [{flowId, token, windows: [{startMs, endMs}]}], liveNodes: [{id, listen, pid, heartbeatAtMs, leasesHeld}], hostShares: [{origin, nodes, requestsPerSecond}]}"}}},
         "ConnectionSpecBody": {"type": "object", "description": "a Self-Serve Sources connection spec (name, authSpec, sourceSpec, exploreSpec, ...)"},
         "FlowSpecBody": {"type": "object", "description": "a flow spec (name, sourceConnectionSpecIds, targetConnectionSpecIds, ...)"},
         "ConnectionBody": {"type": "object", "description": "{name, description, auth: {specName, params}, connectionSpec: {id, version}}"},

@@ -158,6 +158,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
                 layout: engine.layout.clone(),
                 poll_interval: SHARED_STATE_POLL,
                 listen: local.to_string(),
+                limiters: engine.fetch.limiters.clone(),
             }),
         };
         let app = tributary_api::app(state.clone());

@@ -132,6 +132,7 @@ async fn bench(base: &str, n_nodes: usize) {
                 layout: tributary_write::DatasetLayout::new(dir.path().join("data")),
                 poll_interval: Duration::from_secs(1),
                 listen: format!("bench-{node}"),
+                limiters: tributary_fetch::Limiters::new(),
             }),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

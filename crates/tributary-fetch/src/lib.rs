@@ -39,7 +39,7 @@ pub use budget::{BudgetPermit, MemoryBudget};
 pub use concurrency::{ConcurrencyStats, DEFAULT_CONCURRENCY_CEILING, GrowthStop};
 pub use drive::fetch_pages;
 pub use error::{BODY_HEAD_BYTES, ErrorCause, FetchError, NOT_JSON_HEAD_CHARS, Redactor};
-pub use limit::{CredentialFingerprint, HostLimiter, Limiters, RateQuota};
+pub use limit::{ACTIVE_FOR, CredentialFingerprint, HostLimiter, Limiters, OriginShare, RateQuota};
 pub use page::{
     FetchCounters, FetchEnd, FetchEvent, FetchRun, FetchStats, NextPage, Page, Position,
     WindowPosition,

@@ -26,6 +26,18 @@
 //!
 //! The credential part of the key is a keyed hash with a per-process random key: the registry
 //! never holds a secret, and the fingerprint cannot be reversed offline.
+//!
+//! **Shares across nodes.** Several daemons on one shared state call the same APIs, and a host's
+//! limits are the host's, not one process's. Each node takes its share: a limiter's *share* is
+//! the number of live nodes calling its origin (this one included), and every rate gate of the
+//! limiter (quota, delay, policy, pacing) is stretched by it — `n` nodes each let out `1/n` of the
+//! rate, with `1/n` of the burst (at least 1). The engine feeds [`Limiters::set_peers`] with what
+//! the other nodes' heartbeats say they call ([`Limiters::active_origins`]), so a node alone on a
+//! host gets the whole rate and two nodes on it half each. A limiter counts as calling its origin
+//! while it reserved a slot within [`ACTIVE_FOR`] (or twice its slowest gate's interval); when one
+//! starts calling after being idle, [`Limiters::activity_changed`] wakes the node to announce it
+//! at once. Origins are compared as `scheme://host:port` only: fingerprints are per process, so
+//! two nodes using different credentials on one host still split its rate (the safe side).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -33,6 +45,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::headers::{PolicyHint, WaitHint};
@@ -41,7 +54,29 @@ use crate::secret::Secret;
 /// The registry of limiters, shared by every run of the process.
 #[derive(Clone, Default)]
 pub struct Limiters {
-    inner: Arc<Mutex<HashMap<LimiterKey, Arc<HostLimiter>>>>,
+    inner: Arc<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    limiters: Mutex<HashMap<LimiterKey, Arc<HostLimiter>>>,
+    /// How many other live nodes call each origin (from their heartbeats); empty in a process
+    /// that is not a node of a shared state.
+    peers: Mutex<HashMap<String, u32>>,
+    /// Woken when a limiter starts calling its origin after being idle.
+    activity: Arc<Notify>,
+}
+
+/// What one origin's limiters take of its rate on this node (see the module's shares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginShare {
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// Live nodes calling the origin, this one included: the rate is divided by this.
+    pub nodes: u32,
+    /// The configured quota's requests per second on this node after the division, if the
+    /// host has a quota.
+    pub requests_per_second: Option<f64>,
 }
 
 /// A request budget: `requests` per `period`, with bursts of up to `burst`.
@@ -60,6 +95,7 @@ pub struct CredentialFingerprint(u64);
 pub struct HostLimiter {
     origin: String,
     quota: Option<RateQuota>,
+    activity: Arc<Notify>,
     state: Mutex<State>,
 }
 
@@ -82,19 +118,29 @@ struct State {
     policy: Option<((NonZeroU64, Duration), Gate)>,
     /// Spacing while few requests remain in the API's window.
     pacing: Option<Gate>,
+    /// Live nodes calling this origin, this one included: every gate is stretched by it.
+    share: NonZeroU32,
+    /// The slot of the last request reserved (whether the limiter is calling its origin).
+    last_slot: Option<Instant>,
 }
 
-/// A GCRA: one request per `interval`, up to `tolerance / interval + 1` at once.
+/// A GCRA: one request per `interval` (times the limiter's share), up to `burst` (divided by
+/// the share, at least 1) at once.
 #[derive(Debug, Clone)]
 struct Gate {
+    /// The interval of this process alone, before the share.
     interval: Duration,
-    tolerance: Duration,
+    burst: NonZeroU32,
     /// The theoretical arrival time of the next request; `None` before the first.
     tat: Option<Instant>,
 }
 
 /// Below this many remaining requests the limiter starts spacing requests out.
 const LOW_REMAINING: u64 = 10;
+
+/// A limiter that reserved a slot this recently (or within twice its slowest gate's interval)
+/// counts as calling its origin, for the shares across nodes.
+pub const ACTIVE_FOR: Duration = Duration::from_secs(10);
 
 impl Limiters {
     pub fn new() -> Self {
@@ -113,26 +159,98 @@ impl Limiters {
             origin: origin.to_owned(),
             credential,
         };
-        let mut map = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let share = self.inner.share_of(origin);
+        let mut map = lock(&self.inner.limiters);
         map.entry(key)
-            .or_insert_with(|| Arc::new(HostLimiter::new(origin, quota)))
+            .or_insert_with(|| {
+                let limiter = HostLimiter::new(origin, quota, self.inner.activity.clone());
+                limiter.state().share = share;
+                Arc::new(limiter)
+            })
             .clone()
     }
 
     /// How many limiters exist (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+        lock(&self.inner.limiters).len()
+    }
+
+    /// The origins this process calls now under a rate gate (a quota, a delay or the API's
+    /// policy), sorted: what its heartbeat tells the other nodes.
+    pub fn active_origins(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut origins: Vec<String> = self
+            .all()
+            .into_iter()
+            .filter(|limiter| limiter.state().calls_under_a_gate(now))
+            .map(|limiter| limiter.origin.clone())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// Adopts what the other live nodes call: `peers[origin]` nodes besides this one. Every
+    /// limiter's share becomes that count plus one (1 for an origin no other node calls), at
+    /// once for requests not yet reserved.
+    pub fn set_peers(&self, peers: HashMap<String, u32>) {
+        *lock(&self.inner.peers) = peers;
+        for limiter in self.all() {
+            let share = self.inner.share_of(&limiter.origin);
+            limiter.state().share = share;
+        }
+    }
+
+    /// Resolves when a limiter of this registry starts calling its origin after being idle
+    /// (one wake-up is kept if nobody waits at that moment).
+    pub async fn activity_changed(&self) {
+        self.inner.activity.notified().await;
+    }
+
+    /// The shares of the origins this process calls now, sorted by origin.
+    pub fn shares(&self) -> Vec<OriginShare> {
+        let now = Instant::now();
+        let mut shares: Vec<OriginShare> = Vec::new();
+        for limiter in self.all() {
+            let state = limiter.state();
+            if !state.calls_under_a_gate(now) || shares.iter().any(|s| s.origin == limiter.origin) {
+                continue;
+            }
+            shares.push(OriginShare {
+                origin: limiter.origin.clone(),
+                nodes: state.share.get(),
+                requests_per_second: limiter.quota.map(|quota| {
+                    quota.requests.get() as f64
+                        / quota.period.as_secs_f64()
+                        / f64::from(state.share.get())
+                }),
+            });
+        }
+        shares.sort_by(|a, b| a.origin.cmp(&b.origin));
+        shares
+    }
+
+    fn all(&self) -> Vec<Arc<HostLimiter>> {
+        lock(&self.inner.limiters).values().cloned().collect()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+impl Registry {
+    fn share_of(&self, origin: &str) -> NonZeroU32 {
+        let peers = lock(&self.peers).get(origin).copied().unwrap_or(0);
+        NonZeroU32::MIN.saturating_add(peers)
+    }
+}
+
+/// Locks a mutex that guards plain data with no invariant a panic could break.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Limiters {
@@ -207,10 +325,11 @@ impl CredentialFingerprint {
 }
 
 impl HostLimiter {
-    fn new(origin: &str, quota: Option<RateQuota>) -> Self {
+    fn new(origin: &str, quota: Option<RateQuota>, activity: Arc<Notify>) -> Self {
         Self {
             origin: origin.to_owned(),
             quota,
+            activity,
             state: Mutex::new(State {
                 blocked_until: None,
                 refused: None,
@@ -218,6 +337,8 @@ impl HostLimiter {
                 delay: None,
                 policy: None,
                 pacing: None,
+                share: NonZeroU32::MIN,
+                last_slot: None,
             }),
         }
     }
@@ -236,7 +357,16 @@ impl HostLimiter {
         let mut held = Duration::ZERO;
         loop {
             let now = Instant::now();
-            let slot = self.state().reserve(now)?;
+            let (slot, started_calling) = {
+                let mut state = self.state();
+                let was_idle = !state.calls_under_a_gate(now);
+                let slot = state.reserve(now)?;
+                (slot, was_idle && state.calls_under_a_gate(now))
+            };
+            if started_calling {
+                // A node announces a host it starts calling without waiting for its heartbeat.
+                self.activity.notify_one();
+            }
             held += slot.saturating_duration_since(now);
             tokio::time::sleep_until(slot).await;
             // A 429 may have paused the limiter while this request waited for its slot; then it
@@ -358,9 +488,14 @@ impl HostLimiter {
         &self.origin
     }
 
-    /// The configured quota, if any.
+    /// The configured quota, if any (this process's whole quota, before its share).
     pub fn quota(&self) -> Option<RateQuota> {
         self.quota
+    }
+
+    /// Live nodes calling this origin, this one included: every gate is stretched by it.
+    pub fn share(&self) -> NonZeroU32 {
+        self.state().share
     }
 
     /// The spacing `delayRequestMillis` imposes, if any plan declared one.
@@ -375,10 +510,7 @@ impl HostLimiter {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The lock guards plain data with no invariant a panic could break.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -395,15 +527,38 @@ impl State {
         if let Some(until) = self.blocked_until {
             slot = slot.max(until);
         }
+        let share = self.share;
         for gate in self.gates() {
-            if let Some(earliest) = gate.earliest() {
+            if let Some(earliest) = gate.earliest(share) {
                 slot = slot.max(earliest);
             }
         }
         for gate in self.gates() {
-            gate.take(slot);
+            gate.take(slot, share);
         }
+        self.last_slot = Some(slot);
         Ok(slot)
+    }
+
+    /// Whether this limiter calls its origin under a rate gate now (it reserved a slot within
+    /// [`ACTIVE_FOR`] or twice its slowest gate's interval), for the shares across nodes.
+    fn calls_under_a_gate(&self, now: Instant) -> bool {
+        let gates = [
+            self.quota.as_ref(),
+            self.delay.as_ref(),
+            self.policy.as_ref().map(|(_, gate)| gate),
+        ];
+        let Some(slowest) = gates
+            .into_iter()
+            .flatten()
+            .map(|gate| gate.interval(self.share))
+            .max()
+        else {
+            return false;
+        };
+        let window = ACTIVE_FOR.max(slowest.saturating_mul(2));
+        self.last_slot
+            .is_some_and(|slot| slot.checked_add(window).is_none_or(|until| until > now))
     }
 
     fn block_until(&mut self, until: Instant) {
@@ -428,20 +583,32 @@ impl Gate {
     fn new(interval: Duration, burst: NonZeroU32) -> Self {
         Self {
             interval,
-            tolerance: interval.saturating_mul(burst.get() - 1),
+            burst,
             tat: None,
         }
     }
 
+    /// The interval with `share` nodes calling: `share` times this process's own.
+    fn interval(&self, share: NonZeroU32) -> Duration {
+        self.interval.saturating_mul(share.get())
+    }
+
+    /// How far ahead of its theoretical time a request may go: the burst divided by `share`
+    /// (at least one request, i.e. no tolerance), at the stretched interval.
+    fn tolerance(&self, share: NonZeroU32) -> Duration {
+        let burst = (self.burst.get() / share.get()).max(1);
+        self.interval(share).saturating_mul(burst - 1)
+    }
+
     /// The earliest instant this gate lets the next request out (`None`: at once).
-    fn earliest(&self) -> Option<Instant> {
-        self.tat?.checked_sub(self.tolerance)
+    fn earliest(&self, share: NonZeroU32) -> Option<Instant> {
+        self.tat?.checked_sub(self.tolerance(share))
     }
 
     /// Records a request sent at `slot`.
-    fn take(&mut self, slot: Instant) {
+    fn take(&mut self, slot: Instant, share: NonZeroU32) {
         let base = self.tat.map_or(slot, |tat| tat.max(slot));
-        self.tat = Some(deadline(base, self.interval));
+        self.tat = Some(deadline(base, self.interval(share)));
     }
 }
 

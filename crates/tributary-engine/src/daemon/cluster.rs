@@ -15,6 +15,14 @@
 //! A node that dies stops renewing; after the TTL another node claims the flow, finishes a
 //! commit the dead node had started ([`finish_interrupted_commits`]) and resumes its window from
 //! the last checkpoint.
+//!
+//! Hosts' rate limits hold across the nodes by each node taking its share (see
+//! `tributary_fetch::limit`): the heartbeat row lists the origins the node calls under a rate
+//! limit, and every [`SHARE_REFRESH`] the node reads the live nodes' rows and divides each
+//! origin's rate by the number of nodes calling it. A node that starts calling an origin writes
+//! its row at once instead of at its next heartbeat, so the others adjust within about two
+//! refreshes. (The alternative, one limiter state in Postgres, would put a database round trip
+//! in front of every request.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
+use tributary_fetch::Limiters;
 use tributary_state::{CheckpointStatus, Db, FlowId, LeaseHold, NodeId, NodeRecord};
 use tributary_write::DatasetLayout;
 
@@ -37,7 +46,12 @@ pub struct ClusterOptions {
     pub poll_interval: Duration,
     /// The node's HTTP API address, for its heartbeat row.
     pub listen: String,
+    /// The fetcher's limiters (the engine's): their shares follow the other nodes' calls.
+    pub limiters: Limiters,
 }
+
+/// How often a node re-reads the live nodes' rows for its shares of the hosts' rate limits.
+pub const SHARE_REFRESH: Duration = Duration::from_secs(1);
 
 /// A flow the scheduler may start now, with the lease it claimed for it.
 pub(crate) struct Claimed {
@@ -157,12 +171,14 @@ pub(crate) fn release(lease: LeaseHold, flow_id: &FlowId) {
     }
 }
 
-/// Renews this node's leases and writes its heartbeat every third of the lease TTL until
-/// `shutdown`; a lost lease cancels its flow's run. At the end the node's heartbeat row is
-/// removed.
+/// Renews this node's leases and writes its heartbeat every third of the lease TTL (and at
+/// once when its limiters start calling an origin) until `shutdown`; a lost lease cancels its
+/// flow's run. Every [`SHARE_REFRESH`] it re-reads the live nodes and sets the limiters' shares.
+/// At the end the node's heartbeat row is removed.
 pub(crate) async fn keep_alive(
     db: Db,
     listen: String,
+    limiters: Limiters,
     live: Arc<std::sync::Mutex<HashMap<FlowId, Arc<Progress>>>>,
     shutdown: Shutdown,
 ) {
@@ -171,17 +187,24 @@ pub(crate) async fn keep_alive(
     };
     let started_at_ms = Utc::now().timestamp_millis();
     let every = (ttl / 3).max(Duration::from_millis(100));
+    let mut next_beat = tokio::time::Instant::now();
     loop {
-        let beat = {
+        let beat = tokio::time::Instant::now() >= next_beat;
+        if beat {
+            next_beat = tokio::time::Instant::now() + every;
+        }
+        let step = {
             let db = db.clone();
-            let node_id = node_id.clone();
-            let listen = listen.clone();
-            tokio::task::spawn_blocking(move || {
-                beat_once(&db, &node_id, &listen, started_at_ms, ttl)
-            })
-            .await
+            let node = Heartbeat {
+                node_id: node_id.clone(),
+                listen: listen.clone(),
+                started_at_ms,
+                ttl,
+            };
+            let limiters = limiters.clone();
+            tokio::task::spawn_blocking(move || step_once(&db, &node, &limiters, beat)).await
         };
-        match beat {
+        match step {
             Ok(Ok(lost)) => {
                 for flow_id in lost {
                     warn!(node = %node_id, flow_id = %flow_id,
@@ -201,8 +224,10 @@ pub(crate) async fn keep_alive(
             }
             Err(err) => warn!(node = %node_id, error = %err, "renewing leases panicked"),
         }
+        let until_beat = next_beat.saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(SHARE_REFRESH.min(until_beat)) => {}
+            () = limiters.activity_changed() => next_beat = tokio::time::Instant::now(),
             () = shutdown.wait() => break,
         }
     }
@@ -214,26 +239,52 @@ pub(crate) async fn keep_alive(
     .await;
 }
 
-/// One renewal and heartbeat; the flows whose leases were lost.
-fn beat_once(
-    db: &Db,
-    node_id: &NodeId,
-    listen: &str,
+/// What a node writes in its heartbeat row besides its leases and origins.
+struct Heartbeat {
+    node_id: NodeId,
+    listen: String,
     started_at_ms: i64,
     ttl: Duration,
+}
+
+/// With `beat`, one renewal and heartbeat (the flows whose leases were lost are returned);
+/// always, the limiters' shares from the live nodes' rows. Blocking.
+fn step_once(
+    db: &Db,
+    node: &Heartbeat,
+    limiters: &Limiters,
+    beat: bool,
 ) -> Result<Vec<FlowId>, tributary_state::StateError> {
-    let report = db.renew_leases()?;
-    let now_ms = Utc::now().timestamp_millis();
-    db.put_node(&NodeRecord {
-        node_id: node_id.clone(),
-        listen: listen.to_owned(),
-        pid: std::process::id(),
-        started_at_ms,
-        heartbeat_at_ms: now_ms,
-        ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-        leases_held: report.renewed as u64,
-    })?;
-    crate::telemetry::node_leases(node_id.as_str(), report.renewed);
-    crate::telemetry::nodes_live(node_id.as_str(), db.live_nodes(now_ms)?.len());
-    Ok(report.lost)
+    let mut lost = Vec::new();
+    if beat {
+        let report = db.renew_leases()?;
+        db.put_node(&NodeRecord {
+            node_id: node.node_id.clone(),
+            listen: node.listen.clone(),
+            pid: std::process::id(),
+            started_at_ms: node.started_at_ms,
+            heartbeat_at_ms: Utc::now().timestamp_millis(),
+            ttl_ms: i64::try_from(node.ttl.as_millis()).unwrap_or(i64::MAX),
+            leases_held: report.renewed as u64,
+            active_origins: limiters.active_origins(),
+        })?;
+        crate::telemetry::node_leases(node.node_id.as_str(), report.renewed);
+        lost = report.lost;
+    }
+    let live_nodes = db.live_nodes(Utc::now().timestamp_millis())?;
+    crate::telemetry::nodes_live(node.node_id.as_str(), live_nodes.len());
+    limiters.set_peers(peers_by_origin(&live_nodes, &node.node_id));
+    Ok(lost)
+}
+
+/// How many live nodes other than `me` call each origin.
+fn peers_by_origin(live_nodes: &[NodeRecord], me: &NodeId) -> HashMap<String, u32> {
+    let mut peers: HashMap<String, u32> = HashMap::new();
+    for node in live_nodes.iter().filter(|node| &node.node_id != me) {
+        let origins: HashSet<&String> = node.active_origins.iter().collect();
+        for origin in origins {
+            *peers.entry(origin.clone()).or_default() += 1;
+        }
+    }
+    peers
 }

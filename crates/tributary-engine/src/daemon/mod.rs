@@ -223,6 +223,7 @@ pub async fn run_scheduler(
         tokio::spawn(cluster::keep_alive(
             db.clone(),
             cluster.listen.clone(),
+            cluster.limiters.clone(),
             live.clone(),
             shutdown.clone(),
         ))

@@ -262,3 +262,103 @@ fn rates_from_the_config_are_checked() {
         );
     }
 }
+
+/// The offsets from `start` at which `n` requests, one after another, got out of `limiter`.
+async fn slots(limiter: &HostLimiter, start: Instant, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        limiter.acquire().await.unwrap();
+        out.push(Instant::now() - start);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_share_divides_the_rate_and_the_burst_among_the_nodes_calling_the_origin() {
+    let origin = "http://api.test:80";
+    let quota =
+        RateQuota::per_second(NonZeroU32::new(10).unwrap()).with_burst(NonZeroU32::new(4).unwrap());
+    let alone = Limiters::new().limiter(origin, CredentialFingerprint::NONE, Some(quota));
+    let start = Instant::now();
+    assert_eq!(
+        slots(&alone, start, 7).await,
+        ms(&[0, 0, 0, 0, 100, 200, 300]),
+        "one node: the whole burst, then 10/s"
+    );
+
+    let limiters = Limiters::new();
+    limiters.set_peers(HashMap::from([(origin.to_owned(), 1)]));
+    let shared = limiters.limiter(origin, CredentialFingerprint::NONE, Some(quota));
+    assert_eq!(shared.share().get(), 2);
+    let start = Instant::now();
+    assert_eq!(
+        slots(&shared, start, 5).await,
+        ms(&[0, 0, 200, 400, 600]),
+        "two nodes: half the burst, then 5/s"
+    );
+    // The other node went away: the whole rate again, from the next request on.
+    limiters.set_peers(HashMap::new());
+    assert_eq!(shared.share().get(), 1);
+    let start = Instant::now();
+    let after = slots(&shared, start, 3).await;
+    assert!(
+        after
+            .windows(2)
+            .all(|pair| pair[1] - pair[0] <= Duration::from_millis(100)),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_share_stretches_the_declared_delay_and_the_apis_policy_too() {
+    let origin = "http://api.test:80";
+    let limiters = Limiters::new();
+    limiters.set_peers(HashMap::from([
+        (origin.to_owned(), 2),
+        ("http://other:80".to_owned(), 5),
+    ]));
+    let limiter = limiters.limiter(origin, CredentialFingerprint::NONE, None);
+    limiter.require_interval(Duration::from_millis(100));
+    let start = Instant::now();
+    assert_eq!(slots(&limiter, start, 3).await, ms(&[0, 300, 600]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_is_active_while_it_is_called_under_a_gate_and_its_start_wakes_the_node() {
+    let limiters = Limiters::new();
+    let quota = RateQuota::per_second(NonZeroU32::new(2).unwrap());
+    let gated = limiters.limiter("http://gated:80", CredentialFingerprint::NONE, Some(quota));
+    let free = limiters.limiter("http://free:80", CredentialFingerprint::NONE, None);
+    assert!(limiters.active_origins().is_empty());
+    free.acquire().await.unwrap();
+    assert!(
+        limiters.active_origins().is_empty(),
+        "an origin without any rate gate has nothing to share"
+    );
+    gated.acquire().await.unwrap();
+    assert_eq!(
+        limiters.active_origins(),
+        vec!["http://gated:80".to_owned()]
+    );
+    tokio::time::timeout(Duration::from_millis(1), limiters.activity_changed())
+        .await
+        .expect("the first request after idling wakes the node");
+    gated.acquire().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1), limiters.activity_changed())
+            .await
+            .is_err(),
+        "a limiter already calling does not wake it again"
+    );
+    let shares = limiters.shares();
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].nodes, 1);
+    assert_eq!(shares[0].requests_per_second, Some(2.0));
+    limiters.set_peers(HashMap::from([("http://gated:80".to_owned(), 3)]));
+    assert_eq!(limiters.shares()[0].requests_per_second, Some(0.5));
+    tokio::time::advance(ACTIVE_FOR * 2 + Duration::from_secs(1)).await;
+    assert!(
+        limiters.active_origins().is_empty(),
+        "an origin not called for a while is no longer active"
+    );
+}

@@ -66,6 +66,11 @@ pub struct NodeRecord {
     pub ttl_ms: i64,
     /// Leases the node held at its last heartbeat.
     pub leases_held: u64,
+    /// The API origins (`scheme://host:port`) the node calls under a rate limit now: each node
+    /// takes its share of a host's limits from how many live nodes call it. Absent in rows of
+    /// earlier releases.
+    #[serde(default)]
+    pub active_origins: Vec<String>,
 }
 
 /// A lease this process holds; see [`Db::claim_lease`]. Dropping it without

@@ -167,6 +167,7 @@ fn nodes_are_live_within_their_ttl_of_the_last_heartbeat() {
         heartbeat_at_ms,
         ttl_ms: 1_000,
         leases_held: 0,
+        active_origins: vec!["http://api.test:80".to_owned()],
     };
     db.put_node(&record("a", 10_000)).unwrap();
     db.put_node(&record("b", 8_000)).unwrap();
@@ -177,6 +178,10 @@ fn nodes_are_live_within_their_ttl_of_the_last_heartbeat() {
         .map(|n| n.node_id.to_string())
         .collect();
     assert_eq!(live, vec!["a"]);
+    assert_eq!(
+        db.live_nodes(10_500).unwrap()[0].active_origins,
+        vec!["http://api.test:80"]
+    );
     assert!(db.remove_node(&NodeId::try_new("a").unwrap()).unwrap());
     assert!(db.live_nodes(10_500).unwrap().is_empty());
     assert!(NodeId::try_new("").is_err());
