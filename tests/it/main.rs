@@ -15,6 +15,7 @@ mod delta;
 mod fetch;
 mod hostile;
 mod mapping;
+mod objstore;
 mod ops;
 mod postgres;
 mod run;

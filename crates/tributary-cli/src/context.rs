@@ -83,17 +83,59 @@ pub fn resolve_env(value: &str, key: &str) -> anyhow::Result<String> {
 /// Opens state (taking its lock), repairs what a crash left, and builds the engine.
 pub fn open_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
     let db = open_state(config)?;
-    let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
+    let layout = dataset_layout(config, "local")?;
     recover(&db, &layout)?;
     build_engine(config, db, layout)
+}
+
+/// Where datasets are written: `data_dir` itself when it is a folder; for an object-store URL,
+/// a spool in `{state_dir}/spool` mirrored to the store, whose staging folder there is named
+/// `stage` (the writer: `local`, or a node's configured id or host name).
+pub fn dataset_layout(
+    config: &DaemonConfig,
+    stage: &str,
+) -> anyhow::Result<tributary_write::DatasetLayout> {
+    if !config.data_in_object_store() {
+        if !config.storage.0.is_empty() {
+            // Checked here, after `--data-dir`, which may point a config's data_dir elsewhere.
+            return Err(BadInput(format!(
+                "[storage] options are for an object-store data_dir (s3://, az://, abfss://, gs://), and data_dir is the local folder {}",
+                config.data_dir.display()
+            ))
+            .into());
+        }
+        return Ok(tributary_write::DatasetLayout::new(config.data_dir.clone()));
+    }
+    let url = config.data_dir.to_string_lossy();
+    let mut options = std::collections::BTreeMap::new();
+    for (key, value) in &config.storage.0 {
+        options.insert(key.clone(), resolve_env(value, &format!("storage.{key}"))?);
+    }
+    let root = tributary_write::object::ObjectRoot::open(&url, &options)
+        .map_err(|err| BadInput(format!("data_dir: {err}")))?;
+    Ok(tributary_write::DatasetLayout::mirrored(
+        config.state_dir.join("spool"),
+        tributary_write::object::Mirror::new(root, stage),
+    ))
 }
 
 /// Opens a state that other daemons share and builds the engine, without the start-up repair
 /// of the whole state: other nodes are working in it (their staged parts and commits are
 /// theirs). A node repairs a flow's windows when it claims the flow's lease instead.
-pub fn open_node_engine(config: &DaemonConfig) -> anyhow::Result<Engine> {
+///
+/// With datasets in an object store, the node's own stray uploads (`stage`) are deleted.
+pub fn open_node_engine(config: &DaemonConfig, stage: &str) -> anyhow::Result<Engine> {
     let db = open_state(config)?;
-    let layout = tributary_write::DatasetLayout::new(config.data_dir.clone());
+    let layout = dataset_layout(config, stage)?;
+    if let Some(mirror) = layout.mirror() {
+        let removed = mirror
+            .root
+            .clean_staging(&mirror.stage)
+            .with_context(|| format!("cleaning the staging folder of {}", mirror.root))?;
+        if removed > 0 {
+            tracing::info!(removed, root = %mirror.root, "deleted stray uploads of an earlier process");
+        }
+    }
     build_engine(config, db, layout)
 }
 

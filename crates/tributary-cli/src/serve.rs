@@ -48,18 +48,19 @@ const SHARED_STATE_POLL: std::time::Duration = std::time::Duration::from_secs(1)
 fn node_id(config: &DaemonConfig) -> anyhow::Result<tributary_state::NodeId> {
     let text = match &config.scheduler.node_id {
         Some(id) => resolve_env(id, "scheduler.node_id")?,
-        None => {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .map(|host| host.trim().to_owned())
-                .filter(|host| !host.is_empty())
-                .unwrap_or_else(|| "tributary".to_owned());
-            format!("{host}-{}", std::process::id())
-        }
+        None => format!("{}-{}", host_name(), std::process::id()),
     };
     tributary_state::NodeId::try_new(text)
         .map_err(|err| crate::BadInput(format!("scheduler.node_id: {err}")).into())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "tributary".to_owned())
 }
 
 pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
@@ -73,7 +74,13 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
     let metrics_handle = tributary_api::metrics::install_recorder()?;
     let is_shared = config.state.backend == StateBackend::Postgres;
     let engine = if is_shared {
-        open_node_engine(&config)?
+        // Uploads are staged under the configured node id, or the host name: stable across
+        // restarts (unlike the default node id's pid), so a restart cleans what it left.
+        let stage = match &config.scheduler.node_id {
+            Some(id) => resolve_env(id, "scheduler.node_id")?,
+            None => host_name(),
+        };
+        open_node_engine(&config, &stage)?
     } else {
         open_engine(&config)?
     };
@@ -177,7 +184,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
             max_catch_up_windows = config.scheduler.max_catch_up_windows,
             state_dir = %config.state_dir.display(),
             node = %engine.db.node_id().map_or_else(String::new, ToString::to_string),
-            data_dir = %config.data_dir.display(),
+            data_dir = %tributary_write::object::redacted_location(&config.data_dir.to_string_lossy()),
             "scheduler started"
         );
         state.set_scheduler_running(true);

@@ -84,6 +84,18 @@ pub enum WriteError {
         final_path: PathBuf,
     },
 
+    /// An object-store operation failed (the store's message; the location is shown without
+    /// credentials or query).
+    #[error("{op} {location}: {message}")]
+    ObjectStore {
+        /// What we were doing, e.g. `"uploading to"`.
+        op: &'static str,
+        /// The object or folder, as `scheme://bucket/key`.
+        location: String,
+        /// The store's error.
+        message: String,
+    },
+
     /// A writer was used again after one of its writes failed.
     #[error(
         "the writer of batch {batch} of dataset {dataset} failed earlier and lost its open part: expected a new writer for a new attempt"
@@ -174,7 +186,9 @@ impl WriteError {
                     deltalake::DeltaTableError::VersionAlreadyExists(_)
                 )
             }
-            WriteError::InvalidId { .. }
+            // object_store retries transient failures itself; what reaches us is final.
+            WriteError::ObjectStore { .. }
+            | WriteError::InvalidId { .. }
             | WriteError::InvalidOption { .. }
             | WriteError::Parquet { .. }
             | WriteError::Json { .. }
@@ -192,7 +206,9 @@ impl WriteError {
     pub fn cause(&self) -> ErrorCause {
         match self {
             WriteError::InvalidId { .. } | WriteError::InvalidOption { .. } => ErrorCause::Input,
-            WriteError::Io { .. } | WriteError::Delta { .. } => ErrorCause::Environment,
+            WriteError::Io { .. } | WriteError::Delta { .. } | WriteError::ObjectStore { .. } => {
+                ErrorCause::Environment
+            }
             WriteError::Parquet { .. }
             | WriteError::Json { .. }
             | WriteError::Conform { .. }

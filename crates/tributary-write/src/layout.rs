@@ -21,8 +21,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::WriteError;
+use crate::object::Mirror;
 
 /// The id of a dataset: a safe, non-hidden path component.
 #[derive(
@@ -39,10 +41,25 @@ pub struct DatasetId(String);
 pub struct BatchId(String);
 
 /// Where a dataset's files live under a data directory. Pure path arithmetic: no IO.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// When the datasets live in an object store, this is the layout of the local spool the batches
+/// are written and published in first, and [`DatasetLayout::mirror`] is the store they are then
+/// mirrored to (see [`crate::object`]).
+#[derive(Debug, Clone)]
 pub struct DatasetLayout {
     data_dir: PathBuf,
+    mirror: Option<Arc<Mirror>>,
 }
+
+impl PartialEq for DatasetLayout {
+    fn eq(&self, other: &Self) -> bool {
+        self.data_dir == other.data_dir
+            && self.mirror.as_ref().map(|mirror| mirror.root.to_string())
+                == other.mirror.as_ref().map(|mirror| mirror.root.to_string())
+    }
+}
+
+impl Eq for DatasetLayout {}
 
 /// The longest id accepted: ids become directory names, and 128 bytes leaves room under the
 /// usual 255-byte name limit for the `batch=` prefix and staging suffixes.
@@ -89,7 +106,35 @@ impl DatasetLayout {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         DatasetLayout {
             data_dir: data_dir.into(),
+            mirror: None,
         }
+    }
+
+    /// The layout of a local spool under `spool_dir` whose published batches are mirrored to
+    /// `mirror`'s object store.
+    pub fn mirrored(spool_dir: impl Into<PathBuf>, mirror: Mirror) -> Self {
+        DatasetLayout {
+            data_dir: spool_dir.into(),
+            mirror: Some(Arc::new(mirror)),
+        }
+    }
+
+    /// Where readers find a published batch: [`Self::batch_dir`], or its folder's URL in the
+    /// object store of a mirrored layout.
+    pub fn published_batch_dir(&self, dataset: &DatasetId, batch: &BatchId) -> PathBuf {
+        match &self.mirror {
+            None => self.batch_dir(dataset, batch),
+            Some(mirror) => PathBuf::from(format!(
+                "{}/{}",
+                mirror.root.to_string().trim_end_matches('/'),
+                crate::object::ObjectRoot::batch_folder(dataset, batch)
+            )),
+        }
+    }
+
+    /// The object store the datasets live in, when they are not in [`Self::data_dir`].
+    pub fn mirror(&self) -> Option<&Mirror> {
+        self.mirror.as_deref()
     }
 
     /// The data directory this layout is rooted at.

@@ -15,12 +15,15 @@
 //! A dataset can also be a Delta Lake table ([`delta`]): the same parts, published by a commit to
 //! its `_delta_log/` after the rename, with [`delta::commit_batch`] (the only module that names
 //! `deltalake`).
-//! Knows Arrow, Parquet, Delta and the filesystem; knows neither HTTP nor sled nor the engine's
+//! A dataset root may also be an object store ([`object`]): batches are written and published in
+//! a local spool as above, then mirrored to the store (see the module for what a reader sees).
+//! Knows Arrow, Parquet, Delta, object stores and the filesystem; knows neither HTTP nor sled nor the engine's
 //! stages.
 
 pub mod delta;
 mod error;
 mod layout;
+pub mod object;
 mod options;
 mod part;
 mod publish;
@@ -39,6 +42,19 @@ pub use publish::{
     publish_errors, remove_batch, remove_batch_errors,
 };
 pub use reject::ErrorWriter;
+
+/// Aborts the process here when the environment variable `TRIBUTARY_TEST_CRASH_AT` names this
+/// point: the crash tests' `kill -9` at an exact moment of a publish (`delta-renamed`,
+/// `delta-committed`, `object-staged`).
+pub fn crash_point(name: &str) {
+    if std::env::var_os("TRIBUTARY_TEST_CRASH_AT").is_some_and(|point| point == name) {
+        tracing::warn!(
+            point = name,
+            "TRIBUTARY_TEST_CRASH_AT: aborting the process"
+        );
+        std::process::abort();
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -479,7 +479,7 @@ async fn run_window_leased(
         status,
         metrics,
         run_object,
-        batch_dir: engine.layout.batch_dir(
+        batch_dir: engine.layout.published_batch_dir(
             &write_dataset,
             &tributary_write::BatchId::try_new(batch_id.to_string())?,
         ),

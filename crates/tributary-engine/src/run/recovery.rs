@@ -47,6 +47,7 @@ use tributary_state::{
 };
 use tributary_write::DatasetLayout;
 use tributary_write::delta::{DeltaCommit, DeltaFile};
+use tributary_write::object::{Mirror, ObjectRoot};
 
 /// What publishing a window made visible.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,6 +107,17 @@ pub fn publish_window(
                 )
             },
         )?;
+        if let Some(mirror) = layout.mirror() {
+            mirror
+                .root
+                .remove_batch(&replaced_dataset, &replaced_batch)
+                .with_context(|| {
+                    format!(
+                        "taking the replaced batch {} out of the dataset in {}",
+                        replaced.batch_id, mirror.root
+                    )
+                })?;
+        }
     }
     let mut data_names = Vec::new();
     let mut error_names = Vec::new();
@@ -119,10 +131,27 @@ pub fn publish_window(
     }
     tributary_write::publish_batch(layout, &dataset, &batch, &data_names, &error_names)
         .with_context(|| format!("publishing batch {} of {key}", checkpoint.batch_id))?;
+    if let Some(mirror) = layout.mirror() {
+        mirror_batch(
+            layout,
+            mirror,
+            &dataset,
+            &batch,
+            &data_names,
+            &error_names,
+            is_delta,
+        )
+        .with_context(|| {
+            format!(
+                "publishing batch {} of {key} to {}",
+                checkpoint.batch_id, mirror.root
+            )
+        })?;
+    }
     if is_delta || !delta_replaced.is_empty() {
-        crash_point("delta-renamed");
+        tributary_write::crash_point("delta-renamed");
         commit_delta(layout, key, &checkpoint, is_delta, &delta_replaced)?;
-        crash_point("delta-committed");
+        tributary_write::crash_point("delta-committed");
     }
 
     let mut published = Published::default();
@@ -142,7 +171,61 @@ pub fn publish_window(
     }
     let schema_json = serde_json::Value::Object(schemas).to_string();
     db.complete_window(key, Some(schema_json))?;
+    if layout.mirror().is_some() {
+        // The object store has the batch now; the spool's copy was only needed for a redo.
+        remove_spooled(layout, &dataset, &batch);
+    }
     Ok(published)
+}
+
+/// Step 3 for a dataset in an object store: the batch just published in the spool is uploaded
+/// (a Delta table's parts straight to their keys, which the commit then adds; plain Parquet
+/// through the store's staging folder, see `tributary_write::object`). Idempotent.
+fn mirror_batch(
+    layout: &DatasetLayout,
+    mirror: &Mirror,
+    dataset: &tributary_write::DatasetId,
+    batch: &tributary_write::BatchId,
+    data_names: &[String],
+    error_names: &[String],
+    is_delta: bool,
+) -> anyhow::Result<()> {
+    mirror.root.publish_folder(
+        &layout.batch_dir(dataset, batch),
+        data_names,
+        &ObjectRoot::batch_folder(dataset, batch),
+        &mirror.stage,
+        is_delta,
+    )?;
+    mirror.root.publish_folder(
+        &layout.errors_dir(dataset, batch),
+        error_names,
+        &ObjectRoot::errors_folder(dataset, batch),
+        &mirror.stage,
+        false,
+    )?;
+    Ok(())
+}
+
+/// Deletes a batch's published folders from the spool of a mirrored layout; a failure only
+/// leaves disk used (recovery's sweep deletes it at the next start).
+fn remove_spooled(
+    layout: &DatasetLayout,
+    dataset: &tributary_write::DatasetId,
+    batch: &tributary_write::BatchId,
+) {
+    for dir in [
+        layout.batch_dir(dataset, batch),
+        layout.errors_dir(dataset, batch),
+    ] {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(path = %dir.display(), error = %err, "could not delete a mirrored batch from the spool");
+            }
+        }
+    }
 }
 
 /// Refuses a target whose format contradicts its dataset's, and marks a dataset that is to be a
@@ -152,22 +235,36 @@ pub fn check_dataset_format(
     dataset: &tributary_write::DatasetId,
     format: TargetFormat,
 ) -> Result<(), super::RunError> {
-    let is_delta = tributary_write::delta::is_delta_table(layout, dataset)?;
+    let mut is_delta = tributary_write::delta::is_delta_table(layout, dataset)?;
+    let mirror = layout.mirror();
+    if let Some(mirror) = mirror.filter(|_| !is_delta) {
+        // Another node (or an earlier spool) may have made it a Delta table in the store.
+        let log = format!("datasets/{}/_delta_log", dataset.as_str());
+        if mirror.root.folder_exists(&log)? {
+            tributary_write::delta::mark_delta_table(layout, dataset)?;
+            is_delta = true;
+        }
+    }
     match format {
         TargetFormat::Delta if !is_delta => {
             let dataset_dir = layout.dataset_dir(dataset);
-            let has_batches = match std::fs::read_dir(&dataset_dir) {
-                Ok(entries) => entries
-                    .flatten()
-                    .any(|entry| entry.file_name().to_string_lossy().starts_with("batch=")),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
-                Err(err) => {
-                    return Err(super::RunError::Internal(format!(
-                        "listing {}: {err}",
-                        dataset_dir.display()
-                    )));
-                }
+            let in_store = match mirror {
+                Some(mirror) => mirror.root.has_batches(dataset)?,
+                None => false,
             };
+            let has_batches = in_store
+                || match std::fs::read_dir(&dataset_dir) {
+                    Ok(entries) => entries
+                        .flatten()
+                        .any(|entry| entry.file_name().to_string_lossy().starts_with("batch=")),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(err) => {
+                        return Err(super::RunError::Internal(format!(
+                            "listing {}: {err}",
+                            dataset_dir.display()
+                        )));
+                    }
+                };
             if has_batches {
                 return Err(super::RunError::BadInput(format!(
                     "targetConnection.data.format \"delta\": dataset {dataset} already holds Parquet batches, which a Delta table would not list; write the Delta table to a new dataSetId"
@@ -210,6 +307,7 @@ fn commit_delta(
         let table = tributary_write::DatasetId::try_new(table.clone())?;
         tributary_write::delta::commit_batch(
             layout,
+            layout.mirror().map(|mirror| &mirror.root),
             &table,
             &DeltaCommit {
                 batch: &batch,
@@ -238,6 +336,7 @@ fn commit_delta(
         let replaces = delta_replaced.get(dataset.as_str()).unwrap_or(&no_batches);
         let outcome = tributary_write::delta::commit_batch(
             layout,
+            layout.mirror().map(|mirror| &mirror.root),
             &dataset,
             &DeltaCommit {
                 batch: &batch,
@@ -259,6 +358,11 @@ fn commit_delta(
         let table = tributary_write::DatasetId::try_new(table.clone())?;
         for replaced_batch in replaced {
             tributary_write::remove_batch_errors(layout, &table, replaced_batch)?;
+            if let Some(mirror) = layout.mirror() {
+                mirror
+                    .root
+                    .delete_folder(&ObjectRoot::errors_folder(&table, replaced_batch))?;
+            }
         }
     }
     Ok(())
@@ -273,18 +377,6 @@ fn delta_app_id(key: &WindowKey) -> String {
         bound(key.start_ms),
         bound(key.end_ms)
     )
-}
-
-/// Aborts the process here when `TRIBUTARY_TEST_CRASH_AT` names this point: the crash tests'
-/// `kill -9` at an exact moment of a Delta publish.
-fn crash_point(name: &str) {
-    if std::env::var_os("TRIBUTARY_TEST_CRASH_AT").is_some_and(|point| point == name) {
-        tracing::warn!(
-            point = name,
-            "TRIBUTARY_TEST_CRASH_AT: aborting the process"
-        );
-        std::process::abort();
-    }
 }
 
 /// Ends an attempt whose rows were rejected over the threshold: its batch fails, the window
@@ -317,6 +409,26 @@ pub fn reject_window(
             },
         )?;
         kept = Some(layout.errors_dir(&dataset, &batch));
+        if let Some(mirror) = layout.mirror() {
+            let folder = ObjectRoot::errors_folder(&dataset, &batch);
+            mirror
+                .root
+                .publish_folder(
+                    &layout.errors_dir(&dataset, &batch),
+                    &error_names,
+                    &folder,
+                    &mirror.stage,
+                    false,
+                )
+                .with_context(|| {
+                    format!(
+                        "keeping the rejected rows of batch {} in {}",
+                        failed.batch.batch_id, mirror.root
+                    )
+                })?;
+            remove_spooled(layout, &dataset, &batch);
+            kept = Some(PathBuf::from(format!("{}/{folder}", mirror.root)));
+        }
     }
     delete_staged(layout, &failed.batch)?;
     Ok(kept)
@@ -372,7 +484,41 @@ pub fn recover(db: &Db, layout: &DatasetLayout) -> anyhow::Result<RecoveryReport
     let cleaned = tributary_write::clean_staging(layout, |path| keep.contains(path))?;
     report.removed_staged_files = cleaned.removed_files;
     report.kept_staged_files = cleaned.kept_files;
+    if let Some(mirror) = layout.mirror() {
+        report.removed_staged_files += clean_mirror(layout, mirror)?;
+    }
     Ok(report)
+}
+
+/// At start, for datasets in an object store: deletes this writer's stray uploads in the store's
+/// staging folder, and the spool's published batches (every commit was finished above, so the
+/// store has them all). Returns the objects deleted.
+pub fn clean_mirror(layout: &DatasetLayout, mirror: &Mirror) -> anyhow::Result<u64> {
+    let removed = mirror
+        .root
+        .clean_staging(&mirror.stage)
+        .with_context(|| format!("cleaning the staging folder of {}", mirror.root))?;
+    let datasets = match std::fs::read_dir(layout.datasets_dir()) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(err) => return Err(err).context("listing the spool's datasets"),
+    };
+    for dataset in datasets.flatten() {
+        let dir = dataset.path();
+        for folder in [dir.clone(), dir.join("_errors")] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("batch=") {
+                    std::fs::remove_dir_all(entry.path()).with_context(|| {
+                        format!("deleting mirrored batch {}", entry.path().display())
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes a batch's files from the dataset and marks it `Removed`.
@@ -387,6 +533,9 @@ fn remove_batch_files(
         dataset_id: dataset_id.clone(),
     })?;
     tributary_write::remove_batch(layout, &dataset, &batch)?;
+    if let Some(mirror) = layout.mirror() {
+        mirror.root.remove_batch(&dataset, &batch)?;
+    }
     db.set_batch_status(batch_id, BatchStatus::Removed)?;
     Ok(())
 }

@@ -25,6 +25,11 @@
 //! - A folder `_delta_log/` in the dataset folder marks the dataset as a Delta table, also before
 //!   its first commit ([`mark_delta_table`]), so recovery knows how to publish.
 //!
+//! A table in an object store ([`crate::object`]) is committed the same way: the part files are
+//! read for their statistics in the local spool, and delta-rs writes the log through the root's
+//! store (its default log store: the commit is a put-if-absent, which S3, Azure and GCS do
+//! natively), registered for the store's URL scheme by [`register_object_scheme`].
+//!
 //! The deltalake API is async; this crate is not. Each call runs on a current-thread Tokio
 //! runtime of its own (callers are on blocking threads), which also gives delta-rs's local file
 //! store the blocking pool it uses.
@@ -37,13 +42,18 @@ use std::time::UNIX_EPOCH;
 
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake::kernel::{Action, Add, MetadataExt as _, StructType, Transaction};
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaResult, DeltaTableBuilder, DeltaTableError};
 use tracing::debug;
+use url::Url;
 
 pub use schema::{BATCH_COLUMN, delta_type, merged_schema, table_schema};
 
+use crate::object::ObjectRoot;
 use crate::publish::{create_dir_durable, exists};
 use crate::{BatchId, DatasetId, DatasetLayout, WriteError};
 
@@ -97,9 +107,12 @@ pub fn is_delta_table(layout: &DatasetLayout, dataset: &DatasetId) -> Result<boo
 }
 
 /// Commits one window's batch to the dataset's Delta table, creating the table on the first
-/// commit; see the module header. The files must already be in `batch={batchId}/`.
+/// commit; see the module header. The files must already be in `batch={batchId}/` of `layout`;
+/// with `remote`, the table is the dataset's folder in that object store, where the files were
+/// uploaded to the same keys.
 pub fn commit_batch(
     layout: &DatasetLayout,
+    remote: Option<&ObjectRoot>,
     dataset: &DatasetId,
     commit: &DeltaCommit<'_>,
 ) -> Result<DeltaOutcome, WriteError> {
@@ -137,15 +150,60 @@ pub fn commit_batch(
             ..Add::default()
         });
     }
+    if let Some(root) = remote {
+        let url = root.dataset_url(dataset);
+        // Errors name the table by its URL (no credentials are ever in it).
+        let shown = PathBuf::from(crate::object::redacted(url.as_str()));
+        return root.block_on(commit_async(
+            &shown,
+            Some((root.store(), url)),
+            commit,
+            adds,
+            batch_schema,
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| WriteError::io("starting the Delta log runtime for", &table_dir, err))?;
-    runtime.block_on(commit_async(&table_dir, commit, adds, batch_schema))
+    runtime.block_on(commit_async(&table_dir, None, commit, adds, batch_schema))
 }
 
+/// Lets delta-rs open tables under `scheme://` through a store given to it (the root's), with its
+/// default log store; idempotent.
+pub(crate) fn register_object_scheme(scheme: &str) {
+    let Ok(url) = Url::parse(&format!("{scheme}://")) else {
+        return;
+    };
+    logstore_factories()
+        .entry(url)
+        .or_insert_with(|| std::sync::Arc::new(GivenStoreLogStores));
+}
+
+/// The log store of a table whose object store the caller built: delta-rs's default one.
+struct GivenStoreLogStores;
+
+impl LogStoreFactory for GivenStoreLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<std::sync::Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+/// `table_dir` labels messages; `remote` is the store and URL of a table in an object store.
 async fn commit_async(
     table_dir: &Path,
+    remote: Option<(ObjectStoreRef, Url)>,
     commit: &DeltaCommit<'_>,
     adds: Vec<Add>,
     batch_schema: Option<StructType>,
@@ -157,13 +215,18 @@ async fn commit_async(
             source: Box::new(source),
         }
     };
-    let table_text = table_dir.to_str().ok_or_else(|| {
-        schema_error(
-            table_dir,
-            "the table path is not UTF-8, which a Delta table URL needs".to_owned(),
-        )
-    })?;
-    let url = deltalake::ensure_table_uri(table_text).map_err(delta_err("locating"))?;
+    let url = match &remote {
+        Some((_, url)) => url.clone(),
+        None => {
+            let table_text = table_dir.to_str().ok_or_else(|| {
+                schema_error(
+                    table_dir,
+                    "the table path is not UTF-8, which a Delta table URL needs".to_owned(),
+                )
+            })?;
+            deltalake::ensure_table_uri(table_text).map_err(delta_err("locating"))?
+        }
+    };
     let properties = CommitProperties::default()
         .with_application_transaction(Transaction::new(commit.app_id, commit.version))
         .with_metadata([(
@@ -171,6 +234,10 @@ async fn commit_async(
             serde_json::Value::String(commit.batch.as_str().to_owned()),
         )]);
     let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map(|builder| match remote {
+            Some((store, url)) => builder.with_storage_backend(store, url),
+            None => builder,
+        })
         .and_then(DeltaTableBuilder::build)
         .map_err(delta_err("opening"))?;
     let has_log = table
@@ -184,7 +251,7 @@ async fn commit_async(
             return Ok(DeltaOutcome::Empty);
         };
         let created = CreateBuilder::new()
-            .with_location(url.as_str())
+            .with_log_store(table.log_store())
             .with_columns(batch_schema.fields().cloned())
             .with_partition_columns([BATCH_COLUMN])
             .with_save_mode(SaveMode::ErrorIfExists)

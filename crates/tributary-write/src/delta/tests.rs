@@ -97,6 +97,7 @@ impl Table {
     ) -> Result<DeltaOutcome, WriteError> {
         commit_batch(
             &self.layout,
+            None,
             &self.dataset,
             &DeltaCommit {
                 batch,
@@ -503,6 +504,7 @@ fn a_replacing_commit_adds_and_removes_in_one_commit_grows_the_schema_and_keeps_
     let other_files = table.publish(&other, &[orders(&[9], false)]);
     commit_batch(
         &table.layout,
+        None,
         &table.dataset,
         &DeltaCommit {
             batch: &other,
