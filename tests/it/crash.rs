@@ -205,3 +205,51 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         "only {total_kills} kills over 6 seeds and 2 phases (a full run takes {full_run:?})"
     );
 }
+
+/// A run killed after some parts were recorded, whose staging folder is then lost (as when the
+/// node that wrote it is another machine): the next run cannot resume from those parts, starts
+/// the attempt again, and publishes every record exactly once.
+#[test]
+fn an_attempt_whose_staged_parts_are_gone_starts_again_and_loses_nothing() {
+    let mock = start_mock(&["--records", &RECORDS.to_string()]);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let bundle = dir.path().join("crash.json");
+    std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
+    let mut child = run_command(dir.path(), &bundle).spawn().unwrap();
+    let staging = data_dir.join("_staging");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Two sealed parts: the first of them is recorded in state (a part is sealed, then
+        // recorded).
+        let sealed = files_under(&staging)
+            .iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "parquet"))
+            .count();
+        if sealed >= 2 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it staged two parts"
+        );
+        assert!(Instant::now() < deadline, "no parts staged after 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&staging).unwrap();
+
+    let output = run_command(dir.path(), &bundle)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the attempt starts again"),
+        "the run says why it did not resume: {stderr}"
+    );
+    assert_only_published_parts(&data_dir);
+    assert_each_id_once(&data_dir, "crash", RECORDS);
+}

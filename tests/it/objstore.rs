@@ -238,6 +238,45 @@ fn a_run_writes_its_batch_to_s3_and_pyarrow_reads_every_record_once() {
     }
 }
 
+/// A part above the multipart threshold (8 MiB) goes up as a multipart upload: the staged
+/// object, caught by a kill right after its upload, has a multipart ETag (`"…-N"`); the restart
+/// publishes it and it reads back whole.
+#[test]
+fn a_large_part_is_uploaded_in_parts_and_reads_back_whole() {
+    const LARGE: usize = 150_000;
+    let s3 = start_s3();
+    let mock = start_mock(&["--records", &LARGE.to_string()]);
+    let sandbox = Sandbox::new();
+    let text = bundle_json("large", &mock.url, "large", 1_000, None);
+    let bundle = sandbox.bundle("large", &serde_json::from_str(&text).unwrap());
+    let killed = run_to(&sandbox, &bundle, "s3://lake/raw", |c| {
+        s3_env(c, s3.port);
+        c.env("TRIBUTARY_TEST_CRASH_AT", "object-staged");
+    });
+    assert_ne!(killed.code, 0, "{killed:?}");
+    let staged = py(&format!(
+        r#"{}
+import json
+objects = s3.list_objects_v2(Bucket='lake', Prefix='raw/_staging/')['Contents']
+print(json.dumps([[o['Size'], o['ETag']] for o in objects]))
+"#,
+        boto(s3.port)
+    ));
+    let objects = staged.as_array().unwrap();
+    assert!(
+        objects
+            .iter()
+            .any(|object| object[0].as_u64().unwrap() > 8 * 1024 * 1024
+                && object[1].as_str().unwrap().trim_matches('"').contains('-')),
+        "a staged part above 8 MiB, uploaded in parts: {staged}"
+    );
+    let ran = run_to(&sandbox, &bundle, "s3://lake/raw", |c| s3_env(c, s3.port));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let store = read_store(&s3_fs(s3.port), "large");
+    assert_eq!(store["rows"], json!(LARGE), "{store}");
+    assert_eq!(store["distinct"], json!(LARGE), "{store}");
+}
+
 #[test]
 fn a_delta_table_on_s3_is_committed_through_the_store_and_read_by_duckdb_and_deltalake() {
     let s3 = start_s3();

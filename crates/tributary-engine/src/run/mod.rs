@@ -743,6 +743,7 @@ fn start_attempt(
         let status = db.checkpoint(key)?.map(|checkpoint| checkpoint.status);
         let (began, attempt) = match status {
             Some(CheckpointStatus::InProgress) => {
+                restart_if_parts_missing(db, layout, key)?;
                 return Ok((db.resume_window(key, run_id)?, Attempt::Resumed));
             }
             Some(CheckpointStatus::Open) => {
@@ -772,6 +773,33 @@ fn start_attempt(
         }
         Ok((began.checkpoint, attempt))
     }
+}
+
+/// An in-progress attempt resumes from its recorded parts, which must be in this process's
+/// staging folder. They are not when another node wrote them to its own disk (nodes on several
+/// machines sharing a Postgres state, with datasets in an object store) and died, or when the
+/// staging folder was lost: the attempt then starts again from where it started, with a new
+/// batch — its records are fetched again, none is lost or published twice.
+fn restart_if_parts_missing(
+    db: &Db,
+    layout: &DatasetLayout,
+    key: &WindowKey,
+) -> Result<(), RunError> {
+    let Some(checkpoint) = db.checkpoint(key)? else {
+        return Ok(());
+    };
+    let Some(missing) = checkpoint
+        .parts
+        .iter()
+        .find(|part| !std::path::Path::new(&part.staged_path).exists())
+    else {
+        return Ok(());
+    };
+    tracing::warn!(window = %key, staged_path = %missing.staged_path, parts = checkpoint.parts.len(),
+        "a recorded part of the window's attempt is not in this node's staging folder; the attempt starts again");
+    let failed = db.fail_window(key, &BatchId::new(new_batch_id()))?;
+    recovery::delete_staged(layout, &failed.batch)?;
+    Ok(())
 }
 
 /// Batch ids sort by creation time: `YYYYMMDDTHHMMSS` then random hex.
