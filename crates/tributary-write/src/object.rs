@@ -138,33 +138,21 @@ impl ObjectRoot {
         let scheme = parsed.scheme().to_ascii_lowercase();
         let store: Arc<dyn ObjectStore> = match scheme.as_str() {
             "s3" => {
-                let mut builder = AmazonS3Builder::from_env().with_url(url);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = AmazonS3Builder::from_env().with_url(url);
+                let builder = configured(builder, options, "S3", |b, k, v| b.with_config(k, v))
+                    .map_err(invalid)?;
                 Arc::new(builder.build().map_err(|err| invalid(err.to_string()))?)
             }
             "az" | "azure" | "abfss" => {
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|_| invalid(format!("unknown Azure option {key:?}")))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = MicrosoftAzureBuilder::from_env().with_url(url);
+                let builder = configured(builder, options, "Azure", |b, k, v| b.with_config(k, v))
+                    .map_err(invalid)?;
                 Arc::new(builder.build().map_err(|err| invalid(err.to_string()))?)
             }
             "gs" => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|_| invalid(format!("unknown GCS option {key:?}")))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+                let builder = configured(builder, options, "GCS", |b, k, v| b.with_config(k, v))
+                    .map_err(invalid)?;
                 Arc::new(builder.build().map_err(|err| invalid(err.to_string()))?)
             }
             other => {
@@ -412,6 +400,23 @@ impl ObjectRoot {
     pub fn clean_staging(&self, stage: &str) -> Result<u64, WriteError> {
         self.delete_folder(&format!("_staging/{stage}"))
     }
+}
+
+/// Applies `options` to a store's builder, each key parsed as that store's config key (`K`); an
+/// unknown key is an error naming it and the store.
+fn configured<B, K: std::str::FromStr>(
+    mut builder: B,
+    options: &BTreeMap<String, String>,
+    store: &str,
+    with: impl Fn(B, K, &str) -> B,
+) -> Result<B, String> {
+    for (key, value) in options {
+        let parsed = key
+            .parse()
+            .map_err(|_| format!("unknown {store} option {key:?}"))?;
+        builder = with(builder, parsed, value);
+    }
+    Ok(builder)
 }
 
 impl fmt::Display for ObjectRoot {
