@@ -27,7 +27,7 @@ fn flow_name(idx: usize) -> String {
 }
 
 /// `GET path` on a node's API (no credentials: `/health` and `/metrics` need none here).
-fn get(addr: &str, path: &str) -> String {
+pub(crate) fn get(addr: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(
         stream,

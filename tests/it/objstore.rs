@@ -400,3 +400,58 @@ fn a_run_writes_to_azurite_with_credentials_from_the_config() {
         ran.stderr
     );
 }
+
+/// A store that refuses the writer (its bucket does not exist yet): the command fails at start,
+/// before fetching anything, with a message naming the store, the folder and the store's answer
+/// and no secret; once the bucket exists the next run publishes every record exactly once.
+#[test]
+fn a_missing_bucket_fails_at_start_clearly_and_the_next_run_publishes_once() {
+    let s3 = start_s3();
+    let mock = start_mock(&["--records", &RECORDS.to_string()]);
+    let sandbox = Sandbox::new();
+    let bundle = members_bundle(&sandbox, &mock.url, "members", false);
+    let failed = run_to(&sandbox, &bundle, "s3://later/raw", |c| s3_env(c, s3.port));
+    assert_ne!(failed.code, 0, "{failed:?}");
+    let output = format!("{}{}", failed.stdout, failed.stderr);
+    assert!(
+        output.contains("cleaning the staging folder of s3://later/raw")
+            && output.contains("NoSuchBucket"),
+        "the error names the store and its answer: {output}"
+    );
+    let requests: Value = serde_json::from_str(&crate::cluster::get(
+        mock.url.strip_prefix("http://").unwrap(),
+        "/stats",
+    ))
+    .unwrap();
+    assert_eq!(
+        requests["requests"],
+        json!(0),
+        "nothing was fetched: {requests}"
+    );
+    assert!(!output.contains(S3_SECRET), "{output}");
+    py(&format!(
+        "{}\ns3.create_bucket(Bucket='later')\nprint('{{}}')",
+        boto(s3.port)
+    ));
+    let ran = run_to(&sandbox, &bundle, "s3://later/raw", |c| s3_env(c, s3.port));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let store = py(&format!(
+        r#"{}
+import json, collections
+import pyarrow.dataset as pads
+keys = sorted(info.path for info in fs.get_file_info(pafs.FileSelector('later/raw', recursive=True)) if info.type == pafs.FileType.File)
+ids = pads.dataset([k for k in keys if k.endswith('.parquet')], filesystem=fs, format='parquet').to_table(columns=['id']).column('id').to_pylist()
+print(json.dumps({{"keys": keys, "rows": len(ids), "distinct": len(set(ids))}}))
+"#,
+        s3_fs(s3.port)
+    ));
+    assert_eq!(store["rows"], json!(RECORDS), "{store}");
+    assert_eq!(store["distinct"], json!(RECORDS), "{store}");
+    assert!(
+        store["keys"].as_array().unwrap().iter().all(|key| key
+            .as_str()
+            .unwrap()
+            .starts_with("later/raw/datasets/members/batch=")),
+        "{store}"
+    );
+}

@@ -113,7 +113,22 @@ pub struct ObjectRoot {
     /// The key prefix of the root inside its bucket or container.
     prefix: Path,
     runtime: tokio::runtime::Runtime,
+    /// Values that must not appear in a message: the options given and the secret variables of
+    /// the environment (a store's error may quote a request).
+    secrets: Vec<String>,
 }
+
+/// Environment variables whose values are secrets of a store.
+const SECRET_VARIABLES: [&str; 8] = [
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
 
 impl ObjectRoot {
     /// Opens the root at `url` with the store's options from the environment, overridden by
@@ -121,10 +136,21 @@ impl ObjectRoot {
     /// `azure_storage_account_name`, ...). An unknown option is an error that names it.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, WriteError> {
         let shown = redacted(url);
+        let secrets: Vec<String> = options
+            .iter()
+            .filter(|(key, _)| is_secret_option(key))
+            .map(|(_, value)| value.clone())
+            .chain(
+                SECRET_VARIABLES
+                    .iter()
+                    .filter_map(|name| std::env::var(name).ok()),
+            )
+            .filter(|value| value.len() >= 4)
+            .collect();
         let invalid = |message: String| WriteError::ObjectStore {
             op: "opening",
             location: shown.clone(),
-            message,
+            message: scrubbed(&message, &secrets),
         };
         let parsed = Url::parse(url).map_err(|err| invalid(format!("not a URL: {err}")))?;
         if !parsed.username().is_empty() && parsed.scheme() != "abfss"
@@ -179,6 +205,7 @@ impl ObjectRoot {
             url: parsed,
             prefix,
             runtime,
+            secrets,
         })
     }
 
@@ -214,7 +241,7 @@ impl ObjectRoot {
         WriteError::ObjectStore {
             op,
             location: format!("{}/{}", self.shown_base(), key),
-            message: err.to_string(),
+            message: scrubbed(&err.to_string(), &self.secrets),
         }
     }
 
@@ -433,6 +460,51 @@ impl fmt::Debug for ObjectRoot {
     }
 }
 
+/// Whether an option's value is a secret (keys, tokens, passwords, SAS, service-account JSON).
+fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "key",
+        "secret",
+        "token",
+        "sas",
+        "password",
+        "credential",
+        "service_account",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+        && !key.ends_with("_key_id")
+        && key != "aws_access_key_id"
+}
+
+/// `message` with the query of every URL in it cut (a SAS token travels there) and every one of
+/// `secrets` replaced by `***`.
+fn scrubbed(message: &str, secrets: &[String]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("http://").or_else(|| rest.find("https://")) {
+        let url_len = rest[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ','))
+            .unwrap_or(rest.len() - start);
+        let url = &rest[start..start + url_len];
+        out.push_str(&rest[..start]);
+        match url.find('?') {
+            Some(query) => {
+                out.push_str(&url[..query]);
+                out.push_str("?<query hidden>");
+            }
+            None => out.push_str(url),
+        }
+        rest = &rest[start + url_len..];
+    }
+    out.push_str(rest);
+    for secret in secrets {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
 /// A `data_dir` as it may be shown: a local path as is, an object-store URL [`redacted`].
 pub fn redacted_location(data_dir: &str) -> String {
     if is_object_url(data_dir) {
@@ -491,6 +563,17 @@ mod tests {
             "az://container/prefix"
         );
         assert!(!redacted("s3://user:SECRET@bucket/p").contains("SECRET"));
+    }
+
+    #[test]
+    fn a_store_message_loses_url_queries_and_secrets() {
+        let message =
+            "Error performing PUT http://127.0.0.1:1/acct/c/k?sv=1&sig=SAS (key KEY123): 403";
+        let shown = scrubbed(message, &["KEY123".to_owned()]);
+        assert_eq!(
+            shown,
+            "Error performing PUT http://127.0.0.1:1/acct/c/k?<query hidden> (key ***): 403"
+        );
     }
 
     #[test]
