@@ -27,11 +27,21 @@
 //!
 //! A crash before 3 leaves the old table version (plus unreferenced files); after 3 the new one.
 //!
+//! Datasets in an object store (`layout.mirror()`): the steps above run in the local spool, and
+//! right after step 3 the batch is uploaded (`tributary_write::object`: plain Parquet through the
+//! store's staging folder and a copy; a Delta table's parts straight to their keys, then its
+//! commit goes to the store's `_delta_log/`); replaced batches are deleted from the store too.
+//! After `complete_window` the spool's copy is deleted. Every upload is idempotent, so a redo
+//! after a crash is the same path. A node that finds a `_delta_log/` in the store for a dataset
+//! it has no marker for takes the dataset as a Delta table.
+//!
 //! At start ([`recover`]):
 //! 1. A window that was committing: finish its commit (steps 2–4 again).
 //! 2. Batches marked `Replaced` by an older release: remove their files, mark them `Removed`.
 //! 3. Staging keeps only the recorded parts of in-progress windows (a later run resumes them);
 //!    everything else a failed or killed run left there is deleted.
+//! 4. With an object store: this writer's stray uploads in its staging folder, and the spool's
+//!    published batches, are deleted ([`clean_mirror`]).
 //!
 //! Tests simulate a kill at an exact point of a Delta publish with the environment variable
 //! `TRIBUTARY_TEST_CRASH_AT` = `delta-renamed` (after step 2) or `delta-committed` (after step 3):
@@ -87,12 +97,12 @@ pub fn publish_window(
         dataset_id: checkpoint.dataset_id.clone(),
     };
     let (dataset, batch) = write_ids(&batch_ref)?;
-    let is_delta = tributary_write::delta::is_delta_table(layout, &dataset)?;
+    let is_delta = is_delta_dataset(layout, &dataset)?;
     // Replaced batches that are in Delta tables, by table: their commit removes them.
     let mut delta_replaced: BTreeMap<String, Vec<tributary_write::BatchId>> = BTreeMap::new();
     for replaced in &checkpoint.replaces {
         let (replaced_dataset, replaced_batch) = write_ids(replaced)?;
-        if tributary_write::delta::is_delta_table(layout, &replaced_dataset)? {
+        if is_delta_dataset(layout, &replaced_dataset)? {
             delta_replaced
                 .entry(replaced_dataset.to_string())
                 .or_default()
@@ -235,16 +245,8 @@ pub fn check_dataset_format(
     dataset: &tributary_write::DatasetId,
     format: TargetFormat,
 ) -> Result<(), super::RunError> {
-    let mut is_delta = tributary_write::delta::is_delta_table(layout, dataset)?;
+    let is_delta = is_delta_dataset(layout, dataset)?;
     let mirror = layout.mirror();
-    if let Some(mirror) = mirror.filter(|_| !is_delta) {
-        // Another node (or an earlier spool) may have made it a Delta table in the store.
-        let log = format!("datasets/{}/_delta_log", dataset.as_str());
-        if mirror.root.folder_exists(&log)? {
-            tributary_write::delta::mark_delta_table(layout, dataset)?;
-            is_delta = true;
-        }
-    }
     match format {
         TargetFormat::Delta if !is_delta => {
             let dataset_dir = layout.dataset_dir(dataset);
@@ -278,6 +280,27 @@ pub fn check_dataset_format(
         ))),
         TargetFormat::Delta | TargetFormat::Parquet => Ok(()),
     }
+}
+
+/// Whether `dataset` is a Delta table: its `_delta_log/` marker in the layout, or, for datasets in
+/// an object store, a `_delta_log/` there (another node, or an earlier spool, made it one; the
+/// marker is then made here too).
+fn is_delta_dataset(
+    layout: &DatasetLayout,
+    dataset: &tributary_write::DatasetId,
+) -> Result<bool, tributary_write::WriteError> {
+    if tributary_write::delta::is_delta_table(layout, dataset)? {
+        return Ok(true);
+    }
+    let Some(mirror) = layout.mirror() else {
+        return Ok(false);
+    };
+    let log = format!("datasets/{}/_delta_log", dataset.as_str());
+    if !mirror.root.folder_exists(&log)? {
+        return Ok(false);
+    }
+    tributary_write::delta::mark_delta_table(layout, dataset)?;
+    Ok(true)
 }
 
 /// The Delta commit(s) of a window's publish (see the module header): the new batch's files,
