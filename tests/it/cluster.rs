@@ -41,6 +41,18 @@ pub(crate) fn get(addr: &str, path: &str) -> String {
     body.to_owned()
 }
 
+/// Writes the bundle of flow `name` into `flows_dir`: the mock's members of list `name` (a list
+/// per flow, so the mock's log tells the flows apart), 10 to a page, one page at a time (so a
+/// resumed window re-requests only what was in flight at a kill), on `schedule`.
+fn write_list_flow(flows_dir: &std::path::Path, name: &str, mock_url: &str, schedule: &Value) {
+    let text = bundle_json(name, mock_url, name, 10, Some(schedule.clone()));
+    let mut bundle: Value = serde_json::from_str(&text).unwrap();
+    bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
+        json!(format!("/3.0/lists/{name}/members"));
+    bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
+    std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
+}
+
 /// The address of a node's API from its `HTTP API listening` line.
 fn listen_addr(node: &mut Daemon) -> String {
     let idx = node.wait_for_line("the API address", |l| l.contains("HTTP API listening"));
@@ -69,15 +81,7 @@ fn three_nodes_share_thirty_flows_and_a_killed_nodes_windows_resume_elsewhere() 
     let schedule = json!({"startTime": start_time, "frequency": "hour", "interval": 1, "backfill": true,
                           "cron": "*/2 * * * * *"});
     for idx in 0..FLOWS {
-        let name = flow_name(idx);
-        let text = bundle_json(&name, &mock.url, &name, 10, Some(schedule.clone()));
-        let mut bundle: Value = serde_json::from_str(&text).unwrap();
-        // A list per flow, so the mock's log tells the flows apart; pages one after another,
-        // so a resumed window re-requests only what was in flight at the kill.
-        bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
-            json!(format!("/3.0/lists/{name}/members"));
-        bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
-        std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
+        write_list_flow(&flows_dir, &flow_name(idx), &mock.url, &schedule);
     }
     let data_dir = dir.path().join("data");
     let config = |node: usize| {
@@ -381,13 +385,7 @@ fn two_nodes_share_a_hosts_rate_limit() {
     let schedule = json!({"startTime": start_time, "frequency": "hour", "interval": 1, "backfill": true,
                           "cron": "*/5 * * * * *"});
     for idx in 0..LIMITED_FLOWS {
-        let name = format!("limited-{idx}");
-        let text = bundle_json(&name, &mock.url, &name, 10, Some(schedule.clone()));
-        let mut bundle: Value = serde_json::from_str(&text).unwrap();
-        bundle["connectionSpec"]["sourceSpec"]["attributes"]["urlParams"]["path"] =
-            json!(format!("/3.0/lists/{name}/members"));
-        bundle["flow"]["options"] = json!({"maxConcurrentRequests": 1});
-        std::fs::write(flows_dir.join(format!("{name}.json")), bundle.to_string()).unwrap();
+        write_list_flow(&flows_dir, &format!("limited-{idx}"), &mock.url, &schedule);
     }
     let data_dir = dir.path().join("data");
     let config = |node: usize| {

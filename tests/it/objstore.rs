@@ -147,20 +147,26 @@ fn py(script: &str) -> Value {
         .unwrap_or_else(|err| panic!("{err}: {ran:?}"))
 }
 
-/// What the store holds under `lake/raw` (`fs` is a pyarrow filesystem): every object key, and
-/// the ids of the records in the Parquet files of `datasets/{dataset}/` read with pyarrow.
-fn read_store(fs_setup: &str, dataset: &str) -> Value {
+/// What the store holds under `root` (`bucket/prefix`; `fs` is a pyarrow filesystem): every
+/// object key, and the ids of the records in the Parquet files of `datasets/{dataset}/` read with
+/// pyarrow.
+fn read_store_at(fs_setup: &str, root: &str, dataset: &str) -> Value {
     py(&format!(
         r#"{fs_setup}
 import json, collections
 import pyarrow.dataset as pads
-keys = sorted(info.path for info in fs.get_file_info(pafs.FileSelector('lake/raw', recursive=True, allow_not_found=True)) if info.type == pafs.FileType.File)
-files = [key for key in keys if key.startswith('lake/raw/datasets/{dataset}/batch=') and key.endswith('.parquet')]
+keys = sorted(info.path for info in fs.get_file_info(pafs.FileSelector('{root}', recursive=True, allow_not_found=True)) if info.type == pafs.FileType.File)
+files = [key for key in keys if key.startswith('{root}/datasets/{dataset}/batch=') and key.endswith('.parquet')]
 ids = pads.dataset(files, filesystem=fs, format='parquet').to_table(columns=['id']).column('id').to_pylist() if files else []
 counts = collections.Counter(ids)
 print(json.dumps({{"keys": keys, "rows": len(ids), "distinct": len(counts), "max_count": max(counts.values()) if counts else 0}}))
 "#
     ))
+}
+
+/// [`read_store_at`] the root `lake/raw` of most tests.
+fn read_store(fs_setup: &str, dataset: &str) -> Value {
+    read_store_at(fs_setup, "lake/raw", dataset)
 }
 
 fn s3_env(command: &mut Command, port: u16) {
@@ -387,6 +393,20 @@ fn a_run_writes_to_azurite_with_credentials_from_the_config() {
     assert_eq!(store["rows"], json!(RECORDS), "{store}");
     assert_eq!(store["distinct"], json!(RECORDS), "{store}");
 
+    // The same options with a local data_dir would be parsed and ignored: refused instead.
+    let local = sandbox.dir.path().join("local-data");
+    let ran = run_to(&sandbox, &bundle, local.to_str().unwrap(), |c| {
+        c.arg("--config").arg(&config).env("TEST_AZ_KEY", AZ_KEY);
+    });
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("[storage] options are for an object-store data_dir"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!local.exists(), "nothing was written to the local folder");
+
     // A misspelt option is refused by name, before anything runs.
     std::fs::write(&config, "[storage]\nazure_storage_acount_name = \"x\"\n").unwrap();
     let ran = run_to(&sandbox, &bundle, "az://lake/raw", |c| {
@@ -435,16 +455,7 @@ fn a_missing_bucket_fails_at_start_clearly_and_the_next_run_publishes_once() {
     ));
     let ran = run_to(&sandbox, &bundle, "s3://later/raw", |c| s3_env(c, s3.port));
     assert_eq!(ran.code, 0, "{ran:?}");
-    let store = py(&format!(
-        r#"{}
-import json, collections
-import pyarrow.dataset as pads
-keys = sorted(info.path for info in fs.get_file_info(pafs.FileSelector('later/raw', recursive=True)) if info.type == pafs.FileType.File)
-ids = pads.dataset([k for k in keys if k.endswith('.parquet')], filesystem=fs, format='parquet').to_table(columns=['id']).column('id').to_pylist()
-print(json.dumps({{"keys": keys, "rows": len(ids), "distinct": len(set(ids))}}))
-"#,
-        s3_fs(s3.port)
-    ));
+    let store = read_store_at(&s3_fs(s3.port), "later/raw", "members");
     assert_eq!(store["rows"], json!(RECORDS), "{store}");
     assert_eq!(store["distinct"], json!(RECORDS), "{store}");
     assert!(

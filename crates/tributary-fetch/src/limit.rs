@@ -494,7 +494,8 @@ impl HostLimiter {
     }
 
     /// Live nodes calling this origin, this one included: every gate is stretched by it.
-    pub fn share(&self) -> NonZeroU32 {
+    #[cfg(test)]
+    pub(crate) fn share(&self) -> NonZeroU32 {
         self.state().share
     }
 

@@ -188,11 +188,9 @@ impl ObjectRoot {
                 )));
             }
         };
-        let prefix = match object_store::ObjectStoreScheme::parse(&parsed) {
-            Ok((_, prefix)) => prefix,
-            // An `az://container` URL without a path has no prefix.
-            Err(_) => Path::default(),
-        };
+        // Never a silent fallback to the bucket's root: a path that does not parse is an error.
+        let (_, prefix) = object_store::ObjectStoreScheme::parse(&parsed)
+            .map_err(|err| invalid(format!("the path after the bucket or container: {err}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("tributary-object-io")
