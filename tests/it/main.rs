@@ -21,3 +21,4 @@ mod postgres;
 mod run;
 mod safety;
 mod tidy;
+mod workers;

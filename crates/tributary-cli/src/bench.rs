@@ -9,7 +9,7 @@
 //! fetched: min / p50 / max), and what the mock API saw (requests, 429 answers, share of its
 //! quota used); `--json` prints the same as one JSON object.
 //!
-//! CPU time: the decode stage's and the encode stage's threads are measured by the engine; the
+//! CPU time: the decode stage's threads (with its decode workers) and the encode stage's are measured by the engine; the
 //! rest of the process's CPU time (from `/proc/self/stat`) is the fetch side: HTTP, record
 //! location and the async runtime. Figures the platform cannot give are reported as unknown.
 
@@ -53,7 +53,10 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     })
     .map_err(|err| BadInput(err.to_string()))?;
     let bundle = Arc::new(bundle);
-    let engine = open_engine(&config)?;
+    let mut engine = open_engine(&config)?;
+    engine.options = engine.options.clone().using_cores(args.threads.get());
+    let decode_workers = engine.options.decode_workers;
+    let encode_threads = engine.options.writer.encode_threads.get();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.get())
         .enable_all()
@@ -138,6 +141,8 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         },
         "cpuMicrosPerRecord": cpu_per_record,
         "threads": args.threads.get(),
+        "decodeWorkers": decode_workers,
+        "encodeThreads": encode_threads,
         "latencyMs": args.latency.map(|latency| latency.as_secs_f64() * 1e3),
         "requests": m.requests,
         "retries": m.retries,
@@ -188,6 +193,10 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         Some(micros) => format!("{micros:.2} µs"),
         None => "unknown".to_owned(),
     };
+    println!(
+        "threads        {} async workers, {decode_workers} decode workers, {encode_threads} encode threads",
+        args.threads.get()
+    );
     println!(
         "cpu/record     fetch {}, decode+map {}, encode+write {}, whole process {}",
         shown_micros(fetch_cpu),

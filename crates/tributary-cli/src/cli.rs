@@ -172,7 +172,9 @@ pub struct BenchArgs {
     /// Pages in flight: `auto` (adaptive, the default) or the flow's `maxConcurrentRequests`.
     #[arg(long, value_name = "auto|N", default_value = "auto", value_parser = parse_concurrency)]
     pub concurrency: BenchConcurrency,
-    /// Worker threads of the async runtime (fetching); default 2.
+    /// Cores the run may use: the async runtime's worker threads (fetching), and the decode
+    /// workers and encode threads for that many cores (one decode worker on two cores; N - 2
+    /// of each above); default 2.
     #[arg(long, value_name = "N", default_value_t = std::num::NonZeroUsize::new(2).expect("2 is not zero"))]
     pub threads: std::num::NonZeroUsize,
 }

@@ -3,7 +3,8 @@
 //!
 //! Main types: [`DatasetLayout`] (the fixed folder layout, pure paths), [`DatasetId`] and
 //! [`BatchId`] (validated path components), [`PartWriter`] (staged Parquet parts of one batch,
-//! rolled by rows, bytes and schema changes), [`ErrorWriter`] (rejected rows as JSON lines),
+//! rolled by rows, bytes and schema changes; columns encoded on several threads when asked,
+//! `encode`), [`ErrorWriter`] (rejected rows as JSON lines),
 //! [`StagedPart`] (a sealed, durable staged file), and the functions [`publish_batch`],
 //! [`publish_errors`], [`remove_batch`] and [`clean_staging`].
 //!
@@ -21,6 +22,7 @@
 //! stages.
 
 pub mod delta;
+mod encode;
 mod error;
 mod layout;
 pub mod object;

@@ -60,6 +60,9 @@ pub struct WriterOptions {
     /// Extra key-value metadata in every file, e.g. [`KV_FLOW_ID`] and [`KV_RUN_ID`]. The
     /// dataset and batch ids are added by the writer.
     pub key_value_metadata: Vec<(String, String)>,
+    /// Threads that encode the columns of each batch at once; default 1 (the calling thread
+    /// only). The file is the same whatever the number (`encode`).
+    pub encode_threads: NonZeroUsize,
 }
 
 /// Which min/max statistics the files carry.
@@ -115,6 +118,7 @@ impl Default for WriterOptions {
             dictionary: true,
             statistics: Statistics::default(),
             key_value_metadata: Vec::new(),
+            encode_threads: NonZeroUsize::MIN,
         }
     }
 }

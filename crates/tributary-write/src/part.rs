@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::file::properties::WriterProperties;
 
+use crate::encode::PartEncoder;
 use crate::staged::StagedFile;
 use crate::{BatchId, DatasetId, DatasetLayout, WriteError, WriterOptions};
 
@@ -89,7 +90,7 @@ struct OpenPart {
     /// Leaf (Parquet) columns: the footer grows by one chunk entry per leaf and row group.
     n_leaf_columns: u64,
     rows: u64,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: PartEncoder,
 }
 
 impl StagedPart {
@@ -246,8 +247,13 @@ impl PartWriter {
             source,
         };
         let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-        let writer = ArrowWriter::try_new(buffered, schema.clone(), Some(self.props.clone()))
-            .map_err(parquet_error)?;
+        let writer = PartEncoder::try_new(
+            buffered,
+            schema.clone(),
+            self.props.clone(),
+            self.options.encode_threads.get(),
+        )
+        .map_err(parquet_error)?;
         let n_leaf_columns = ArrowSchemaConverter::new()
             .with_coerce_types(self.props.coerce_types())
             .convert(schema)
@@ -279,7 +285,7 @@ impl OpenPart {
     /// The file's size if it were closed now: bytes already written, the buffered row group, and
     /// the footer, which for small files with many columns is a good share of the total.
     fn estimated_bytes(&self) -> u64 {
-        let n_row_groups = self.writer.flushed_row_groups().len() as u64 + 1;
+        let n_row_groups = self.writer.flushed_row_groups() as u64 + 1;
         let footer = n_row_groups * self.n_leaf_columns * FOOTER_BYTES_PER_COLUMN_CHUNK;
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64 + footer
     }
@@ -298,7 +304,7 @@ fn close_part(open: OpenPart) -> Result<StagedPart, WriteError> {
         source,
     })?;
     let bytes = writer.bytes_written() as u64;
-    let buffered = writer.inner_mut();
+    let buffered = writer.sink_mut();
     buffered
         .flush()
         .map_err(|err| WriteError::io("writing staged file", staged.path(), err))?;

@@ -436,6 +436,65 @@ fn row_groups_roll_by_rows() {
     assert_eq!(group_rows, vec![100, 100, 50]);
 }
 
+/// The parts `options` makes of members 0..12,000 in uneven batches, as (name, bytes) pairs.
+fn parts_as_bytes(options: WriterOptions) -> Vec<(String, Vec<u8>)> {
+    let fx = fixture();
+    let mut writer = fx.writer(0, options);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for n in [1, 700, 2_500, 33, 4_000, 1_766, 3_000] {
+        parts.extend(writer.write(&members(start, n)).unwrap());
+        start += n;
+    }
+    parts.extend(writer.finish().unwrap());
+    parts
+        .iter()
+        .map(|part| {
+            let name = part.staged_path.file_name().unwrap().to_string_lossy();
+            (name.into_owned(), fs::read(&part.staged_path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn columns_encoded_on_several_threads_make_the_same_files_byte_for_byte() {
+    let limits = |o: &mut WriterOptions| {
+        // Row groups split inside batches, by rows and by bytes, and parts roll by size.
+        o.row_group_rows = NonZeroUsize::new(1_000).unwrap();
+        o.row_group_bytes = NonZeroUsize::new(96 * 1024).unwrap();
+        o.max_bytes_per_file = nz64(400 * 1024);
+    };
+    let serial = parts_as_bytes(options_with(limits));
+    assert!(serial.len() >= 2, "{} parts", serial.len());
+    for threads in [2, 4, 64] {
+        let parallel = parts_as_bytes(options_with(|o| {
+            limits(o);
+            o.encode_threads = NonZeroUsize::new(threads).unwrap();
+        }));
+        let names = |parts: &[(String, Vec<u8>)]| -> Vec<String> {
+            parts.iter().map(|(name, _)| name.clone()).collect()
+        };
+        assert_eq!(names(&parallel), names(&serial), "{threads} threads");
+        for ((name, got), (_, expected)) in parallel.iter().zip(&serial) {
+            assert!(got == expected, "{name} differs with {threads} threads");
+        }
+    }
+    // The fixture exercises what it means to: several row groups in a part.
+    let most_groups = serial
+        .iter()
+        .map(|(_, bytes)| {
+            let read = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone()))
+                .unwrap();
+            read.metadata().row_groups().len()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most_groups >= 3,
+        "at most {most_groups} row groups in a part"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // File rolling
 

@@ -1,9 +1,11 @@
 //! One run of one flow: fetch → decode (→ map) → write → commit.
 //!
 //! Threads: the fetcher is async (its pages arrive through a bounded channel); decoding and
-//! mapping run on one blocking thread, Parquet encoding on another, joined by a bounded channel
-//! of batches. Memory is bounded by the two channel capacities, the decoder's batch buffer and
-//! the writer's row group, whatever the size of the source.
+//! mapping run on one blocking thread, with decode workers running the fast path of the pages
+//! that have arrived ahead of it (`decode_pool`, results taken back in page order), Parquet
+//! encoding on another thread, joined by a bounded channel of batches. Memory is bounded by the
+//! channel capacities, the pages held ahead, the decoder's batch buffer and the writer's row
+//! group, whatever the size of the source.
 //!
 //! Commit (DESIGN.md, "The write/commit protocol", and `tributary_state`'s checkpoints): parts
 //! are staged in the batch's staging folder and fsynced, then the data and rejected-row parts of
@@ -27,8 +29,10 @@
 //! the run like any other error.
 
 mod claims;
+mod cores;
 mod cpu;
 mod dataset_schema;
+mod decode_pool;
 mod pipeline;
 pub mod recovery;
 pub mod report;
@@ -55,6 +59,7 @@ use tributary_state::{
 use tributary_write::{DatasetLayout, WriterOptions};
 
 pub use claims::{RunningWindows, WindowBusy, WindowClaim};
+pub use cores::CoreShare;
 pub use report::{RunIdentity, RunMetrics, RunOutcome, RunStatus, run_object};
 
 use crate::schedule::Window;
@@ -85,6 +90,9 @@ pub struct EngineOptions {
     /// Bytes of decoded batches in flight between decoding and encoding, across every run of
     /// the process (clones share it); with the fetcher's page budget, `limits.memory_budget_mb`.
     pub batch_budget: Option<tributary_fetch::MemoryBudget>,
+    /// Threads that decode pages ahead of the decode stage ([`CoreShare`]; 0: the stage
+    /// decodes every page itself). The writer's `encode_threads` is the encode side's share.
+    pub decode_workers: usize,
 }
 
 /// Live counters of a run, for progress bars and the daemon's logs.
@@ -165,6 +173,16 @@ pub(crate) struct SavedPosition {
     pub pages: u64,
 }
 
+impl EngineOptions {
+    /// The same options with the decode workers and encode threads of [`CoreShare::of`] `cores`.
+    pub fn using_cores(mut self, cores: usize) -> Self {
+        let share = CoreShare::of(cores);
+        self.decode_workers = share.decode_workers;
+        self.writer.encode_threads = share.encode_threads;
+        self
+    }
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
@@ -179,7 +197,9 @@ impl Default for EngineOptions {
             batch_channel_capacity: 4,
             batch_rows: 8192,
             batch_budget: None,
+            decode_workers: 0,
         }
+        .using_cores(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
     }
 }
 

@@ -25,6 +25,7 @@ use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
 use tributary_transform::mapping::{self, MappingPlan};
 use tributary_write::{BatchId, DatasetId, ErrorWriter, PartWriter, StagedPart};
 
+use super::decode_pool::{Ahead, Lookahead};
 use super::{Engine, Progress, RunMetrics, SavedPosition, Verdict};
 
 /// Everything the two stages need.
@@ -60,8 +61,11 @@ enum ToEncoder {
 #[derive(Default)]
 struct DecodeTimes {
     fetch_wait: Duration,
+    /// Busy time decoding pages: the stage's own and its workers'.
     decode: Duration,
     map: Duration,
+    /// CPU time of the decode workers (`None` where the platform does not say).
+    worker_cpu: Option<Duration>,
 }
 
 /// What the encode stage measured.
@@ -89,7 +93,11 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
 
     let mut metrics = RunMetrics::default();
     let decoded = decoder.await.map(|(decoded, cpu)| {
-        metrics.decode_stage_cpu = cpu;
+        // The stage's thread and its decode workers.
+        metrics.decode_stage_cpu = match (cpu, decoded.1.worker_cpu) {
+            (Some(stage), Some(workers)) => Some(stage + workers),
+            _ => None,
+        };
         decoded
     });
     let encoded = encoder.await.map(|(encoded, cpu)| {
@@ -203,21 +211,30 @@ fn decode_stage(
         bytes_in: position.bytes_in,
         error_codes: Default::default(),
     };
+    let mut lookahead = match Lookahead::new(&mut pages, job.engine.options.decode_workers) {
+        Ok(lookahead) => lookahead,
+        Err(err) => {
+            let message = format!("starting the decode workers: {err}");
+            return (Err(message), times, counters);
+        }
+    };
     let result = decode_loop(
         job,
-        &mut pages,
+        &mut lookahead,
         out,
         &mut times,
         &mut position,
         &mut counters,
     );
+    times.decode += lookahead.worker_decode;
+    times.worker_cpu = lookahead.finish();
     (result, times, counters)
 }
 
 /// The decode stage's loop; returns how the pages ended.
 fn decode_loop(
     job: &PipelineJob,
-    pages: &mut mpsc::Receiver<Result<FetchEvent, FetchError>>,
+    lookahead: &mut Lookahead<'_>,
     out: &SyncSender<ToEncoder>,
     times: &mut DecodeTimes,
     position: &mut SavedPosition,
@@ -270,28 +287,28 @@ fn decode_loop(
             send(out, ToEncoder::Checkpoint(position.clone()))?;
             return Ok(Verdict::Cancelled);
         }
-        let waited = Instant::now();
-        let next = pages.blocking_recv();
-        times.fetch_wait += waited.elapsed();
-        let page = match next {
+        let spec = decoder.page_decoder_spec();
+        let (page, predecoded) = match lookahead.next(spec.as_ref(), &mut times.fetch_wait)? {
             // The fetcher always ends with `End` or an error; a bare close means its task died.
-            None => {
+            Ahead::Closed => {
                 return Err(
                     "the fetcher stopped before the end of the pages (internal error)".to_owned(),
                 );
             }
-            Some(Err(err)) => return Err(format!("{err}")),
-            Some(Ok(FetchEvent::End(end))) => {
+            Ahead::Failed(err) => return Err(format!("{err}")),
+            Ahead::End(end) => {
                 truncated = end.truncated;
                 break;
             }
-            Some(Ok(FetchEvent::Page(page))) => page,
+            Ahead::Page { page, predecoded } => (page, predecoded),
         };
 
         let started = Instant::now();
-        let decoded = decoder
-            .decode_page(page.page_idx, &page.records)
-            .map_err(|err| format!("{err} (url {})", page.url))?;
+        let decoded = match predecoded {
+            Some(predecoded) => decoder.decode_predecoded(page.page_idx, &page.records, predecoded),
+            None => decoder.decode_page(page.page_idx, &page.records),
+        }
+        .map_err(|err| format!("{err} (url {})", page.url))?;
         times.decode += started.elapsed();
         counters.records_warned += decoded.rescued_records;
         counters.records_rescued += decoded.rescued_records;
