@@ -5,13 +5,15 @@
 //! State and data go to a scratch folder that is removed afterwards (unless `--data-dir` /
 //! `--state-dir` name one). Prints records/s, MB/s of JSON consumed, peak RSS, the busy time of
 //! each stage, the CPU time per record of each stage, the concurrency reached and why it stopped
-//! growing, the requests in flight over time (sampled every 10 ms while pages were being
-//! fetched: min / p50 / max), and what the mock API saw (requests, 429 answers, share of its
-//! quota used); `--json` prints the same as one JSON object.
+//! growing, how many cores were busy on average (this process and the mock API), the requests in
+//! flight over time (sampled every 10 ms while pages were being fetched: min / p50 / max), and what
+//! the mock API saw (requests, 429 answers, share of its quota used); `--json` prints the same as
+//! one JSON object.
 //!
-//! CPU time: the decode stage's threads (with its decode workers) and the encode stage's are measured by the engine; the
-//! rest of the process's CPU time (from `/proc/self/stat`) is the fetch side: HTTP, record
-//! location and the async runtime. Figures the platform cannot give are reported as unknown.
+//! CPU time: the decode stage's threads (with its decode workers) and the encode stage's are
+//! measured by the engine; the rest of the process's CPU time (from `/proc/self/stat`) is the fetch
+//! side: HTTP, record location and the async runtime. Figures the platform cannot give are reported
+//! as unknown.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -64,6 +66,7 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
 
     let cpu_before = process_cpu();
+    let mock_cpu_before = mock.cpu();
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -87,6 +90,10 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let mock_stats = mock.stats();
+    let mock_cpu_used = match (mock_cpu_before, mock.cpu()) {
+        (Some(before), Some(after)) => after.checked_sub(before),
+        _ => None,
+    };
     drop(mock);
     drop(engine);
     if common.data_dir.is_none() && common.state_dir.is_none() {
@@ -119,6 +126,12 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "process": micros_per_record(process_cpu_used),
     });
     let concurrency = m.concurrency;
+    // How many cores were busy on average: this process and the mock API it reads from.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores_busy = match (process_cpu_used, mock_cpu_used) {
+        (Some(ours), Some(mock)) => Some((ours + mock).as_secs_f64() / elapsed),
+        _ => None,
+    };
     let quota = quota_figures(args.rate_limit.as_deref(), mock_stats.as_ref(), elapsed);
     let figures = json!({
         "records": m.records_written,
@@ -140,6 +153,9 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             "write": m.write.as_secs_f64(),
         },
         "cpuMicrosPerRecord": cpu_per_record,
+        "cores": cores,
+        "coresBusy": cores_busy,
+        "mockApiCpuSeconds": mock_cpu_used.map(|cpu| cpu.as_secs_f64()),
         "threads": args.threads.get(),
         "decodeWorkers": decode_workers,
         "encodeThreads": encode_threads,
@@ -204,6 +220,13 @@ pub fn run(common: &CommonArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         shown_micros(m.encode_stage_cpu),
         shown_micros(process_cpu_used)
     );
+    match cores_busy {
+        Some(busy) => println!(
+            "cores busy     {busy:.2} of {cores} on average (this process and the mock API, which used {:.2} s)",
+            mock_cpu_used.unwrap_or_default().as_secs_f64()
+        ),
+        None => println!("cores busy     unknown (no /proc)"),
+    }
     if let Some(c) = concurrency {
         println!(
             "concurrency    reached {} of {} ({}), stopped by {}, at most {} requests in flight, {} requests past the end",
@@ -327,7 +350,12 @@ fn in_flight_summary(samples: &[(u64, u64, u64)], pages: u64) -> Option<(u64, u6
 /// CPU time (user and system) of this process so far, from `/proc/self/stat` (clock ticks at
 /// Linux's fixed 100 per second).
 fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_from_stat("/proc/self/stat")
+}
+
+/// [`process_cpu`] of the process whose `stat` file is at `path`.
+fn cpu_from_stat(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let after_name = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -386,6 +414,11 @@ impl MockProcess {
 }
 
 impl MockProcess {
+    /// The CPU time the mock API has used so far.
+    fn cpu(&self) -> Option<Duration> {
+        cpu_from_stat(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// The mock's `/stats` counters (a plain HTTP/1.0 GET on loopback); `None` if it does not
     /// answer.
     fn stats(&self) -> Option<MockStats> {
