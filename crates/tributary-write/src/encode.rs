@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -54,6 +55,8 @@ pub(crate) struct ParallelEncoder {
     max_rows: Option<usize>,
     max_bytes: Option<usize>,
     threads: usize,
+    /// CPU time the encode threads used so far; `None` where the platform does not say.
+    helper_cpu: Option<Duration>,
 }
 
 impl PartEncoder {
@@ -82,6 +85,7 @@ impl PartEncoder {
             max_rows,
             max_bytes,
             threads,
+            helper_cpu: Some(Duration::ZERO),
         })))
     }
 
@@ -97,6 +101,15 @@ impl PartEncoder {
         match self {
             PartEncoder::Serial(writer) => writer.memory_size(),
             PartEncoder::Parallel(encoder) => encoder.columns.iter().map(|c| c.memory_size()).sum(),
+        }
+    }
+
+    /// CPU time of the threads that encoded columns besides the calling one (zero when there
+    /// are none; `None` where the platform does not say).
+    pub fn helper_cpu(&self) -> Option<Duration> {
+        match self {
+            PartEncoder::Serial(_) => Some(Duration::ZERO),
+            PartEncoder::Parallel(encoder) => encoder.helper_cpu,
         }
     }
 
@@ -221,31 +234,45 @@ impl ParallelEncoder {
         for (n, pair) in self.columns.iter_mut().zip(&leaves).enumerate() {
             shares[n % threads].push(pair);
         }
-        std::thread::scope(|scope| {
+        let (outcome, used) = std::thread::scope(|scope| {
             let handles: Vec<_> = shares
                 .into_iter()
                 .map(|share| {
-                    scope.spawn(move || -> Result<()> {
-                        for (writer, leaf) in share {
-                            writer.write(leaf)?;
-                        }
-                        Ok(())
+                    scope.spawn(move || {
+                        let before = crate::thread_cpu();
+                        let written = share
+                            .into_iter()
+                            .try_for_each(|(writer, leaf)| writer.write(leaf));
+                        let used = match (before, crate::thread_cpu()) {
+                            (Some(before), Some(after)) => after.checked_sub(before),
+                            _ => None,
+                        };
+                        (written, used)
                     })
                 })
                 .collect();
             let mut outcome = Ok(());
+            let mut total = Some(Duration::ZERO);
             for handle in handles {
-                let joined = handle.join().unwrap_or_else(|_| {
-                    Err(ParquetError::General(
-                        "an encode thread panicked".to_owned(),
-                    ))
+                let (written, used) = handle.join().unwrap_or_else(|_| {
+                    let panicked = ParquetError::General("an encode thread panicked".to_owned());
+                    (Err(panicked), None)
                 });
+                total = match (total, used) {
+                    (Some(total), Some(used)) => Some(total + used),
+                    _ => None,
+                };
                 if outcome.is_ok() {
-                    outcome = joined;
+                    outcome = written;
                 }
             }
-            outcome
-        })
+            (outcome, total)
+        });
+        self.helper_cpu = match (self.helper_cpu, used) {
+            (Some(total), Some(used)) => Some(total + used),
+            _ => None,
+        };
+        outcome
     }
 
     fn in_progress_size(&self) -> usize {

@@ -45,6 +45,15 @@ pub use publish::{
 };
 pub use reject::ErrorWriter;
 
+/// The CPU time the calling thread has used so far, from Linux's `/proc/thread-self/schedstat`
+/// (nanoseconds on a CPU), or `None` where the kernel does not say. The parallel encoder's
+/// threads and the engine's stages measure themselves with it.
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(nanos))
+}
+
 /// Aborts the process here when the environment variable `TRIBUTARY_TEST_CRASH_AT` names this
 /// point: the crash tests' `kill -9` at an exact moment of a publish (`delta-renamed`,
 /// `delta-committed`, `object-staged`).

@@ -72,6 +72,8 @@ pub struct PartWriter {
     open: Option<OpenPart>,
     /// A write failed: the open part was deleted, so the batch is incomplete.
     has_failed: bool,
+    /// CPU time of the encode threads of the parts closed so far (`None`: unknown).
+    closed_helper_cpu: Option<std::time::Duration>,
 }
 
 /// Footer bytes per column chunk, for the size estimate: chunk metadata, min/max statistics
@@ -124,6 +126,7 @@ impl PartWriter {
             next_seq: first_seq,
             open: None,
             has_failed: false,
+            closed_helper_cpu: Some(std::time::Duration::ZERO),
         })
     }
 
@@ -143,6 +146,21 @@ impl PartWriter {
         self.open
             .as_ref()
             .map_or(0, |open| open.writer.memory_size() as u64)
+    }
+
+    /// CPU time of the threads that encoded columns besides the caller's, over every part of
+    /// this writer so far (zero with one encode thread; `None` where the platform does not say).
+    pub fn helper_cpu(&self) -> Option<std::time::Duration> {
+        let open = self
+            .open
+            .as_ref()
+            .map_or(Some(std::time::Duration::ZERO), |open| {
+                open.writer.helper_cpu()
+            });
+        match (self.closed_helper_cpu, open) {
+            (Some(closed), Some(open)) => Some(closed + open),
+            _ => None,
+        }
     }
 
     /// Encodes `batch` into the open part, first closing that part if `batch` would take it past
@@ -272,7 +290,14 @@ impl PartWriter {
     fn close_open(&mut self) -> Result<Option<StagedPart>, WriteError> {
         // A part that fails to close is unusable (no footer or not durable): dropping its
         // staged file deletes it.
-        self.open.take().map(close_part).transpose()
+        let open = self.open.take();
+        if let Some(open) = &open {
+            self.closed_helper_cpu = match (self.closed_helper_cpu, open.writer.helper_cpu()) {
+                (Some(closed), Some(used)) => Some(closed + used),
+                _ => None,
+            };
+        }
+        open.map(close_part).transpose()
     }
 
     fn discard_open(&mut self) {

@@ -436,8 +436,9 @@ fn row_groups_roll_by_rows() {
     assert_eq!(group_rows, vec![100, 100, 50]);
 }
 
-/// The parts `options` makes of members 0..12,000 in uneven batches, as (name, bytes) pairs.
-fn parts_as_bytes(options: WriterOptions) -> Vec<(String, Vec<u8>)> {
+/// The parts `options` makes of members 0..12,000 in uneven batches, as (name, bytes) pairs,
+/// and the CPU time of the writer's encode threads.
+fn parts_as_bytes(options: WriterOptions) -> (Vec<(String, Vec<u8>)>, Option<std::time::Duration>) {
     let fx = fixture();
     let mut writer = fx.writer(0, options);
     let mut parts = Vec::new();
@@ -446,14 +447,16 @@ fn parts_as_bytes(options: WriterOptions) -> Vec<(String, Vec<u8>)> {
         parts.extend(writer.write(&members(start, n)).unwrap());
         start += n;
     }
+    let helper_cpu = writer.helper_cpu();
     parts.extend(writer.finish().unwrap());
-    parts
+    let files = parts
         .iter()
         .map(|part| {
             let name = part.staged_path.file_name().unwrap().to_string_lossy();
             (name.into_owned(), fs::read(&part.staged_path).unwrap())
         })
-        .collect()
+        .collect();
+    (files, helper_cpu)
 }
 
 #[test]
@@ -464,13 +467,23 @@ fn columns_encoded_on_several_threads_make_the_same_files_byte_for_byte() {
         o.row_group_bytes = NonZeroUsize::new(96 * 1024).unwrap();
         o.max_bytes_per_file = nz64(400 * 1024);
     };
-    let serial = parts_as_bytes(options_with(limits));
+    let (serial, serial_helpers) = parts_as_bytes(options_with(limits));
     assert!(serial.len() >= 2, "{} parts", serial.len());
+    if cfg!(target_os = "linux") {
+        assert_eq!(serial_helpers, Some(std::time::Duration::ZERO));
+    }
     for threads in [2, 4, 64] {
-        let parallel = parts_as_bytes(options_with(|o| {
+        let (parallel, helpers) = parts_as_bytes(options_with(|o| {
             limits(o);
             o.encode_threads = NonZeroUsize::new(threads).unwrap();
         }));
+        if cfg!(target_os = "linux") {
+            // The encode threads' CPU time is counted (the engine reports it as encoding).
+            assert!(
+                helpers.unwrap() > std::time::Duration::ZERO,
+                "{threads} threads"
+            );
+        }
         let names = |parts: &[(String, Vec<u8>)]| -> Vec<String> {
             parts.iter().map(|(name, _)| name.clone()).collect()
         };

@@ -1,5 +1,6 @@
 //! CPU time of the calling thread, for the per-stage CPU figures of a run: read from Linux's
-//! `/proc/thread-self/schedstat` (nanoseconds on a CPU), so no unsafe code and no extra crate.
+//! `/proc/thread-self/schedstat` (nanoseconds on a CPU; `tributary_write::thread_cpu`, which the
+//! parallel encoder's threads use too), so no unsafe code and no extra crate.
 //!
 //! Invariant: a platform or kernel without the file gives `None`, never a made-up figure; a
 //! stage reads it once when it starts and once when it ends, never per page.
@@ -8,9 +9,7 @@ use std::time::Duration;
 
 /// The CPU time the calling thread has used so far, or `None` where the kernel does not say.
 pub(crate) fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+    tributary_write::thread_cpu()
 }
 
 /// The CPU time the calling thread used while running `stage`.

@@ -69,11 +69,12 @@ struct DecodeTimes {
 }
 
 /// What the encode stage measured.
-#[derive(Default)]
 struct EncodeTimes {
     encode: Duration,
     write: Duration,
     records_written: u64,
+    /// CPU time of the writer's encode threads besides the stage's own (`None`: unknown).
+    helper_cpu: Option<Duration>,
 }
 
 /// Runs both stages to the end and returns the verdict.
@@ -101,7 +102,11 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
         decoded
     });
     let encoded = encoder.await.map(|(encoded, cpu)| {
-        metrics.encode_stage_cpu = cpu;
+        // The stage's thread and the writer's encode threads.
+        metrics.encode_stage_cpu = match (cpu, encoded.1.helper_cpu) {
+            (Some(stage), Some(helpers)) => Some(stage + helpers),
+            _ => None,
+        };
         encoded
     });
     // The fetcher ends by itself when its consumer is gone; make sure it does not linger. Then
@@ -559,11 +564,25 @@ fn target_schema(bundle: &FlowBundle) -> Result<Option<arrow_schema::Schema>, St
         .map_err(|err| format!("targetConnection data.schema.jsonSchema: {err}"))
 }
 
+impl EncodeTimes {
+    fn add_helper_cpu(&mut self, used: Option<Duration>) {
+        self.helper_cpu = match (self.helper_cpu, used) {
+            (Some(total), Some(used)) => Some(total + used),
+            _ => None,
+        };
+    }
+}
+
 fn encode_stage(
     job: &PipelineJob,
     input: &Receiver<ToEncoder>,
 ) -> (Result<(), String>, EncodeTimes) {
-    let mut times = EncodeTimes::default();
+    let mut times = EncodeTimes {
+        encode: Duration::ZERO,
+        write: Duration::ZERO,
+        records_written: 0,
+        helper_cpu: Some(Duration::ZERO),
+    };
     let mut segment = Segment {
         data: None,
         errors: None,
@@ -667,6 +686,7 @@ fn encode_loop(
                 let started = Instant::now();
                 let mut parts: Vec<StagedPart> = Vec::new();
                 if let Some(writer) = segment.data.take() {
+                    times.add_helper_cpu(writer.helper_cpu());
                     parts.extend(writer.finish().map_err(|err| err.to_string())?);
                 }
                 if let Some(writer) = segment.errors.take() {
