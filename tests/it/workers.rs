@@ -33,7 +33,7 @@ fn shifting_pages() -> Vec<Value> {
                         "tags": ["a", format!("t{}", n % 7)],
                         "profile": {"city": format!("c{}", n % 11)},
                     });
-                    if page >= 10 && n % 3 == 0 {
+                    if page >= 10 && n.is_multiple_of(3) {
                         record["nickname"] = json!(format!("nick {n}"));
                     }
                     if page == 20 && i == 5 {

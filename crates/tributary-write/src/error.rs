@@ -117,15 +117,17 @@ pub enum WriteError {
     },
 
     /// The Delta log could not be read or written (storage trouble, a conflicting commit).
-    #[error("{op} Delta table {table}: {source}")]
+    #[error("{op} Delta table {table}: {message}")]
     Delta {
         /// What we were doing, e.g. `"committing to"`.
         op: &'static str,
-        /// The table's folder.
+        /// The table's folder (or its object-store URL, without credentials or query).
         table: PathBuf,
-        /// delta-rs's error (boxed: it is large).
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
+        /// delta-rs's message; for a table in an object store with URL queries and the store's
+        /// secrets cut out, like every object-store message.
+        message: String,
+        /// Another writer committed the same table version first (the next attempt rebases).
+        version_conflict: bool,
     },
 
     /// A batch's schema cannot become (part of) its Delta table's schema.
@@ -180,12 +182,9 @@ impl WriteError {
         match self {
             WriteError::Io { source, .. } => is_transient(source),
             // Another writer committed the same table version first; the next attempt rebases.
-            WriteError::Delta { source, .. } => {
-                matches!(
-                    **source,
-                    deltalake::DeltaTableError::VersionAlreadyExists(_)
-                )
-            }
+            WriteError::Delta {
+                version_conflict, ..
+            } => *version_conflict,
             // object_store retries transient failures itself; what reaches us is final.
             WriteError::ObjectStore { .. }
             | WriteError::InvalidId { .. }

@@ -145,6 +145,18 @@ impl ObjectRoot {
                     .iter()
                     .filter_map(|name| std::env::var(name).ok()),
             )
+            // A SAS token is a query string: its signature alone is the secret part a message
+            // may quote, in any order of the parameters.
+            .flat_map(|value| {
+                let signatures: Vec<String> = value
+                    .trim_start_matches('?')
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .filter(|(key, _)| matches!(*key, "sig" | "signature"))
+                    .map(|(_, signature)| signature.to_owned())
+                    .collect();
+                std::iter::once(value).chain(signatures)
+            })
             .filter(|value| value.len() >= 4)
             .collect();
         let invalid = |message: String| WriteError::ObjectStore {
@@ -235,11 +247,16 @@ impl ObjectRoot {
         key
     }
 
+    /// `message` with URL queries and this store's secrets cut out, fit to show.
+    pub(crate) fn scrubbed(&self, message: &str) -> String {
+        scrubbed(message, &self.secrets)
+    }
+
     fn error(&self, op: &'static str, key: &Path, err: impl fmt::Display) -> WriteError {
         WriteError::ObjectStore {
             op,
             location: format!("{}/{}", self.shown_base(), key),
-            message: scrubbed(&err.to_string(), &self.secrets),
+            message: self.scrubbed(&err.to_string()),
         }
     }
 

@@ -157,6 +157,7 @@ pub fn commit_batch(
         return root.block_on(commit_async(
             &shown,
             Some((root.store(), url)),
+            &|message| root.scrubbed(message),
             commit,
             adds,
             batch_schema,
@@ -166,7 +167,14 @@ pub fn commit_batch(
         .enable_all()
         .build()
         .map_err(|err| WriteError::io("starting the Delta log runtime for", &table_dir, err))?;
-    runtime.block_on(commit_async(&table_dir, None, commit, adds, batch_schema))
+    runtime.block_on(commit_async(
+        &table_dir,
+        None,
+        &str::to_owned,
+        commit,
+        adds,
+        batch_schema,
+    ))
 }
 
 /// Lets delta-rs open tables under `scheme://` through a store given to it (the root's), with its
@@ -200,10 +208,12 @@ impl LogStoreFactory for GivenStoreLogStores {
     }
 }
 
-/// `table_dir` labels messages; `remote` is the store and URL of a table in an object store.
+/// `table_dir` labels messages; `remote` is the store and URL of a table in an object store;
+/// `shown` makes delta-rs's messages fit to show (the store's secrets cut out).
 async fn commit_async(
     table_dir: &Path,
     remote: Option<(ObjectStoreRef, Url)>,
+    shown: &dyn Fn(&str) -> String,
     commit: &DeltaCommit<'_>,
     adds: Vec<Add>,
     batch_schema: Option<StructType>,
@@ -212,7 +222,8 @@ async fn commit_async(
         move |source: DeltaTableError| WriteError::Delta {
             op,
             table: table_dir.to_owned(),
-            source: Box::new(source),
+            message: shown(&source.to_string()),
+            version_conflict: matches!(source, DeltaTableError::VersionAlreadyExists(_)),
         }
     };
     let url = match &remote {

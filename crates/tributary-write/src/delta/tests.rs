@@ -637,3 +637,78 @@ fn the_log_folder_marks_a_delta_table() {
     assert!(is_delta_table(&layout, &dataset).unwrap());
     assert!(Path::new(&layout.delta_log_dir(&dataset)).is_dir());
 }
+
+/// An Azure endpoint on loopback that answers every request 403 and echoes the request line
+/// (where a SAS token travels, in the query) in its body, as a misbehaving proxy might.
+fn echoing_forbidden_endpoint() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            // Only the signature parameter, as a server that quotes the one it rejected would.
+            let signature = request_line
+                .split(['?', '&', ' '])
+                .find(|part| part.starts_with("sig="))
+                .unwrap_or("no signature");
+            let body = format!("denied: {} ({signature})", request_line.trim());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_delta_error_from_an_object_store_never_shows_its_sas_token() {
+    const SAS_SIGNATURE: &str = "TOPSECRETSIG123";
+    let port = echoing_forbidden_endpoint();
+    let options = std::collections::BTreeMap::from([
+        (
+            "azure_storage_account_name".to_owned(),
+            "devstoreaccount1".to_owned(),
+        ),
+        (
+            "azure_storage_sas_key".to_owned(),
+            format!("sv=2022-11-02&ss=b&sig={SAS_SIGNATURE}"),
+        ),
+        (
+            "azure_storage_endpoint".to_owned(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("allow_http".to_owned(), "true".to_owned()),
+    ]);
+    let root = ObjectRoot::open("az://lake/raw", &options).unwrap();
+    let t = table();
+    let batch = batch_id("20240101T000000-aaaa");
+    let files = t.publish(&batch, &[orders(&[1, 2], false)]);
+    let err = commit_batch(
+        &t.layout,
+        Some(&root),
+        &t.dataset,
+        &DeltaCommit {
+            batch: &batch,
+            files: &files,
+            replaces: &[],
+            app_id: "tributary-test-window",
+            version: 1,
+        },
+    )
+    .unwrap_err();
+    let shown = format!("{err} / {err:?}");
+    assert!(matches!(err, WriteError::Delta { .. }), "{shown}");
+    // The store was reached and refused; the message says so without the token.
+    assert!(shown.contains("403"), "{shown}");
+    assert!(!shown.contains(SAS_SIGNATURE), "{shown}");
+}
