@@ -58,18 +58,24 @@ fn run_command(dir: &Path, bundle: &Path) -> Command {
     command
 }
 
-/// Runs to completion once, to learn how long a whole run takes here (the kills are spread
-/// over that span).
+/// Runs to completion twice, to learn how long a whole run takes here (the kills are spread
+/// over that span). The shorter of the two: the other tests of the binary load the machine
+/// unevenly, and a span longer than the runs that follow lets them finish before their kill.
 fn full_run_duration(mock: &MockChild) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("crash.json");
-    std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
-    let started = Instant::now();
-    let status = run_command(dir.path(), &bundle).status().unwrap();
-    assert!(status.success());
-    assert_only_published_parts(&dir.path().join("data"));
-    assert_each_id_once(&dir.path().join("data"), "crash", RECORDS);
-    started.elapsed()
+    (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let bundle = dir.path().join("crash.json");
+            std::fs::write(&bundle, bundle_json("crash", &mock.url, "crash", 100, None)).unwrap();
+            let started = Instant::now();
+            let status = run_command(dir.path(), &bundle).status().unwrap();
+            assert!(status.success());
+            assert_only_published_parts(&dir.path().join("data"));
+            assert_each_id_once(&dir.path().join("data"), "crash", RECORDS);
+            started.elapsed()
+        })
+        .min()
+        .expect("two runs")
 }
 
 /// What the kills of one seed saw.
