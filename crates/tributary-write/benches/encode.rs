@@ -138,14 +138,11 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-/// CPU time of the calling thread (Linux: `/proc/thread-self/schedstat`, in nanoseconds): the
-/// machine is shared, so wall-clock throughput alone says more about the neighbours than about
-/// the writer. Zero elsewhere.
+/// CPU time of the calling thread (`tributary_write::cpu`): the machine is shared, so
+/// wall-clock throughput alone says more about the neighbours than about the writer. Zero where
+/// the platform does not say.
 fn thread_cpu_time() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
+    tributary_write::cpu::thread_cpu().unwrap_or_default()
 }
 
 fn decode_members(schema: &SchemaRef) -> (Vec<RecordBatch>, usize) {

@@ -25,6 +25,8 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
+use crate::cpu;
+
 type Sink = BufWriter<File>;
 
 /// Encodes one part's batches into its file.
@@ -239,15 +241,11 @@ impl ParallelEncoder {
                 .into_iter()
                 .map(|share| {
                     scope.spawn(move || {
-                        let before = crate::thread_cpu();
-                        let written = share
-                            .into_iter()
-                            .try_for_each(|(writer, leaf)| writer.write(leaf));
-                        let used = match (before, crate::thread_cpu()) {
-                            (Some(before), Some(after)) => after.checked_sub(before),
-                            _ => None,
-                        };
-                        (written, used)
+                        cpu::measured(|| {
+                            share
+                                .into_iter()
+                                .try_for_each(|(writer, leaf)| writer.write(leaf))
+                        })
                     })
                 })
                 .collect();
@@ -258,20 +256,14 @@ impl ParallelEncoder {
                     let panicked = ParquetError::General("an encode thread panicked".to_owned());
                     (Err(panicked), None)
                 });
-                total = match (total, used) {
-                    (Some(total), Some(used)) => Some(total + used),
-                    _ => None,
-                };
+                total = cpu::sum(total, used);
                 if outcome.is_ok() {
                     outcome = written;
                 }
             }
             (outcome, total)
         });
-        self.helper_cpu = match (self.helper_cpu, used) {
-            (Some(total), Some(used)) => Some(total + used),
-            _ => None,
-        };
+        self.helper_cpu = cpu::sum(self.helper_cpu, used);
         outcome
     }
 

@@ -21,6 +21,7 @@
 //! Knows Arrow, Parquet, Delta, object stores and the filesystem; knows neither HTTP nor sled nor the engine's
 //! stages.
 
+pub mod cpu;
 pub mod delta;
 mod encode;
 mod error;
@@ -44,15 +45,6 @@ pub use publish::{
     publish_errors, remove_batch, remove_batch_errors,
 };
 pub use reject::ErrorWriter;
-
-/// The CPU time the calling thread has used so far, from Linux's `/proc/thread-self/schedstat`
-/// (nanoseconds on a CPU), or `None` where the kernel does not say. The parallel encoder's
-/// threads and the engine's stages measure themselves with it.
-pub fn thread_cpu() -> Option<std::time::Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(std::time::Duration::from_nanos(nanos))
-}
 
 /// Aborts the process here when the environment variable `TRIBUTARY_TEST_CRASH_AT` names this
 /// point: the crash tests' `kill -9` at an exact moment of a publish (`delta-renamed`,

@@ -157,10 +157,7 @@ impl PartWriter {
             .map_or(Some(std::time::Duration::ZERO), |open| {
                 open.writer.helper_cpu()
             });
-        match (self.closed_helper_cpu, open) {
-            (Some(closed), Some(open)) => Some(closed + open),
-            _ => None,
-        }
+        crate::cpu::sum(self.closed_helper_cpu, open)
     }
 
     /// Encodes `batch` into the open part, first closing that part if `batch` would take it past
@@ -292,10 +289,8 @@ impl PartWriter {
         // staged file deletes it.
         let open = self.open.take();
         if let Some(open) = &open {
-            self.closed_helper_cpu = match (self.closed_helper_cpu, open.writer.helper_cpu()) {
-                (Some(closed), Some(used)) => Some(closed + used),
-                _ => None,
-            };
+            self.closed_helper_cpu =
+                crate::cpu::sum(self.closed_helper_cpu, open.writer.helper_cpu());
         }
         open.map(close_part).transpose()
     }

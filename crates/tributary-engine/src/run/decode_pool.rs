@@ -26,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tributary_fetch::{FetchEnd, FetchError, FetchEvent, Page};
 use tributary_transform::decode::{PageDecoder, PageDecoderSpec, PreDecoded};
+use tributary_write::cpu;
 
 /// A page and what a worker made of it.
 pub(crate) enum Ahead {
@@ -97,7 +98,7 @@ impl<'a> Lookahead<'a> {
             let queue = queue.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("tributary-decode-{n}"))
-                .spawn(move || super::cpu::measured(|| work(&queue)).1)?;
+                .spawn(move || cpu::measured(|| work(&queue)).1)?;
             lookahead.workers.push(worker);
         }
         lookahead.jobs = Some(jobs);
@@ -193,10 +194,7 @@ impl<'a> Lookahead<'a> {
         let mut total = Some(Duration::ZERO);
         for worker in std::mem::take(&mut self.workers) {
             let used = worker.join().ok().flatten();
-            total = match (total, used) {
-                (Some(total), Some(used)) => Some(total + used),
-                _ => None,
-            };
+            total = cpu::sum(total, used);
         }
         total
     }

@@ -30,7 +30,6 @@
 
 mod claims;
 mod cores;
-mod cpu;
 mod dataset_schema;
 mod decode_pool;
 mod pipeline;

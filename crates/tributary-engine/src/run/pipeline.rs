@@ -23,7 +23,7 @@ use tributary_transform::dataset::{
 };
 use tributary_transform::decode::{DecoderOptions, RecordDecoder, WarningKind};
 use tributary_transform::mapping::{self, MappingPlan};
-use tributary_write::{BatchId, DatasetId, ErrorWriter, PartWriter, StagedPart};
+use tributary_write::{BatchId, DatasetId, ErrorWriter, PartWriter, StagedPart, cpu};
 
 use super::decode_pool::{Ahead, Lookahead};
 use super::{Engine, Progress, RunMetrics, SavedPosition, Verdict};
@@ -85,28 +85,22 @@ pub(crate) async fn run_pipeline(job: PipelineJob, fetch_run: FetchRun) -> Pipel
 
     let decode_job = job.clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        super::cpu::measured(|| decode_stage(&decode_job, pages, &to_encoder))
+        cpu::measured(|| decode_stage(&decode_job, pages, &to_encoder))
     });
     let encode_job = job.clone();
     let encoder = tokio::task::spawn_blocking(move || {
-        super::cpu::measured(|| encode_stage(&encode_job, &from_decoder))
+        cpu::measured(|| encode_stage(&encode_job, &from_decoder))
     });
 
     let mut metrics = RunMetrics::default();
     let decoded = decoder.await.map(|(decoded, cpu)| {
         // The stage's thread and its decode workers.
-        metrics.decode_stage_cpu = match (cpu, decoded.1.worker_cpu) {
-            (Some(stage), Some(workers)) => Some(stage + workers),
-            _ => None,
-        };
+        metrics.decode_stage_cpu = cpu::sum(cpu, decoded.1.worker_cpu);
         decoded
     });
     let encoded = encoder.await.map(|(encoded, cpu)| {
         // The stage's thread and the writer's encode threads.
-        metrics.encode_stage_cpu = match (cpu, encoded.1.helper_cpu) {
-            (Some(stage), Some(helpers)) => Some(stage + helpers),
-            _ => None,
-        };
+        metrics.encode_stage_cpu = cpu::sum(cpu, encoded.1.helper_cpu);
         encoded
     });
     // The fetcher ends by itself when its consumer is gone; make sure it does not linger. Then
@@ -564,15 +558,6 @@ fn target_schema(bundle: &FlowBundle) -> Result<Option<arrow_schema::Schema>, St
         .map_err(|err| format!("targetConnection data.schema.jsonSchema: {err}"))
 }
 
-impl EncodeTimes {
-    fn add_helper_cpu(&mut self, used: Option<Duration>) {
-        self.helper_cpu = match (self.helper_cpu, used) {
-            (Some(total), Some(used)) => Some(total + used),
-            _ => None,
-        };
-    }
-}
-
 fn encode_stage(
     job: &PipelineJob,
     input: &Receiver<ToEncoder>,
@@ -686,7 +671,7 @@ fn encode_loop(
                 let started = Instant::now();
                 let mut parts: Vec<StagedPart> = Vec::new();
                 if let Some(writer) = segment.data.take() {
-                    times.add_helper_cpu(writer.helper_cpu());
+                    times.helper_cpu = cpu::sum(times.helper_cpu, writer.helper_cpu());
                     parts.extend(writer.finish().map_err(|err| err.to_string())?);
                 }
                 if let Some(writer) = segment.errors.take() {
