@@ -118,6 +118,34 @@ struct Inner {
     _lock: Option<File>,
 }
 
+/// Opens the sled database of a state directory whose lock this process holds. No other
+/// process can then be using it, yet sled's own file lock can read as taken for a moment: a
+/// child this process is just spawning holds a copy of every open file until it execs, the
+/// lock of a handle dropped an instant ago included. That contention is waited out, for at most
+/// two seconds; anything else is an error at once.
+fn open_sled(config: &sled::Config) -> Result<sled::Db, StateError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(err))
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    || err.to_string().contains("could not acquire lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(sled_store::storage(
+                        "opening the database",
+                        sled::Error::Io(err),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => {
+                return opened.map_err(|err| sled_store::storage("opening the database", err));
+            }
+        }
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) the sled state directory `dir`: takes its lock, opens the
     /// database, checks the format version and the secret key.
@@ -131,15 +159,14 @@ impl Db {
         let env_key = std::env::var_os(SecretKey::ENV_VAR);
         let (secret_key, key_origin) = resolve_secret_key(Some(dir), options.secret_key, env_key)?;
 
-        let sled = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join(DB_FOLDER))
             .cache_capacity(
                 options
                     .cache_capacity_bytes
                     .unwrap_or(DEFAULT_CACHE_CAPACITY),
-            )
-            .open()
-            .map_err(|err| sled_store::storage("opening the database", err))?;
+            );
+        let sled = open_sled(&config)?;
         let backend = sled_store::SledBackend::new(sled)?;
         Db::finish_open(
             StateLocation::Sled(dir.to_owned()),
