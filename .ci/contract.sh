@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${SCHEMATHESIS_VENV:-target/ci-venv}"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-  echo "== installing schemathesis into $venv"
+if [ ! -x "$venv/bin/pip" ]; then
+  echo "== making the venv $venv"
   if ! python3 -m venv "$venv" 2>/dev/null; then
     # Debian's python3 needs its venv package for `python3 -m venv`.
     rm -rf "$venv"
@@ -15,8 +15,9 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
 fi
+# A no-op when the pinned versions are installed already.
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r .ci/contract-requirements.txt
 "$venv/bin/schemathesis" --version
 
 # The binary of the test build (`cargo test` builds it for the integration tests): the same
