@@ -15,6 +15,13 @@
 //! share of the page budget until it is decoded), so memory stays bounded; with no workers it is
 //! the plain channel. A worker that panics fails the run (its reply channel closes), it never
 //! silently drops a page.
+//!
+//! Memory: a page held ahead keeps its share of the page budget, and while a worker's result
+//! for it exists (decoded columns, about the size of the page's JSON) the page holds a second
+//! share of the same size. That second share is only taken if it is free now
+//! ([`MemoryBudget::try_acquire`]); when it is not, no worker gets the page and the stage decodes
+//! it itself. So workers never make a run hold more than the budget, and they never wait on it
+//! (waiting there, with pages held, could deadlock against the fetcher).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -24,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tributary_fetch::{FetchEnd, FetchError, FetchEvent, Page};
+use tributary_fetch::{BudgetPermit, FetchEnd, FetchError, FetchEvent, MemoryBudget, Page};
 use tributary_transform::decode::{PageDecoder, PageDecoderSpec, PreDecoded};
 use tributary_write::cpu;
 
@@ -35,12 +42,17 @@ pub(crate) enum Ahead {
     Page {
         page: Page,
         predecoded: Option<PreDecoded>,
+        /// The budget share of `predecoded`, to hold until its batches are handed on.
+        held: Option<BudgetPermit>,
     },
     End(FetchEnd),
     Failed(FetchError),
     /// The fetcher's channel closed without an end marker (its task died).
     Closed,
 }
+
+/// What a worker runs on a page: [`PageDecoder::predecode`] (tests put a failing one here).
+pub(crate) type DecodeFn = fn(&mut PageDecoder, &PageDecoderSpec, &[u8]) -> PreDecoded;
 
 /// One page for a worker.
 struct Job {
@@ -49,11 +61,15 @@ struct Job {
     reply: SyncSender<(PreDecoded, Duration)>,
 }
 
+/// A worker's answer to come: its result and the time it took.
+type Answer = Receiver<(PreDecoded, Duration)>;
+
 /// What is waiting to be taken, in order.
 enum Queued {
     Page {
         page: Page,
-        reply: Option<Receiver<(PreDecoded, Duration)>>,
+        /// The worker's answer to come and the budget share it holds.
+        reply: Option<(Answer, Option<BudgetPermit>)>,
     },
     End(FetchEnd),
     Failed(FetchError),
@@ -67,6 +83,8 @@ pub(crate) struct Lookahead<'a> {
     workers: Vec<JoinHandle<Option<Duration>>>,
     queue: VecDeque<Queued>,
     depth: usize,
+    /// The page budget the workers' results are counted against.
+    budget: Option<MemoryBudget>,
     /// The fetcher's channel gave its last item.
     drained: bool,
     /// Time the workers spent decoding pages whose results were taken.
@@ -74,10 +92,22 @@ pub(crate) struct Lookahead<'a> {
 }
 
 impl<'a> Lookahead<'a> {
-    /// Starts `workers` decode threads (none: pages pass through undecoded).
+    /// Starts `workers` decode threads (none: pages pass through undecoded). Their results are
+    /// counted against `budget` (the fetch context's page budget) when there is one.
     pub fn new(
         pages: &'a mut mpsc::Receiver<Result<FetchEvent, FetchError>>,
         workers: usize,
+        budget: Option<MemoryBudget>,
+    ) -> std::io::Result<Self> {
+        Self::with_decode(pages, workers, budget, PageDecoder::predecode)
+    }
+
+    /// [`Lookahead::new`] with the workers running `decode`.
+    pub(crate) fn with_decode(
+        pages: &'a mut mpsc::Receiver<Result<FetchEvent, FetchError>>,
+        workers: usize,
+        budget: Option<MemoryBudget>,
+        decode: DecodeFn,
     ) -> std::io::Result<Self> {
         let mut lookahead = Self {
             pages,
@@ -85,6 +115,7 @@ impl<'a> Lookahead<'a> {
             workers: Vec::new(),
             queue: VecDeque::new(),
             depth: 1,
+            budget,
             drained: false,
             worker_decode: Duration::ZERO,
         };
@@ -98,7 +129,7 @@ impl<'a> Lookahead<'a> {
             let queue = queue.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("tributary-decode-{n}"))
-                .spawn(move || cpu::measured(|| work(&queue)).1)?;
+                .spawn(move || cpu::measured(|| work(&queue, decode)).1)?;
             lookahead.workers.push(worker);
         }
         lookahead.jobs = Some(jobs);
@@ -135,10 +166,11 @@ impl<'a> Lookahead<'a> {
             Queued::Page { page, reply: None } => Ahead::Page {
                 page,
                 predecoded: None,
+                held: None,
             },
             Queued::Page {
                 page,
-                reply: Some(reply),
+                reply: Some((reply, held)),
             } => {
                 let (predecoded, took) = reply.recv().map_err(|_| {
                     "internal error: a decode worker stopped (panicked) before it answered"
@@ -148,6 +180,7 @@ impl<'a> Lookahead<'a> {
                 Ahead::Page {
                     page,
                     predecoded: Some(predecoded),
+                    held,
                 }
             }
             Queued::End(end) => Ahead::End(end),
@@ -165,14 +198,23 @@ impl<'a> Lookahead<'a> {
             Some(Ok(FetchEvent::Page(page))) => {
                 let reply = match (&self.jobs, spec) {
                     (Some(jobs), Some(spec)) => {
-                        let (reply, answer) = sync_channel(1);
-                        let job = Job {
-                            spec: spec.clone(),
-                            records: page.records.clone(),
-                            reply,
+                        // No room for the result now: the stage decodes this page itself.
+                        let held = match &self.budget {
+                            Some(budget) => budget.try_acquire(page.records.len() as u64),
+                            None => None,
                         };
-                        // A pool whose workers are all gone leaves the page to the stage.
-                        jobs.send(job).ok().map(|()| answer)
+                        if self.budget.is_some() && held.is_none() {
+                            None
+                        } else {
+                            let (reply, answer) = sync_channel(1);
+                            let job = Job {
+                                spec: spec.clone(),
+                                records: page.records.clone(),
+                                reply,
+                            };
+                            // A pool whose workers are all gone leaves the page to the stage.
+                            jobs.send(job).ok().map(|()| (answer, held))
+                        }
                     }
                     _ => None,
                 };
@@ -209,14 +251,182 @@ impl Drop for Lookahead<'_> {
 }
 
 /// A worker's loop: decode pages until the job channel closes.
-fn work(queue: &Mutex<Receiver<Job>>) {
+fn work(queue: &Mutex<Receiver<Job>>, decode: DecodeFn) {
     let mut decoder = PageDecoder::new();
     loop {
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(job) = job else { return };
         let started = Instant::now();
-        let predecoded = decoder.predecode(&job.spec, &job.records);
+        let predecoded = decode(&mut decoder, &job.spec, &job.records);
         // The stage may have stopped waiting (the run ended): nothing to do with the result.
         let _ = job.reply.send((predecoded, started.elapsed()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tributary_fetch::{NextPage, Position};
+    use tributary_transform::decode::{DecoderOptions, RecordDecoder};
+
+    /// A page of `rows` records, about `rows * 40` bytes; `marker` goes into its first record.
+    fn page(page_idx: u64, rows: usize, marker: &str) -> Page {
+        let mut ndjson = String::new();
+        for row in 0..rows {
+            let note = if row == 0 { marker } else { "" };
+            ndjson.push_str(&format!(
+                "{{\"id\":{},\"name\":\"member {row:05}\",\"note\":\"{note}\"}}\n",
+                page_idx * 1000 + row as u64
+            ));
+        }
+        Page {
+            page_idx,
+            url: format!("http://127.0.0.1/members?page={page_idx}"),
+            status: 200,
+            body: None,
+            body_len: ndjson.len() as u64,
+            record_count: rows,
+            records: Bytes::from(ndjson),
+            position: Position {
+                next: NextPage::Start,
+                requests: page_idx as u32 + 1,
+                pages: page_idx + 1,
+                window: None,
+            },
+            budget: None,
+        }
+    }
+
+    /// The spec of a decoder that has seen one page like those of [`page`].
+    fn spec() -> PageDecoderSpec {
+        let mut decoder = RecordDecoder::new(DecoderOptions::default());
+        decoder
+            .decode_page(0, &page(0, 10, "").records)
+            .expect("a plain page decodes");
+        decoder
+            .page_decoder_spec()
+            .expect("a decoder that has inferred its schema has a spec")
+    }
+
+    /// A channel that already holds `pages` and then the end marker.
+    fn channel(pages: Vec<Page>) -> mpsc::Receiver<Result<FetchEvent, FetchError>> {
+        let (tx, rx) = mpsc::channel(pages.len() + 1);
+        for page in pages {
+            tx.try_send(Ok(FetchEvent::Page(page))).expect("room");
+        }
+        tx.try_send(Ok(FetchEvent::End(FetchEnd {
+            position: Position {
+                next: NextPage::Done,
+                requests: 0,
+                pages: 0,
+                window: None,
+            },
+            truncated: false,
+        })))
+        .expect("room");
+        rx
+    }
+
+    /// Takes every item; per page: (page_idx, whether a worker's result came with it). With a
+    /// budget, a result always comes with its budget share.
+    fn take_all(
+        lookahead: &mut Lookahead<'_>,
+        spec: &PageDecoderSpec,
+        budgeted: bool,
+    ) -> Vec<(u64, bool)> {
+        let mut seen = Vec::new();
+        let mut waited = Duration::ZERO;
+        loop {
+            match lookahead
+                .next(Some(spec), &mut waited)
+                .expect("no worker fails")
+            {
+                Ahead::Page {
+                    page,
+                    predecoded,
+                    held,
+                } => {
+                    let expect_held = budgeted && predecoded.is_some();
+                    assert_eq!(held.is_some(), expect_held, "page {}", page.page_idx);
+                    seen.push((page.page_idx, predecoded.is_some()));
+                }
+                Ahead::End(_) => return seen,
+                Ahead::Failed(err) => panic!("unexpected fetch error {err}"),
+                Ahead::Closed => panic!("closed without an end marker"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_workers_result_holds_page_budget_and_a_page_without_room_is_left_to_the_stage() {
+        let spec = spec();
+        let pages: Vec<Page> = (0..8).map(|idx| page(idx, 60, "")).collect();
+        let page_bytes = pages[0].records.len() as u64;
+        assert!(page_bytes > 2048 && page_bytes < 3072, "{page_bytes} bytes");
+
+        // Room for one result at a time: the page taken gives its share back before the next
+        // page's result is asked for, the pages queued meanwhile are left to the stage.
+        let budget = MemoryBudget::new(4 * 1024);
+        let mut rx = channel(pages.clone());
+        let mut lookahead = Lookahead::new(&mut rx, 1, Some(budget.clone())).expect("workers");
+        let seen = take_all(&mut lookahead, &spec, true);
+        lookahead.finish();
+        let order: Vec<u64> = seen.iter().map(|(idx, _)| *idx).collect();
+        assert_eq!(order, (0..8).collect::<Vec<_>>(), "pages leave in order");
+        let by_workers = seen.iter().filter(|(_, ahead)| *ahead).count();
+        assert!(seen[0].1, "the first page had room: {seen:?}");
+        assert!(
+            (1..8).contains(&by_workers),
+            "some pages, not all, had room: {seen:?}"
+        );
+        assert!(budget.peak_bytes() <= budget.total_bytes());
+        assert_eq!(
+            budget.available_bytes(),
+            budget.total_bytes(),
+            "every share given back"
+        );
+
+        // Without a budget, every page is decoded ahead.
+        let mut rx = channel(pages);
+        let mut lookahead = Lookahead::new(&mut rx, 1, None).expect("workers");
+        let seen = take_all(&mut lookahead, &spec, false);
+        lookahead.finish();
+        assert!(seen.iter().all(|(_, ahead)| *ahead), "{seen:?}");
+    }
+
+    #[test]
+    fn a_worker_that_panics_fails_the_run_at_its_page_and_drops_no_page_before_it() {
+        fn panics_on_boom(
+            decoder: &mut PageDecoder,
+            spec: &PageDecoderSpec,
+            bytes: &[u8],
+        ) -> PreDecoded {
+            if bytes.windows(4).any(|w| w == b"boom") {
+                panic!("a decode worker meets a bug");
+            }
+            decoder.predecode(spec, bytes)
+        }
+        let spec = spec();
+        let pages: Vec<Page> = (0..6)
+            .map(|idx| page(idx, 5, if idx == 3 { "boom" } else { "" }))
+            .collect();
+        let mut rx = channel(pages);
+        let mut lookahead =
+            Lookahead::with_decode(&mut rx, 1, None, panics_on_boom).expect("workers");
+        let mut waited = Duration::ZERO;
+        for expected in 0..3 {
+            match lookahead.next(Some(&spec), &mut waited) {
+                Ok(Ahead::Page { page, .. }) => assert_eq!(page.page_idx, expected),
+                Ok(_) => panic!("page {expected} expected"),
+                Err(err) => panic!("page {expected} failed: {err}"),
+            }
+        }
+        let err = match lookahead.next(Some(&spec), &mut waited) {
+            Err(err) => err,
+            Ok(_) => panic!("the page the worker died on must fail the run"),
+        };
+        assert!(err.contains("decode worker stopped"), "{err}");
+        // The pool reports that a worker did not end normally: no CPU figure.
+        assert_eq!(lookahead.finish(), None);
     }
 }

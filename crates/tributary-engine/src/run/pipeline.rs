@@ -210,7 +210,9 @@ fn decode_stage(
         bytes_in: position.bytes_in,
         error_codes: Default::default(),
     };
-    let mut lookahead = match Lookahead::new(&mut pages, job.engine.options.decode_workers) {
+    let workers = job.engine.options.decode_workers;
+    let budget = job.engine.fetch.page_budget.clone();
+    let mut lookahead = match Lookahead::new(&mut pages, workers, budget) {
         Ok(lookahead) => lookahead,
         Err(err) => {
             let message = format!("starting the decode workers: {err}");
@@ -287,7 +289,10 @@ fn decode_loop(
             return Ok(Verdict::Cancelled);
         }
         let spec = decoder.page_decoder_spec();
-        let (page, predecoded) = match lookahead.next(spec.as_ref(), &mut times.fetch_wait)? {
+        // `_held`, the budget share of a worker's result, is given back after its batches.
+        let (page, predecoded, _held) = match lookahead
+            .next(spec.as_ref(), &mut times.fetch_wait)?
+        {
             // The fetcher always ends with `End` or an error; a bare close means its task died.
             Ahead::Closed => {
                 return Err(
@@ -299,7 +304,11 @@ fn decode_loop(
                 truncated = end.truncated;
                 break;
             }
-            Ahead::Page { page, predecoded } => (page, predecoded),
+            Ahead::Page {
+                page,
+                predecoded,
+                held,
+            } => (page, predecoded, held),
         };
 
         let started = Instant::now();
