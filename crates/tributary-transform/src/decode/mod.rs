@@ -35,6 +35,7 @@ mod leaf;
 mod page;
 mod rescue;
 mod schema;
+mod structs;
 mod tape;
 #[cfg(test)]
 mod tests;
