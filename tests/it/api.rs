@@ -144,6 +144,7 @@ impl Api {
                 auth,
                 max_concurrent_runs: 2,
                 metrics_bearer_token: None,
+                shared_state: false,
             },
         )
         .unwrap();

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::{BIN, start_mock};
 
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+pub(crate) const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-fn readme_session() -> String {
+pub(crate) fn readme_session() -> String {
     let readme = std::fs::read_to_string(format!("{REPO}/README.md")).unwrap();
     let start = readme
         .find("<!-- api-session -->\n```sh\n")

@@ -496,3 +496,186 @@ fn two_nodes_share_a_hosts_rate_limit() {
          the nodes did not share its rate"
     );
 }
+
+/// `GET url` with the README's credentials: the status and the body, with the node's own
+/// address (in `_links`) replaced by `NODE`.
+fn api_get(base: &str, url: &str) -> (u16, String) {
+    api_call("GET", base, url)
+}
+
+/// [`api_get`] with another method.
+fn api_call(method: &str, base: &str, url: &str) -> (u16, String) {
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "-H",
+            "Authorization: Bearer demo-token",
+            "-H",
+            "x-api-key: demo-key",
+            "-H",
+            "x-gw-ims-org-id: DEMO@AdobeOrg",
+            "-H",
+            "x-sandbox-name: prod",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("{base}{url}"))
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&output.stdout).replace(base, "NODE");
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
+
+/// The API answers the same on every node: the README's session (up to its step 6) runs with
+/// its Flow Service calls on node-1 and its Data Prep calls on node-2 (node-1's flow names
+/// node-2's mapping set), its flow's scheduled runs run on either node; the flow is disabled
+/// through node-2; then every listing and every entity in them reads the same on both nodes,
+/// byte for byte, and a delete answered by node-1 is a 404 on node-2 at once.
+#[test]
+fn the_api_answers_the_same_on_either_node() {
+    let state_url = fresh_schema_url();
+    let mock = start_mock(&["--records", "300"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = |node: usize| {
+        let path = dir.path().join(format!("node-{node}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\ndata_dir = {data_dir:?}\n\
+                 [scheduler]\nlease_ttl_secs = 3\nnode_id = \"node-{node}\"\nshutdown_grace_secs = 5\n\
+                 [state]\nbackend = \"postgres\"\nurl = {state_url:?}\n\
+                 [[api.orgs]]\norg_id = \"DEMO@AdobeOrg\"\napi_key = \"demo-key\"\n\
+                 bearer_token = \"${{env:DEMO_TOKEN}}\"\n",
+                dir.path().join(format!("state-{node}")),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let env = [("DEMO_TOKEN", "demo-token")];
+    let mut node_1 = Daemon::start_with_env(&config(1), &env);
+    let mut node_2 = Daemon::start_with_env(&config(2), &env);
+    let base_1 = format!("http://{}", listen_addr(&mut node_1));
+    let base_2 = format!("http://{}", listen_addr(&mut node_2));
+
+    let session = crate::api_e2e::readme_session();
+    let session = &session[..session.find("# 6.").expect("the session's step 6")];
+    let output = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &session])
+        .current_dir(crate::api_e2e::REPO)
+        .env("API", &base_1)
+        .env("DP", &base_2)
+        .env("MOCK", &mock.url)
+        .output()
+        .expect("running bash");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let (_, log_1) = node_1.terminate();
+        let (_, log_2) = node_2.terminate();
+        panic!(
+            "the README session across two nodes failed:\n{stdout}\n{}\nnode-1:\n{}\nnode-2:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            log_1.join("\n"),
+            log_2.join("\n")
+        );
+    }
+
+    let flows = "/data/foundation/flowservice";
+    let (_, listed) = api_get(&base_2, &format!("{flows}/flows"));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let flow_id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let (code, body) = api_call(
+        "POST",
+        &base_2,
+        &format!("{flows}/flows/{flow_id}/action?op=disable"),
+    );
+    assert_eq!(code, 200, "disabling on node-2: {body}");
+    // The runs of the flow settle once none is running any more.
+    let runs_url = format!("{flows}/runs?property=flowId=={flow_id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = api_get(&base_1, &runs_url).1;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = api_get(&base_1, &runs_url).1;
+        if now == last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the runs never settled: {now}");
+        last = now;
+    }
+
+    let mut urls: Vec<String> = [
+        "connectionSpecs",
+        "flowSpecs",
+        "connections",
+        "sourceConnections",
+        "targetConnections",
+        "flows",
+        "runs",
+    ]
+    .iter()
+    .map(|kind| format!("{flows}/{kind}"))
+    .collect();
+    urls.push("/data/foundation/conversion/mappingSets".to_owned());
+    let mut compared = HashMap::new();
+    for list_url in &urls {
+        let (code_1, list_1) = api_get(&base_1, list_url);
+        let (code_2, list_2) = api_get(&base_2, list_url);
+        assert_eq!(
+            (code_1, code_2),
+            (200, 200),
+            "{list_url}: {list_1} / {list_2}"
+        );
+        assert_eq!(list_1, list_2, "{list_url} differs between the nodes");
+        let list: Value = serde_json::from_str(&list_1).unwrap();
+        let items = list["items"].as_array().or(list["data"].as_array());
+        let items = items.unwrap_or_else(|| panic!("{list_url}: no items in {list_1}"));
+        for item in items {
+            let id = item["id"].as_str().unwrap();
+            let url = format!("{list_url}/{id}");
+            let (code_1, body_1) = api_get(&base_1, &url);
+            let (code_2, body_2) = api_get(&base_2, &url);
+            assert_eq!(code_1, 200, "{url}: {body_1}");
+            assert_eq!(
+                (code_2, body_2),
+                (code_1, body_1),
+                "{url} differs between the nodes"
+            );
+            *compared
+                .entry(list_url.rsplit('/').next().unwrap())
+                .or_insert(0) += 1;
+        }
+    }
+    // Everything the session made, and the flow's runs, were there to compare.
+    for kind in [
+        "connections",
+        "sourceConnections",
+        "targetConnections",
+        "flows",
+        "runs",
+        "mappingSets",
+    ] {
+        assert!(
+            compared.get(kind).copied().unwrap_or(0) >= 1,
+            "no {kind} compared: {compared:?}"
+        );
+    }
+    let (_, flow) = api_get(&base_1, &format!("{flows}/flows/{flow_id}"));
+    assert!(
+        flow.contains(r#""state":"disabled""#),
+        "node-2's disable on node-1: {flow}"
+    );
+
+    let (code, body) = api_call("DELETE", &base_1, &format!("{flows}/flows/{flow_id}"));
+    assert_eq!(code, 204, "deleting on node-1: {body}");
+    let (code, body) = api_get(&base_2, &format!("{flows}/flows/{flow_id}"));
+    assert_eq!(code, 404, "node-1's delete on node-2: {body}");
+    let (status_1, log_1) = node_1.terminate();
+    let (status_2, log_2) = node_2.terminate();
+    assert_eq!(status_1.code(), Some(0), "{}", log_1.join("\n"));
+    assert_eq!(status_2.code(), Some(0), "{}", log_2.join("\n"));
+}

@@ -3,16 +3,47 @@
 //! scheduler's set of flows are brought up to date from state ([`follow_shared_state`]) instead
 //! of being trusted as the only writer's memory.
 //!
-//! Invariant: within one `interval` of a write on any node, every node lists, reads and
-//! schedules the same entities. Runs, batches, datasets and flow health are read from state on
-//! every request already, so they answer the same on every node without this.
+//! Invariants: an API request that starts after a write on any node was answered sees that
+//! write ([`sync_before_request`]: the view is brought up to date with state first, which costs
+//! one read of the entities epoch when nothing changed); within one `interval` of a write on
+//! any node, every node schedules the same flows. Runs, batches, datasets and flow health are
+//! read from state on every request already, so they answer the same on every node without
+//! this.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
 use tracing::{debug, warn};
 
 use crate::ApiState;
+use crate::error::ApiError;
+
+/// Route layer of every API operation on a shared state: the entity view is brought up to date
+/// before the handler reads it, so every node answers what the last answered write left.
+pub(crate) async fn sync_before_request(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.inner.shared_state {
+        let synced = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || state.store().sync_with_state()).await
+        };
+        match synced {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return ApiError::from(err).into_response(),
+            Err(err) => {
+                return ApiError::internal("reading the entities of the shared state", err)
+                    .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
 
 /// Re-reads the entities (and the scheduler's flows) whenever the state's entities epoch moved,
 /// checking every `interval`, until the task is aborted.
@@ -41,7 +72,7 @@ fn refresh(state: &ApiState, seen: Option<u64>) -> anyhow::Result<Option<u64>> {
     if epoch == seen {
         return Ok(seen);
     }
-    state.store().reload()?;
+    state.store().sync_with_state()?;
     let flows = crate::scheduled_flows(state);
     let ids: HashSet<_> = flows.iter().map(|flow| flow.flow_id.clone()).collect();
     let registry = state.registry();

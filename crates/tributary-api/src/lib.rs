@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) adhoc_permits: Arc<Semaphore>,
     /// `/metrics` wants `Authorization: Bearer <this>` when set.
     pub(crate) metrics_bearer_token: Option<metrics::MetricsToken>,
+    /// Other processes write the same entities (see [`ApiOptions::shared_state`]).
+    pub(crate) shared_state: bool,
 }
 
 /// How to build an [`ApiState`].
@@ -77,6 +79,9 @@ pub struct ApiOptions {
     pub max_concurrent_runs: usize,
     /// `/metrics` wants `Authorization: Bearer <this>` when set (None: open, as scrapes are).
     pub metrics_bearer_token: Option<String>,
+    /// Other processes (the nodes of a Postgres state) write the same entities: every API
+    /// request first brings this process's view of them up to date.
+    pub shared_state: bool,
 }
 
 impl std::fmt::Debug for ApiOptions {
@@ -89,6 +94,7 @@ impl std::fmt::Debug for ApiOptions {
                 "metrics_bearer_token_set",
                 &self.metrics_bearer_token.is_some(),
             )
+            .field("shared_state", &self.shared_state)
             .finish()
     }
 }
@@ -113,6 +119,7 @@ impl ApiState {
                     .metrics_bearer_token
                     .filter(|token| !token.is_empty())
                     .map(metrics::MetricsToken),
+                shared_state: options.shared_state,
             }),
         })
     }

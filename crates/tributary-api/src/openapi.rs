@@ -258,10 +258,16 @@ pub fn router(state: ApiState) -> axum::Router {
     for operation in operations() {
         api = api.route(&operation.path, operation.handler);
     }
-    let api = api.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        authenticate,
-    ));
+    // Route layers run last-added first: credentials, then the view of a shared state.
+    let api = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::sync_before_request,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
     axum::Router::new()
         .merge(api)
         .route("/health", get(health))

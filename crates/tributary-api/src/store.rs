@@ -6,18 +6,21 @@
 //! tenants. Secrets are sealed by the state crate at the pointers given with each write; the
 //! view kept here holds only redacted documents, rendered with their server fields, so a list
 //! of ten thousand flows is filtered without touching sled. Every write of this process goes
-//! through this store, which keeps the view exact for a state the process holds alone; on a
-//! shared state the daemon reloads the view when the state's entities epoch changes
-//! (`crate::cluster`); writes are serialised by
+//! through this store, which keeps the view exact for a state the process holds alone. On a
+//! shared state other nodes write too: the view carries the state's entities epoch it reflects,
+//! a write of ours advances it only when ours was the one write since (the epoch read after it
+//! is one more), and [`EntityStore::sync_with_state`] (before every API request, and the
+//! daemon's poll in `crate::cluster`) reloads the view when the epoch moved otherwise. Writes
+//! are serialised by
 //! [`EntityStore::write_lock`] so cross-entity checks (a connection still used by a flow) and
 //! the write they guard happen atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
-use tributary_state::{Db, Entity, EntityKind, JsonPointer, StateError};
+use tributary_state::{Db, Entity, EntityKind, JsonPointer, StateError, next_entities_epoch};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Tenant, quoted_etag};
@@ -66,6 +69,11 @@ pub enum Writer {
 pub struct EntityStore {
     db: Db,
     view: RwLock<View>,
+    /// The state's entities epoch that `view` reflects (every write up to it is in the view).
+    /// Held while the view changes, so that the view and its epoch always go together.
+    epoch: Mutex<Option<u64>>,
+    /// Held by the one reload at a time.
+    reloading: Mutex<()>,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -86,20 +94,42 @@ struct Collection {
 impl EntityStore {
     /// Opens the view over everything in state.
     pub fn load(db: Db) -> Result<EntityStore, StateError> {
+        // The epoch first: a write landing while the view is read moves it again.
+        let epoch = db.entities_epoch()?;
         let view = read_view_from(&db)?;
         Ok(EntityStore {
             db,
             view: RwLock::new(view),
+            epoch: Mutex::new(epoch),
+            reloading: Mutex::new(()),
             write_lock: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Reads the view again from state, for a state other processes write too (the nodes of a
-    /// shared state): what they created, changed or deleted becomes visible here. Blocking.
-    pub fn reload(&self) -> Result<(), StateError> {
+    /// Brings the view up to date with a state other processes write too (the nodes of a
+    /// shared state): when the state's entities epoch is not the view's, the view is read
+    /// again, so what any node created, changed or deleted before this call is visible after
+    /// it. One read of the epoch when nothing changed. Blocking; whether it reloaded.
+    pub fn sync_with_state(&self) -> Result<bool, StateError> {
+        let current = self.db.entities_epoch()?;
+        if *self.lock_epoch() == current {
+            return Ok(false);
+        }
+        let _one_reload = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The epoch first: a write landing while the view is read moves it again.
+        let epoch = self.db.entities_epoch()?;
+        if *self.lock_epoch() == epoch {
+            // Another request's reload got there while this one waited.
+            return Ok(false);
+        }
         let view = read_view_from(&self.db)?;
+        let mut seen = self.lock_epoch();
         *self.write_view() = view;
-        Ok(())
+        *seen = epoch;
+        Ok(true)
     }
 
     /// Serialises writes that check other entities first.
@@ -209,16 +239,17 @@ impl EntityStore {
         let stored_key = key(tenant, id);
         let secrets = secrets.to_vec();
         let expected_etag = expected_etag.map(str::to_owned);
-        let written = tokio::task::spawn_blocking(move || {
+        let (written, epoch) = tokio::task::spawn_blocking(move || {
             let entity = db.put_entity(kind, &stored_key, doc, &secrets, expected_etag.as_deref());
             if entity.is_ok() {
                 db.flush()?;
+                return Ok((entity, db.entities_epoch()));
             }
-            entity
+            Ok::<_, StateError>((entity, Ok(None)))
         })
         .await
-        .map_err(|err| ApiError::internal("writing an entity", err))?;
-        self.cache_written(kind, tenant, id, written)
+        .map_err(|err| ApiError::internal("writing an entity", err))??;
+        self.cache_written(kind, tenant, id, written, epoch)
     }
 
     /// Like [`EntityStore::put`] on the calling thread and without the flush: for the import of
@@ -235,28 +266,33 @@ impl EntityStore {
         let written = self
             .db
             .put_entity(kind, &key(tenant, id), doc, secrets, expected_etag);
-        self.cache_written(kind, tenant, id, written)
+        let epoch = match written {
+            Ok(_) => self.db.entities_epoch(),
+            Err(_) => Ok(None),
+        };
+        self.cache_written(kind, tenant, id, written, epoch)
     }
 
     /// Deletes a document, durably (as [`EntityStore::put`]); false when it did not exist.
     pub async fn delete(&self, kind: EntityKind, tenant: &Tenant, id: &str) -> ApiResult<bool> {
         let db = self.db.clone();
         let stored_key = key(tenant, id);
-        let existed = tokio::task::spawn_blocking(move || {
+        let (existed, epoch) = tokio::task::spawn_blocking(move || {
             let existed = db.delete_entity(kind, &stored_key, None)?;
             db.flush()?;
-            Ok::<_, StateError>(existed)
+            Ok::<_, StateError>((existed, db.entities_epoch()))
         })
         .await
         .map_err(|err| ApiError::internal("deleting an entity", err))??;
-        self.write_view().remove(kind, tenant, id);
+        self.change_view(existed, epoch, |view| view.remove(kind, tenant, id));
         Ok(existed)
     }
 
     /// Like [`EntityStore::delete`] on the calling thread and without the flush.
     pub fn delete_unflushed(&self, kind: EntityKind, tenant: &Tenant, id: &str) -> ApiResult<bool> {
         let existed = self.db.delete_entity(kind, &key(tenant, id), None)?;
-        self.write_view().remove(kind, tenant, id);
+        let epoch = self.db.entities_epoch();
+        self.change_view(existed, epoch, |view| view.remove(kind, tenant, id));
         Ok(existed)
     }
 
@@ -272,6 +308,7 @@ impl EntityStore {
         tenant: &Tenant,
         id: &str,
         written: Result<Entity, StateError>,
+        epoch: Result<Option<u64>, StateError>,
     ) -> ApiResult<Cached> {
         let entity = match written {
             Ok(entity) => entity,
@@ -292,9 +329,36 @@ impl EntityStore {
             ..entity
         };
         let cached = render(kind, tenant, id, &redacted);
-        self.write_view()
-            .insert(kind, tenant.clone(), id.to_owned(), cached.clone());
+        self.change_view(true, epoch, |view| {
+            view.insert(kind, tenant.clone(), id.to_owned(), cached.clone());
+        });
         Ok(cached)
+    }
+
+    /// Applies this process's own write to the view. `epoch` is the state's entities epoch read
+    /// after the write (if it `moved` the epoch): one more than the view's means no other write
+    /// came between, so the view with this one applied reflects the new epoch; anything else
+    /// leaves the view's epoch behind for [`EntityStore::sync_with_state`] to reload.
+    fn change_view(
+        &self,
+        moved: bool,
+        epoch: Result<Option<u64>, StateError>,
+        change: impl FnOnce(&mut View),
+    ) {
+        let mut seen = self.lock_epoch();
+        change(&mut self.write_view());
+        if let Ok(Some(epoch)) = epoch
+            && moved
+            && epoch == next_entities_epoch(*seen)
+        {
+            *seen = Some(epoch);
+        }
+    }
+
+    fn lock_epoch(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        // A panic while holding it leaves a consistent pair: the epoch only moves forward
+        // after the change is applied.
+        self.epoch.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {

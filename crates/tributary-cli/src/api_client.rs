@@ -51,6 +51,8 @@ pub fn connect(config: &DaemonConfig) -> anyhow::Result<Api> {
                     auth: crate::serve::api_auth(config)?,
                     max_concurrent_runs: 1,
                     metrics_bearer_token: None,
+                    shared_state: config.state.backend
+                        == tributary_engine::config::StateBackend::Postgres,
                 },
             )
             .context("loading the API's entities from state")?;

@@ -101,6 +101,7 @@ pub fn run(common: &CommonArgs) -> anyhow::Result<ExitCode> {
             auth: auth.clone(),
             max_concurrent_runs: config.limits.max_concurrent_runs as usize,
             metrics_bearer_token,
+            shared_state: is_shared,
         },
     )
     .context("loading the API's entities from state")?;

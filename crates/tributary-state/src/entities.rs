@@ -136,6 +136,11 @@ struct StoredEntity {
 
 const META_ENTITIES_EPOCH: &[u8] = b"entities_epoch";
 
+/// The entities epoch after one more write than at `epoch` (see [`Db::entities_epoch`]).
+pub fn next_entities_epoch(epoch: Option<u64>) -> u64 {
+    epoch.map_or(1, |epoch| epoch.wrapping_add(1))
+}
+
 impl Db {
     /// Creates or replaces a document. With `expected_etag`, the write happens only if the
     /// stored document has that etag (and exists); without, it is unconditional. The values at
@@ -297,20 +302,28 @@ impl Db {
         }
     }
 
-    /// A value that changes at every entity write or delete (after it), in this process or any
-    /// other sharing the state: a process that keeps a view of the entities re-reads them when
-    /// it changed. `None` before the first write.
+    /// A counter that moves by one at every entity write or delete (after it), in this process
+    /// or any other sharing the state; `None` before the first write. A process that keeps a
+    /// view of the entities re-reads them when it moved by more than its own writes: a write
+    /// whose epoch read right after it is the view's epoch plus one was the only write since.
     pub fn entities_epoch(&self) -> Result<Option<u64>, StateError> {
         self.trees().meta.get::<u64>(META_ENTITIES_EPOCH)
     }
 
     fn mark_entities_changed(&self) -> Result<(), StateError> {
-        // Random, not a counter: concurrent writers never need to agree on the next value.
-        self.trees().meta.put(
-            META_ENTITIES_EPOCH,
-            "entities epoch",
-            &rand::random::<u64>(),
-        )
+        let meta = &self.trees().meta;
+        // Compare-and-swap: concurrent writers (of any process) each move the counter once.
+        loop {
+            let current = meta.get_raw(META_ENTITIES_EPOCH)?;
+            let epoch: Option<u64> = match &current {
+                None => None,
+                Some(bytes) => Some(codec::decode(meta.name, META_ENTITIES_EPOCH, bytes)?),
+            };
+            let next = codec::encode("entities epoch", &next_entities_epoch(epoch))?;
+            if meta.compare_and_swap(META_ENTITIES_EPOCH, current.as_deref(), Some(&next))? {
+                return Ok(());
+            }
+        }
     }
 
     fn open_entity(

@@ -45,7 +45,7 @@ pub use checkpoints::{
 pub use copy::{CopyReport, copy_state};
 pub use crypto::{JsonPointer, REDACTED, SecretKey};
 pub use datasets::{ColumnChange, ColumnOrigin, DatasetSchema, GrowOutcome};
-pub use entities::{Entity, EntityKind};
+pub use entities::{Entity, EntityKind, next_entities_epoch};
 pub use error::StateError;
 pub use ids::{BatchId, DatasetId, FlowId, RunId};
 pub use leases::{Lease, LeaseHold, NodeId, NodeRecord, RenewReport};

@@ -332,6 +332,39 @@ fn reopen_after_drop_sees_everything() {
     );
 }
 
+/// The entities epoch moves by exactly one per write or delete, however many writers race
+/// (the API's view relies on "one more than mine: no other write came between").
+#[test]
+fn the_entities_epoch_counts_every_write_of_concurrent_writers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    assert_eq!(db.entities_epoch().unwrap(), None);
+    std::thread::scope(|scope| {
+        for writer in 0..4 {
+            let db = db.clone();
+            scope.spawn(move || {
+                for n in 0..10 {
+                    let id = format!("flow-{writer}-{n}");
+                    db.put_entity(EntityKind::Flow, &id, json!({"n": n}), &[], None)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(db.entities_epoch().unwrap(), Some(40));
+    assert!(
+        db.delete_entity(EntityKind::Flow, "flow-0-0", None)
+            .unwrap()
+    );
+    // Deleting what is not there changes nothing, so it does not count.
+    assert!(
+        !db.delete_entity(EntityKind::Flow, "flow-0-0", None)
+            .unwrap()
+    );
+    assert_eq!(db.entities_epoch().unwrap(), Some(41));
+    assert_eq!(crate::next_entities_epoch(Some(u64::MAX)), 0);
+}
+
 #[test]
 fn db_can_be_shared_across_threads_and_tasks() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}

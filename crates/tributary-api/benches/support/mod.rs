@@ -103,6 +103,7 @@ pub fn bench_api() -> Bench {
             auth,
             max_concurrent_runs: 4,
             metrics_bearer_token: None,
+            shared_state: false,
         },
     )
     .expect("api state");

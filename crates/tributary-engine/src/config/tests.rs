@@ -104,7 +104,11 @@ fn host_limits_are_read_with_a_default_burst_and_checked() {
 #[test]
 fn the_example_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    for file in ["tributary.toml", "deploy/systemd/tributary.toml"] {
+    for file in [
+        "tributary.toml",
+        "deploy/systemd/tributary.toml",
+        "deploy/kubernetes/tributary.toml",
+    ] {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         if let Err(err) = DaemonConfig::from_toml_str(&path, &text) {
