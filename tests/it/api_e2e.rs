@@ -81,6 +81,31 @@ fn serve_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     (config, format!("http://127.0.0.1:{port}"))
 }
 
+/// `curl ARGS` with the README's credentials and a JSON body type: the body, a newline and the
+/// status code.
+pub(crate) fn curl_api(args: &[&str]) -> String {
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "Authorization: Bearer demo-token",
+            "-H",
+            "x-api-key: demo-key",
+            "-H",
+            "x-gw-ims-org-id: DEMO@AdobeOrg",
+            "-H",
+            "x-sandbox-name: prod",
+            "-H",
+            "Content-Type: application/json",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// What the API answered 201 to is in state: `serve` killed with SIGKILL right after the answer
 /// (well inside sled's own flush interval) and started again still has every entity and the
 /// flow's disabled state.
@@ -88,31 +113,9 @@ fn serve_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
 fn an_answered_write_survives_a_kill_9_right_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let (config, base) = serve_config(dir.path());
-    let curl = |args: &[&str]| -> String {
-        let output = Command::new("curl")
-            .args([
-                "-sS",
-                "-H",
-                "Authorization: Bearer demo-token",
-                "-H",
-                "x-api-key: demo-key",
-                "-H",
-                "x-gw-ims-org-id: DEMO@AdobeOrg",
-                "-H",
-                "x-sandbox-name: prod",
-                "-H",
-                "Content-Type: application/json",
-                "-w",
-                "\n%{http_code}",
-            ])
-            .args(args)
-            .output()
-            .expect("running curl");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
     for round in 0..3 {
         let (mut serve, _log) = start_serve(&config, &[]);
-        let created = curl(&[
+        let created = curl_api(&[
             "-X",
             "POST",
             &format!("{base}/data/foundation/flowservice/targetConnections"),
@@ -136,7 +139,7 @@ fn an_answered_write_survives_a_kill_9_right_after_it() {
             .to_owned();
 
         let (mut serve, _log) = start_serve(&config, &[]);
-        let got = curl(&[&format!(
+        let got = curl_api(&[&format!(
             "{base}/data/foundation/flowservice/targetConnections/{id}"
         )]);
         let _ = Command::new("kill")

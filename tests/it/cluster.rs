@@ -505,26 +505,8 @@ fn api_get(base: &str, url: &str) -> (u16, String) {
 
 /// [`api_get`] with another method.
 fn api_call(method: &str, base: &str, url: &str) -> (u16, String) {
-    let output = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-X",
-            method,
-            "-H",
-            "Authorization: Bearer demo-token",
-            "-H",
-            "x-api-key: demo-key",
-            "-H",
-            "x-gw-ims-org-id: DEMO@AdobeOrg",
-            "-H",
-            "x-sandbox-name: prod",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("{base}{url}"))
-        .output()
-        .expect("running curl");
-    let text = String::from_utf8_lossy(&output.stdout).replace(base, "NODE");
+    let text =
+        crate::api_e2e::curl_api(&["-X", method, &format!("{base}{url}")]).replace(base, "NODE");
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.parse().unwrap(), body.to_owned())
 }
