@@ -547,7 +547,7 @@ fn the_api_answers_the_same_on_either_node() {
     let session = crate::api_e2e::readme_session();
     let session = &session[..session.find("# 6.").expect("the session's step 6")];
     let output = std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &session])
+        .args(["-euo", "pipefail", "-c", session])
         .current_dir(crate::api_e2e::REPO)
         .env("API", &base_1)
         .env("DP", &base_2)

@@ -362,7 +362,7 @@ fn the_entities_epoch_counts_every_write_of_concurrent_writers_once() {
             .unwrap()
     );
     assert_eq!(db.entities_epoch().unwrap(), Some(41));
-    assert_eq!(crate::next_entities_epoch(Some(u64::MAX)), 0);
+    assert_eq!(next_entities_epoch(Some(u64::MAX)), 0);
 }
 
 #[test]
