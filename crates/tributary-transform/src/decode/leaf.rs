@@ -2,8 +2,8 @@
 //! leaf decoders coerce quietly (the string "12" into an integer column) or fail without saying
 //! where; ours know their field path and either fail (an evolving schema: the page then grows the
 //! schema) or write null and count (a known schema). Text columns take any value as JSON text.
-//! Structs are [`StructDecoder`]s, lists stay arrow-json's; with a known schema both are guarded
-//! so that a value of the wrong kind is counted before it is turned into null.
+//! Structs and lists stay arrow-json's; with a known schema they are guarded so that a value of
+//! the wrong kind is counted before arrow-json turns it into null.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,6 @@ use arrow_schema::{ArrowError, DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::WarningKind;
-use super::structs::StructDecoder;
 use super::tape::{kind_name, write_json_text};
 
 /// How values that do not fit their column are treated.
@@ -190,20 +189,8 @@ impl DecoderFactory for LeafFactory {
         field: &FieldRef,
         is_nullable: bool,
     ) -> Result<Option<Box<dyn ArrayDecoder>>, ArrowError> {
-        let registered = self.paths.get(&field_key(field));
-        // Every struct, the root (one arrow-json makes up) included, is ours.
-        if let Some(inner) = StructDecoder::for_field(ctx, field, is_nullable)? {
-            return Ok(Some(match registered {
-                Some(path) if self.mode == Mode::Fixed => Box::new(KindGuard {
-                    inner: Box::new(inner),
-                    wants_object: true,
-                    misfits: self.misfits(path, field.data_type()),
-                }),
-                _ => Box::new(inner),
-            }));
-        }
-        // Anything else we did not register stays arrow-json's.
-        let Some(path) = registered else {
+        // The root (a struct arrow-json makes up) and anything we did not register stay arrow-json's.
+        let Some(path) = self.paths.get(&field_key(field)) else {
             return Ok(None);
         };
         let data_type = field.data_type();
@@ -243,10 +230,12 @@ impl DecoderFactory for LeafFactory {
             DataType::Date32 => Box::new(Date32Decoder {
                 misfits: self.misfits(path, data_type),
             }),
-            DataType::List(_) | DataType::LargeList(_) if self.mode == Mode::Fixed => {
+            DataType::Struct(_) | DataType::List(_) | DataType::LargeList(_)
+                if self.mode == Mode::Fixed =>
+            {
                 Box::new(KindGuard {
                     inner: ctx.make_builtin_decoder(field, is_nullable)?,
-                    wants_object: false,
+                    wants_object: matches!(data_type, DataType::Struct(_)),
                     misfits: self.misfits(path, data_type),
                 })
             }

@@ -35,7 +35,6 @@ mod leaf;
 mod page;
 mod rescue;
 mod schema;
-mod structs;
 mod tape;
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,6 @@ use arrow_schema::{ArrowError, FieldRef, SchemaRef};
 
 use super::WarningKind;
 use super::leaf::{LeafFactory, Mode, PathCounter};
-use super::structs::StructDecoder;
 
 /// What a [`PageDecoder`] needs to decode pages like the run's decoder would right now.
 #[derive(Debug, Clone)]
@@ -224,11 +223,7 @@ impl DecoderFactory for CaptureRoot {
     ) -> Result<Option<Box<dyn ArrayDecoder>>, ArrowError> {
         // The reader asks for its (synthesized) root first; everything after is below it.
         if !self.started.swap(true, Ordering::Relaxed) {
-            let root: Box<dyn ArrayDecoder> =
-                match StructDecoder::for_field(ctx, field, is_nullable)? {
-                    Some(root) => Box::new(root),
-                    None => ctx.make_builtin_decoder(field, is_nullable)?,
-                };
+            let root = ctx.make_builtin_decoder(field, is_nullable)?;
             *self.root.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
             return Ok(Some(Box::new(NeverRun)));
         }
