@@ -34,7 +34,7 @@ pub(crate) async fn sync_before_request(
             tokio::task::spawn_blocking(move || state.store().sync_with_state()).await
         };
         match synced {
-            Ok(Ok(_)) => {}
+            Ok(Ok(())) => {}
             Ok(Err(err)) => return ApiError::from(err).into_response(),
             Err(err) => {
                 return ApiError::internal("reading the entities of the shared state", err)

@@ -109,11 +109,11 @@ impl EntityStore {
     /// Brings the view up to date with a state other processes write too (the nodes of a
     /// shared state): when the state's entities epoch is not the view's, the view is read
     /// again, so what any node created, changed or deleted before this call is visible after
-    /// it. One read of the epoch when nothing changed. Blocking; whether it reloaded.
-    pub fn sync_with_state(&self) -> Result<bool, StateError> {
+    /// it. One read of the epoch when nothing changed. Blocking.
+    pub fn sync_with_state(&self) -> Result<(), StateError> {
         let current = self.db.entities_epoch()?;
         if *self.lock_epoch() == current {
-            return Ok(false);
+            return Ok(());
         }
         let _one_reload = self
             .reloading
@@ -123,13 +123,13 @@ impl EntityStore {
         let epoch = self.db.entities_epoch()?;
         if *self.lock_epoch() == epoch {
             // Another request's reload got there while this one waited.
-            return Ok(false);
+            return Ok(());
         }
         let view = read_view_from(&self.db)?;
         let mut seen = self.lock_epoch();
         *self.write_view() = view;
         *seen = epoch;
-        Ok(true)
+        Ok(())
     }
 
     /// Serialises writes that check other entities first.
