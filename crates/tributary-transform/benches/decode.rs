@@ -4,9 +4,10 @@
 //!
 //! `decode/mock_pages` takes the records `tributary bench` serves, in the form the fetcher
 //! hands them over (the records array turned into NDJSON in place: commas became newlines), and
-//! compares our path — the engine's: rescue on, inferred schema; once sequentially and once
-//! through `PageDecoder` + `decode_predecoded` as the decode workers run it — with plain
-//! arrow-json's decoder on the same pages and schema, so a regression of either shows.
+//! compares our path — the engine's: rescue on, inferred schema; once sequentially, once
+//! through `PageDecoder` + `decode_predecoded` as the decode workers run it, and once without
+//! the direct decoder (`ours_tape_only`) — with plain arrow-json's decoder on the same pages and
+//! schema, so a regression of either shows.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -293,6 +294,18 @@ fn bench_mock_pages(c: &mut Criterion) {
     });
     group.bench_function("ours_predecoded", |b| {
         b.iter(|| decode_predecoded_all(&pages, engine_options()));
+    });
+    // Our path without the direct decoder: every page on arrow-json's tape.
+    group.bench_function("ours_tape_only", |b| {
+        b.iter(|| {
+            decode_all(
+                &pages,
+                DecoderOptions {
+                    direct: false,
+                    ..engine_options()
+                },
+            )
+        });
     });
     group.bench_function("arrow_json", |b| {
         b.iter(|| arrow_json_only(&pages, &schema));

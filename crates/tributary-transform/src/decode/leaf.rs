@@ -103,7 +103,7 @@ struct KindGuard {
 }
 
 /// The time zone naive timestamps are read in.
-enum Zone {
+pub(super) enum Zone {
     Named(chrono_tz::Tz),
     Offset(arrow_array::timezone::Tz),
 }
@@ -483,16 +483,22 @@ impl ArrayDecoder for TimestampDecoder {
 
 impl TimestampDecoder {
     fn parse(&self, text: &str) -> Option<i64> {
-        let utc = match &self.zone {
-            Zone::Named(zone) => to_utc(string_to_datetime(zone, text).ok()?),
-            Zone::Offset(zone) => to_utc(string_to_datetime(zone, text).ok()?),
-        };
-        match self.unit {
-            TimeUnit::Second => Some(utc.timestamp()),
-            TimeUnit::Millisecond => Some(utc.timestamp_millis()),
-            TimeUnit::Microsecond => Some(utc.timestamp_micros()),
-            TimeUnit::Nanosecond => utc.timestamp_nanos_opt(),
-        }
+        timestamp_from_text(&self.zone, self.unit, text)
+    }
+}
+
+/// `text` as a count of `unit` since the epoch, naive times read in `zone`; `None` when it is
+/// not a timestamp (or out of range for nanoseconds).
+pub(super) fn timestamp_from_text(zone: &Zone, unit: TimeUnit, text: &str) -> Option<i64> {
+    let utc = match zone {
+        Zone::Named(zone) => to_utc(string_to_datetime(zone, text).ok()?),
+        Zone::Offset(zone) => to_utc(string_to_datetime(zone, text).ok()?),
+    };
+    match unit {
+        TimeUnit::Second => Some(utc.timestamp()),
+        TimeUnit::Millisecond => Some(utc.timestamp_millis()),
+        TimeUnit::Microsecond => Some(utc.timestamp_micros()),
+        TimeUnit::Nanosecond => utc.timestamp_nanos_opt(),
     }
 }
 
@@ -557,7 +563,7 @@ impl ArrayDecoder for KindGuard {
 }
 
 impl Zone {
-    fn parse(timezone: Option<&str>) -> Result<Self, ArrowError> {
+    pub(super) fn parse(timezone: Option<&str>) -> Result<Self, ArrowError> {
         let Some(timezone) = timezone else {
             return Ok(Self::Named(chrono_tz::Tz::UTC));
         };

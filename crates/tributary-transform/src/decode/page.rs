@@ -1,5 +1,7 @@
-//! The fast path of decoding one page, on any thread: [`PageDecoder`] runs arrow-json's tape
-//! decoder with our leaf decoders for a snapshot of a run's schema ([`PageDecoderSpec`]).
+//! The fast path of decoding one page, on any thread: [`PageDecoder`] runs the direct decoder
+//! (`direct`: one pass over the bytes into Arrow builders) and, for a page that one declines,
+//! arrow-json's tape decoder with our leaf decoders, for a snapshot of a run's schema
+//! ([`PageDecoderSpec`]). Both give the same batches for a page the direct decoder takes.
 //!
 //! A [`RecordDecoder`](super::RecordDecoder) uses one for its own pages; a caller that wants
 //! pages decoded in parallel gives each worker thread its own `PageDecoder` and the current
@@ -27,7 +29,12 @@ use arrow_json::reader::{ArrayDecoder, Decoder, DecoderContext, DecoderFactory, 
 use arrow_schema::{ArrowError, FieldRef, SchemaRef};
 
 use super::WarningKind;
+use super::direct::DirectDecoder;
 use super::leaf::{LeafFactory, Mode, PathCounter};
+
+/// After the direct decoder declined a page, this many pages of the same schema go straight to
+/// the tape path, so that a run whose pages never fit pays the wasted pass on few of them.
+const DIRECT_BACKOFF_PAGES: u32 = 32;
 
 /// What a [`PageDecoder`] needs to decode pages like the run's decoder would right now.
 #[derive(Debug, Clone)]
@@ -37,6 +44,8 @@ pub struct PageDecoderSpec {
     pub(super) capped_paths: Arc<BTreeSet<String>>,
     pub(super) max_depth: usize,
     pub(super) batch_rows: usize,
+    /// Try the direct decoder first ([`super::DecoderOptions::direct`]).
+    pub(super) direct: bool,
     /// Changes whenever the run's schema (or its capped paths) changes.
     pub(super) generation: u64,
 }
@@ -49,6 +58,11 @@ pub struct PageDecoder {
     built: Option<(u64, Decoder)>,
     /// Per-column counters of the built decoder (values written as JSON text or as null).
     counters: Vec<Arc<PathCounter>>,
+    /// The direct decoder and the generation it was built for; inside, `None` when that schema
+    /// has no direct decoder.
+    direct: Option<(u64, Option<DirectDecoder>)>,
+    /// Pages still to leave to the tape path after the direct decoder declined one.
+    direct_backoff: u32,
 }
 
 /// The fast path's outcome for one page, made by [`PageDecoder::predecode`].
@@ -109,9 +123,43 @@ impl PageDecoder {
         counts
     }
 
-    /// One tape pass over the page with the spec's schema. Any value the schema does not expect
-    /// makes it fail (with an inferred schema).
+    /// One pass over the page with the spec's schema: the direct decoder's, else the tape's. Any
+    /// value the schema does not expect makes it fail (with an inferred schema).
     pub(super) fn decode_chunks(
+        &mut self,
+        spec: &PageDecoderSpec,
+        bytes: &[u8],
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
+        if let Some(chunks) = self.decode_direct(spec, bytes) {
+            return Ok(chunks);
+        }
+        self.decode_tape_chunks(spec, bytes)
+    }
+
+    /// The direct decoder's batches of the page, or `None`: the tape path decodes it.
+    fn decode_direct(&mut self, spec: &PageDecoderSpec, bytes: &[u8]) -> Option<Vec<RecordBatch>> {
+        if !spec.direct {
+            return None;
+        }
+        if !matches!(&self.direct, Some((generation, _)) if *generation == spec.generation) {
+            let direct = DirectDecoder::new(&spec.schema, spec.mode, spec.batch_rows);
+            self.direct = Some((spec.generation, direct));
+            self.direct_backoff = 0;
+        }
+        if self.direct_backoff > 0 {
+            self.direct_backoff -= 1;
+            return None;
+        }
+        let direct = self.direct.as_mut()?.1.as_mut()?;
+        let chunks = direct.decode(bytes);
+        if chunks.is_none() {
+            self.direct_backoff = DIRECT_BACKOFF_PAGES;
+        }
+        chunks
+    }
+
+    /// The tape path: arrow-json's tape decoder with our leaf decoders.
+    fn decode_tape_chunks(
         &mut self,
         spec: &PageDecoderSpec,
         bytes: &[u8],
