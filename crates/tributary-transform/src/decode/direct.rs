@@ -8,7 +8,7 @@
 //! plain case:
 //! - a value whose kind does not fit its column (the tape path fails, counts or rescues it);
 //! - a field the schema lacks while the schema is inferred (it grows);
-//! - a key given twice in one object, a non-object record, invalid UTF-8;
+//! - a key given twice in one object, a non-object record, invalid UTF-8 anywhere;
 //! - a string escape or surrogate that arrow-json refuses, a number the column cannot read;
 //! - JSON that is malformed or that arrow-json only takes by leniency (a missing comma);
 //! - a skipped value nested deeper than [`MAX_SKIP_DEPTH`].
@@ -83,8 +83,9 @@ impl DirectDecoder {
     }
 
     fn decode_page(&mut self, bytes: &[u8]) -> Step<Vec<RecordBatch>> {
-        // Validated once here, every string slice between two quotes is valid UTF-8 too.
-        std::str::from_utf8(bytes).map_err(|_| Decline)?;
+        // UTF-8 is checked where bytes outside ASCII can be: text columns when their array is
+        // built, timestamp and date text when parsed, keys and skipped strings when passed over.
+        // Bytes outside strings must be ASCII JSON to be taken at all.
         let mut cursor = Cursor { bytes, pos: 0 };
         let mut chunks = Vec::new();
         loop {
@@ -541,7 +542,10 @@ impl StructColumn {
                         guess = idx + 1;
                     }
                     // A known schema ignores fields it lacks.
-                    None if mode == Mode::Fixed => cursor.skip_value(0)?,
+                    None if mode == Mode::Fixed => {
+                        std::str::from_utf8(&key).map_err(|_| Decline)?;
+                        cursor.skip_value(0)?;
+                    }
                     None => return Err(Decline),
                 }
                 cursor.skip_whitespace();
@@ -753,6 +757,14 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
+    /// Passes over the rest of a string whose opening quote was just read, checking its
+    /// escapes and its UTF-8.
+    fn skip_string(&mut self) -> Step {
+        let text = self.string()?;
+        std::str::from_utf8(&text).map_err(|_| Decline)?;
+        Ok(())
+    }
+
     /// Passes over one value of a field the schema lacks, checking that it is well formed.
     fn skip_value(&mut self, depth: usize) -> Step {
         if depth > MAX_SKIP_DEPTH {
@@ -762,7 +774,7 @@ impl<'a> Cursor<'a> {
         match self.peek().ok_or(Decline)? {
             b'"' => {
                 self.pos += 1;
-                self.string().map(drop)
+                self.skip_string()
             }
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -777,7 +789,7 @@ impl<'a> Cursor<'a> {
                 loop {
                     self.skip_whitespace();
                     self.expect(b'"')?;
-                    self.string()?;
+                    self.skip_string()?;
                     self.skip_whitespace();
                     self.expect(b':')?;
                     self.skip_value(depth + 1)?;
