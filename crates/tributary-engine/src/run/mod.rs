@@ -28,6 +28,7 @@
 //! window of its flow is refused as bad input. A panic in any of a run's tasks or threads fails
 //! the run like any other error.
 
+mod attempt;
 mod claims;
 mod cores;
 mod dataset_schema;
@@ -35,6 +36,7 @@ mod decode_pool;
 mod pipeline;
 pub mod recovery;
 pub mod report;
+mod tokens;
 
 use crate::coverage;
 
@@ -52,8 +54,7 @@ use tributary_fetch::{
 };
 use tributary_spec::FlowBundle;
 use tributary_state::{
-    BatchId, Checkpoint, CheckpointStatus, DatasetId, Db, FlowId, OAuthTokens, RunId, RunRecord,
-    WindowKey,
+    BatchId, Checkpoint, CheckpointStatus, DatasetId, Db, FlowId, RunId, RunRecord, WindowKey,
 };
 use tributary_write::{DatasetLayout, WriterOptions};
 
@@ -62,6 +63,8 @@ pub use cores::CoreShare;
 pub use report::{RunIdentity, RunMetrics, RunOutcome, RunStatus, run_object};
 
 use crate::schedule::Window;
+use attempt::{Attempt, new_batch_id, saved_position, start_attempt};
+use tokens::{apply_stored_tokens, persist_tokens};
 
 /// What every run of a process shares.
 #[derive(Debug, Clone)]
@@ -510,34 +513,6 @@ async fn run_window_leased(
     })
 }
 
-/// How a run's attempt at its window started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    /// The window's first run.
-    Fresh,
-    /// An interrupted attempt goes on from its last checkpoint.
-    Resumed,
-    /// An open window (cut short by `maximumRequest`) goes on into a further batch.
-    Continued,
-    /// A complete window runs again; its batches are replaced at commit.
-    Rerun,
-    /// The window's last attempt was complete and its commit was interrupted: this run only
-    /// finishes the commit.
-    FinishingCommit,
-}
-
-impl Attempt {
-    fn as_str(self) -> &'static str {
-        match self {
-            Attempt::Fresh => "fresh",
-            Attempt::Resumed => "resumed",
-            Attempt::Continued => "continued",
-            Attempt::Rerun => "rerun",
-            Attempt::FinishingCommit => "finishing a commit",
-        }
-    }
-}
-
 /// What the end of a run did to state and the dataset.
 struct Finished {
     status: RunStatus,
@@ -635,28 +610,6 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The position and counters an attempt starts from. Counters belong to the parts of this
-/// attempt: an attempt without recorded parts (fresh, continued, or started again after a
-/// rejection) counts from zero, from wherever its position is. (`maximumRequest` is a budget per
-/// run, which the fetcher keeps.)
-fn saved_position(key: &WindowKey, checkpoint: &Checkpoint) -> Result<SavedPosition, RunError> {
-    // `null` until the first part is recorded; anything else must read back, or resuming would
-    // start over on top of parts that are already staged.
-    let saved: SavedPosition = match &checkpoint.position {
-        Value::Null => SavedPosition::default(),
-        position => serde_json::from_value(position.clone()).map_err(|err| {
-            RunError::Internal(format!("the checkpoint of {key} cannot be read: {err}"))
-        })?,
-    };
-    if !checkpoint.parts.is_empty() {
-        return Ok(saved);
-    }
-    Ok(SavedPosition {
-        fetch: saved.fetch,
-        ..SavedPosition::default()
-    })
-}
-
 /// How the pipeline ended.
 #[derive(Debug)]
 pub(crate) enum Verdict {
@@ -749,88 +702,6 @@ fn start_fetch(
     Ok(tributary_fetch::fetch_pages(&engine.fetch, plan))
 }
 
-/// Starts the run's attempt at `key` as its checkpoint says (see [`Attempt`]). A commit that was
-/// interrupted is finished first.
-fn start_attempt(
-    db: &Db,
-    layout: &DatasetLayout,
-    key: &WindowKey,
-    run_id: &RunId,
-    dataset_id: &DatasetId,
-) -> Result<(Checkpoint, Attempt), RunError> {
-    {
-        let status = db.checkpoint(key)?.map(|checkpoint| checkpoint.status);
-        let (began, attempt) = match status {
-            Some(CheckpointStatus::InProgress) => {
-                restart_if_parts_missing(db, layout, key)?;
-                return Ok((db.resume_window(key, run_id)?, Attempt::Resumed));
-            }
-            Some(CheckpointStatus::Open) => {
-                let batch_id = BatchId::new(new_batch_id());
-                return Ok((
-                    db.continue_window(key, run_id, &batch_id)?,
-                    Attempt::Continued,
-                ));
-            }
-            Some(CheckpointStatus::Committing) => {
-                let checkpoint = db.checkpoint(key)?.ok_or_else(|| {
-                    RunError::Internal(format!("the checkpoint of {key} vanished"))
-                })?;
-                return Ok((checkpoint, Attempt::FinishingCommit));
-            }
-            None => (
-                db.begin_window(key, run_id, &BatchId::new(new_batch_id()), dataset_id)?,
-                Attempt::Fresh,
-            ),
-            Some(CheckpointStatus::Complete) => (
-                db.begin_window(key, run_id, &BatchId::new(new_batch_id()), dataset_id)?,
-                Attempt::Rerun,
-            ),
-        };
-        if let Some(abandoned) = &began.abandoned {
-            recovery::delete_staged(layout, &abandoned.batch)?;
-        }
-        Ok((began.checkpoint, attempt))
-    }
-}
-
-/// An in-progress attempt resumes from its recorded parts, which must be in this process's
-/// staging folder. They are not when another node wrote them to its own disk (nodes on several
-/// machines sharing a Postgres state, with datasets in an object store) and died, or when the
-/// staging folder was lost: the attempt then starts again from where it started, with a new
-/// batch — its records are fetched again, none is lost or published twice.
-fn restart_if_parts_missing(
-    db: &Db,
-    layout: &DatasetLayout,
-    key: &WindowKey,
-) -> Result<(), RunError> {
-    let Some(checkpoint) = db.checkpoint(key)? else {
-        return Ok(());
-    };
-    let Some(missing) = checkpoint
-        .parts
-        .iter()
-        .find(|part| !std::path::Path::new(&part.staged_path).exists())
-    else {
-        return Ok(());
-    };
-    tracing::warn!(window = %key, staged_path = %missing.staged_path, parts = checkpoint.parts.len(),
-        "a recorded part of the window's attempt is not in this node's staging folder; the attempt starts again");
-    let failed = db.fail_window(key, &BatchId::new(new_batch_id()))?;
-    recovery::delete_staged(layout, &failed.batch)?;
-    Ok(())
-}
-
-/// Batch ids sort by creation time: `YYYYMMDDTHHMMSS` then random hex.
-fn new_batch_id() -> String {
-    let now = Utc::now();
-    format!(
-        "{}-{}",
-        now.format("%Y%m%dT%H%M%S"),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
 fn in_progress(started_at: DateTime<Utc>) -> RunOutcome {
     RunOutcome {
         status: RunStatus::InProgress,
@@ -877,41 +748,6 @@ async fn record_run(
     let db = engine.db.clone();
     blocking(move || db.put_run(&record)).await??;
     Ok(run_doc)
-}
-
-fn apply_stored_tokens(bundle: &mut FlowBundle, tokens: &OAuthTokens) {
-    let params = &mut bundle.base.params;
-    params.insert(
-        "accessToken".to_owned(),
-        Value::String(tokens.access_token.clone()),
-    );
-    if let Some(refresh) = &tokens.refresh_token {
-        params.insert("refreshToken".to_owned(), Value::String(refresh.clone()));
-    }
-    if let Some(expires_ms) = tokens.expires_at_ms
-        && let Some(expires) = DateTime::from_timestamp_millis(expires_ms)
-    {
-        params.insert(
-            "expirationDate".to_owned(),
-            Value::String(expires.to_rfc3339()),
-        );
-    }
-}
-
-fn persist_tokens(db: &Db, key: &str, rotated: &RotatedTokens) {
-    let previous = db.oauth_tokens(key).ok().flatten();
-    let tokens = OAuthTokens {
-        access_token: rotated.access_token.expose().to_owned(),
-        refresh_token: rotated
-            .refresh_token
-            .as_ref()
-            .map(|token| token.expose().to_owned())
-            .or_else(|| previous.and_then(|p| p.refresh_token)),
-        expires_at_ms: rotated.expires_at.map(|t| t.timestamp_millis()),
-    };
-    if let Err(err) = db.put_oauth_tokens(key, &tokens) {
-        warn!(error = %err, "could not persist rotated oauth2 tokens");
-    }
 }
 
 /// Runs blocking work (sled, the filesystem) off the async threads.
