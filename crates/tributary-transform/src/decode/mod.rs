@@ -33,8 +33,6 @@
 //! so a page that fails emits nothing.
 
 mod direct;
-#[cfg(test)]
-mod direct_tests;
 mod leaf;
 mod page;
 mod rescue;

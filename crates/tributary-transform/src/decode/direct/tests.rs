@@ -9,16 +9,16 @@ use arrow_cast::pretty::pretty_format_batches;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use proptest::prelude::*;
 
-use super::direct::DirectDecoder;
-use super::leaf::Mode;
-use super::page::{PageDecoder, PageDecoderSpec};
+use super::DirectDecoder;
+use crate::decode::leaf::Mode;
+use crate::decode::page::{PageDecoder, PageDecoderSpec};
 
 fn spec(schema: &SchemaRef, mode: Mode, batch_rows: usize) -> PageDecoderSpec {
     PageDecoderSpec {
         schema: schema.clone(),
         mode,
         capped_paths: Arc::default(),
-        max_depth: super::DEFAULT_MAX_DEPTH,
+        max_depth: crate::decode::DEFAULT_MAX_DEPTH,
         batch_rows,
         direct: false,
         generation: 1,

@@ -11,19 +11,18 @@
 //! - a key given twice in one object, a non-object record, invalid UTF-8 anywhere;
 //! - a string escape or surrogate that arrow-json refuses, a number the column cannot read;
 //! - JSON that is malformed or that arrow-json only takes by leniency (a missing comma);
-//! - a skipped value nested deeper than [`MAX_SKIP_DEPTH`].
+//! - a skipped value nested deeper than [`cursor::MAX_SKIP_DEPTH`].
 //!
 //! A schema with a type it does not build, a non-nullable field, duplicate field names or a
 //! struct (or record) without fields gets no direct decoder at all ([`DirectDecoder::new`] is `None`).
 //!
 //! Invariants:
 //! - what it accepts, the tape path accepts too, with equal batches (the differential tests in
-//!   `direct_tests` hold it to that);
+//!   `direct::tests` hold it to that);
 //! - a declined page leaves nothing behind: every builder is cleared;
 //! - no panic on any input; recursion follows the schema's depth, plus at most
-//!   [`MAX_SKIP_DEPTH`] for values it skips.
+//!   [`cursor::MAX_SKIP_DEPTH`] for values it skips.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -39,8 +38,11 @@ use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::leaf::{Mode, Zone, timestamp_from_text};
 
-/// How deep a value of a field the schema lacks may nest before the page is declined.
-const MAX_SKIP_DEPTH: usize = 64;
+mod cursor;
+#[cfg(test)]
+mod tests;
+
+use cursor::Cursor;
 
 /// Structs with at least this many fields look keys up in a map rather than by a scan.
 const FIELD_INDEX_THRESHOLD: usize = 16;
@@ -615,210 +617,4 @@ fn take_offsets(offsets: &mut Vec<i32>) -> ScalarBuffer<i32> {
     let mut next = Vec::with_capacity(offsets.capacity());
     next.push(0);
     std::mem::replace(offsets, next).into()
-}
-
-/// A position in a page's bytes; every read fails (declines) rather than run past the end.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn next_byte(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.pos += 1;
-        Some(byte)
-    }
-
-    fn expect(&mut self, byte: u8) -> Step {
-        match self.next_byte() {
-            Some(found) if found == byte => Ok(()),
-            _ => Err(Decline),
-        }
-    }
-
-    /// JSON's four whitespace bytes, as arrow-json's tape skips them.
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.pos += 1;
-        }
-    }
-
-    fn literal(&mut self, text: &[u8]) -> Step {
-        if self.bytes[self.pos..].starts_with(text) {
-            self.pos += text.len();
-            Ok(())
-        } else {
-            Err(Decline)
-        }
-    }
-
-    /// A number's text as arrow-json's tape takes it: a `-` or a digit, then any of `0-9+-.eE`.
-    /// Its column parses it, as the tape path's leaf decoders do.
-    fn number(&mut self) -> Step<&'a str> {
-        let bytes = self.bytes;
-        let start = self.pos;
-        if !matches!(bytes.get(start), Some(b'-' | b'0'..=b'9')) {
-            return Err(Decline);
-        }
-        let mut end = start + 1;
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = bytes.get(end) {
-            end += 1;
-        }
-        self.pos = end;
-        std::str::from_utf8(&bytes[start..end]).map_err(|_| Decline)
-    }
-
-    /// The rest of a string whose opening quote was just read, unescaped; borrowed from the page
-    /// when it has no escapes.
-    fn string(&mut self) -> Step<Cow<'a, [u8]>> {
-        let bytes = self.bytes;
-        let rest = &bytes[self.pos..];
-        match memchr::memchr2(b'"', b'\\', rest) {
-            Some(end) if rest[end] == b'"' => {
-                self.pos += end + 1;
-                Ok(Cow::Borrowed(&rest[..end]))
-            }
-            Some(_) => {
-                let mut owned = Vec::new();
-                self.string_into(&mut owned)?;
-                Ok(Cow::Owned(owned))
-            }
-            None => Err(Decline),
-        }
-    }
-
-    /// Appends the rest of a string whose opening quote was just read, unescaped, to `out`.
-    fn string_into(&mut self, out: &mut Vec<u8>) -> Step {
-        loop {
-            let rest = &self.bytes[self.pos..];
-            let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(Decline)?;
-            out.extend_from_slice(&rest[..stop]);
-            self.pos += stop + 1;
-            if rest[stop] == b'"' {
-                return Ok(());
-            }
-            self.escape(out)?;
-        }
-    }
-
-    /// One escape after its backslash, as arrow-json's tape reads them.
-    fn escape(&mut self, out: &mut Vec<u8>) -> Step {
-        let plain = match self.next_byte().ok_or(Decline)? {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let mut utf8 = [0; 4];
-                out.extend_from_slice(self.unicode()?.encode_utf8(&mut utf8).as_bytes());
-                return Ok(());
-            }
-            _ => return Err(Decline),
-        };
-        out.push(plain);
-        Ok(())
-    }
-
-    /// A `\u` escape after its `u`: a character, or a high surrogate with its escaped low one.
-    fn unicode(&mut self) -> Step<char> {
-        let high = self.hex4()?;
-        if let Some(c) = char::from_u32(high) {
-            return Ok(c);
-        }
-        if !(0xD800..=0xDBFF).contains(&high) {
-            return Err(Decline);
-        }
-        self.expect(b'\\')?;
-        self.expect(b'u')?;
-        let low = self.hex4()?;
-        if !(0xDC00..=0xDFFF).contains(&low) {
-            return Err(Decline);
-        }
-        char::from_u32((((high - 0xD800) << 10) | (low - 0xDC00)) + 0x1_0000).ok_or(Decline)
-    }
-
-    fn hex4(&mut self) -> Step<u32> {
-        let mut value = 0;
-        for _ in 0..4 {
-            let digit = char::from(self.next_byte().ok_or(Decline)?)
-                .to_digit(16)
-                .ok_or(Decline)?;
-            value = (value << 4) | digit;
-        }
-        Ok(value)
-    }
-
-    /// Passes over the rest of a string whose opening quote was just read, checking its
-    /// escapes and its UTF-8.
-    fn skip_string(&mut self) -> Step {
-        let text = self.string()?;
-        std::str::from_utf8(&text).map_err(|_| Decline)?;
-        Ok(())
-    }
-
-    /// Passes over one value of a field the schema lacks, checking that it is well formed.
-    fn skip_value(&mut self, depth: usize) -> Step {
-        if depth > MAX_SKIP_DEPTH {
-            return Err(Decline);
-        }
-        self.skip_whitespace();
-        match self.peek().ok_or(Decline)? {
-            b'"' => {
-                self.pos += 1;
-                self.skip_string()
-            }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'{' => {
-                self.pos += 1;
-                self.skip_whitespace();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_whitespace();
-                    self.expect(b'"')?;
-                    self.skip_string()?;
-                    self.skip_whitespace();
-                    self.expect(b':')?;
-                    self.skip_value(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.next_byte() {
-                        Some(b',') => {}
-                        Some(b'}') => return Ok(()),
-                        _ => return Err(Decline),
-                    }
-                }
-            }
-            b'[' => {
-                self.pos += 1;
-                self.skip_whitespace();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.next_byte() {
-                        Some(b',') => {}
-                        Some(b']') => return Ok(()),
-                        _ => return Err(Decline),
-                    }
-                }
-            }
-            _ => self.number().map(drop),
-        }
-    }
 }
