@@ -390,7 +390,7 @@ impl Column {
                 nulls,
             } => {
                 let offsets = OffsetBuffer::new(take_offsets(offsets));
-                let data = std::mem::replace(data, Vec::with_capacity(data.capacity()));
+                let data = std::mem::replace(data, Vec::with_capacity(next_capacity(data)));
                 Arc::new(
                     StringArray::try_new(offsets, data.into(), nulls.finish())
                         .map_err(|_| Decline)?,
@@ -450,15 +450,15 @@ impl Column {
                 nulls.truncate(0);
             }
             Self::Int64 { values, nulls } | Self::Timestamp { values, nulls, .. } => {
-                values.clear();
+                clear_values(values);
                 nulls.truncate(0);
             }
             Self::Float64 { values, nulls } => {
-                values.clear();
+                clear_values(values);
                 nulls.truncate(0);
             }
             Self::Date32 { values, nulls } => {
-                values.clear();
+                clear_values(values);
                 nulls.truncate(0);
             }
             Self::Utf8 {
@@ -467,7 +467,8 @@ impl Column {
                 nulls,
             } => {
                 offsets.truncate(1);
-                data.clear();
+                offsets.shrink_to(RETAINED_BYTES / 4);
+                clear_values(data);
                 nulls.truncate(0);
             }
             Self::Struct(column) => column.clear(),
@@ -478,6 +479,7 @@ impl Column {
                 ..
             } => {
                 offsets.truncate(1);
+                offsets.shrink_to(RETAINED_BYTES / 4);
                 items.clear();
                 nulls.truncate(0);
             }
@@ -607,14 +609,31 @@ impl StructColumn {
     }
 }
 
-/// The values so far as a buffer; the next batch starts with room for as many.
+/// A buffer keeps at most this many bytes of room between batches and pages, so that one huge
+/// page does not keep its memory reserved for the rest of the run.
+const RETAINED_BYTES: usize = 1 << 20;
+
+/// Room for the next batch: as much as this one used, up to [`RETAINED_BYTES`].
+fn next_capacity<T>(used: &[T]) -> usize {
+    used.len()
+        .min(RETAINED_BYTES / std::mem::size_of::<T>().max(1))
+}
+
+/// Empties `values`, keeping at most [`RETAINED_BYTES`] of room.
+fn clear_values<T>(values: &mut Vec<T>) {
+    values.clear();
+    values.shrink_to(RETAINED_BYTES / std::mem::size_of::<T>().max(1));
+}
+
+/// The values so far as a buffer; the next batch starts with room for as many (see
+/// [`next_capacity`]).
 fn take_values<T: arrow_buffer::ArrowNativeType>(values: &mut Vec<T>) -> ScalarBuffer<T> {
-    std::mem::replace(values, Vec::with_capacity(values.capacity())).into()
+    std::mem::replace(values, Vec::with_capacity(next_capacity(values))).into()
 }
 
 /// The offsets so far as a buffer; the next batch starts at offset 0 again.
 fn take_offsets(offsets: &mut Vec<i32>) -> ScalarBuffer<i32> {
-    let mut next = Vec::with_capacity(offsets.capacity());
+    let mut next = Vec::with_capacity(next_capacity(offsets));
     next.push(0);
     std::mem::replace(offsets, next).into()
 }

@@ -9,7 +9,7 @@ use arrow_cast::pretty::pretty_format_batches;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use proptest::prelude::*;
 
-use super::DirectDecoder;
+use super::{Column, DirectDecoder};
 use crate::decode::leaf::Mode;
 use crate::decode::page::{PageDecoder, PageDecoderSpec};
 
@@ -454,5 +454,44 @@ proptest! {
         if tape_path(&schema, mode, batch_rows, page.as_bytes()).is_none() {
             prop_assert!(!took);
         }
+    }
+}
+
+#[test]
+fn a_huge_page_does_not_keep_its_memory_reserved() {
+    let schema = member_schema();
+    let mut decoder = DirectDecoder::new(&schema, Mode::Evolving, 8192).unwrap();
+    let huge = format!(
+        r#"{{"id":"{}","tags":[{}]}}"#,
+        "x".repeat(8 << 20),
+        "{},".repeat(400_000) + "{}"
+    );
+    let declined = format!("{huge}\n{{\"vip\":1}}");
+    for page in [huge.as_str(), declined.as_str()] {
+        decoder.decode(page.as_bytes());
+        let Column::Utf8 { data, offsets, .. } = &decoder.root.children[0] else {
+            panic!("`id` is a text column");
+        };
+        assert!(
+            data.capacity() <= super::RETAINED_BYTES,
+            "{}",
+            data.capacity()
+        );
+        assert!(offsets.capacity() <= super::RETAINED_BYTES / 4);
+        let Column::List { offsets, items, .. } = &decoder.root.children[5] else {
+            panic!("`tags` is a list column");
+        };
+        assert!(offsets.capacity() <= super::RETAINED_BYTES / 4);
+        let Column::Struct(tag) = &**items else {
+            panic!("tags are structs")
+        };
+        let Column::Int64 { values, .. } = &tag.children[0] else {
+            panic!("a tag's id is an integer")
+        };
+        assert!(
+            values.capacity() <= super::RETAINED_BYTES / 8,
+            "{}",
+            values.capacity()
+        );
     }
 }
