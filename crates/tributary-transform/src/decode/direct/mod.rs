@@ -615,14 +615,13 @@ const RETAINED_BYTES: usize = 1 << 20;
 
 /// Room for the next batch: as much as this one used, up to [`RETAINED_BYTES`].
 fn next_capacity<T>(used: &[T]) -> usize {
-    used.len()
-        .min(RETAINED_BYTES / std::mem::size_of::<T>().max(1))
+    used.len().min(RETAINED_BYTES / size_of::<T>().max(1))
 }
 
 /// Empties `values`, keeping at most [`RETAINED_BYTES`] of room.
 fn clear_values<T>(values: &mut Vec<T>) {
     values.clear();
-    values.shrink_to(RETAINED_BYTES / std::mem::size_of::<T>().max(1));
+    values.shrink_to(RETAINED_BYTES / size_of::<T>().max(1));
 }
 
 /// The values so far as a buffer; the next batch starts with room for as many (see

@@ -1,5 +1,6 @@
-//! The HTTP server: routes, admission (rate limit, auth, fault numbering), the page builders
-//! of every endpoint, and the fault applications.
+//! The HTTP server: routes, admission (rate limit, auth, fault numbering) and the fault
+//! applications; the page builders of the members endpoints are in `pagination`, the shapes of
+//! the answers in `responses`.
 //!
 //! Every handler is `admit` (token bucket, credentials, request number, latency, injected
 //! errors), a synchronous page builder (window -> index range -> envelope bytes, written
@@ -11,17 +12,13 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,12 +26,18 @@ use tokio::task::JoinHandle;
 use tower_http::compression::CompressionLayer;
 
 use crate::auth::{AuthState, Denied};
-use crate::config::{ErrorRate, Faults, MockConfig, RetryAfterFormat, Target};
-use crate::dataset::{AVERAGE_RECORD_BYTES, Dataset, RECORD_BUFFER, Timeline, mix64, write_u64};
+use crate::config::{ErrorRate, Faults, MockConfig, Target};
+use crate::dataset::{AVERAGE_RECORD_BYTES, Dataset, RECORD_BUFFER, Timeline, mix64};
 use crate::error::MockError;
 use crate::query::{BadRequest, Params, looks_secret};
 use crate::ratelimit::{Bucket, Decision};
 use crate::stats::{Recorder, Stats};
+
+mod pagination;
+mod responses;
+
+use pagination::*;
+use responses::*;
 
 /// A running mock API. Dropping it stops the server too; [`MockServer::shutdown`] also waits
 /// for the server task to end.
@@ -298,284 +301,6 @@ impl Admitted {
             Shape::Normal
         }
     }
-}
-
-async fn offset_members(
-    State(shared): State<AppState>,
-    Path(list_id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let params = &admitted.params;
-        let range = shared.window_range(params)?;
-        let count = shared.page_size(params, "count", 10, 0)?;
-        let offset = params.u64_or("offset", 0)?;
-        let start = range.start.saturating_add(offset).min(range.end);
-        let end = start.saturating_add(count).min(range.end);
-        let total = range.end - range.start;
-        let has_more = end < range.end;
-        let body = shared.envelope("members", admitted.shape(offset), start..end, |out| {
-            out.extend_from_slice(b",\"list_id\":");
-            write_json_string(out, &list_id);
-            out.extend_from_slice(b",\"total_items\":");
-            write_u64(out, total);
-            out.extend_from_slice(if has_more {
-                b",\"has_more\":true"
-            } else {
-                b",\"has_more\":false"
-            });
-            out.extend_from_slice(b",\"_links\":[{\"rel\":\"self\",\"href\":");
-            write_json_string(out, &format!("{}{}", shared.base_url, uri.path()));
-            out.extend_from_slice(b",\"method\":\"GET\"}]");
-        });
-        Ok(Page {
-            body,
-            offset,
-            n_records: end - start,
-            headers: vec![total_count_header(total)],
-        })
-    })
-    .await
-}
-
-async fn page_members(
-    State(shared): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let params = &admitted.params;
-        let range = shared.window_range(params)?;
-        let size = shared.page_size(params, "pageSize", 100, 1)?;
-        let base = params.u64_or("base", 0)?;
-        if base > 1 {
-            return Err(BadRequest(format!(
-                "query parameter base={base} is not 0 or 1"
-            )));
-        }
-        let page = params.u64_or("page", base)?;
-        let Some(relative) = page.checked_sub(base) else {
-            return Err(BadRequest(format!(
-                "query parameter page={page} is below the first page index {base}"
-            )));
-        };
-        let offset = relative.saturating_mul(size);
-        let start = range.start.saturating_add(offset).min(range.end);
-        let end = start.saturating_add(size).min(range.end);
-        let total = range.end - range.start;
-        let body = shared.envelope("items", admitted.shape(offset), start..end, |out| {
-            out.extend_from_slice(b",\"page\":");
-            write_u64(out, page);
-            out.extend_from_slice(b",\"pageSize\":");
-            write_u64(out, size);
-            out.extend_from_slice(b",\"total\":");
-            write_u64(out, total);
-        });
-        let page_count = total.div_ceil(size);
-        Ok(Page {
-            body,
-            offset,
-            n_records: end - start,
-            headers: vec![
-                (
-                    HeaderName::from_static("x-pagecount"),
-                    HeaderValue::from(page_count),
-                ),
-                total_count_header(total),
-            ],
-        })
-    })
-    .await
-}
-
-async fn cursor_members(
-    State(shared): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let header_cursor = headers
-        .get("x-cursor")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let params = &admitted.params;
-        let range = shared.window_range(params)?;
-        let limit = shared.page_size(params, "limit", 100, 1)?;
-        let token = params.get("cursor").or(header_cursor.as_deref());
-        let position = match token {
-            None => range.start,
-            Some(token) => decode_cursor(token)?.clamp(range.start, range.end),
-        };
-        let end = position.saturating_add(limit).min(range.end);
-        let offset = position - range.start;
-        let next = if admitted.faults.repeating_cursor {
-            // Always the second page's token: a client that follows it sees it again.
-            let second = range.start.saturating_add(limit);
-            (second < range.end).then(|| encode_cursor(second))
-        } else {
-            (end < range.end).then(|| encode_cursor(end))
-        };
-        let body = shared.envelope("data", admitted.shape(offset), position..end, |out| {
-            out.extend_from_slice(b",\"meta\":{\"has_more\":");
-            out.extend_from_slice(if next.is_some() { b"true" } else { b"false" });
-            out.extend_from_slice(b",\"after_cursor\":");
-            match &next {
-                Some(token) => write_json_string(out, token),
-                None => out.extend_from_slice(b"null"),
-            }
-            out.push(b'}');
-        });
-        Ok(Page {
-            body,
-            offset,
-            n_records: end - position,
-            headers: Vec::new(),
-        })
-    })
-    .await
-}
-
-async fn pointer_members(
-    State(shared): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let params = &admitted.params;
-        let range = shared.window_range(params)?;
-        let limit = shared.page_size(params, "limit", 100, 1)?;
-        let offset = params.u64_or("after", 0)?;
-        let start = range.start.saturating_add(offset).min(range.end);
-        let end = start.saturating_add(limit).min(range.end);
-        let next = (end < range.end).then(|| {
-            let query = params.encode_with("after", &(end - range.start).to_string());
-            let foreign = admitted
-                .faults
-                .foreign_pointer
-                .as_ref()
-                .filter(|foreign| foreign.at.matches(admitted.request_no, offset));
-            match foreign {
-                Some(foreign) => format!("{}/pointer/members?{query}", foreign.base_url),
-                None if params.flag("relative") => format!("/pointer/members?{query}"),
-                None => format!("{}/pointer/members?{query}", shared.base_url),
-            }
-        });
-        let body = shared.envelope("results", admitted.shape(offset), start..end, |out| {
-            out.extend_from_slice(b",\"paging\":{\"next\":");
-            match &next {
-                Some(url) => write_json_string(out, url),
-                None => out.extend_from_slice(b"null"),
-            }
-            out.push(b'}');
-        });
-        Ok(Page {
-            body,
-            offset,
-            n_records: end - start,
-            headers: Vec::new(),
-        })
-    })
-    .await
-}
-
-async fn link_members(
-    State(shared): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let params = &admitted.params;
-        let range = shared.window_range(params)?;
-        let per_page = shared.page_size(params, "per_page", 30, 1)?;
-        let page = params.u64_or("page", 1)?;
-        if page == 0 {
-            return Err(BadRequest(
-                "query parameter page=0 is out of range, pages start at 1".into(),
-            ));
-        }
-        let offset = (page - 1).saturating_mul(per_page);
-        let start = range.start.saturating_add(offset).min(range.end);
-        let end = start.saturating_add(per_page).min(range.end);
-        let total = range.end - range.start;
-        let last_page = total.div_ceil(per_page).max(1);
-        let link = |n: u64, rel: &str| {
-            format!(
-                "<{}/link/members?{}>; rel=\"{rel}\"",
-                shared.base_url,
-                params.encode_with("page", &n.to_string())
-            )
-        };
-        let mut links = Vec::with_capacity(4);
-        if end < range.end {
-            links.push(link(page + 1, "next"));
-        }
-        if page > 1 {
-            links.push(link(page - 1, "prev"));
-        }
-        links.push(link(1, "first"));
-        links.push(link(last_page, "last"));
-        let count = usize::try_from(end - start).unwrap_or(0);
-        let mut body = Vec::with_capacity(
-            count
-                .saturating_mul(AVERAGE_RECORD_BYTES)
-                .saturating_add(RECORD_BUFFER + 32),
-        );
-        if admitted.shape(offset) == Shape::Normal {
-            body.push(b'[');
-            shared.dataset.write_records(start..end, &mut body);
-            body.push(b']');
-        } else {
-            body.extend_from_slice(b"{\"records\":[");
-            shared.dataset.write_records(start..end, &mut body);
-            body.extend_from_slice(b"]}");
-        }
-        let mut headers = vec![total_count_header(total)];
-        if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-            headers.push((HeaderName::from_static("link"), value));
-        }
-        Ok(Page {
-            body,
-            offset,
-            n_records: end - start,
-            headers,
-        })
-    })
-    .await
-}
-
-async fn all_members(
-    State(shared): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve_page(&shared, &uri, &headers, &body, |shared, admitted| {
-        let range = shared.window_range(&admitted.params)?;
-        let total = range.end - range.start;
-        if total > shared.config.all_cap {
-            return Err(BadRequest(format!(
-                "the window holds {total} records, more than the {} that /all/members returns at once; narrow it with since_last_changed/before_last_changed",
-                shared.config.all_cap
-            )));
-        }
-        let body = shared.envelope("members", admitted.shape(0), range.clone(), |out| {
-            out.extend_from_slice(b",\"total_items\":");
-            write_u64(out, total);
-        });
-        Ok(Page {
-            body,
-            offset: 0,
-            n_records: total,
-            headers: vec![total_count_header(total)],
-        })
-    })
-    .await
 }
 
 async fn oauth_token(
@@ -882,110 +607,6 @@ async fn finish(shared: &Shared, admitted: &Admitted, page: Page) -> Response {
     response
 }
 
-/// Announces the whole body, sends half, then fails the stream so the connection is cut.
-fn truncated_response(body: Vec<u8>, rate: Option<&Decision>) -> Response {
-    let full_len = body.len();
-    let half = Bytes::from(body).slice(..full_len / 2);
-    // The pause lets the server flush the head and the first half before the stream fails;
-    // the failure then cuts the connection mid-body.
-    let cut = futures::stream::once(async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "body truncated by fault injection",
-        ))
-    });
-    let chunks = futures::stream::once(async move { Ok::<Bytes, io::Error>(half) }).chain(cut);
-    let mut response = Response::new(Body::from_stream(chunks));
-    let response_headers = response.headers_mut();
-    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response_headers.insert(CONTENT_LENGTH, HeaderValue::from(full_len));
-    if let Some(decision) = rate {
-        apply_rate_headers(response_headers, decision);
-    }
-    response
-}
-
-fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<&Decision>) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(decision) = rate {
-        apply_rate_headers(headers, decision);
-    }
-    response
-}
-
-/// An RFC 9457 problem document, the error shape Mailchimp uses.
-fn problem(status: StatusCode, title: &str, detail: &str, rate: Option<&Decision>) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = json_response(status, body.to_string().into_bytes(), rate);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
-fn token_error(status: u16, error: &str, description: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = json!({"error": error, "error_description": description});
-    json_response(status, body.to_string().into_bytes(), None)
-}
-
-fn apply_rate_headers(headers: &mut HeaderMap, decision: &Decision) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from(decision.remaining),
-    );
-    let reset = format!(
-        "{}.{:03}",
-        decision.reset_millis / 1000,
-        decision.reset_millis % 1000
-    );
-    if let Ok(value) = HeaderValue::from_str(&reset) {
-        headers.insert("x-ratelimit-reset", value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&format!("{};w=1", decision.limit)) {
-        headers.insert("ratelimit-policy", value);
-    }
-    let draft = format!(
-        "limit={}, remaining={}, reset={}",
-        decision.limit, decision.remaining, decision.reset_secs
-    );
-    if let Ok(value) = HeaderValue::from_str(&draft) {
-        headers.insert("ratelimit", value);
-    }
-}
-
-/// `Retry-After` as delay seconds, or as the HTTP date that many seconds (rounded up to the
-/// next whole second, so a client never retries early) from now.
-fn retry_after_value(format: RetryAfterFormat, secs: u64) -> HeaderValue {
-    match format {
-        RetryAfterFormat::Seconds => HeaderValue::from(secs),
-        RetryAfterFormat::HttpDate => {
-            let now = chrono::Utc::now();
-            let whole = now.timestamp() + 1 + i64::try_from(secs).unwrap_or(i64::MAX / 2);
-            let at = chrono::DateTime::from_timestamp(whole, 0).unwrap_or(now);
-            let text = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from(secs))
-        }
-    }
-}
-
-fn total_count_header(total: u64) -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static("x-total-count"),
-        HeaderValue::from(total),
-    )
-}
-
 fn error_hit(rate: ErrorRate, seed: u64, request_no: u64) -> bool {
     match rate {
         ErrorRate::EveryNth(every) => request_no.is_multiple_of(every.get()),
@@ -994,24 +615,6 @@ fn error_hit(rate: ErrorRate, seed: u64, request_no: u64) -> bool {
             (draw as f64) < ratio * (u64::MAX as f64)
         }
     }
-}
-
-/// Cursor tokens are opaque to clients: base64url of `c1:<record index>`.
-fn encode_cursor(index: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("c1:{index}"))
-}
-
-fn decode_cursor(token: &str) -> Result<u64, BadRequest> {
-    URL_SAFE_NO_PAD
-        .decode(token.trim())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("c1:")?.parse().ok())
-        .ok_or_else(|| {
-            BadRequest(format!(
-                "cursor {token:?} is not a token this server issued"
-            ))
-        })
 }
 
 /// The fields of a JSON object body as params (strings as they are, other scalars as JSON).
