@@ -11,6 +11,10 @@ use std::time::Duration;
 
 /// The CPU time the calling thread has used so far, or `None` where the kernel does not say.
 pub fn thread_cpu() -> Option<Duration> {
+    // The kernel adds a running thread's latest stretch on the CPU to the figure only at a
+    // scheduler tick or switch; a yield is a switch, so short stages (an encode thread's share
+    // of one row group) are not read as zero.
+    std::thread::yield_now();
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(nanos))
