@@ -321,3 +321,42 @@ impl std::fmt::Debug for PreDecoded {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn spec(generation: u64) -> PageDecoderSpec {
+        PageDecoderSpec {
+            schema: Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)])),
+            mode: Mode::Fixed,
+            capped_paths: Arc::default(),
+            max_depth: super::super::DEFAULT_MAX_DEPTH,
+            batch_rows: 8192,
+            direct: true,
+            generation,
+        }
+    }
+
+    /// After a declined page the next pages of that schema skip the direct decoder, then it is
+    /// tried again; a new schema tries it at once. Every page still decodes to the same rows.
+    #[test]
+    fn a_declined_page_sends_the_next_pages_of_its_schema_to_the_tape_path() {
+        let mut decoder = PageDecoder::new();
+        let good = br#"{"n":1}"#;
+        let misfit = br#"{"n":"one"}"#;
+        assert!(decoder.decode_direct(&spec(1), good).is_some());
+        assert!(decoder.decode_direct(&spec(1), misfit).is_none());
+        // A page of the pause still decodes, on the tape path.
+        let chunks = decoder.decode_chunks(&spec(1), good).unwrap();
+        assert_eq!(chunks.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        for _ in 1..DIRECT_BACKOFF_PAGES {
+            assert!(decoder.decode_direct(&spec(1), good).is_none());
+        }
+        assert!(decoder.decode_direct(&spec(1), good).is_some());
+        assert!(decoder.decode_direct(&spec(1), misfit).is_none());
+        assert!(decoder.decode_direct(&spec(2), good).is_some());
+    }
+}
